@@ -1,0 +1,1 @@
+"""Offline replay of request traces through Packrat's eviction policies."""

@@ -1,0 +1,82 @@
+"""Replay requests through a policy exactly as the coordinator drives it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+
+from packrat.policies import Policy, admit, make_policy, make_room
+
+
+@dataclass(frozen=True)
+class Result:
+    """Counts from one replay; ratios are derived so they never disagree."""
+
+    policy: str
+    size_bytes: int
+    requests: int
+    misses: int
+    bytes_requested: int
+    bytes_missed: int
+    seconds: float
+
+    @property
+    def object_miss_ratio(self) -> float:
+        return self.misses / self.requests if self.requests else 0.0
+
+    @property
+    def byte_miss_ratio(self) -> float:
+        return self.bytes_missed / self.bytes_requested if self.bytes_requested else 0.0
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else float("inf")
+
+    def as_dict(self) -> dict[str, object]:
+        """The ``--json`` line for this run."""
+        return {
+            "policy": self.policy,
+            "size_bytes": self.size_bytes,
+            "requests": self.requests,
+            "object_miss_ratio": self.object_miss_ratio,
+            "byte_miss_ratio": self.byte_miss_ratio,
+            "requests_per_second": self.requests_per_second,
+        }
+
+
+def replay(
+    requests: Iterable[tuple[Hashable, int]],
+    policy: str | Policy,
+    capacity: int,
+    low_water: float = 1.0,
+) -> Result:
+    """Replay ``(key, size)`` requests against a cache of ``capacity`` bytes.
+
+    A request is a hit when the key is cached at that size.  On a miss the
+    object is stored, as a front end would after fetching it: refused if
+    ``admit`` says so (larger than the cache, or the policy declines), else
+    ``make_room`` then ``insert``.  A key seen again at another size is an
+    overwrite: the old copy is removed and the request is a miss.
+    """
+    if isinstance(policy, str):
+        policy = make_policy(policy)
+    sizes = policy.sizes
+    n = misses = nbytes = missed = 0
+    start = time.perf_counter()
+    for key, size in requests:
+        n += 1
+        nbytes += size
+        cached = sizes.get(key)
+        if cached == size:
+            policy.access(key)
+            continue
+        if cached is not None:
+            policy.remove(key)
+        misses += 1
+        missed += size
+        if admit(policy, size, capacity):
+            make_room(policy, size, capacity, low_water)
+            policy.insert(key, size)
+    seconds = time.perf_counter() - start
+    return Result(policy.name, capacity, n, misses, nbytes, missed, seconds)
