@@ -1,0 +1,3 @@
+from packrat.cli import main
+
+raise SystemExit(main())

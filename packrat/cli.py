@@ -1,0 +1,88 @@
+"""The ``packrat`` command: ``serve``, ``coordinator``, ``frontend``, ``simulate``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from packrat import config
+
+EXIT_CONFIG = 2
+
+
+def _setup(role: str, args: argparse.Namespace) -> tuple[config.Settings, Path]:
+    """Name the process, configure logging, load settings (exit 2 on a bad file)."""
+    try:
+        from setproctitle import setproctitle
+    except ImportError:  # optional: the command line already names the role
+        pass
+    else:
+        setproctitle(f"packrat {role}")
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s %(levelname)s [{role}] %(message)s",
+        stream=sys.stderr,
+    )
+    path = config.find_config(args.config)
+    try:
+        return config.load(path), path
+    except config.ConfigError as e:
+        print(f"packrat: {e}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from packrat import supervisor
+
+    settings, path = _setup("supervisor", args)
+    return supervisor.serve(settings, path)
+
+
+def cmd_coordinator(args: argparse.Namespace) -> int:
+    from packrat.coordinator import server
+
+    settings, _ = _setup("coordinator", args)
+    server.run(settings)
+    return 0
+
+
+def cmd_frontend(args: argparse.Namespace) -> int:
+    from packrat.frontend import app
+
+    settings, _ = _setup(f"frontend {args.number}", args)
+    app.run(settings)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="packrat", description="A networked file cache.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    config_help = (
+        f"configuration file (default: ${config.ENV_VAR}, else {config.DEFAULT_CONFIG}, "
+        f"else {config.EXAMPLE_CONFIG})"
+    )
+    serve = commands.add_parser("serve", help="run the coordinator and the front ends")
+    serve.set_defaults(func=cmd_serve)
+    coordinator = commands.add_parser("coordinator", help="run the coordinator alone")
+    coordinator.set_defaults(func=cmd_coordinator)
+    frontend = commands.add_parser("frontend", help="run one front end alone")
+    frontend.add_argument("--number", type=int, default=0, help="front-end number, for logs")
+    frontend.set_defaults(func=cmd_frontend)
+    for sub in (serve, coordinator, frontend):
+        sub.add_argument("--config", help=config_help)
+    commands.add_parser(
+        "simulate", help="replay a trace through the eviction policies", add_help=False
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulate"]:
+        from packrat.simulator.cli import main as simulate
+
+        return simulate(argv[1:])
+    args = build_parser().parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,1 @@
+"""The coordinator: one process that owns the index and performs evictions."""

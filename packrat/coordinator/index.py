@@ -1,0 +1,118 @@
+"""The index: which keys are stored, how large, in what eviction order.
+
+Pure bookkeeping, no I/O: the server turns its answers into renames and
+unlinks.  One policy object keeps the order and the byte count; the index adds
+the wall-clock time of each key's last use so a snapshot can restore recency
+after a restart whatever the policy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from packrat.policies import Policy, make_policy, make_room
+
+
+@dataclass
+class Counters:
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    evicted_bytes: int = 0
+    commits: int = 0
+
+
+class Index:
+    """Keys, sizes and policy order, bounded by ``max_size`` bytes."""
+
+    def __init__(
+        self,
+        policy: str,
+        max_size: int,
+        low_water: float = 0.95,
+        wallclock: Callable[[], float] = time.time,
+    ) -> None:
+        self.policy: Policy = make_policy(policy)
+        self.policy_name = policy
+        self.max_size = max_size
+        self.low_water = low_water
+        self.wallclock = wallclock
+        self.last_access: dict[str, float] = {}
+        self.counters = Counters()
+
+    def __len__(self) -> int:
+        return len(self.policy)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.policy
+
+    @property
+    def used(self) -> int:
+        return self.policy.used
+
+    def size_of(self, key: str) -> int | None:
+        return self.policy.sizes.get(key)
+
+    def admit(self, key: str, size: int) -> list[tuple[str, int]]:
+        """Record ``key`` (replacing any old entry) and return the victims to delete.
+
+        The caller has checked ``size <= max_size``.  ``key`` itself is never
+        a victim.
+        """
+        self.policy.remove(key)
+        victims = make_room(self.policy, size, self.max_size, self.low_water)
+        for victim, victim_size in victims:
+            self.last_access.pop(victim, None)
+            self.counters.evictions += 1
+            self.counters.evicted_bytes += victim_size
+        self.policy.insert(key, size)
+        self.last_access[key] = self.wallclock()
+        self.counters.commits += 1
+        return victims
+
+    def restore(self, key: str, size: int, last_access: float) -> None:
+        """Add an entry found at start-up (callers feed them oldest first)."""
+        self.policy.remove(key)
+        self.policy.insert(key, size)
+        self.last_access[key] = last_access
+
+    def touch(self, keys: Iterable[str], misses: int = 0) -> None:
+        now = self.wallclock()
+        policy = self.policy
+        last_access = self.last_access
+        for key in keys:
+            self.counters.hits += 1
+            if key in policy:
+                policy.access(key)
+                last_access[key] = now
+        self.counters.misses += misses
+
+    def remove(self, key: str) -> bool:
+        """Forget ``key``; False if it was not indexed."""
+        if key not in self.policy:
+            return False
+        self.policy.remove(key)
+        self.last_access.pop(key, None)
+        return True
+
+    def entries_by_recency(self) -> list[tuple[str, int, float]]:
+        """``(key, size, last_access)`` for every key, least recent first."""
+        sizes = self.policy.sizes
+        rows = [(key, sizes[key], seen) for key, seen in self.last_access.items()]
+        rows.sort(key=lambda row: row[2])
+        return rows
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "objects": len(self),
+            "bytes": self.used,
+            "max_size": self.max_size,
+            "policy": self.policy_name,
+            "hits": self.counters.hits,
+            "misses": self.counters.misses,
+            "evictions": self.counters.evictions,
+            "evicted_bytes": self.counters.evicted_bytes,
+            "commits": self.counters.commits,
+        }

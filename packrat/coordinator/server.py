@@ -1,0 +1,208 @@
+"""The coordinator's message loop: one thread, one ROUTER socket.
+
+It never reads object contents: a commit is a stat, a rename and the unlinks
+of the victims, so it answers thousands of messages a second.  Requests whose
+``deadline`` has passed are refused as ``stale`` so that a commit queued
+while the coordinator was down is never applied after the front end gave up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import zmq
+
+from packrat import protocol
+from packrat.config import Settings
+from packrat.coordinator.index import Index
+from packrat.coordinator.recovery import rebuild, save_snapshot, sweep_staging
+from packrat.policies import make_room
+from packrat.storage import CorruptObject, Layout, read_object_meta
+
+log = logging.getLogger("packrat.coordinator")
+
+SWEEP_INTERVAL = 10.0  # seconds between staging sweeps
+POLL_MS = 100  # longest the loop sleeps before looking at timers and signals
+
+
+class Coordinator:
+    """Owns the index and applies every change to ``objects/``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.layout = Layout(settings.cache_root)
+        self.index = Index(settings.cache_policy, settings.cache_max_size, settings.cache_low_water)
+        self.stopping = False
+
+    # -- start-up -------------------------------------------------------
+
+    def load(self) -> None:
+        self.layout.create()
+        swept = sweep_staging(self.layout, self.settings.coordinator_stale_staging)
+        report = rebuild(self.layout, self.index)
+        over = make_room(self.index.policy, 0, self.index.max_size, self.index.low_water)
+        self._delete_files(over)
+        log.info(
+            "index loaded in %.2fs: %d from snapshot, %d adopted, %d dropped, %d corrupt, "
+            "%d over max_size evicted, %d stale staging files removed; %d objects, %d bytes",
+            report.seconds,
+            report.restored,
+            report.adopted,
+            report.dropped,
+            report.corrupt,
+            len(over),
+            swept,
+            len(self.index),
+            self.index.used,
+        )
+
+    # -- the loop -------------------------------------------------------
+
+    def run(self) -> None:
+        """Load the index, then serve until SIGTERM/SIGINT; snapshot on the way out."""
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+        self.load()
+        context = zmq.Context()
+        socket = context.socket(zmq.ROUTER)
+        socket.linger = 0
+        _prepare_endpoint(self.settings.coordinator_endpoint)
+        socket.bind(self.settings.coordinator_endpoint)
+        log.info("coordinator listening on %s", self.settings.coordinator_endpoint)
+        next_snapshot = time.monotonic() + self.settings.coordinator_snapshot_interval
+        next_sweep = time.monotonic() + SWEEP_INTERVAL
+        try:
+            while not self.stopping:
+                if socket.poll(POLL_MS):
+                    self._drain(socket)
+                now = time.monotonic()
+                if now >= next_snapshot:
+                    save_snapshot(self.layout, self.index)
+                    next_snapshot = now + self.settings.coordinator_snapshot_interval
+                if now >= next_sweep:
+                    sweep_staging(self.layout, self.settings.coordinator_stale_staging)
+                    next_sweep = now + SWEEP_INTERVAL
+        finally:
+            socket.close()
+            context.term()
+            save_snapshot(self.layout, self.index)
+            log.info("coordinator stopped; snapshot of %d objects saved", len(self.index))
+
+    def _request_stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def _drain(self, socket: zmq.Socket) -> None:
+        """Handle every message already queued, without blocking."""
+        while True:
+            try:
+                identity, frame = socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except ValueError:  # not two frames: not one of ours
+                continue
+            reply = self.handle(frame)
+            if reply is not None:
+                socket.send_multipart([identity, protocol.encode(reply)])
+
+    # -- messages -------------------------------------------------------
+
+    def handle(self, frame: bytes) -> protocol.Message | None:
+        """Apply one request; return the reply (None for fire-and-forget)."""
+        try:
+            message = protocol.decode(frame)
+        except protocol.ProtocolError as e:
+            log.warning("dropping bad message: %s", e)
+            return None
+        op = message.get("op")
+        request_id = message.get("id")
+        if op == "touch":
+            self.index.touch(message.get("keys", ()), message.get("misses", 0))
+            return None
+        deadline = message.get("deadline")
+        if deadline is not None and time.time() > deadline:
+            return protocol.reply_error(request_id, "stale", "the request expired before it ran")
+        try:
+            if op == "commit":
+                return self._commit(request_id, message)
+            if op == "delete":
+                return self._delete(request_id, message)
+            if op == "stats":
+                return protocol.reply_ok(request_id, **self.index.stats())
+        except (KeyError, TypeError, ValueError) as e:
+            return protocol.reply_error(request_id, "bad_request", f"malformed {op} request: {e}")
+        return protocol.reply_error(request_id, "bad_request", f"unknown op {op!r}")
+
+    def _commit(self, request_id: int, message: protocol.Message) -> protocol.Message:
+        key: str = message["key"]
+        size: int = message["size"]
+        staging = self.layout.staging_path(message["staging"])
+        if size > self.index.max_size:
+            staging.unlink(missing_ok=True)
+            return protocol.reply_error(
+                request_id,
+                "too_large",
+                f"{size} bytes is more than the whole cache ({self.index.max_size} bytes)",
+            )
+        try:
+            actual = staging.stat().st_size
+        except FileNotFoundError:
+            return protocol.reply_error(request_id, "staging_missing", "the staged upload is gone")
+        if actual != size:
+            staging.unlink(missing_ok=True)
+            return protocol.reply_error(
+                request_id, "bad_request", f"staged file has {actual} bytes, commit says {size}"
+            )
+        target = self.layout.object_path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Rename first: a crash between here and the index update leaves a
+        # complete object that start-up adopts.
+        os.replace(staging, target)
+        victims = self.index.admit(key, size)
+        self._delete_files(victims)
+        return protocol.reply_ok(request_id, evicted=len(victims))
+
+    def _delete(self, request_id: int, message: protocol.Message) -> protocol.Message:
+        key: str = message["key"]
+        reason = message.get("reason", "client")
+        path = self.layout.object_path(key)
+        if reason == "corrupt" and not _has_digest(path, message.get("sha256")):
+            # Replaced since the front end read it: the new object is not the bad one.
+            return protocol.reply_ok(request_id)
+        found = self.index.remove(key)
+        try:
+            path.unlink()
+            found = True
+        except FileNotFoundError:
+            pass
+        if reason == "corrupt":
+            log.error("dropped corrupt object %r (%s)", key, path)
+        if not found:
+            return protocol.reply_error(request_id, "not_found", f"no object under key {key!r}")
+        return protocol.reply_ok(request_id)
+
+    def _delete_files(self, victims: list[tuple[str, int]]) -> None:
+        for key, _ in victims:
+            self.layout.object_path(key).unlink(missing_ok=True)
+
+
+def _has_digest(path: Path, sha256: str | None) -> bool:
+    """Whether the object at ``path`` still claims digest ``sha256``."""
+    try:
+        meta, _ = read_object_meta(path)
+    except (OSError, CorruptObject):
+        return True  # unreadable: dropping it is right either way
+    return meta.sha256 == sha256
+
+
+def _prepare_endpoint(endpoint: str) -> None:
+    """Create the directory of an ipc:// endpoint."""
+    if endpoint.startswith("ipc://"):
+        Path(endpoint[len("ipc://") :]).parent.mkdir(parents=True, exist_ok=True)
+
+
+def run(settings: Settings) -> None:
+    Coordinator(settings).run()

@@ -1,0 +1,86 @@
+"""One front-end process: the Tornado application on a shared port.
+
+Every front end binds the same port with ``SO_REUSEPORT`` and the kernel
+spreads connections across them.  Nothing touches the event loop before the
+process is its own (no fork after the loop exists).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+from tornado.web import Application, StaticFileHandler
+
+from packrat.config import Settings
+from packrat.frontend.client import CoordinatorClient
+from packrat.frontend.handlers import (
+    MULTIPART_SLACK,
+    ExistsHandler,
+    ObjectHandler,
+    StatusHandler,
+)
+from packrat.storage import Layout
+
+log = logging.getLogger("packrat.frontend")
+
+HERE = Path(__file__).parent
+SHUTDOWN_GRACE = 5.0  # seconds in-flight requests get after SIGTERM
+
+
+def make_app(settings: Settings, client: CoordinatorClient) -> Application:
+    layout = Layout(settings.cache_root)
+    deps = {"settings": settings, "layout": layout, "client": client}
+    return Application(
+        [
+            (r"/", StatusHandler, deps),
+            (r"/static/(packrat\.css)", StaticFileHandler, {"path": str(HERE / "static")}),
+            (r"/exists/(.+)", ExistsHandler, deps),
+            (r"/(.+)", ObjectHandler, deps),
+        ],
+        template_path=str(HERE / "templates"),
+        xsrf_cookies=False,
+    )
+
+
+def make_server(app: Application, settings: Settings) -> HTTPServer:
+    return HTTPServer(
+        app,
+        max_body_size=settings.max_file_size + MULTIPART_SLACK,
+        idle_connection_timeout=60,
+        body_timeout=300,
+    )
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT, then stop accepting and finish."""
+    Layout(settings.cache_root).create()
+    client = CoordinatorClient(
+        settings.coordinator_endpoint,
+        settings.coordinator_timeout,
+        settings.frontend_touch_interval,
+    )
+    client.start()
+    server = make_server(make_app(settings, client), settings)
+    sockets = bind_sockets(settings.server_port, settings.server_host, reuse_port=True)
+    server.add_sockets(sockets)
+    log.info("front end listening on http://%s:%d", settings.server_host, settings.server_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    server.stop()
+    try:
+        await asyncio.wait_for(server.close_all_connections(), timeout=SHUTDOWN_GRACE)
+    except TimeoutError:
+        log.warning("closing with requests still in flight after %ss", SHUTDOWN_GRACE)
+    client.close()
+
+
+def run(settings: Settings) -> None:
+    asyncio.run(serve(settings))
