@@ -8,12 +8,13 @@ from packrat.policies.gdsf import GDSF
 from packrat.policies.lfuda import LFUDA
 from packrat.policies.lru import LRU
 from packrat.policies.s3fifo import S3FIFO
+from packrat.policies.s3gdsf import S3GDSF
 from packrat.policies.sieve import Sieve
 
 __all__ = ["POLICIES", "Policy", "admit", "make_policy", "make_room"]
 
 POLICIES: dict[str, type[Policy]] = {
-    cls.name: cls for cls in (LRU, FIFO, Sieve, S3FIFO, GDSF, LFUDA)
+    cls.name: cls for cls in (LRU, FIFO, Sieve, S3FIFO, GDSF, LFUDA, S3GDSF)
 }
 
 
