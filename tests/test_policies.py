@@ -1,0 +1,205 @@
+"""Contract every registered policy passes, then each policy's own order."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from packrat.policies import POLICIES, Policy, admit, make_policy, make_room
+
+
+def check(policy: Policy) -> None:
+    """diskcache-style consistency check of the accounting."""
+    assert policy.used == sum(policy.sizes.values())
+    assert len(policy) == len(policy.sizes)
+
+
+@pytest.fixture(params=sorted(POLICIES))
+def policy(request: pytest.FixtureRequest) -> Policy:
+    return make_policy(request.param)
+
+
+class TestContract:
+    def test_every_policy_builds_with_no_kwargs_and_with_a_clock(self) -> None:
+        for name in POLICIES:
+            assert make_policy(name).name == name
+            assert make_policy(name, clock=lambda: 0.0).clock() == 0.0
+
+    def test_unknown_name_is_a_key_error(self) -> None:
+        with pytest.raises(KeyError):
+            make_policy("nope")
+
+    def test_insert_tracks_key_and_bytes(self, policy: Policy) -> None:
+        policy.insert("a", 10)
+        policy.insert("b", 5)
+        assert "a" in policy and "b" in policy and "c" not in policy
+        assert len(policy) == 2 and policy.used == 15
+        check(policy)
+
+    def test_insert_twice_raises(self, policy: Policy) -> None:
+        policy.insert("a", 1)
+        with pytest.raises(KeyError):
+            policy.insert("a", 1)
+
+    def test_unknown_keys_are_ignored(self, policy: Policy) -> None:
+        policy.access("ghost")
+        policy.remove("ghost")
+        assert len(policy) == 0 and policy.used == 0
+
+    def test_remove_forgets(self, policy: Policy) -> None:
+        for i in range(5):
+            policy.insert(i, 10)
+        policy.access(2)
+        policy.remove(2)
+        assert 2 not in policy and policy.used == 40
+        check(policy)
+        victims = policy.choose_victims(10**9)
+        assert sorted(k for k, _ in victims) == [0, 1, 3, 4]
+
+    def test_choose_victims_frees_enough_or_empties(self, policy: Policy) -> None:
+        for i in range(20):
+            policy.insert(i, i + 1)
+            if i % 3 == 0:
+                policy.access(i)
+        victims = policy.choose_victims(30)
+        assert sum(size for _, size in victims) >= 30
+        assert all(key not in policy for key, _ in victims)
+        check(policy)
+        rest = policy.choose_victims(10**9)
+        assert len(policy) == 0 and policy.used == 0
+        assert len(victims) + len(rest) == 20
+        assert policy.choose_victims(1) == []
+
+    def test_random_workload_keeps_accounting(self, policy: Policy) -> None:
+        rng = random.Random(7)
+        capacity = 1000
+        for _ in range(5000):
+            key = rng.randrange(200)
+            size = rng.choice((1, 8, 40, 90))
+            if key in policy:
+                if rng.random() < 0.05:
+                    policy.remove(key)
+                else:
+                    policy.access(key)
+            elif admit(policy, size, capacity):
+                make_room(policy, size, capacity, low_water=rng.choice((1.0, 0.9)))
+                policy.insert(key, size)
+                assert policy.used <= capacity
+        check(policy)
+
+    def test_sustains_100k_index_operations_per_second(self, policy: Policy) -> None:
+        rng = random.Random(1)
+        ops = [(rng.randrange(20_000), rng.randrange(1, 4096)) for _ in range(60_000)]
+        capacity = 5_000_000
+        start = time.perf_counter()
+        for key, size in ops:
+            if key in policy:
+                policy.access(key)
+            elif admit(policy, size, capacity):
+                make_room(policy, size, capacity)
+                policy.insert(key, size)
+        assert len(ops) / (time.perf_counter() - start) > 100_000
+
+
+class TestMakeRoom:
+    def test_nothing_evicted_while_it_fits(self) -> None:
+        lru = make_policy("lru")
+        lru.insert("a", 60)
+        assert make_room(lru, 40, 100) == []
+
+    def test_low_water_frees_below_the_target(self) -> None:
+        lru = make_policy("lru")
+        for i in range(10):
+            lru.insert(i, 10)
+        victims = make_room(lru, 10, 100, low_water=0.5)
+        assert [k for k, _ in victims] == [0, 1, 2, 3, 4, 5]
+        assert lru.used + 10 <= 50
+
+    def test_admit_refuses_objects_larger_than_the_cache(self) -> None:
+        for name in POLICIES:
+            assert not admit(make_policy(name), 101, 100)
+
+
+def evict_order(name: str, inserts: list[tuple[str, int]], hits: list[str]) -> list[str]:
+    policy = make_policy(name)
+    for key, size in inserts:
+        policy.insert(key, size)
+    for key in hits:
+        policy.access(key)
+    return [key for key, _ in policy.choose_victims(10**9)]
+
+
+def test_lru_evicts_least_recently_used() -> None:
+    assert evict_order("lru", [("a", 1), ("b", 1), ("c", 1)], ["a"]) == ["b", "c", "a"]
+
+
+def test_fifo_ignores_hits() -> None:
+    assert evict_order("fifo", [("a", 1), ("b", 1), ("c", 1)], ["a"]) == ["a", "b", "c"]
+
+
+def test_sieve_spares_visited_keys_once() -> None:
+    sieve = make_policy("sieve")
+    for key in "abcd":
+        sieve.insert(key, 1)
+    sieve.access("a")
+    sieve.access("c")
+    assert [k for k, _ in sieve.choose_victims(1)] == ["b"]
+    sieve.insert("e", 1)
+    # the hand resumes after "b": "c" loses its bit, "d" goes
+    assert [k for k, _ in sieve.choose_victims(1)] == ["d"]
+    assert [k for k, _ in sieve.choose_victims(1)] == ["e"]
+    assert [k for k, _ in sieve.choose_victims(1)] == ["a"]
+
+
+def test_gdsf_evicts_larger_files_first_at_equal_hits() -> None:
+    order = evict_order("gdsf", [("small", 10), ("big", 1000), ("mid", 100)], [])
+    assert order == ["big", "mid", "small"]
+
+
+def test_gdsf_keeps_popular_large_files() -> None:
+    order = evict_order("gdsf", [("small", 10), ("big", 20)], ["big", "big", "big"])
+    assert order == ["small", "big"]
+
+
+def test_lfuda_ignores_size() -> None:
+    order = evict_order("lfuda", [("big", 1000), ("small", 10)], ["big"])
+    assert order == ["small", "big"]
+
+
+@pytest.mark.parametrize("name", ["s3fifo", "s3gdsf"])
+def test_s3_policies_evict_one_hit_wonders_before_reused_objects(name: str) -> None:
+    policy = make_policy(name)
+    capacity = 100
+    for key in ("hot", "w1", "w2", "w3"):
+        make_room(policy, 10, capacity)
+        policy.insert(key, 10)
+    for _ in range(2):
+        policy.access("hot")
+    victims = make_room(policy, 80, capacity)
+    assert "hot" not in [k for k, _ in victims]
+    assert "hot" in policy
+
+
+@pytest.mark.parametrize("name", ["s3fifo", "s3gdsf"])
+def test_s3_policies_refuse_objects_that_would_flush_probation(name: str) -> None:
+    policy = make_policy(name)
+    assert admit(policy, 9, 100)
+    assert not admit(policy, 10, 100)
+
+
+@pytest.mark.parametrize("name", ["s3fifo", "s3gdsf"])
+def test_s3_ghost_hit_skips_probation(name: str) -> None:
+    policy = make_policy(name)
+    capacity = 100
+    for i in range(12):
+        make_room(policy, 9, capacity)
+        policy.insert(i, 9)
+    assert 0 not in policy  # evicted from probation, remembered by the ghost
+    make_room(policy, 9, capacity)
+    policy.insert(0, 9)
+    for i in range(12, 30):  # a stream of one-hit wonders
+        make_room(policy, 9, capacity)
+        policy.insert(i, 9)
+    assert 0 in policy
