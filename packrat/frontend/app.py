@@ -19,7 +19,7 @@ from tornado.web import Application, StaticFileHandler
 from packrat.config import Settings
 from packrat.frontend.client import CoordinatorClient
 from packrat.frontend.handlers import (
-    MULTIPART_SLACK,
+    SMALL_BODY,
     ExistsHandler,
     ObjectHandler,
     StatusHandler,
@@ -50,7 +50,7 @@ def make_app(settings: Settings, client: CoordinatorClient) -> Application:
 def make_server(app: Application, settings: Settings) -> HTTPServer:
     return HTTPServer(
         app,
-        max_body_size=settings.max_file_size + MULTIPART_SLACK,
+        max_body_size=SMALL_BODY,  # uploads raise it per request
         idle_connection_timeout=60,
         body_timeout=300,
     )

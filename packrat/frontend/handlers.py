@@ -43,6 +43,8 @@ log = logging.getLogger("packrat.frontend")
 READ_CHUNK = 64 * 1024
 MULTIPART_SLACK = 64 * 1024  # room for boundaries and part headers around the file
 DIGEST_HEADER = "X-Packrat-Sha256"
+UNLIMITED_BODY = 1 << 62
+SMALL_BODY = 64 * 1024  # the most any request that is not an upload may carry
 
 
 class BaseHandler(RequestHandler):
@@ -91,7 +93,9 @@ class UploadHandler(BaseHandler):
 
     staged: StagedFile | None = None
     form: MultipartForm | None = None
-    failed = False
+    error: PackratError | None = None  # found while the body streamed
+    received = 0  # body bytes so far
+    body_limit = 0
 
     def prepare(self) -> None:
         if self.request.method != "POST":
@@ -101,22 +105,37 @@ class UploadHandler(BaseHandler):
         declared = self.request.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
             raise TooLarge(f"the upload is larger than the limit of {limit} bytes")
+        # Tornado checks its own limit before handing us a chunk, even a huge
+        # one; lift it for uploads and count here, so a too-large chunked
+        # body still gets a JSON 413.
+        self.request.connection.set_max_body_size(UNLIMITED_BODY)
+        self.body_limit = limit + MULTIPART_SLACK
         self.staged = StagedFile(self.layout, limit)
         self.form = MultipartForm(self.request.headers.get("Content-Type", ""), self.staged.write)
 
     def data_received(self, chunk: bytes) -> None:
-        if self.failed or self.form is None:
+        if self.error is not None or self.form is None:
             return
+        self.received += len(chunk)
         try:
+            if self.received > self.body_limit:
+                raise TooLarge(f"the upload is larger than the limit of {self.staged.limit} bytes")
             self.form.feed(chunk)
-        except PackratError as error:
-            self.failed = True
+        except TooLarge as error:
+            # No point reading on: answer now; Tornado closes the connection.
+            self.error = error
             self._discard()
             self.send_error(error.status, exc_info=(type(error), error, None))
+        except PackratError as error:
+            # Read the (bounded) rest of the body so the client sees the answer.
+            self.error = error
+            self._discard()
 
     async def post(self, *args: str) -> None:
-        if self.failed:
-            return
+        if isinstance(self.error, TooLarge):
+            return  # answered in data_received
+        if self.error is not None:
+            raise self.error
         assert self.form is not None and self.staged is not None
         self.form.close()
         key = self.upload_key_from_path() or self.valid_key(self.form.fields.get("key", ""))
@@ -149,6 +168,10 @@ class UploadHandler(BaseHandler):
     def upload_key_from_path(self) -> str | None:
         """The key named in the URL, validated; None for the form at ``/``."""
         return self.valid_key(self.path_args[0]) if self.path_args else None
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self._discard()  # before the client hears of the failure
+        super().write_error(status_code, **kwargs)
 
     def on_connection_close(self) -> None:
         self._discard()

@@ -1,0 +1,182 @@
+"""Fixtures that run real Packrat processes on 127.0.0.1.
+
+``packrat_server`` starts ``packrat serve`` (supervisor, coordinator, front
+ends) with a config of its own in a temporary directory; ``make_server``
+builds one with chosen options.  Every process started is stopped at teardown,
+and a test fails if any is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+START_TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(path: Path, root: Path, port: int, **sections: dict[str, object]) -> Path:
+    """Write a packrat.ini for a test: a private root, port and ipc endpoint."""
+    options: dict[str, dict[str, object]] = {
+        "server": {"host": "127.0.0.1", "port": port},
+        "frontend": {"processes": 2},
+        "cache": {"root": root / "cache", "max_size": "64M"},
+        "coordinator": {"endpoint": f"ipc://{root}/run/coordinator.sock", "timeout": 5},
+    }
+    for section, values in sections.items():
+        options.setdefault(section, {}).update(values)
+    lines = []
+    for section, values in options.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {value}" for key, value in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class PackratProcess:
+    """One ``python -m packrat <role>`` process group with helpers for tests."""
+
+    def __init__(self, argv: list[str], config: Path, root: Path, port: int) -> None:
+        self.config = config
+        self.root = root
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = root / f"{argv[0]}-{port}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "packrat", *argv, "--config", str(config)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.psutil = psutil.Process(self.process.pid)
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def children(self, role: str | None = None) -> list[psutil.Process]:
+        """Live child processes, optionally only those whose title names ``role``."""
+        found = []
+        for child in self.psutil.children(recursive=True):
+            try:
+                if role is None or role in " ".join(child.cmdline()):
+                    found.append(child)
+            except psutil.NoSuchProcess:
+                continue
+        return found
+
+    def wait_ready(self, writable: bool = True, timeout: float = START_TIMEOUT) -> None:
+        """Wait until HTTP answers (and, if ``writable``, the coordinator too)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"packrat exited early:\n{self.log()}")
+            try:
+                reply = requests.get(self.url + "/", timeout=1)
+                if reply.status_code == 200 and (not writable or "Objects" in reply.text):
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"packrat did not become ready:\n{self.log()}")
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM the group leader and wait; SIGKILL everything on timeout."""
+        descendants = self.children()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            status = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            for proc in [self.psutil, *descendants]:
+                _kill(proc)
+            self.process.wait()
+            raise AssertionError(f"packrat did not stop within {timeout}s:\n{self.log()}")
+        finally:
+            self._log.close()
+        _, alive = psutil.wait_procs(descendants, timeout=5)
+        for proc in alive:
+            _kill(proc)
+        assert not alive, f"processes left behind: {alive}"
+        return status
+
+    # -- HTTP shortcuts ---------------------------------------------------
+
+    def upload(self, key: str, data: bytes, filename: str = "blob.bin", **kw) -> requests.Response:
+        return requests.post(
+            f"{self.url}/{key}", files={"file": (filename, data)}, timeout=30, **kw
+        )
+
+    def get(self, key: str, **kw) -> requests.Response:
+        return requests.get(f"{self.url}/{key}", timeout=30, **kw)
+
+    def exists(self, key: str) -> bool:
+        reply = requests.get(f"{self.url}/exists/{key}", timeout=10)
+        assert reply.status_code == 200, reply.text
+        return reply.json()["present"]
+
+    def object_bytes(self) -> int:
+        """Bytes of all object files on disk, as the coordinator counts them."""
+        objects = self.cache / "objects"
+        return sum(p.stat().st_size for p in objects.rglob("*") if p.is_file())
+
+    def staging_files(self) -> list[Path]:
+        return list((self.cache / "staging").glob("*"))
+
+
+def _kill(proc: psutil.Process) -> None:
+    try:
+        proc.kill()
+    except psutil.NoSuchProcess:
+        pass
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator:
+    """Factory: ``make_server(**sections)`` starts ``packrat serve`` and waits for it."""
+    started: list[PackratProcess] = []
+
+    def start(
+        role: str = "serve", port: int | None = None, wait: bool = True, **sections
+    ) -> PackratProcess:
+        port = port or free_port()
+        config = write_config(tmp_path / f"packrat-{len(started)}.ini", tmp_path, port, **sections)
+        server = PackratProcess([role], config, tmp_path, port)
+        started.append(server)
+        if wait:
+            server.wait_ready(writable=role == "serve")
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.stop()
+
+
+@pytest.fixture
+def packrat_server(make_server) -> PackratProcess:
+    return make_server()
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PACKRAT_CONFIG", raising=False)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")

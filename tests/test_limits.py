@@ -1,0 +1,95 @@
+"""Size limits: max_file_size and max_size, checked early and mid-stream."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+
+import requests
+
+
+def test_declared_too_large_is_413_before_the_body(make_server):
+    server = make_server(cache={"max_size": "4M", "max_file_size": "1M"})
+    # Declare 50 MiB but send no body: the answer must come from the headers alone.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 52428800\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+        )
+        head = sock.recv(65536).decode()
+    assert head.startswith("HTTP/1.1 413"), head
+    payload = json.loads(head.split("\r\n\r\n", 1)[1])
+    assert payload["success"] is False and payload["error"] == "too_large"
+    assert server.staging_files() == []
+
+
+def test_chunked_upload_over_limit_is_413_and_staging_removed(make_server):
+    server = make_server(cache={"max_size": "4M", "max_file_size": "1M"})
+    head = (
+        b"POST /chunky HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+    )
+    part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\n'
+    block = b"z" * 65536
+    answer = b""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        try:
+            sock.sendall(head + b"%x\r\n%s\r\n" % (len(part), part))
+            for _ in range(40):  # 2.5 MiB, more than max_file_size, no Content-Length
+                sock.sendall(b"%x\r\n%s\r\n" % (len(block), block))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed while we were still sending
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b'"error": "too_large"' in answer
+    assert server.exists("chunky") is False
+    assert server.staging_files() == []
+
+
+def test_file_just_under_limit_is_accepted(make_server):
+    server = make_server(cache={"max_size": "4M", "max_file_size": "1M"})
+    data = b"a" * (1 << 20)
+    reply = server.upload("exact", data)
+    assert reply.status_code == 200, reply.text
+    assert server.get("exact").content == data
+    reply = server.upload("over", data + b"b")
+    assert reply.status_code == 413
+    assert reply.json()["error"] == "too_large"
+
+
+def test_file_larger_than_cache_is_413(make_server):
+    # max_file_size defaults to max_size: a file bigger than the cache is refused.
+    server = make_server(cache={"max_size": "256K"})
+    reply = server.upload("huge", b"h" * (300 * 1024))
+    assert reply.status_code == 413
+    assert reply.json() == {
+        "success": False,
+        "error": "too_large",
+        "message": "the file is larger than the limit of 262144 bytes",
+    }
+    assert server.staging_files() == []
+
+
+def test_object_plus_metadata_larger_than_cache_is_413(make_server):
+    # The data fits max_file_size but data + trailer does not fit the cache.
+    server = make_server(cache={"max_size": "64K"})
+    reply = server.upload("edge", b"e" * (64 * 1024))
+    assert reply.status_code == 413
+    assert reply.json()["error"] == "too_large"
+    assert server.object_bytes() == 0
+    assert server.staging_files() == []
+
+
+def test_nothing_written_on_rejected_upload(make_server):
+    server = make_server(cache={"max_size": "1M"})
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("POST", "/k", body=b"x" * 10, headers={"Content-Type": "text/plain"})
+    assert conn.getresponse().status == 400
+    conn.close()
+    assert server.object_bytes() == 0
+    assert server.staging_files() == []
