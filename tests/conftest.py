@@ -8,6 +8,7 @@ and a test fails if any is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -109,7 +110,7 @@ class PackratProcess:
             for proc in [self.psutil, *descendants]:
                 _kill(proc)
             self.process.wait()
-            raise AssertionError(f"packrat did not stop within {timeout}s:\n{self.log()}")
+            raise AssertionError(f"packrat did not stop within {timeout}s:\n{self.log()}") from None
         finally:
             self._log.close()
         _, alive = psutil.wait_procs(descendants, timeout=5)
@@ -143,10 +144,8 @@ class PackratProcess:
 
 
 def _kill(proc: psutil.Process) -> None:
-    try:
+    with contextlib.suppress(psutil.NoSuchProcess):
         proc.kill()
-    except psutil.NoSuchProcess:
-        pass
 
 
 @pytest.fixture

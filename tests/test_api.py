@@ -64,7 +64,8 @@ def test_non_ascii_filename_is_encoded_not_injected(packrat_server):
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a\\"b.txt"\r\n'
         f"\r\ndata\r\n--{boundary}--\r\n"
     ).encode()
-    status, _ = _raw_post(packrat_server, "quoted", body, f"multipart/form-data; boundary={boundary}")
+    ctype = f"multipart/form-data; boundary={boundary}"
+    status, _ = _raw_post(packrat_server, "quoted", body, ctype)
     assert status == 200
     disposition = packrat_server.get("quoted").headers["Content-Disposition"]
     assert disposition.count('"') == 2, disposition
@@ -102,8 +103,18 @@ def test_invalid_keys_are_400_json(packrat_server):
     ).encode()
     ctype = f"multipart/form-data; boundary={boundary}"
     # Sent raw: requests would normalise the dot segments away.
-    for key in ("a//b", "a/../b", "..", "a/./b", "a%00b", "api/thing", "%2e%2e/etc/passwd",
-                "a%2F..%2F..%2Fb", "..%5c..%5cwin", "trailing/"):
+    for key in (
+        "a//b",
+        "a/../b",
+        "..",
+        "a/./b",
+        "a%00b",
+        "api/thing",
+        "%2e%2e/etc/passwd",
+        "a%2F..%2F..%2Fb",
+        "..%5c..%5cwin",
+        "trailing/",
+    ):
         status, payload = _raw_post(packrat_server, key, body, ctype)
         assert status == 400, (key, status, payload)
         assert payload["success"] is False and payload["error"] == "invalid_key", payload
@@ -115,9 +126,7 @@ def test_invalid_keys_are_400_json(packrat_server):
 
 
 def test_missing_file_field_is_400(packrat_server):
-    reply = requests.post(
-        f"{packrat_server.url}/k", files={"other": ("f", b"data")}, timeout=10
-    )
+    reply = requests.post(f"{packrat_server.url}/k", files={"other": ("f", b"data")}, timeout=10)
     assert reply.status_code == 400
     assert reply.json()["error"] == "missing_field"
     assert packrat_server.exists("k") is False
@@ -188,7 +197,11 @@ def test_status_page_counts_hits_and_misses(packrat_server):
     packrat_server.get("counted")
     packrat_server.get("counted")
     packrat_server.get("absent")
-    expected = ("<th>Objects</th><td>1</td>", "<th>Hits</th><td>2</td>", "<th>Misses</th><td>1</td>")
+    expected = (
+        "<th>Objects</th><td>1</td>",
+        "<th>Hits</th><td>2</td>",
+        "<th>Misses</th><td>1</td>",
+    )
     deadline = time.monotonic() + 2  # reads are reported in batches every 20 ms
     while True:
         page = requests.get(packrat_server.url + "/", timeout=10).text

@@ -6,8 +6,6 @@ import http.client
 import json
 import socket
 
-import requests
-
 
 def test_declared_too_large_is_413_before_the_body(make_server):
     server = make_server(cache={"max_size": "4M", "max_file_size": "1M"})
