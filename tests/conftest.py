@@ -57,7 +57,7 @@ class PackratProcess:
         self.root = root
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.log_path = root / f"{argv[0]}-{port}.log"
+        self.log_path = root / f"{argv[0]}-{port}-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
         self.process = subprocess.Popen(
             [sys.executable, "-m", "packrat", *argv, "--config", str(config)],
@@ -98,6 +98,15 @@ class PackratProcess:
                 pass
             time.sleep(0.05)
         raise AssertionError(f"packrat did not become ready:\n{self.log()}")
+
+    def wait_for_socket(self, timeout: float = START_TIMEOUT) -> None:
+        """Wait until a coordinator has bound its ipc:// socket."""
+        sock = self.root / "run" / "coordinator.sock"
+        deadline = time.monotonic() + timeout
+        while not sock.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"coordinator did not start:\n{self.log()}")
+            time.sleep(0.05)
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM the group leader and wait; SIGKILL everything on timeout."""
@@ -150,7 +159,12 @@ def _kill(proc: psutil.Process) -> None:
 
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator:
-    """Factory: ``make_server(**sections)`` starts ``packrat serve`` and waits for it."""
+    """Factory: ``make_server(role="serve", **sections)`` starts a role and waits for it.
+
+    All servers of one test share the cache root and coordinator endpoint, so
+    ``make_server("coordinator")`` then ``make_server("frontend")`` twice
+    gives a cluster whose front ends listen on ports of their own.
+    """
     started: list[PackratProcess] = []
 
     def start(
@@ -160,14 +174,31 @@ def make_server(tmp_path: Path) -> Iterator:
         config = write_config(tmp_path / f"packrat-{len(started)}.ini", tmp_path, port, **sections)
         server = PackratProcess([role], config, tmp_path, port)
         started.append(server)
-        if wait:
-            server.wait_ready(writable=role == "serve")
+        if wait and role == "coordinator":
+            server.wait_for_socket()
+        elif wait:
+            server.wait_ready()
         return server
 
     yield start
     for server in started:
         if server.process.poll() is None:
             server.stop()
+
+
+@pytest.fixture
+def free_tcp_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def config_for(tmp_path: Path):
+    """Factory: ``config_for(port, **sections)`` writes a test config and returns its path."""
+
+    def write(port: int, **sections) -> Path:
+        return write_config(tmp_path / f"config-{port}.ini", tmp_path, port, **sections)
+
+    return write
 
 
 @pytest.fixture

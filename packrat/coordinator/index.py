@@ -55,22 +55,26 @@ class Index:
     def size_of(self, key: str) -> int | None:
         return self.policy.sizes.get(key)
 
-    def admit(self, key: str, size: int) -> list[tuple[str, int]]:
-        """Record ``key`` (replacing any old entry) and return the victims to delete.
+    def make_room(self, size: int) -> list[tuple[str, int]]:
+        """Evict so ``size`` more bytes fit; return the victims to delete.
 
-        The caller has checked ``size <= max_size``.  ``key`` itself is never
-        a victim.
+        Called before the new file is put in place, so the bytes on disk
+        never exceed ``max_size``.  When the key is being overwritten its old
+        entry still counts, and may itself be a victim.
         """
-        self.policy.remove(key)
         victims = make_room(self.policy, size, self.max_size, self.low_water)
         for victim, victim_size in victims:
             self.last_access.pop(victim, None)
             self.counters.evictions += 1
             self.counters.evicted_bytes += victim_size
+        return victims
+
+    def insert(self, key: str, size: int) -> None:
+        """Record ``key`` as just committed, replacing any old entry."""
+        self.policy.remove(key)
         self.policy.insert(key, size)
         self.last_access[key] = self.wallclock()
         self.counters.commits += 1
-        return victims
 
     def restore(self, key: str, size: int, last_access: float) -> None:
         """Add an entry found at start-up (callers feed them oldest first)."""

@@ -20,7 +20,6 @@ from packrat import protocol
 from packrat.config import Settings
 from packrat.coordinator.index import Index
 from packrat.coordinator.recovery import rebuild, save_snapshot, sweep_staging
-from packrat.policies import make_room
 from packrat.storage import CorruptObject, Layout, read_object_meta
 
 log = logging.getLogger("packrat.coordinator")
@@ -44,7 +43,7 @@ class Coordinator:
         self.layout.create()
         swept = sweep_staging(self.layout, self.settings.coordinator_stale_staging)
         report = rebuild(self.layout, self.index)
-        over = make_room(self.index.policy, 0, self.index.max_size, self.index.low_water)
+        over = self.index.make_room(0)  # max_size may have shrunk since the last run
         self._delete_files(over)
         log.info(
             "index loaded in %.2fs: %d from snapshot, %d adopted, %d dropped, %d corrupt, "
@@ -156,13 +155,18 @@ class Coordinator:
             return protocol.reply_error(
                 request_id, "bad_request", f"staged file has {actual} bytes, commit says {size}"
             )
+        # Evict first, so the bytes on disk never exceed max_size, then
+        # rename: a crash between the rename and the index update leaves a
+        # complete object that start-up adopts.
+        victims = self.index.make_room(size)
+        self._delete_files(victims)
         target = self.layout.object_path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        # Rename first: a crash between here and the index update leaves a
-        # complete object that start-up adopts.
-        os.replace(staging, target)
-        victims = self.index.admit(key, size)
-        self._delete_files(victims)
+        try:
+            os.replace(staging, target)
+        except FileNotFoundError:  # the front end gave up and removed it meanwhile
+            return protocol.reply_error(request_id, "staging_missing", "the staged upload is gone")
+        self.index.insert(key, size)
         return protocol.reply_ok(request_id, evicted=len(victims))
 
     def _delete(self, request_id: int, message: protocol.Message) -> protocol.Message:

@@ -28,6 +28,7 @@ from packrat.errors import COORDINATOR_ERRORS, CoordinatorUnavailable, PackratEr
 log = logging.getLogger("packrat.frontend")
 
 MAX_PENDING_TOUCHES = 100_000  # reads kept while the coordinator is down
+CONNECT_WAIT_MS = 1000  # how long a request waits for a (re)connection
 
 
 class CoordinatorClient:
@@ -79,12 +80,13 @@ class CoordinatorClient:
         future: asyncio.Future[protocol.Message] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
-            try:
-                await self._socket.send(protocol.encode(message), flags=zmq.NOBLOCK)
-            except zmq.Again:
+            # With ``immediate`` the socket is writable only while connected;
+            # a short wait covers start-up and reconnection.
+            if not await self._socket.poll(CONNECT_WAIT_MS, zmq.POLLOUT):
                 raise CoordinatorUnavailable(
                     "the cache coordinator is not reachable; retry shortly"
-                ) from None
+                )
+            await self._socket.send(protocol.encode(message))
             try:
                 reply = await asyncio.wait_for(future, self.timeout)
             except TimeoutError:
