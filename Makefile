@@ -9,7 +9,7 @@ CONFIG := $(if $(wildcard etc/packrat.ini),etc/packrat.ini,etc/packrat.ini.examp
 $(BIN)/packrat: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
 
 run: $(BIN)/packrat
@@ -26,6 +26,7 @@ lint: $(BIN)/packrat
 
 bench: $(BIN)/packrat
 	$(BIN)/python bench/multipart.py
+	$(BIN)/python bench/policies.py
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
