@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -52,8 +53,18 @@ def cmd_frontend(args: argparse.Namespace) -> int:
     from packrat.frontend import app
 
     settings, _ = _setup(f"frontend {args.number}", args)
+    # A file-size limit (RLIMIT_FSIZE) must fail the write (EFBIG -> 507),
+    # not kill the process.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     app.run(settings)
     return 0
+
+
+def cmd_fsck(args: argparse.Namespace) -> int:
+    from packrat import fsck
+
+    settings, _ = _setup("fsck", args)
+    return fsck.run(settings, repair=args.repair)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     frontend = commands.add_parser("frontend", help="run one front end alone")
     frontend.add_argument("--number", type=int, default=0, help="front-end number, for logs")
     frontend.set_defaults(func=cmd_frontend)
-    for sub in (serve, coordinator, frontend):
+    check = commands.add_parser("fsck", help="check every object against its digest and the index")
+    check.add_argument("--repair", action="store_true", help="remove what is corrupt")
+    check.set_defaults(func=cmd_fsck)
+    for sub in (serve, coordinator, frontend, check):
         sub.add_argument("--config", help=config_help)
     commands.add_parser(
         "simulate", help="replay a trace through the eviction policies", add_help=False

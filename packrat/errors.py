@@ -47,9 +47,38 @@ class ChecksumMismatch(BadRequest):
     code = "checksum_mismatch"
 
 
+class Unauthorized(PackratError):
+    """No credentials, or credentials that match nobody: 401 with a challenge."""
+
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str, challenges: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.challenges = challenges  # one WWW-Authenticate header each
+
+
+class Forbidden(PackratError):
+    """Valid credentials without the right the request needs."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(PackratError):
     status = 404
     code = "not_found"
+
+
+class RangeNotSatisfiable(PackratError):
+    """A ``Range`` that starts past the end of the object."""
+
+    status = 416
+    code = "range_not_satisfiable"
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.headers["Content-Range"] = f"bytes */{size}"
 
 
 class TooLarge(PackratError):
@@ -68,6 +97,17 @@ class CoordinatorUnavailable(PackratError):
         self.headers["Retry-After"] = str(retry_after)
 
 
+class TooBusy(PackratError):
+    """This front end already runs ``max_uploads`` uploads."""
+
+    status = 503
+    code = "too_busy"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.headers["Retry-After"] = str(retry_after)
+
+
 class InsufficientStorage(PackratError):
     status = 507
     code = "insufficient_storage"
@@ -78,4 +118,5 @@ COORDINATOR_ERRORS: dict[str, type[PackratError]] = {
     "too_large": TooLarge,
     "not_found": NotFound,
     "stale": CoordinatorUnavailable,
+    "insufficient_storage": InsufficientStorage,
 }

@@ -99,8 +99,10 @@ def serve(settings: Settings, config_path: Path) -> int:
     while not stopping:
         now = time.monotonic()
         for child in children:
+            pid = child.process.pid if child.process else None
             exit_status = child.reap()
             if exit_status is not None:
+                remove_staging_of(layout, pid)
                 if exit_status == CONFIG_ERROR:
                     log.error("%s exited on a configuration error; stopping", child.name)
                     stopping, status = True, CONFIG_ERROR
@@ -118,6 +120,13 @@ def serve(settings: Settings, config_path: Path) -> int:
         time.sleep(0.1)
     stop_all(children)
     return status
+
+
+def remove_staging_of(layout: Layout, pid: int | None) -> None:
+    """Remove the staging files of a child that died (uploads it can never finish)."""
+    for path in layout.staging.glob(f"{pid}-*.part"):
+        path.unlink(missing_ok=True)
+        log.info("removed %s left by pid %d", path.name, pid)
 
 
 def stop_all(children: list[Child]) -> None:

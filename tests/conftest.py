@@ -52,7 +52,9 @@ def write_config(path: Path, root: Path, port: int, **sections: dict[str, object
 class PackratProcess:
     """One ``python -m packrat <role>`` process group with helpers for tests."""
 
-    def __init__(self, argv: list[str], config: Path, root: Path, port: int) -> None:
+    def __init__(
+        self, argv: list[str], config: Path, root: Path, port: int, preexec_fn=None
+    ) -> None:
         self.config = config
         self.root = root
         self.port = port
@@ -63,6 +65,7 @@ class PackratProcess:
             [sys.executable, "-m", "packrat", *argv, "--config", str(config)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
         )
         self.psutil = psutil.Process(self.process.pid)
 
@@ -168,11 +171,15 @@ def make_server(tmp_path: Path) -> Iterator:
     started: list[PackratProcess] = []
 
     def start(
-        role: str = "serve", port: int | None = None, wait: bool = True, **sections
+        role: str = "serve",
+        port: int | None = None,
+        wait: bool = True,
+        preexec_fn=None,
+        **sections,
     ) -> PackratProcess:
         port = port or free_port()
         config = write_config(tmp_path / f"packrat-{len(started)}.ini", tmp_path, port, **sections)
-        server = PackratProcess([role], config, tmp_path, port)
+        server = PackratProcess([role], config, tmp_path, port, preexec_fn=preexec_fn)
         started.append(server)
         if wait and role == "coordinator":
             server.wait_for_socket()

@@ -41,11 +41,15 @@ def save_snapshot(layout: Layout, index: Index) -> None:
     payload = msgpack.packb({"v": SNAPSHOT_VERSION, "saved_at": time.time(), "entries": rows})
     target = layout.snapshot_path()
     temp = target.with_suffix(".tmp")
-    with open(temp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, target)
+    try:
+        with open(temp, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, target)
+    except OSError:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def load_snapshot(layout: Layout) -> dict[str, tuple[str, int, float]]:

@@ -8,6 +8,7 @@ while the coordinator was down is never applied after the front end gave up.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from packrat.storage import CorruptObject, Layout, read_object_meta
 
 log = logging.getLogger("packrat.coordinator")
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 SWEEP_INTERVAL = 10.0  # seconds between staging sweeps
 POLL_MS = 100  # longest the loop sleeps before looking at timers and signals
 
@@ -80,7 +82,7 @@ class Coordinator:
                     self._drain(socket)
                 now = time.monotonic()
                 if now >= next_snapshot:
-                    save_snapshot(self.layout, self.index)
+                    self.snapshot()
                     next_snapshot = now + self.settings.coordinator_snapshot_interval
                 if now >= next_sweep:
                     sweep_staging(self.layout, self.settings.coordinator_stale_staging)
@@ -88,8 +90,17 @@ class Coordinator:
         finally:
             socket.close()
             context.term()
+            if self.snapshot():
+                log.info("coordinator stopped; snapshot of %d objects saved", len(self.index))
+
+    def snapshot(self) -> bool:
+        """Save the index; a failure is logged, never fatal (the files are the truth)."""
+        try:
             save_snapshot(self.layout, self.index)
-            log.info("coordinator stopped; snapshot of %d objects saved", len(self.index))
+        except OSError as e:
+            log.error("could not save the index snapshot: %s", e)
+            return False
+        return True
 
     def _request_stop(self, signum: int, frame: object) -> None:
         self.stopping = True
@@ -133,6 +144,13 @@ class Coordinator:
                 return protocol.reply_ok(request_id, **self.index.stats())
         except (KeyError, TypeError, ValueError) as e:
             return protocol.reply_error(request_id, "bad_request", f"malformed {op} request: {e}")
+        except OSError as e:
+            # The coordinator outlives any one failed file operation.
+            log.error("%s failed: %s", op, e)
+            code = "insufficient_storage" if e.errno in NO_SPACE else "io_error"
+            return protocol.reply_error(
+                request_id, code, f"{op} failed on the server: {e.strerror}"
+            )
         return protocol.reply_error(request_id, "bad_request", f"unknown op {op!r}")
 
     def _commit(self, request_id: int, message: protocol.Message) -> protocol.Message:

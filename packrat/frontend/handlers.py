@@ -204,7 +204,7 @@ class ObjectHandler(UploadHandler):
 
     async def get(self, raw_key: str) -> None:
         key = self.valid_key(raw_key)
-        opened = self._open(key)
+        opened = await self._open(key)
         if opened is None:
             self.client.miss()
             raise NotFound(f"no object under key {key!r}")
@@ -219,12 +219,12 @@ class ObjectHandler(UploadHandler):
         finally:
             os.close(fd)
 
-    def _open(self, key: str) -> tuple[int, ObjectMeta] | None:
+    async def _open(self, key: str) -> tuple[int, ObjectMeta] | None:
         try:
             return open_object(self.layout, key)
         except CorruptObject as e:
             log.error("object for key %r is unreadable: %s", key, e)
-            self._drop_corrupt(key, None)
+            await self._drop_corrupt(key, None)
             return None
 
     async def _stream_verified(self, fd: int, meta: ObjectMeta) -> None:
@@ -250,18 +250,16 @@ class ObjectHandler(UploadHandler):
                 return
         if offset != meta.size or digest.hexdigest() != meta.sha256:
             log.error("object %r failed its sha256 check while being sent", meta.key)
-            self._drop_corrupt(meta.key, meta.sha256)
+            # Dropped before the client hears of it, so its retry gets a 404.
+            await self._drop_corrupt(meta.key, meta.sha256)
             self.request.connection.close()
             raise HTTPError(500, "corrupt object %s", meta.key)
 
-    def _drop_corrupt(self, key: str, sha256: str | None) -> None:
-        async def drop() -> None:
-            try:
-                await self.client.request("delete", key=key, reason="corrupt", sha256=sha256)
-            except PackratError as e:
-                log.warning("could not drop corrupt object %r: %s", key, e.message)
-
-        self.client.spawn(drop())
+    async def _drop_corrupt(self, key: str, sha256: str | None) -> None:
+        try:
+            await self.client.request("delete", key=key, reason="corrupt", sha256=sha256)
+        except PackratError as e:
+            log.warning("could not drop corrupt object %r: %s", key, e.message)
 
 
 class ExistsHandler(BaseHandler):
