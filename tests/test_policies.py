@@ -189,6 +189,33 @@ def test_s3_policies_refuse_objects_that_would_flush_probation(name: str) -> Non
     assert not admit(policy, 10, 100)
 
 
+def test_s3gdsf_stores_large_objects_first_in_line() -> None:
+    """What S3-FIFO would refuse is stored (the server keeps every upload) but leaves first."""
+    policy = make_policy("s3gdsf")
+    capacity = 100
+    for key in ("a", "b"):
+        make_room(policy, 9, capacity)
+        policy.insert(key, 9)
+    make_room(policy, 30, capacity)
+    policy.insert("big", 30)
+    assert [k for k, _ in make_room(policy, 60, capacity)] == ["big"]
+    make_room(policy, 9, capacity)
+    policy.insert("big", 9 + 21)  # not remembered by the ghost: back on probation
+    assert [k for k, _ in policy.choose_victims(1)] == ["big"]
+
+
+def test_s3gdsf_main_caps_hits() -> None:
+    policy = make_policy("gdsf", size_exponent=0.0, hit_cap=3)
+    policy.insert("old", 10)
+    for _ in range(50):
+        policy.access("old")
+    policy.insert("new", 10)
+    for _ in range(3):
+        policy.access("new")
+    # at equal capped hits the one pushed first goes first
+    assert [k for k, _ in policy.choose_victims(1)] == ["old"]
+
+
 @pytest.mark.parametrize("name", ["s3fifo", "s3gdsf"])
 def test_s3_ghost_hit_skips_probation(name: str) -> None:
     policy = make_policy(name)

@@ -4,6 +4,9 @@ The cross-check replays the NASA and webcachesim traces (from
 ``../shared/traces/`` when present, else the slices in ``tests/data``) at 1,
 5, 10 and 25 % of their unique bytes, and requires our FIFO-family policies to
 land within 0.5 percentage points of libCacheSim's same-named algorithm.
+It replays with ``admission="policy"``, libCacheSim's semantics (S3-FIFO
+refuses objects as large as its probation queue); the default,
+``admission="all"``, stores every object that fits, as the server does.
 """
 
 from __future__ import annotations
@@ -46,6 +49,42 @@ def test_a_size_change_is_an_overwrite() -> None:
     assert result.misses == 2
 
 
+def test_admission_all_stores_what_the_policy_would_refuse() -> None:
+    # 15 bytes is more than s3fifo's probation queue (10 % of 100): libCacheSim
+    # refuses it, the server stores it.
+    requests = [("big", 15), ("big", 15)]
+    assert replay(requests, "s3fifo", capacity=100).misses == 1
+    assert replay(requests, "s3fifo", capacity=100, admission="all").misses == 1
+    refused = replay(requests, "s3fifo", capacity=100, admission="policy")
+    assert refused.misses == 2 and refused.admission == "policy"
+
+
+def test_admission_all_is_what_the_server_index_does() -> None:
+    """The simulator's default drives a policy exactly like the coordinator's Index."""
+    from packrat.coordinator.index import Index
+
+    requests = read_trace(DATA / "request_head5000.trace.xz")
+    capacity = unique_bytes(requests) // 20
+    for name in ("lru", "s3fifo", "s3gdsf"):
+        index = Index(name, capacity, low_water=0.95)
+        misses = 0
+        for key, size in requests:
+            key = str(key)
+            if key in index:
+                index.touch([key])
+                continue
+            misses += 1
+            index.make_room(size)
+            index.insert(key, size)
+        ours = replay([(str(k), s) for k, s in requests], name, capacity, low_water=0.95)
+        assert ours.misses == misses, name
+
+
+def test_unknown_admission_is_refused() -> None:
+    with pytest.raises(ValueError):
+        replay([("a", 1)], "lru", capacity=10, admission="some")
+
+
 def test_low_water_evicts_further() -> None:
     requests = [(i % 12, 10) for i in range(120)]
     full = replay(requests, "lru", capacity=100)
@@ -65,6 +104,7 @@ def test_json_lines_carry_every_field(capsys: pytest.CaptureFixture[str]) -> Non
     ]
     assert set(lines[0]) == {
         "policy",
+        "admission",
         "size_bytes",
         "requests",
         "object_miss_ratio",
@@ -72,6 +112,17 @@ def test_json_lines_carry_every_field(capsys: pytest.CaptureFixture[str]) -> Non
         "requests_per_second",
     }
     assert lines[0]["requests"] == 2584
+    assert lines[0]["admission"] == "all"
+
+
+def test_admission_option(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--trace", str(DATA / "nasa_19950801_head3000.tsv"), "--policy", "s3fifo", "--json"]
+    assert main([*argv, "--size", "1%", "--admission", "policy"]) == 0
+    refused = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--size", "1%"]) == 0
+    stored = json.loads(capsys.readouterr().out)
+    assert (refused["admission"], stored["admission"]) == ("policy", "all")
+    assert refused["object_miss_ratio"] != stored["object_miss_ratio"]
 
 
 def test_table_compares_all_policies(capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,7 +161,7 @@ def trace(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 def test_matches_libcachesim_within_half_a_point(trace, policy: str, fraction: float) -> None:
     requests, path = trace
     capacity = int(unique_bytes(requests) * fraction)
-    ours = replay(requests, policy, capacity)
+    ours = replay(requests, policy, capacity, admission="policy")
     theirs = reference.run(path, policy, capacity, timeout=60)
     assert theirs is not None, "libCacheSim failed or timed out"
     assert ours.object_miss_ratio == pytest.approx(theirs[0], abs=0.005)

@@ -6,7 +6,8 @@ hit eventually fall below newcomers.  With the default ``size_exponent=1``
 it is libCacheSim's ``GDSF`` except that libCacheSim inserts before it
 evicts, so a newcomer with the lowest priority is dropped at once (an
 implicit admission filter; see docs/policies.md).  A smaller exponent
-weighs size less, trading object hits for byte hits (``s3gdsf`` uses 0.6).
+weighs size less, trading object hits for byte hits (``s3gdsf`` uses 0.6);
+``hit_cap`` bounds the hits counted, so old popularity fades sooner.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ class GDSF(PriorityPolicy):
 
     name = "gdsf"
 
-    def __init__(self, size_exponent: float = 1.0, **kwargs) -> None:
+    def __init__(self, size_exponent: float = 1.0, hit_cap: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.size_exponent = size_exponent
+        self.hit_cap = hit_cap
 
     def value(self, hits: int, size: int) -> float:
+        if self.hit_cap is not None:
+            hits = min(hits, self.hit_cap)
         # libCacheSim scales by 1e6 too; the same scale keeps float ties alike.
         return hits * 1.0e6 / max(size, 1) ** self.size_exponent

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from packrat.policies import POLICIES
-from packrat.simulator.replay import Result, replay
+from packrat.simulator.replay import ADMISSIONS, Result, replay
 from packrat.simulator.sizes import parse_size
 from packrat.simulator.traces import READERS, read_trace, unique_bytes
 
@@ -43,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         help="evict down to this fraction of the cache when full (default: 1.0)",
+    )
+    p.add_argument(
+        "--admission",
+        choices=ADMISSIONS,
+        default="all",
+        help="all: store every object that fits, as the server does (default); "
+        "policy: let the policy refuse objects too, as libCacheSim does",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object per run")
     p.add_argument("--plot", type=Path, metavar="PNG", help="draw miss ratio vs cache size")
@@ -81,12 +88,19 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [parse_size(s, total) for s in args.size or ["1%", "5%", "10%", "25%"]]
     except (OSError, ValueError) as e:
         parser.error(str(e))
-    results = [replay(requests, name, size, args.low_water) for size in sizes for name in policies]
+    results = [
+        replay(requests, name, size, args.low_water, args.admission)
+        for size in sizes
+        for name in policies
+    ]
     if args.json:
         for r in results:
             print(json.dumps(r.as_dict()))
     else:
-        print(f"{args.trace.name}: {len(requests):,} requests, {total:,} unique bytes")
+        print(
+            f"{args.trace.name}: {len(requests):,} requests, {total:,} unique bytes, "
+            f"admission {args.admission}, low water {args.low_water}"
+        )
         print(_table(results))
     if args.plot:
         try:

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 from packrat.policies import Policy, admit, make_policy, make_room
 
+ADMISSIONS = ("all", "policy")
+"""``all``: store every object that fits, as the server does; ``policy``: let it refuse."""
+
 
 @dataclass(frozen=True)
 class Result:
@@ -20,6 +23,7 @@ class Result:
     bytes_requested: int
     bytes_missed: int
     seconds: float
+    admission: str = "all"
 
     @property
     def object_miss_ratio(self) -> float:
@@ -37,6 +41,7 @@ class Result:
         """The ``--json`` line for this run."""
         return {
             "policy": self.policy,
+            "admission": self.admission,
             "size_bytes": self.size_bytes,
             "requests": self.requests,
             "object_miss_ratio": self.object_miss_ratio,
@@ -50,17 +55,29 @@ def replay(
     policy: str | Policy,
     capacity: int,
     low_water: float = 1.0,
+    admission: str = "all",
 ) -> Result:
     """Replay ``(key, size)`` requests against a cache of ``capacity`` bytes.
 
     A request is a hit when the key is cached at that size.  On a miss the
-    object is stored, as a front end would after fetching it: refused if
-    ``admit`` says so (larger than the cache, or the policy declines), else
-    ``make_room`` then ``insert``.  A key seen again at another size is an
-    overwrite: the old copy is removed and the request is a miss.
+    object is uploaded, as a client does after fetching it elsewhere, and
+    stored the way the server stores it:
+
+    * ``admission="all"`` (the default, what ``packrat serve`` does): every
+      object that fits in the cache is stored, ``make_room`` then ``insert``;
+    * ``admission="policy"``: the policy may also refuse it (``admit``, e.g.
+      S3-FIFO's refusal of objects as large as its probation queue), as
+      libCacheSim does; only for comparing with libCacheSim.
+
+    Objects larger than the cache are never stored (the server answers 413).
+    A key seen again at another size is an overwrite: the old copy is removed
+    and the request is a miss.
     """
+    if admission not in ADMISSIONS:
+        raise ValueError(f"admission must be one of {', '.join(ADMISSIONS)}, not {admission!r}")
     if isinstance(policy, str):
         policy = make_policy(policy)
+    by_policy = admission == "policy"
     sizes = policy.sizes
     n = misses = nbytes = missed = 0
     start = time.perf_counter()
@@ -75,8 +92,9 @@ def replay(
             policy.remove(key)
         misses += 1
         missed += size
-        if admit(policy, size, capacity):
+        store = admit(policy, size, capacity) if by_policy else size <= capacity
+        if store:
             make_room(policy, size, capacity, low_water)
             policy.insert(key, size)
     seconds = time.perf_counter() - start
-    return Result(policy.name, capacity, n, misses, nbytes, missed, seconds)
+    return Result(policy.name, capacity, n, misses, nbytes, missed, seconds, admission)
