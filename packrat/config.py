@@ -11,6 +11,7 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +47,21 @@ class Settings:
 
     server_host: str = "127.0.0.1"
     server_port: int = 5050
+    server_certfile: Path | None = None  # PEM certificate chain: serve HTTPS
+    server_keyfile: Path | None = None  # PEM private key (None: in certfile)
     frontend_processes: int = 2  # 0: one per CPU core
     frontend_touch_interval: float = 0.02  # seconds between batched TOUCH reports
+    frontend_idle_timeout: float = 60.0  # seconds for request headers / idle keep-alive / a send
+    frontend_body_timeout: float = 3600.0  # seconds to receive one whole request body
+    frontend_max_header_size: int = 64 << 10  # bytes of request line plus headers
+    frontend_max_uploads: int = 64  # concurrent uploads per front end; 0: no limit
+    frontend_cache_max_age: int = 0  # seconds shared caches may serve an object unchecked
+    auth_enabled: bool = False  # the one switch: require credentials
+    auth_read_tokens: tuple[str, ...] = ()  # bearer tokens that may read
+    auth_write_tokens: tuple[str, ...] = ()  # bearer tokens that may read and write
+    auth_htpasswd: Path | None = None  # user:hash lines (bcrypt, sha-crypt) for HTTP Basic
+    auth_write_users: tuple[str, ...] = ("*",)  # htpasswd users that may write; * = all
+    auth_anonymous_read: bool = False  # reads need no credentials (writes still do)
     cache_root: Path = Path("var/cache")
     cache_max_size: int = 1 << 30  # bytes
     cache_max_file_size: int | None = None  # bytes; None means cache_max_size
@@ -68,6 +82,15 @@ class Settings:
     @property
     def processes(self) -> int:
         return self.frontend_processes or (os.cpu_count() or 1)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server TLS context when ``[server] certfile`` is set, else None."""
+        if self.server_certfile is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.server_certfile, self.server_keyfile)
+        return context
 
 
 def _positive_int(text: str) -> int:
@@ -105,6 +128,45 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true/false, yes/no, on/off, 1/0)")
+
+
+def _words(text: str) -> tuple[str, ...]:
+    """Whitespace- or comma-separated words."""
+    return tuple(word for word in re.split(r"[\s,]+", text) if word)
+
+
+def _tokens(text: str) -> tuple[str, ...]:
+    tokens = _words(text)
+    for token in tokens:
+        if len(token) < 16 or not re.fullmatch(r"[A-Za-z0-9._~+/=-]+", token):
+            raise ValueError(
+                "each token must be at least 16 characters of letters, digits and ._~+/=-"
+            )
+    return tokens
+
+
+def _readable_file(text: str) -> Path:
+    path = Path(text.strip())
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise ValueError(f"{text.strip()!r} is not a readable file")
+    return path
+
+
+def _htpasswd(text: str) -> Path:
+    from packrat.frontend.auth import load_htpasswd
+
+    path = _readable_file(text)
+    load_htpasswd(path)  # raises ValueError naming the bad line
+    return path
+
+
 def _policy(text: str) -> str:
     from packrat.policies import POLICIES
 
@@ -123,8 +185,21 @@ def _endpoint(text: str) -> str:
 _OPTIONS = {
     ("server", "host"): str.strip,
     ("server", "port"): _port,
+    ("server", "certfile"): _readable_file,
+    ("server", "keyfile"): _readable_file,
     ("frontend", "processes"): _positive_int,
     ("frontend", "touch_interval"): _seconds,
+    ("frontend", "idle_timeout"): _seconds,
+    ("frontend", "body_timeout"): _seconds,
+    ("frontend", "max_header_size"): _positive_size,
+    ("frontend", "max_uploads"): _positive_int,
+    ("frontend", "cache_max_age"): _positive_int,
+    ("auth", "enabled"): _bool,
+    ("auth", "read_tokens"): _tokens,
+    ("auth", "write_tokens"): _tokens,
+    ("auth", "htpasswd"): _htpasswd,
+    ("auth", "write_users"): _words,
+    ("auth", "anonymous_read"): _bool,
     ("cache", "root"): Path,
     ("cache", "max_size"): _positive_size,
     ("cache", "max_file_size"): _positive_size,
@@ -179,5 +254,17 @@ def load(path: Path) -> Settings:
         raise ConfigError(
             f"{path}: [cache] max_file_size: {settings.cache_max_file_size} is larger than "
             f"max_size {settings.cache_max_size}"
+        )
+    if settings.server_keyfile is not None and settings.server_certfile is None:
+        raise ConfigError(f"{path}: [server] keyfile: set certfile too (or neither)")
+    try:
+        settings.ssl_context()
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"{path}: [server] certfile: cannot load the certificate: {e}") from None
+    if settings.auth_enabled and not (
+        settings.auth_read_tokens or settings.auth_write_tokens or settings.auth_htpasswd
+    ):
+        raise ConfigError(
+            f"{path}: [auth] enabled: no read_tokens, write_tokens or htpasswd to check against"
         )
     return settings

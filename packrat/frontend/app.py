@@ -14,14 +14,18 @@ from pathlib import Path
 
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
-from tornado.web import Application, StaticFileHandler
+from tornado.web import Application
 
 from packrat.config import Settings
+from packrat.frontend.auth import Authenticator
 from packrat.frontend.client import CoordinatorClient
 from packrat.frontend.handlers import (
     SMALL_BODY,
     ExistsHandler,
+    NotFoundHandler,
     ObjectHandler,
+    OpenAPIHandler,
+    StaticHandler,
     StatusHandler,
 )
 from packrat.storage import Layout
@@ -34,25 +38,43 @@ SHUTDOWN_GRACE = 5.0  # seconds in-flight requests get after SIGTERM
 
 def make_app(settings: Settings, client: CoordinatorClient) -> Application:
     layout = Layout(settings.cache_root)
-    deps = {"settings": settings, "layout": layout, "client": client}
+    deps = {
+        "settings": settings,
+        "layout": layout,
+        "client": client,
+        "auth": Authenticator(settings),
+    }
+    # Keep in step with packrat.keys.RESERVED_PREFIXES and openapi.json.
     return Application(
         [
             (r"/", StatusHandler, deps),
-            (r"/static/(packrat\.css)", StaticFileHandler, {"path": str(HERE / "static")}),
+            (r"/static/(packrat\.css)", StaticHandler, {"path": str(HERE / "static")}),
+            (r"/api/openapi\.json", OpenAPIHandler, deps),
             (r"/exists/(.+)", ExistsHandler, deps),
             (r"/(.+)", ObjectHandler, deps),
         ],
+        default_handler_class=NotFoundHandler,
+        default_handler_args=deps,
         template_path=str(HERE / "templates"),
         xsrf_cookies=False,
+        compress_response=False,  # byte ranges and Content-Length are of the stored bytes
     )
 
 
 def make_server(app: Application, settings: Settings) -> HTTPServer:
+    """The HTTP(S) server with the slow-client limits of ``[frontend]``.
+
+    ``idle_connection_timeout`` bounds both the wait for a request's headers
+    (a slowloris sending them byte by byte is cut off) and an idle
+    keep-alive connection; ``body_timeout`` bounds the whole body.
+    """
     return HTTPServer(
         app,
+        ssl_options=settings.ssl_context(),
         max_body_size=SMALL_BODY,  # uploads raise it per request
-        idle_connection_timeout=60,
-        body_timeout=300,
+        max_header_size=settings.frontend_max_header_size,
+        idle_connection_timeout=settings.frontend_idle_timeout,
+        body_timeout=settings.frontend_body_timeout,
     )
 
 
@@ -68,7 +90,10 @@ async def serve(settings: Settings) -> None:
     server = make_server(make_app(settings, client), settings)
     sockets = bind_sockets(settings.server_port, settings.server_host, reuse_port=True)
     server.add_sockets(sockets)
-    log.info("front end listening on http://%s:%d", settings.server_host, settings.server_port)
+    scheme = "https" if settings.server_certfile else "http"
+    log.info(
+        "front end listening on %s://%s:%d", scheme, settings.server_host, settings.server_port
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

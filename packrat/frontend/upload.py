@@ -195,5 +195,7 @@ class MultipartForm:
 def clean_filename(name: str) -> str:
     """The last path segment of ``name`` without control characters, at most 255 chars."""
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if ch.isprintable())
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    if name in (".", ".."):
+        return ""
     return name[:MAX_FILENAME_CHARS]
