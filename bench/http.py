@@ -381,6 +381,13 @@ def machine() -> dict[str, str]:
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--", "packrat"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if commit and dirty:
+        commit += " with uncommitted changes in packrat/"
     return {
         "nproc": str(len(os.sched_getaffinity(0))),
         "cpu": cpu,
@@ -521,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
             " alone, without the baseline, and not writing docs/benchmarks.md"
         )
     started = time.monotonic()
+    info = machine()  # the commit the servers are about to run
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="packrat-bench-") as tmp:
         work = Path(tmp)
@@ -550,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         "nginx": version([nginx, "-v"], "nginx version: ") if nginx else "no nginx",
         "wrk": version([wrk, "--version"], ""),
     }
-    report = render(results, machine(), args, versions)
+    report = render(results, info, args, versions)
     print()
     print(report)
     print(f"bench/http.py: {time.monotonic() - started:.0f} s")
