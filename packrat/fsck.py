@@ -73,9 +73,10 @@ def check_object(path: Path) -> Finding | None:
 
 def scan(layout: Layout) -> Iterator[Finding]:
     snapshot = load_snapshot(layout)
-    for path in layout.iter_objects():
+    for entry in layout.iter_objects():
+        path = Path(entry.path)
         finding = check_object(path)
-        known = snapshot.pop(path.name, None)
+        known = snapshot.pop(entry.name, None)
         if finding is not None:
             if finding.key is None and known is not None:
                 finding.key = known[0]  # unreadable trailer: the snapshot knows the key

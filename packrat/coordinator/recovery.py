@@ -73,24 +73,24 @@ def rebuild(layout: Layout, index: Index) -> RebuildReport:
     report = RebuildReport()
     snapshot = load_snapshot(layout)
     rows: list[tuple[float, str, int]] = []
-    for path in layout.iter_objects():
+    for entry in layout.iter_objects():
         try:
-            stat = path.stat()
+            stat = entry.stat(follow_symlinks=False)
         except FileNotFoundError:
             continue
-        known = snapshot.pop(path.name, None)
+        known = snapshot.pop(entry.name, None)
         if known is not None and known[1] == stat.st_size:
             key, size, seen = known
             rows.append((max(seen, stat.st_mtime), key, size))
             report.restored += 1
             continue
         try:
-            meta, size = read_object_meta(path)
-            if key_digest(meta.key) != path.name:
+            meta, size = read_object_meta(entry.path)
+            if key_digest(meta.key) != entry.name:
                 raise CorruptObject("file name is not the hash of its key")
         except (CorruptObject, OSError) as e:
-            log.warning("removing unreadable object %s: %s", path, e)
-            path.unlink(missing_ok=True)
+            log.warning("removing unreadable object %s: %s", entry.path, e)
+            os.unlink(entry.path)
             report.corrupt += 1
             continue
         rows.append((stat.st_mtime, meta.key, size))
