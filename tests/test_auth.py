@@ -1,0 +1,200 @@
+"""Access control: off by default; bearer tokens and htpasswd (bcrypt, sha-crypt)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import bcrypt
+import pytest
+import requests
+from passlib.hash import sha512_crypt
+
+from packrat import config
+from packrat.errors import Forbidden, Unauthorized
+from packrat.frontend.auth import READ, WRITE, Authenticator, load_htpasswd, verify_password
+
+READER = "r" * 8 + "-read-token-0001"
+WRITER = "w" * 8 + "-write-token-0001"
+
+
+def _htpasswd(tmp_path):
+    path = tmp_path / "users.htpasswd"
+    alice = bcrypt.hashpw(b"alice-pw", bcrypt.gensalt(4)).decode()
+    bob = sha512_crypt.using(rounds=5000).hash("bob-pw")
+    path.write_text(f"# comment\n\nalice:{alice}\nbob:{bob}\n")
+    return path
+
+
+def _wait(server, **kw) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert server.process.poll() is None, server.log()
+        try:
+            if requests.get(server.url + "/", timeout=1, **kw).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(server.log())
+
+
+def test_auth_is_off_by_default():
+    assert config.Settings().auth_enabled is False
+    assert config.load(config.EXAMPLE_CONFIG).auth_enabled is False
+
+
+def test_tokens(make_server):
+    server = make_server(
+        wait=False,
+        auth={"enabled": "true", "read_tokens": READER, "write_tokens": WRITER},
+    )
+    read = {"Authorization": f"Bearer {READER}"}
+    write = {"Authorization": f"Bearer {WRITER}"}
+    _wait(server, headers=read)
+    url = server.url
+    # Nothing without credentials, and the challenge names the scheme.
+    for method, path in (
+        ("GET", "/"),
+        ("GET", "/k"),
+        ("HEAD", "/k"),
+        ("GET", "/exists/k"),
+        ("POST", "/k"),
+        ("PUT", "/k"),
+        ("DELETE", "/k"),
+    ):
+        reply = requests.request(method, url + path, data=b"x", timeout=10)
+        assert reply.status_code == 401, (method, path)
+        assert reply.headers["WWW-Authenticate"] == 'Bearer realm="packrat"'
+        if method != "HEAD":
+            assert reply.json()["error"] == "unauthorized"
+    wrong = {"Authorization": "Bearer " + "x" * 20}
+    assert requests.get(url + "/k", headers=wrong, timeout=10).status_code == 401
+    assert (
+        requests.get(url + "/k", headers={"Authorization": "Bearer"}, timeout=10).status_code == 401
+    )
+    # A read token reads but may not write: 403.
+    reply = requests.put(url + "/k", data=b"x", headers=read, timeout=10)
+    assert reply.status_code == 403 and reply.json()["error"] == "forbidden"
+    assert requests.delete(url + "/k", headers=read, timeout=10).status_code == 403
+    # A write token does both.
+    assert requests.put(url + "/k", data=b"data", headers=write, timeout=10).status_code == 200
+    reply = requests.post(url + "/k2", files={"file": ("f", b"2")}, headers=write, timeout=10)
+    assert reply.status_code == 200
+    assert requests.get(url + "/k", headers=read, timeout=10).content == b"data"
+    assert requests.get(url + "/k", headers=write, timeout=10).content == b"data"
+    assert requests.get(url + "/exists/k", headers=read, timeout=10).json() == {"present": True}
+    # Authenticated reads are private: no shared cache may keep them.
+    assert (
+        requests.get(url + "/k", headers=read, timeout=10)
+        .headers["Cache-Control"]
+        .startswith("private")
+    )
+    # The status page works with auth on and shows no secret.
+    page = requests.get(url + "/", headers=read, timeout=10)
+    assert page.status_code == 200 and "Objects" in page.text
+    assert READER not in page.text and WRITER not in page.text
+    # The API description and the stylesheet are public.
+    assert requests.get(url + "/api/openapi.json", timeout=10).status_code == 200
+    assert requests.get(url + "/static/packrat.css", timeout=10).status_code == 200
+    assert requests.delete(url + "/k", headers=write, timeout=10).status_code == 200
+
+
+def test_htpasswd_basic(make_server, tmp_path):
+    server = make_server(
+        wait=False,
+        auth={"enabled": "yes", "htpasswd": _htpasswd(tmp_path), "write_users": "alice"},
+    )
+    _wait(server, auth=("bob", "bob-pw"))
+    url = server.url
+    reply = requests.get(url + "/k", timeout=10)
+    assert reply.status_code == 401
+    assert reply.headers["WWW-Authenticate"] == 'Basic realm="packrat", charset="UTF-8"'
+    # alice (bcrypt) writes; bob (sha512-crypt) only reads.
+    reply = requests.put(url + "/k", data=b"v", auth=("alice", "alice-pw"), timeout=10)
+    assert reply.status_code == 200
+    assert (
+        requests.put(url + "/k", data=b"v", auth=("bob", "bob-pw"), timeout=10).status_code == 403
+    )
+    assert requests.get(url + "/k", auth=("bob", "bob-pw"), timeout=10).content == b"v"
+    for user, password in (("alice", "nope"), ("bob", "alice-pw"), ("carol", "x"), ("", "")):
+        reply = requests.get(url + "/k", auth=(user, password), timeout=10)
+        assert reply.status_code == 401, user
+    for header in ("Basic !!!", "Basic " + "YWxpY2U=", "Digest x", "Bearer alice-pw"):
+        reply = requests.get(url + "/k", headers={"Authorization": header}, timeout=10)
+        assert reply.status_code == 401, header
+    # A browser on the status page: Basic works there too.
+    page = requests.get(url + "/", auth=("alice", "alice-pw"), timeout=10)
+    assert page.status_code == 200 and "$2b$" not in page.text
+
+
+def test_anonymous_read(make_server):
+    server = make_server(auth={"enabled": "on", "write_tokens": WRITER, "anonymous_read": "on"})
+    reply = requests.put(server.url + "/k", data=b"x", timeout=10)
+    assert reply.status_code == 401
+    write = {"Authorization": f"Bearer {WRITER}"}
+    assert requests.put(server.url + "/k", data=b"x", headers=write, timeout=10).status_code == 200
+    reply = server.get("k")
+    assert reply.content == b"x"
+    assert reply.headers["Cache-Control"] == "public, no-cache"
+
+
+def test_authenticator_unit(tmp_path):
+    settings = config.Settings(
+        auth_enabled=True,
+        auth_read_tokens=(READER,),
+        auth_write_tokens=(WRITER,),
+        auth_htpasswd=_htpasswd(tmp_path),
+        auth_write_users=("*",),
+    )
+    auth = Authenticator(settings)
+    assert len(auth.challenges) == 2
+
+    async def check():
+        assert await auth.rights(f"Bearer {READER}") == {READ}
+        assert await auth.rights(f"bearer  {WRITER} ") == {READ, WRITE}
+        assert await auth.rights("Basic Ym9iOmJvYi1wdw==") == {READ, WRITE}  # bob:bob-pw
+        assert await auth.rights("Basic Ym9iOmJvYi1wdw==") == {READ, WRITE}  # remembered
+        assert await auth.rights("Bearer " + READER[:-1]) is None
+        with pytest.raises(Unauthorized):
+            await auth.require(READ, None)
+        with pytest.raises(Forbidden):
+            await auth.require(WRITE, f"Bearer {READER}")
+        await auth.require(WRITE, f"Bearer {WRITER}")
+
+    asyncio.run(check())
+    assert Authenticator(config.Settings()).public_reads is True
+
+
+def test_htpasswd_parsing_and_hashes(tmp_path):
+    path = _htpasswd(tmp_path)
+    users = load_htpasswd(path)
+    assert sorted(users) == ["alice", "bob"]
+    assert verify_password("alice-pw", users["alice"]) is True
+    assert verify_password("bob-pw", users["bob"]) is True
+    assert verify_password("wrong", users["bob"]) is False
+    assert verify_password("x", "$2b$04$garbage") is False
+    long_pw = "p" * 100  # bcrypt uses the first 72 bytes, as htpasswd -B does
+    hashed = bcrypt.hashpw(long_pw.encode()[:72], bcrypt.gensalt(4)).decode()
+    assert verify_password(long_pw, hashed) is True
+    bad = tmp_path / "bad.htpasswd"
+    bad.write_text("carol:$apr1$abc$def\n")
+    with pytest.raises(ValueError, match="line 1: unsupported hash"):
+        load_htpasswd(bad)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[auth]\nenabled = true\n", "[auth] enabled: no read_tokens, write_tokens or htpasswd"),
+        ("[auth]\nenabled = maybe\n", "is not a boolean"),
+        ("[auth]\nread_tokens = short\n", "at least 16 characters"),
+        ("[auth]\nhtpasswd = /nonexistent/file\n", "is not a readable file"),
+    ],
+)
+def test_auth_config_errors(tmp_path, body, message):
+    path = tmp_path / "p.ini"
+    path.write_text(body)
+    with pytest.raises(config.ConfigError) as info:
+        config.load(path)
+    assert message in str(info.value)
