@@ -218,21 +218,6 @@ class UploadHandler(BaseHandler):
         expected = self.request.headers.get(DIGEST_HEADER) or self.form.fields.get("sha256")
         await self.commit(key, self.form.filename, self.form.content_type, expected)
 
-    async def put(self, raw_key: str) -> None:
-        if isinstance(self.error, TooLarge):
-            return  # answered in data_received
-        if self.error is not None:
-            raise self.error
-        key = self.valid_key(raw_key)
-        filename = self.get_query_argument("filename", None) or disposition_filename(
-            self.request.headers.get("Content-Disposition", "")
-        )
-        content_type = self.request.headers.get("Content-Type", "")
-        if content_type.split(";", 1)[0].strip().lower() in FORM_TYPES:
-            content_type = ""  # curl --data-binary's default, not the file's type
-        expected = self.request.headers.get(DIGEST_HEADER)
-        await self.commit(key, filename, content_type, expected)
-
     async def commit(
         self, key: str, filename: str | None, content_type: str | None, expected: str | None
     ) -> None:
@@ -312,6 +297,21 @@ class ObjectHandler(UploadHandler):
 
     async def head(self, raw_key: str) -> None:
         await self._send_object(raw_key, with_body=False)
+
+    async def put(self, raw_key: str) -> None:
+        if isinstance(self.error, TooLarge):
+            return  # answered in data_received
+        if self.error is not None:
+            raise self.error
+        key = self.valid_key(raw_key)
+        filename = self.get_query_argument("filename", None) or disposition_filename(
+            self.request.headers.get("Content-Disposition", "")
+        )
+        content_type = self.request.headers.get("Content-Type", "")
+        if content_type.split(";", 1)[0].strip().lower() in FORM_TYPES:
+            content_type = ""  # curl --data-binary's default, not the file's type
+        expected = self.request.headers.get(DIGEST_HEADER)
+        await self.commit(key, filename, content_type, expected)
 
     async def delete(self, raw_key: str) -> None:
         key = self.valid_key(raw_key)
