@@ -410,6 +410,7 @@ def machine() -> dict[str, str]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "commit": commit or "unknown",
+        "load": f"{os.getloadavg()[0]:.1f}",
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
@@ -468,6 +469,8 @@ def render(results: list[Result], info: dict[str, str], args, versions: dict[str
         f"- software: Python {info['python']}, {versions['nginx']}, {versions['wrk']}",
         f"- Packrat: `packrat serve`, {args.frontends} front ends + coordinator, commit"
         f" {info['commit']}; nginx: {args.frontends} workers, sendfile on, access log off",
+        f"- machine load (1-minute load average, other jobs included): {info['load']} before"
+        f" the run, {os.getloadavg()[0]:.1f} after",
         f"- each cell: {args.warmup:g} s warm-up (dropped), then {args.duration:g} s measured;"
         f" run {info['date']}",
         "- POST: Packrat gets multipart `POST /<key>`; nginx gets the raw bytes by"
