@@ -85,7 +85,12 @@ def scan(layout: Layout) -> Iterator[Finding]:
             yield Finding("unindexed", path, "not in the index snapshot (adopted at next start)")
     for digest, (key, _, _) in snapshot.items():
         path = layout.objects / digest[:2] / digest[2:4] / digest
-        yield Finding("missing", path, "listed in the index snapshot, file is gone", key)
+        yield Finding(
+            "missing",
+            path,
+            "in the last index snapshot, file is gone (evicted since, or lost)",
+            key,
+        )
     for path in sorted(layout.staging.glob("*.part")):
         yield Finding("staging", path, "upload in progress or abandoned")
 
