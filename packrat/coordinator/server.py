@@ -63,10 +63,15 @@ class Coordinator:
 
     # -- the loop -------------------------------------------------------
 
-    def run(self) -> None:
-        """Load the index, then serve until SIGTERM/SIGINT; snapshot on the way out."""
-        signal.signal(signal.SIGTERM, self._request_stop)
-        signal.signal(signal.SIGINT, self._request_stop)
+    def run(self, handle_signals: bool = True) -> None:
+        """Load the index, then serve until SIGTERM/SIGINT; snapshot on the way out.
+
+        Without ``handle_signals`` (a coordinator in a thread, for in-process
+        tests) it serves until ``stopping`` is set.
+        """
+        if handle_signals:
+            signal.signal(signal.SIGTERM, self._request_stop)
+            signal.signal(signal.SIGINT, self._request_stop)
         self.load()
         context = zmq.Context()
         socket = context.socket(zmq.ROUTER)

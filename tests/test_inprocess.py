@@ -1,0 +1,116 @@
+"""The front-end application in-process (pytest-tornado) against a real coordinator.
+
+The coordinator runs in a thread with a real ZeroMQ socket and real files;
+the HTTP server is Tornado's, in the test's own event loop, with a tiny chunk
+size to force the streaming paths (as Tornado's own web_test does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from packrat.config import Settings
+from packrat.coordinator.server import Coordinator
+from packrat.frontend.app import make_app, make_server
+from packrat.frontend.client import CoordinatorClient
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(
+        cache_root=tmp_path / "cache",
+        cache_max_size=1 << 20,
+        coordinator_endpoint=f"ipc://{tmp_path}/coordinator.sock",
+        coordinator_timeout=5,
+    )
+
+
+@pytest.fixture
+def coordinator(settings, tmp_path):
+    coord = Coordinator(settings)
+    thread = threading.Thread(target=coord.run, kwargs={"handle_signals": False})
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "coordinator.sock").exists():
+        assert time.monotonic() < deadline, "coordinator did not bind"
+        time.sleep(0.01)
+    yield coord
+    coord.stopping = True
+    thread.join(10)
+
+
+@pytest.fixture
+def client(settings, coordinator, io_loop):
+    coordinator_client = CoordinatorClient(settings.coordinator_endpoint, 5, 0.01)
+    yield coordinator_client
+    coordinator_client.close()
+
+
+@pytest.fixture
+def app(settings, client):
+    return make_app(settings, client)
+
+
+@pytest.fixture
+def http_server(request, io_loop, _unused_port, app, settings):
+    """Tornado's server with Packrat's options, but a 7-byte chunk size."""
+    server = make_server(app, settings)
+    server.chunk_size = 7
+    server.conn_params.chunk_size = 7
+    server.add_socket(_unused_port[0])
+    yield server
+    server.stop()
+
+
+def multipart(data: bytes, filename: str = "tiny.txt") -> tuple[bytes, dict[str, str]]:
+    body = (
+        b'--bnd\r\nContent-Disposition: form-data; name="file"; filename="'
+        + filename.encode()
+        + b'"\r\nContent-Type: text/plain\r\n\r\n'
+        + data
+        + b"\r\n--bnd--\r\n"
+    )
+    return body, {"Content-Type": "multipart/form-data; boundary=bnd"}
+
+
+@pytest.mark.gen_test
+async def test_upload_then_download_in_small_chunks(http_client, base_url, client):
+    client.start()
+    data = b"streamed seven bytes at a time, boundary split anywhere\r\n--bn" * 20
+    body, headers = multipart(data)
+    reply = await http_client.fetch(
+        f"{base_url}/in/process", method="POST", body=body, headers=headers
+    )
+    assert reply.code == 200
+    assert b'"success": true' in reply.body
+    assert hashlib.sha256(data).hexdigest().encode() in reply.body
+    got = await http_client.fetch(f"{base_url}/in/process")
+    assert got.body == data
+    assert got.headers["Content-Disposition"] == 'attachment; filename="tiny.txt"'
+
+
+@pytest.mark.gen_test
+async def test_missing_object_and_bad_key(http_client, base_url, client):
+    client.start()
+    with pytest.raises(HTTPClientError) as missing:
+        await http_client.fetch(f"{base_url}/absent")
+    assert missing.value.code == 404
+    assert b'"error": "not_found"' in missing.value.response.body
+    with pytest.raises(HTTPClientError) as bad:
+        await http_client.fetch(f"{base_url}/a%2F..%2Fb")
+    assert bad.value.code == 400
+    assert b'"error": "invalid_key"' in bad.value.response.body
+
+
+@pytest.mark.gen_test
+async def test_commit_reaches_the_coordinator_index(http_client, base_url, client, coordinator):
+    client.start()
+    body, headers = multipart(b"x" * 1000)
+    await http_client.fetch(f"{base_url}/indexed", method="POST", body=body, headers=headers)
+    assert "indexed" in coordinator.index
+    assert coordinator.index.used == coordinator.layout.object_path("indexed").stat().st_size
