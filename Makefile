@@ -1,4 +1,5 @@
-# Packrat: `make run` starts the server, `make test` runs the whole suite.
+# Packrat: `make run` starts the server, `make test` runs the whole suite,
+# `make bench` the benchmarks. Each target installs what it needs into .venv.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,26 +7,31 @@ CONFIG := $(if $(wildcard etc/packrat.ini),etc/packrat.ini,etc/packrat.ini.examp
 
 .PHONY: run test lint bench clean
 
-$(BIN)/packrat: pyproject.toml
+$(VENV)/.installed-run: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-run
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
 
-run: $(BIN)/packrat
+run: $(VENV)/.installed-run
 	exec $(BIN)/packrat serve --config $(CONFIG)
 
-test: $(BIN)/packrat
+test: $(VENV)/.installed-test
 	$(BIN)/ruff check packrat tests bench
 	$(BIN)/ruff format --check packrat tests bench
 	$(BIN)/pytest
 
-lint: $(BIN)/packrat
+lint: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix packrat tests bench
 	$(BIN)/ruff format packrat tests bench
 
-bench: $(BIN)/packrat
+bench: $(VENV)/.installed-test
 	$(BIN)/python bench/multipart.py
+	$(BIN)/python bench/rebuild.py --objects 200000
 	$(BIN)/python bench/policies.py
 
 clean:
