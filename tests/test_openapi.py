@@ -118,3 +118,22 @@ def _fuzz(operation, mode, base_url: str, session: requests.Session, failures: l
     except hypothesis.errors.Unsatisfiable:
         # Nothing to get wrong in an operation without parameters or body.
         assert mode is schemathesis.GenerationMode.NEGATIVE, label
+
+
+def test_readme_documents_every_route_error_and_option():
+    from packrat import config
+
+    readme = (OPENAPI_PATH.parents[2] / "README.md").read_text()
+    api = readme[readme.index("## API") : readme.index("## Configuration")]
+    for path, item in DOCUMENT["paths"].items():
+        shown = path.replace("{key}", "<key>")
+        for method in item:
+            assert f"`{method.upper()} {shown}" in api, (method, path)
+    for code in DOCUMENT["components"]["schemas"]["Error"]["properties"]["error"]["enum"]:
+        assert f"`{code}`" in api, code
+    for status in _documented_statuses():
+        assert f"| {status} " in api or f"{status} with" in api or f"{status}" in api, status
+    for header in DOCUMENT["components"]["headers"]:
+        assert f"`{header}" in api, header
+    for section, option in config._OPTIONS:
+        assert f"| {section} | {option} |" in readme, (section, option)
