@@ -13,14 +13,16 @@ from packrat import config
 EXIT_CONFIG = 2
 
 
-def _setup(role: str, args: argparse.Namespace) -> tuple[config.Settings, Path]:
+def _setup(
+    role: str, args: argparse.Namespace, title: str | None = None
+) -> tuple[config.Settings, Path]:
     """Name the process, configure logging, load settings (exit 2 on a bad file)."""
     try:
         from setproctitle import setproctitle
     except ImportError:  # optional: the command line already names the role
         pass
     else:
-        setproctitle(f"packrat {role}")
+        setproctitle(title or f"packrat {role}")
     logging.basicConfig(
         level=logging.INFO,
         format=f"%(asctime)s %(levelname)s [{role}] %(message)s",
@@ -37,7 +39,7 @@ def _setup(role: str, args: argparse.Namespace) -> tuple[config.Settings, Path]:
 def cmd_serve(args: argparse.Namespace) -> int:
     from packrat import supervisor
 
-    settings, path = _setup("supervisor", args)
+    settings, path = _setup("supervisor", args, title="packrat serve (supervisor)")
     return supervisor.serve(settings, path)
 
 
