@@ -5,6 +5,10 @@ Usage: ``python bench/policies.py [--traces DIR] [--out docs]`` (part of
 (trace, policy, size) cell is replayed by ``packrat simulate``'s code and by
 libCacheSim on the very same requests; libCacheSim runs in subprocesses with
 a timeout because some of its policies hang on some traces.
+
+Our policies run twice: with ``admission="all"`` (what the server does: every
+object that fits is stored) and ``admission="policy"`` (the policy may refuse
+objects, as libCacheSim's S3-FIFO does).  The default is judged on "all".
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from pathlib import Path
 
 from packrat.policies import POLICIES
 from packrat.simulator import reference
-from packrat.simulator.replay import Result, replay
+from packrat.simulator.replay import ADMISSIONS, Result, replay
 from packrat.simulator.traces import read_trace, unique_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,10 +35,15 @@ DEFAULT = "s3gdsf"
 TIMEOUT = 30.0
 
 Cell = tuple[str, float]  # (trace, fraction)
+LEGEND = (
+    "object miss / byte miss. *all*: ours, every object that fits is stored (the "
+    "server's behaviour); *policy*: ours, the policy may refuse objects "
+    "(libCacheSim's semantics); *libCacheSim*: libCacheSim 0.3.5."
+)
 
 
 def run_trace(label: str, path: Path, pool: ThreadPoolExecutor) -> tuple[dict, dict]:
-    """Ours: {(policy, fraction): Result}; theirs: {(policy, fraction): (omr, bmr) | None}."""
+    """Ours: {(policy, fraction, admission): Result}; theirs: {(policy, fraction): pair | None}."""
     requests = read_trace(path)
     total = unique_bytes(requests)
     bin_path = Path(tempfile.mkdtemp()) / "trace.oracleGeneral.bin"
@@ -44,10 +53,13 @@ def run_trace(label: str, path: Path, pool: ThreadPoolExecutor) -> tuple[dict, d
         for f in FRACTIONS
         for name in reference.ALGORITHMS
     }
+    theirs = {key: future.result() for key, future in futures.items()}  # before ours: speed
     ours = {
-        (name, f): replay(requests, name, int(total * f)) for f in FRACTIONS for name in POLICIES
+        (name, f, admission): replay(requests, name, int(total * f), admission=admission)
+        for f in FRACTIONS
+        for name in POLICIES
+        for admission in ADMISSIONS
     }
-    theirs = {key: future.result() for key, future in futures.items()}
     print(f"{label}: {len(requests):,} requests, {total:,} unique bytes", flush=True)
     return ours, theirs
 
@@ -58,14 +70,16 @@ def fmt(pair: tuple[float, float] | None) -> str:
 
 def table(ours: dict, theirs: dict) -> list[str]:
     head = "| policy | " + " | ".join(
-        f"{int(f * 100)} % ours | {int(f * 100)} % libCacheSim" for f in FRACTIONS
+        f"{int(f * 100)} % all | {int(f * 100)} % policy | {int(f * 100)} % libCacheSim"
+        for f in FRACTIONS
     )
-    rows = [head + " |", "|---" * (1 + 2 * len(FRACTIONS)) + "|"]
+    rows = [head + " |", "|---" * (1 + 3 * len(FRACTIONS)) + "|"]
     for name in list(POLICIES) + [n for n in reference.ALGORITHMS if n not in POLICIES]:
         cells = []
         for f in FRACTIONS:
-            mine = ours.get((name, f))
-            cells.append(fmt((mine.object_miss_ratio, mine.byte_miss_ratio)) if mine else "—")
+            for admission in ADMISSIONS:
+                mine = ours.get((name, f, admission))
+                cells.append(fmt((mine.object_miss_ratio, mine.byte_miss_ratio)) if mine else "—")
             cells.append(fmt(theirs.get((name, f))) if name in reference.ALGORITHMS else "—")
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return rows
@@ -75,35 +89,41 @@ def goal_rows(results: dict) -> tuple[list[str], bool]:
     """The default against libCacheSim's best: +1 point bytes, +3 points objects."""
     rows = [
         "| trace | size | best object (libCacheSim) | best byte (libCacheSim) "
-        f"| {DEFAULT} object / byte | met |",
-        "|---|---|---|---|---|---|",
+        f"| {DEFAULT} object / byte (all) | met | {DEFAULT} (policy) |",
+        "|---|---|---|---|---|---|---|",
     ]
+    misses = []
     all_met = True
     for label, (ours, theirs) in results.items():
         for f in FRACTIONS:
             ref = {n: r for (n, g), r in theirs.items() if g == f and r is not None}
             bo = min(ref.items(), key=lambda kv: kv[1][0])
             bb = min(ref.items(), key=lambda kv: kv[1][1])
-            mine: Result = ours[(DEFAULT, f)]
-            met = (
-                mine.object_miss_ratio <= bo[1][0] + 0.03
-                and mine.byte_miss_ratio <= bb[1][1] + 0.01
-            )
+            mine: Result = ours[(DEFAULT, f, "all")]
+            ref: Result = ours[(DEFAULT, f, "policy")]
+            over_o = mine.object_miss_ratio - bo[1][0] - 0.03
+            over_b = mine.byte_miss_ratio - bb[1][1] - 0.01
+            met = over_o <= 0 and over_b <= 0
             all_met &= met
+            if not met:
+                what = [f"object by {over_o * 100:.1f}"] if over_o > 0 else []
+                what += [f"byte by {over_b * 100:.1f}"] if over_b > 0 else []
+                misses.append(f"{label} {int(f * 100)} %: {' and '.join(what)} points")
             verdict = "yes" if met else "**no**"
             rows.append(
                 f"| {label} | {int(f * 100)} % | {bo[1][0]:.3f} ({bo[0]}) "
                 f"| {bb[1][1]:.3f} ({bb[0]}) | {mine.object_miss_ratio:.3f} "
-                f"/ {mine.byte_miss_ratio:.3f} | {verdict} |"
+                f"/ {mine.byte_miss_ratio:.3f} | {verdict} "
+                f"| {ref.object_miss_ratio:.3f} / {ref.byte_miss_ratio:.3f} |"
             )
-    return rows, all_met
+    return rows, all_met, misses
 
 
 def speed_rows(results: dict) -> list[str]:
     rows = ["| policy | " + " | ".join(results) + " |", "|---" * (1 + len(results)) + "|"]
     for name in POLICIES:
         rates = [
-            min(ours[(name, f)].requests_per_second for f in FRACTIONS)
+            min(ours[(name, f, "all")].requests_per_second for f in FRACTIONS)
             for ours, _ in results.values()
         ]
         rows.append(f"| {name} | " + " | ".join(f"{r:,.0f}" for r in rates) + " |")
@@ -122,7 +142,10 @@ def draw(results: dict, path: Path) -> None:
             ax = axes[row][col]
             for name in POLICIES:
                 ys = [
-                    (ours[(name, f)].object_miss_ratio, ours[(name, f)].byte_miss_ratio)[col]
+                    (
+                        ours[(name, f, "all")].object_miss_ratio,
+                        ours[(name, f, "all")].byte_miss_ratio,
+                    )[col]
                     for f in FRACTIONS
                 ]
                 (line,) = ax.plot([f * 100 for f in FRACTIONS], ys, marker="o", label=name)
@@ -135,7 +158,10 @@ def draw(results: dict, path: Path) -> None:
                         color=line.get_color(),
                     )
             ax.set_xscale("log")
-            ax.set_title(f"{label}: {metric} miss ratio (dotted: libCacheSim)", fontsize="medium")
+            ax.set_title(
+                f"{label}: {metric} miss ratio (admission all; dotted: libCacheSim)",
+                fontsize="medium",
+            )
             ax.set_xlabel("cache size, % of unique bytes")
             ax.grid(True, alpha=0.3)
     axes[0][1].legend(fontsize="small")
@@ -155,22 +181,25 @@ def main() -> None:
             label: run_trace(label, args.traces / name, pool) for label, name in TRACES.items()
         }
     draw(results, args.out / "policies.png")
-    goal, met = goal_rows(results)
+    goal, met, misses = goal_rows(results)
     text = [(ROOT / "bench" / "policies_intro.md").read_text().rstrip(), ""]
     for label, (ours, theirs) in results.items():
-        text += [f"### {label}", "", "object miss / byte miss", "", *table(ours, theirs), ""]
+        text += [f"### {label}", "", LEGEND, "", *table(ours, theirs), ""]
     text += [
         "## The default against libCacheSim's best",
         "",
-        f"Goal met on every cell: **{'yes' if met else 'no'}**.",
+        f"Goal met on every cell: **{'yes' if met else 'no'}**. `{DEFAULT}` is judged "
+        "with admission *all*, the server's behaviour; libCacheSim's best is over all "
+        "its policies, with its own admission.",
         "",
+        *(["Cells missed: " + "; ".join(misses) + ".", ""] if misses else []),
         *goal,
         "",
     ]
     text += [
         "## Speed",
         "",
-        "Requests replayed per second (slowest of the four sizes), "
+        "Requests replayed per second (slowest of the four sizes, admission all), "
         "one core, `python bench/policies.py`:",
         "",
         *speed_rows(results),
