@@ -33,6 +33,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/multipart.py
 	$(BIN)/python bench/rebuild.py --objects 200000
 	$(BIN)/python bench/policies.py
+	$(BIN)/python bench/http.py
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -65,7 +65,7 @@ class Settings:
     cache_root: Path = Path("var/cache")
     cache_max_size: int = 1 << 30  # bytes
     cache_max_file_size: int | None = None  # bytes; None means cache_max_size
-    cache_policy: str = "lru"
+    cache_policy: str = "s3gdsf"  # eviction policy; see docs/policies.md
     cache_low_water: float = 0.95  # evict down to this fraction of max_size
     coordinator_endpoint: str = "ipc://var/run/packrat-coordinator.sock"
     coordinator_timeout: float = 10.0  # seconds a front end waits for a reply

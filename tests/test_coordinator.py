@@ -17,7 +17,9 @@ from packrat.storage import ObjectMeta, encode_trailer, read_object_meta
 
 @pytest.fixture
 def coordinator(tmp_path) -> Coordinator:
-    settings = Settings(cache_root=tmp_path / "cache", cache_max_size=1100, cache_low_water=1.0)
+    settings = Settings(
+        cache_root=tmp_path / "cache", cache_max_size=1100, cache_low_water=1.0, cache_policy="lru"
+    )
     coord = Coordinator(settings)
     coord.load()
     return coord

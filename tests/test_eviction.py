@@ -18,7 +18,7 @@ def cluster(make_server):
 
     Room for four 100 KiB objects; the fifth evicts exactly one (low water 95 %).
     """
-    options = {"cache": {"max_size": "450K", "low_water": 0.95}}
+    options = {"cache": {"max_size": "450K", "low_water": 0.95, "policy": "lru"}}
     coordinator = make_server("coordinator", **options)
     first = make_server("frontend", **options)
     second = make_server("frontend", **options)
@@ -79,7 +79,7 @@ def test_max_size_is_never_exceeded(make_server):
 
 
 def test_low_water_mark_batches_evictions(make_server):
-    server = make_server(cache={"max_size": "1M", "low_water": 0.5})
+    server = make_server(cache={"max_size": "1M", "low_water": 0.5, "policy": "lru"})
     evicted = []
     for n in range(16):
         reply = server.upload(f"w{n}", b"w" * OBJECT)

@@ -75,7 +75,7 @@ def test_a_killed_front_end_is_replaced(packrat_server):
 
 
 def test_restart_keeps_objects_filenames_and_recency(make_server):
-    options = {"cache": {"max_size": "450K", "low_water": 0.95}}
+    options = {"cache": {"max_size": "450K", "low_water": 0.95, "policy": "lru"}}
     server = make_server(**options)
     blob = 100 * 1024
     for n in range(4):

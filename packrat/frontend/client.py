@@ -86,6 +86,9 @@ class CoordinatorClient:
                 raise CoordinatorUnavailable(
                     "the cache coordinator is not reachable; retry shortly"
                 )
+            # Reads reported first: one socket keeps order, so a commit never
+            # overtakes the reads that came before it.
+            await self._send_touches()
             await self._socket.send(protocol.encode(message))
             try:
                 reply = await asyncio.wait_for(future, self.timeout)
@@ -121,14 +124,18 @@ class CoordinatorClient:
     async def _flush_touches(self) -> None:
         while True:
             await asyncio.sleep(self.touch_interval)
-            if not self._touched and not self._misses:
-                continue
-            message = {"op": "touch", "keys": self._touched, "misses": self._misses}
-            try:
-                await self._socket.send(protocol.encode(message), flags=zmq.NOBLOCK)
-            except zmq.Again:
-                # Coordinator down: keep the newest reads for when it is back.
-                del self._touched[:-MAX_PENDING_TOUCHES]
-                continue
-            self._touched = []
-            self._misses = 0
+            await self._send_touches()
+
+    async def _send_touches(self) -> None:
+        """Report the reads gathered so far, fire-and-forget."""
+        if not self._touched and not self._misses:
+            return
+        keys, misses = self._touched, self._misses
+        self._touched, self._misses = [], 0
+        message = {"op": "touch", "keys": keys, "misses": misses}
+        try:
+            await self._socket.send(protocol.encode(message), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            # Coordinator down: keep the newest reads for when it is back.
+            self._touched = (keys + self._touched)[-MAX_PENDING_TOUCHES:]
+            self._misses += misses
