@@ -72,18 +72,18 @@ def check_object(path: Path) -> Finding | None:
 
 
 def scan(layout: Layout) -> Iterator[Finding]:
-    snapshot = load_snapshot(layout)
+    snapshot = {digest.hex(): key for key, _, _, digest in load_snapshot(layout).entries}
     for entry in layout.iter_objects():
         path = Path(entry.path)
         finding = check_object(path)
         known = snapshot.pop(entry.name, None)
         if finding is not None:
-            if finding.key is None and known is not None:
-                finding.key = known[0]  # unreadable trailer: the snapshot knows the key
+            if finding.key is None:
+                finding.key = known  # unreadable trailer: the snapshot knows the key
             yield finding
         elif known is None:
             yield Finding("unindexed", path, "not in the index snapshot (adopted at next start)")
-    for digest, (key, _, _) in snapshot.items():
+    for digest, key in snapshot.items():
         path = layout.objects / digest[:2] / digest[2:4] / digest
         yield Finding(
             "missing",

@@ -32,6 +32,7 @@ MAGIC = b"PKRT1\n"
 _LENGTH = struct.Struct("<I")
 TAIL_SIZE = _LENGTH.size + len(MAGIC)
 MAX_METADATA = 64 * 1024
+TAIL_READ = 1024  # bytes read from an object's end to find its trailer
 
 
 class CorruptObject(Exception):
@@ -56,19 +57,27 @@ def encode_trailer(meta: ObjectMeta) -> bytes:
 
 
 def read_trailer(fd: int, file_size: int) -> ObjectMeta:
-    """Read the metadata of the object open as ``fd`` (``file_size`` from fstat)."""
+    """Read the metadata of the object open as ``fd`` (``file_size`` from fstat).
+
+    One read of the file's last ``TAIL_READ`` bytes covers almost every
+    trailer; a longer one (long key and filename) takes a second read.
+    """
     if file_size < TAIL_SIZE:
         raise CorruptObject("file too short for a trailer")
-    tail = os.pread(fd, TAIL_SIZE, file_size - TAIL_SIZE)
-    if tail[_LENGTH.size :] != MAGIC:
+    span = min(file_size, TAIL_READ)
+    tail = os.pread(fd, span, file_size - span)
+    if len(tail) != span or not tail.endswith(MAGIC):
         raise CorruptObject("trailer magic missing")
-    (length,) = _LENGTH.unpack(tail[: _LENGTH.size])
+    (length,) = _LENGTH.unpack_from(tail, span - TAIL_SIZE)
     start = file_size - TAIL_SIZE - length
     if length > MAX_METADATA or start < 0:
         raise CorruptObject("trailer length out of range")
+    if length + TAIL_SIZE <= span:
+        body = tail[span - TAIL_SIZE - length : span - TAIL_SIZE]
+    else:
+        body = os.pread(fd, length, start)
     try:
-        fields = msgpack.unpackb(os.pread(fd, length, start))
-        meta = ObjectMeta(**fields)
+        meta = ObjectMeta(**msgpack.unpackb(body))
     except (ValueError, TypeError, msgpack.UnpackException) as e:
         raise CorruptObject(f"trailer does not decode: {e}") from None
     if meta.size != start:
@@ -146,18 +155,30 @@ class Layout:
     def snapshot_path(self) -> Path:
         return self.state / "index.msgpack"
 
+    def clean_mark_path(self) -> Path:
+        return self.state / "index.clean"
+
+    def object_top_dirs(self) -> list[str]:
+        """The first level of the fan-out (``objects/ab``)."""
+        return _subdirs(str(self.objects))
+
     def iter_objects(self) -> Iterator[os.DirEntry[str]]:
-        """Every object file under ``objects/`` (two-level fan-out), as directory entries.
+        """Every object file under ``objects/``, as directory entries."""
+        for top in self.object_top_dirs():
+            yield from self.iter_dir_objects(top)
+
+    @staticmethod
+    def iter_dir_objects(top: str) -> Iterator[os.DirEntry[str]]:
+        """The object files under one top-level fan-out directory.
 
         Plain ``os.scandir`` with no ``Path`` objects: a restart walks a
         million of these, and pathlib would triple the time.
         """
-        for top in _subdirs(str(self.objects)):
-            for mid in _subdirs(top):
-                with os.scandir(mid) as entries:
-                    for entry in entries:
-                        if entry.is_file(follow_symlinks=False):
-                            yield entry
+        for mid in _subdirs(top):
+            with os.scandir(mid) as entries:
+                for entry in entries:
+                    if entry.is_file(follow_symlinks=False):
+                        yield entry
 
 
 def _subdirs(path: str) -> list[str]:

@@ -156,3 +156,18 @@ def test_sweep_removes_orphaned_and_stale_staging(coordinator):
     assert sweep_staging(layout, stale_after=3600) == 2
     assert mine.exists() and not orphan.exists() and not old.exists()
     assert sweep_staging(layout, stale_after=3600, everything=True) == 1
+
+
+def test_clean_snapshot_is_trusted_once(coordinator):
+    for key in "abc":
+        commit(coordinator, key, b"x" * 50)
+    call(coordinator, op="touch", keys=["a"])
+    save_snapshot(coordinator.layout, coordinator.index, clean=True)
+    mark = coordinator.layout.clean_mark_path()
+    assert mark.exists()
+    fresh = Coordinator(coordinator.settings)
+    report = rebuild(fresh.layout, fresh.index)
+    assert (report.restored, report.adopted, report.dropped) == (3, 0, 0)
+    assert [key for key, _, _ in fresh.index.entries_by_recency()] == ["b", "c", "a"]
+    # Start-up consumed the mark: if this run is killed, the snapshot is not clean.
+    assert not mark.exists()

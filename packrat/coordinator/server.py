@@ -95,13 +95,13 @@ class Coordinator:
         finally:
             socket.close()
             context.term()
-            if self.snapshot():
+            if self.snapshot(clean=True):
                 log.info("coordinator stopped; snapshot of %d objects saved", len(self.index))
 
-    def snapshot(self) -> bool:
+    def snapshot(self, clean: bool = False) -> bool:
         """Save the index; a failure is logged, never fatal (the files are the truth)."""
         try:
-            save_snapshot(self.layout, self.index)
+            save_snapshot(self.layout, self.index, clean=clean)
         except OSError as e:
             log.error("could not save the index snapshot: %s", e)
             return False
@@ -189,6 +189,8 @@ class Coordinator:
             os.replace(staging, target)
         except FileNotFoundError:  # the front end gave up and removed it meanwhile
             return protocol.reply_error(request_id, "staging_missing", "the staged upload is gone")
+        # The commit time, so start-up can tell files committed after a snapshot.
+        os.utime(target)
         self.index.insert(key, size)
         return protocol.reply_ok(request_id, evicted=len(victims))
 
