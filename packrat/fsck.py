@@ -29,7 +29,7 @@ import zmq
 from packrat import protocol
 from packrat.config import Settings
 from packrat.coordinator.recovery import load_snapshot, sweep_staging
-from packrat.storage import CorruptObject, Layout, key_digest, read_trailer
+from packrat.storage import CorruptObject, Layout, key_digest, read_data, read_trailer
 
 READ_CHUNK = 1 << 20
 COORDINATOR_TIMEOUT_MS = 2000
@@ -55,13 +55,8 @@ def check_object(path: Path) -> Finding | None:
         if key_digest(meta.key) != path.name:
             return Finding("corrupt", path, "file name is not the hash of its key", meta.key)
         digest = hashlib.sha256()
-        offset = 0
-        while offset < meta.size:
-            chunk = os.pread(fd, min(READ_CHUNK, meta.size - offset), offset)
-            if not chunk:
-                break
+        for chunk in read_data(fd, 0, meta.size, READ_CHUNK):
             digest.update(chunk)
-            offset += len(chunk)
         if digest.hexdigest() != meta.sha256:
             return Finding("corrupt", path, "data does not match its sha256", meta.key, meta.sha256)
     except CorruptObject as e:

@@ -85,6 +85,17 @@ def read_trailer(fd: int, file_size: int) -> ObjectMeta:
     return meta
 
 
+def read_data(fd: int, start: int, stop: int, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+    """The object's bytes ``start:stop`` in chunks; stops early if the file is shorter."""
+    offset = start
+    while offset < stop:
+        chunk = os.pread(fd, min(chunk_size, stop - offset), offset)
+        if not chunk:
+            return
+        offset += len(chunk)
+        yield chunk
+
+
 def read_object_meta(path: Path) -> tuple[ObjectMeta, int]:
     """Metadata and total file size of the object at ``path``."""
     fd = os.open(path, os.O_RDONLY)
