@@ -193,6 +193,23 @@ def make_server(tmp_path: Path) -> Iterator:
             server.stop()
 
 
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something true; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture
+def wait_for():
+    """``wait_for(predicate, timeout=15)``: poll until true, or fail the test."""
+    return wait_until
+
+
 @pytest.fixture
 def free_tcp_port() -> int:
     return free_port()

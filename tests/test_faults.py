@@ -19,16 +19,6 @@ import requests
 MiB = 1 << 20
 
 
-def _wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
-
-
 def _start_upload(server, key: str, declared: int, sent: bytes) -> socket.socket:
     """Open an upload of ``declared`` file bytes and send only ``sent`` of them."""
     boundary = "faultb"
@@ -46,7 +36,7 @@ def _start_upload(server, key: str, declared: int, sent: bytes) -> socket.socket
     return sock
 
 
-def test_kill_9_coordinator_under_load(make_server):
+def test_kill_9_coordinator_under_load(make_server, wait_for):
     server = make_server(coordinator={"timeout": 2})
     committed = {f"pre/{n}": os.urandom(20_000 + n) for n in range(20)}
     for key, data in committed.items():
@@ -84,7 +74,7 @@ def test_kill_9_coordinator_under_load(make_server):
             assert reply.json()["error"] == "coordinator_unavailable"
         # The supervisor restarts it; the same front ends reconnect by themselves.
         frontends = {p.pid for p in server.children("frontend")}
-        _wait_for(lambda: server.upload("after/restart", b"back").status_code == 200)
+        wait_for(lambda: server.upload("after/restart", b"back").status_code == 200)
         assert {p.pid for p in server.children("frontend")} == frontends
         assert len(server.children("coordinator")) == 1
     finally:
@@ -97,7 +87,7 @@ def test_kill_9_coordinator_under_load(make_server):
     assert server.get("after/restart").content == b"back"
 
 
-def test_writes_get_503_with_retry_after_while_coordinator_is_down(make_server):
+def test_writes_get_503_with_retry_after_while_coordinator_is_down(make_server, wait_for):
     coordinator = make_server("coordinator")
     frontend = make_server("frontend", coordinator={"timeout": 2})
     assert frontend.upload("kept", b"kept").status_code == 200
@@ -116,30 +106,30 @@ def test_writes_get_503_with_retry_after_while_coordinator_is_down(make_server):
     assert frontend.staging_files() == []
     # A new coordinator on the same endpoint: the front end reconnects on its own.
     make_server("coordinator")
-    _wait_for(lambda: frontend.upload("refused", b"now").status_code == 200)
+    wait_for(lambda: frontend.upload("refused", b"now").status_code == 200)
     assert frontend.get("refused").content == b"now"
 
 
-def test_kill_9_front_end_during_upload(make_server):
+def test_kill_9_front_end_during_upload(make_server, wait_for):
     server = make_server(frontend={"processes": 1})
     (frontend,) = server.children("frontend")
     sock = _start_upload(server, "half", declared=4 * MiB, sent=b"h" * MiB)
-    _wait_for(lambda: server.staging_files())
+    wait_for(lambda: server.staging_files())
     frontend.kill()
     frontend.wait(5)
     sock.close()
-    _wait_for(lambda: not server.staging_files())
-    _wait_for(lambda: [p for p in server.children("frontend") if p.pid != frontend.pid])
+    wait_for(lambda: not server.staging_files())
+    wait_for(lambda: [p for p in server.children("frontend") if p.pid != frontend.pid])
     server.wait_ready()
     assert server.exists("half") is False
     assert server.get("half").status_code == 404
 
 
-def test_client_disconnect_mid_upload_removes_staging_at_once(packrat_server):
+def test_client_disconnect_mid_upload_removes_staging_at_once(packrat_server, wait_for):
     sock = _start_upload(packrat_server, "gone", declared=8 * MiB, sent=b"g" * MiB)
-    _wait_for(lambda: packrat_server.staging_files())
+    wait_for(lambda: packrat_server.staging_files())
     sock.close()
-    _wait_for(lambda: not packrat_server.staging_files(), timeout=2)
+    wait_for(lambda: not packrat_server.staging_files(), timeout=2)
     assert packrat_server.exists("gone") is False
 
 

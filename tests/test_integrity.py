@@ -13,14 +13,6 @@ import requests
 from packrat.storage import Layout
 
 
-def _wait_for(predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
 def test_expected_digest_header_is_checked(packrat_server):
     data = b"checked bytes"
     good = hashlib.sha256(data).hexdigest()
@@ -59,7 +51,7 @@ def _corrupt_one_byte(server, key: str, offset: int) -> None:
         f.write(bytes([byte[0] ^ 0xFF]))
 
 
-def test_corrupt_object_is_never_served_whole_and_then_dropped(packrat_server):
+def test_corrupt_object_is_never_served_whole_and_then_dropped(packrat_server, wait_for):
     data = bytes(range(256)) * 1024  # 256 KiB: several chunks
     packrat_server.upload("rotten", data)
     _corrupt_one_byte(packrat_server, "rotten", 200_000)
@@ -75,7 +67,7 @@ def test_corrupt_object_is_never_served_whole_and_then_dropped(packrat_server):
     conn.close()
     assert len(body) < len(data)  # the client sees a short transfer, never a whole body
 
-    _wait_for(lambda: packrat_server.get("rotten").status_code == 404)
+    wait_for(lambda: packrat_server.get("rotten").status_code == 404)
     assert packrat_server.exists("rotten") is False
     assert "failed its sha256 check" in packrat_server.log()
 

@@ -12,16 +12,6 @@ import psutil
 import requests
 
 
-def _wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
-
-
 def test_titles_name_each_role(packrat_server):
     assert len(packrat_server.children("coordinator")) == 1
     assert len(packrat_server.children("frontend")) == 2
@@ -56,7 +46,7 @@ def test_children_die_with_a_killed_supervisor(packrat_server):
     assert alive == []
 
 
-def test_a_killed_front_end_is_replaced(packrat_server):
+def test_a_killed_front_end_is_replaced(packrat_server, wait_for):
     packrat_server.upload("survivor", b"still here")
     victim = packrat_server.children("frontend")[0]
     victim.kill()
@@ -66,7 +56,7 @@ def test_a_killed_front_end_is_replaced(packrat_server):
         pids = {p.pid for p in packrat_server.children("frontend")}
         return len(pids) == 2 and victim.pid not in pids
 
-    _wait_for(replaced)
+    wait_for(replaced)
     for _ in range(10):  # whichever front end answers, the object is there
         assert packrat_server.get("survivor").content == b"still here"
     assert "frontend 0 exited" in packrat_server.log() or "frontend 1 exited" in (
@@ -111,13 +101,13 @@ def test_coordinator_and_front_end_run_alone(make_server):
     coordinator.stop()
 
 
-def test_serve_uses_packrat_config_environment(config_for, free_tcp_port):
+def test_serve_uses_packrat_config_environment(config_for, free_tcp_port, wait_for):
     port = free_tcp_port
     config = config_for(port)
     env = {**os.environ, "PACKRAT_CONFIG": str(config)}
     process = subprocess.Popen([sys.executable, "-m", "packrat", "serve"], env=env)
     try:
-        _wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"), timeout=20)
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"), timeout=20)
     finally:
         process.terminate()
         assert process.wait(10) == 0
