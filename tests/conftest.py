@@ -148,8 +148,12 @@ class PackratProcess:
 
     def object_bytes(self) -> int:
         """Bytes of all object files on disk, as the coordinator counts them."""
-        objects = self.cache / "objects"
-        return sum(p.stat().st_size for p in objects.rglob("*") if p.is_file())
+        total = 0
+        for path in (self.cache / "objects").rglob("*"):
+            with contextlib.suppress(FileNotFoundError):  # evicted while we looked
+                if path.is_file():
+                    total += path.stat().st_size
+        return total
 
     def staging_files(self) -> list[Path]:
         return list((self.cache / "staging").glob("*"))
