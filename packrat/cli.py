@@ -13,16 +13,16 @@ from packrat import config
 EXIT_CONFIG = 2
 
 
-def _setup(
-    role: str, args: argparse.Namespace, title: str | None = None
-) -> tuple[config.Settings, Path]:
+def _setup(role: str, args: argparse.Namespace) -> tuple[config.Settings, Path]:
     """Name the process, configure logging, load settings (exit 2 on a bad file)."""
     try:
         from setproctitle import setproctitle
     except ImportError:  # optional: the command line already names the role
         pass
     else:
-        setproctitle(title or f"packrat {role}")
+        # The command as typed, without the interpreter: names the role, and
+        # `pkill -f "packrat serve --config x.ini"` still finds it.
+        setproctitle(" ".join(["packrat", *sys.argv[1:]]))
     logging.basicConfig(
         level=logging.INFO,
         format=f"%(asctime)s %(levelname)s [{role}] %(message)s",
@@ -39,7 +39,7 @@ def _setup(
 def cmd_serve(args: argparse.Namespace) -> int:
     from packrat import supervisor
 
-    settings, path = _setup("supervisor", args, title="packrat serve (supervisor)")
+    settings, path = _setup("supervisor", args)
     return supervisor.serve(settings, path)
 
 
