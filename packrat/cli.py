@@ -13,16 +13,18 @@ from packrat import config
 EXIT_CONFIG = 2
 
 
-def _setup(role: str, args: argparse.Namespace) -> tuple[config.Settings, Path]:
+def _setup(
+    role: str, args: argparse.Namespace, title: str | None = None
+) -> tuple[config.Settings, Path]:
     """Name the process, configure logging, load settings (exit 2 on a bad file)."""
     try:
         from setproctitle import setproctitle
     except ImportError:  # optional: the command line already names the role
         pass
     else:
-        # The command as typed, without the interpreter: names the role, and
-        # `pkill -f "packrat serve --config x.ini"` still finds it.
-        setproctitle(" ".join(["packrat", *sys.argv[1:]]))
+        # "packrat <role>" and the options as typed: `ps` shows the role, and
+        # `pkill -f "packrat serve --config x.ini"` finds what was started.
+        setproctitle(" ".join(["packrat", title or role, *sys.argv[2:]]))
     logging.basicConfig(
         level=logging.INFO,
         format=f"%(asctime)s %(levelname)s [{role}] %(message)s",
@@ -39,7 +41,7 @@ def _setup(role: str, args: argparse.Namespace) -> tuple[config.Settings, Path]:
 def cmd_serve(args: argparse.Namespace) -> int:
     from packrat import supervisor
 
-    settings, path = _setup("supervisor", args)
+    settings, path = _setup("supervisor", args, title="serve")
     return supervisor.serve(settings, path)
 
 

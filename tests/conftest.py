@@ -81,7 +81,7 @@ class PackratProcess:
         found = []
         for child in self.psutil.children(recursive=True):
             try:
-                if role is None or role in " ".join(child.cmdline()):
+                if role is None or f"packrat {role}" in " ".join(child.cmdline()):
                     found.append(child)
             except psutil.NoSuchProcess:
                 continue
