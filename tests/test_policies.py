@@ -185,22 +185,24 @@ def test_s3_policies_evict_one_hit_wonders_before_reused_objects(name: str) -> N
 @pytest.mark.parametrize("name", ["s3fifo", "s3gdsf"])
 def test_s3_policies_refuse_objects_that_would_flush_probation(name: str) -> None:
     policy = make_policy(name)
-    assert admit(policy, 9, 100)
-    assert not admit(policy, 10, 100)
+    small = round(100 * policy.small_ratio)  # the probation queue of a 100-byte cache
+    assert admit(policy, small - 1, 100)
+    assert not admit(policy, small, 100)
 
 
 def test_s3gdsf_stores_large_objects_first_in_line() -> None:
     """What S3-FIFO would refuse is stored (the server keeps every upload) but leaves first."""
     policy = make_policy("s3gdsf")
     capacity = 100
+    assert 5 < capacity * policy.small_ratio < 30
     for key in ("a", "b"):
-        make_room(policy, 9, capacity)
-        policy.insert(key, 9)
+        make_room(policy, 5, capacity)
+        policy.insert(key, 5)
     make_room(policy, 30, capacity)
     policy.insert("big", 30)
-    assert [k for k, _ in make_room(policy, 60, capacity)] == ["big"]
-    make_room(policy, 9, capacity)
-    policy.insert("big", 9 + 21)  # not remembered by the ghost: back on probation
+    assert [k for k, _ in make_room(policy, 70, capacity)] == ["big"]
+    make_room(policy, 30, capacity)
+    policy.insert("big", 30)  # not remembered by the ghost: back on probation
     assert [k for k, _ in policy.choose_victims(1)] == ["big"]
 
 
@@ -220,13 +222,15 @@ def test_s3gdsf_main_caps_hits() -> None:
 def test_s3_ghost_hit_skips_probation(name: str) -> None:
     policy = make_policy(name)
     capacity = 100
-    for i in range(12):
-        make_room(policy, 9, capacity)
-        policy.insert(i, 9)
+    size = round(capacity * policy.small_ratio) - 1  # small enough for the ghost
+    first = capacity // size + 1
+    for i in range(first):
+        make_room(policy, size, capacity)
+        policy.insert(i, size)
     assert 0 not in policy  # evicted from probation, remembered by the ghost
-    make_room(policy, 9, capacity)
-    policy.insert(0, 9)
-    for i in range(12, 30):  # a stream of one-hit wonders
-        make_room(policy, 9, capacity)
-        policy.insert(i, 9)
+    make_room(policy, size, capacity)
+    policy.insert(0, size)
+    for i in range(first, 3 * first):  # a stream of one-hit wonders
+        make_room(policy, size, capacity)
+        policy.insert(i, size)
     assert 0 in policy
