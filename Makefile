@@ -32,6 +32,7 @@ lint: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/multipart.py
 	$(BIN)/python bench/rebuild.py --objects 200000
+	$(BIN)/python bench/coordinator.py
 	$(BIN)/python bench/policies.py
 	$(BIN)/python bench/http.py
 
