@@ -3,9 +3,10 @@
 Each role runs as its own ``python -m packrat <role>`` process, exactly what
 supervisord runs in ``deploy/``, so both ways of running exercise the same
 code.  A child that dies is restarted after a backoff that doubles on each
-quick failure.  SIGTERM/SIGINT stop every child (SIGTERM, then SIGKILL after
-a grace period) before this process exits; children also get SIGTERM from the
-kernel if this process dies without cleaning up (``PR_SET_PDEATHSIG``).
+quick failure.  SIGTERM/SIGINT stop the front ends (which finish the requests
+under way), then the coordinator, each with SIGTERM and SIGKILL after a grace
+period, before this process exits; children also get SIGTERM from the kernel
+if this process dies without cleaning up (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from packrat.storage import Layout
 
 log = logging.getLogger("packrat.supervisor")
 
-STOP_GRACE = 8.0  # seconds children get to exit after SIGTERM
+# Seconds each kind of child gets to exit after SIGTERM; together under 10.
+FRONTEND_GRACE = 6.5  # front ends finish requests under way for up to 5 s
+COORDINATOR_GRACE = 3.0
 BACKOFF_FIRST = 0.5  # seconds before the first restart
 BACKOFF_MAX = 10.0
 HEALTHY_AFTER = 30.0  # a child that ran this long resets its backoff
@@ -45,7 +48,11 @@ class Child:
     start_at: float = field(default=0.0)
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.argv, preexec_fn=_die_with_parent)
+        # A session of its own: a terminal's Ctrl-C reaches only the
+        # supervisor, which then stops the children in order.
+        self.process = subprocess.Popen(
+            self.argv, preexec_fn=_die_with_parent, start_new_session=True
+        )
         self.started_at = time.monotonic()
         log.info("started %s (pid %d)", self.name, self.process.pid)
 
@@ -130,16 +137,27 @@ def remove_staging_of(layout: Layout, pid: int | None) -> None:
 
 
 def stop_all(children: list[Child]) -> None:
-    """SIGTERM every child, wait up to STOP_GRACE, then SIGKILL what is left."""
-    running = [c.process for c in children if c.process is not None]
-    for process in running:
+    """Stop the front ends, then the coordinator, each within a grace period.
+
+    Front ends first: they finish the requests under way (uploads included,
+    which still need the coordinator to commit), then exit; the coordinator
+    goes last and saves its snapshot.  Whatever outlives its grace is killed.
+    """
+    frontends = [c.process for c in children if c.process and c.name != "coordinator"]
+    coordinator = [c.process for c in children if c.process and c.name == "coordinator"]
+    _terminate(frontends, FRONTEND_GRACE)
+    _terminate(coordinator, COORDINATOR_GRACE)
+    log.info("all processes stopped")
+
+
+def _terminate(processes: list[subprocess.Popen[bytes]], grace: float) -> None:
+    for process in processes:
         process.terminate()
-    deadline = time.monotonic() + STOP_GRACE
-    for process in running:
+    deadline = time.monotonic() + grace
+    for process in processes:
         try:
             process.wait(max(deadline - time.monotonic(), 0))
         except subprocess.TimeoutExpired:
-            log.warning("pid %d did not stop in %.0fs; killing it", process.pid, STOP_GRACE)
+            log.warning("pid %d did not stop in %.0fs; killing it", process.pid, grace)
             process.kill()
             process.wait()
-    log.info("all processes stopped")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -118,3 +119,27 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=1).status_code == 200
     except requests.ConnectionError:
         return False
+
+
+def test_sigterm_lets_an_upload_under_way_finish(make_server):
+    server = make_server(frontend={"processes": 1})
+    boundary = "drain"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="d"\r\n\r\n'
+    tail = f"\r\n--{boundary}--\r\n"
+    data = b"d" * 200_000
+    body = head.encode() + data + tail.encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /draining HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode()
+            + body[:100_000]
+        )
+        time.sleep(0.3)
+        server.process.send_signal(signal.SIGTERM)  # a rolling restart begins
+        time.sleep(0.5)
+        sock.sendall(body[100_000:])  # the client finishes within the grace period
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert server.process.wait(10) == 0
+    again = make_server(port=server.port)
+    assert again.get("draining").content == data

@@ -18,6 +18,7 @@ from tornado.web import Application
 
 from packrat.config import Settings
 from packrat.frontend.auth import Authenticator
+from packrat.frontend.base import BaseHandler
 from packrat.frontend.client import CoordinatorClient
 from packrat.frontend.handlers import (
     SMALL_BODY,
@@ -99,11 +100,16 @@ async def serve(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    server.stop()
+    server.stop()  # no new connections; requests under way may finish
+    deadline = loop.time() + SHUTDOWN_GRACE
+    while BaseHandler.in_flight and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    if BaseHandler.in_flight:
+        log.warning("closing with %d requests still in flight", BaseHandler.in_flight)
     try:
-        await asyncio.wait_for(server.close_all_connections(), timeout=SHUTDOWN_GRACE)
+        await asyncio.wait_for(server.close_all_connections(), timeout=1)
     except TimeoutError:
-        log.warning("closing with requests still in flight after %ss", SHUTDOWN_GRACE)
+        log.warning("connections did not close in 1 s; exiting anyway")
     client.close()
 
 

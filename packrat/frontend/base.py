@@ -22,10 +22,16 @@ def security_headers(handler: RequestHandler) -> None:
 
 
 class BaseHandler(RequestHandler):
-    """Shared dependencies, access control and the one JSON error renderer."""
+    """Shared dependencies, access control and the one JSON error renderer.
+
+    ``in_flight`` counts this process's requests from start to finish (or
+    to the client's disconnect), so a stopping front end can let them end.
+    """
 
     # The right each method needs when ``[auth]`` is on.
     RIGHTS = {"GET": READ, "HEAD": READ, "POST": WRITE, "PUT": WRITE, "DELETE": WRITE}
+    in_flight = 0
+    counted = False
 
     def initialize(
         self,
@@ -38,6 +44,20 @@ class BaseHandler(RequestHandler):
         self.layout = layout
         self.client = client
         self.auth = auth
+        BaseHandler.in_flight += 1
+        self.counted = True
+
+    def on_finish(self) -> None:
+        self._done()
+
+    def on_connection_close(self) -> None:
+        self._done()
+        super().on_connection_close()
+
+    def _done(self) -> None:
+        if self.counted:
+            self.counted = False
+            BaseHandler.in_flight -= 1
 
     def set_default_headers(self) -> None:
         security_headers(self)

@@ -141,10 +141,12 @@ class UploadHandler(BaseHandler):
     def on_connection_close(self) -> None:
         self._discard()
         self._release()
+        super().on_connection_close()
 
     def on_finish(self) -> None:
         self._discard()
         self._release()
+        super().on_finish()
 
     def _discard(self) -> None:
         if self.staged is not None:
