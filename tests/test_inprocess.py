@@ -7,6 +7,7 @@ size to force the streaming paths (as Tornado's own web_test does).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 import time
@@ -17,6 +18,7 @@ from tornado.httpclient import HTTPClientError
 from packrat.config import Settings
 from packrat.coordinator.server import Coordinator
 from packrat.frontend.app import make_app, make_server
+from packrat.frontend.base import BaseHandler
 from packrat.frontend.client import CoordinatorClient
 
 
@@ -114,3 +116,29 @@ async def test_commit_reaches_the_coordinator_index(http_client, base_url, clien
     await http_client.fetch(f"{base_url}/indexed", method="POST", body=body, headers=headers)
     assert "indexed" in coordinator.index
     assert coordinator.index.used == coordinator.layout.object_path("indexed").stat().st_size
+
+
+@pytest.mark.gen_test
+async def test_client_disconnect_mid_upload_ends_the_request(
+    http_server, http_port, client, settings
+):
+    client.start()
+    baseline = len(asyncio.all_tasks())
+    _, writer = await asyncio.open_connection("127.0.0.1", http_port)
+    body, headers = multipart(b"x" * 10_000)
+    writer.write(
+        b"POST /cut HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nContent-Type: %s\r\n\r\n"
+        % (len(body), headers["Content-Type"].encode())
+        + body[:5_000]
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    assert BaseHandler.in_flight == 1
+    writer.close()
+    for _ in range(100):  # the handler's coroutine ends, nothing is left waiting
+        if BaseHandler.in_flight == 0 and len(asyncio.all_tasks()) <= baseline:
+            break
+        await asyncio.sleep(0.02)
+    assert BaseHandler.in_flight == 0
+    assert len(asyncio.all_tasks()) <= baseline
+    assert list((settings.cache_root / "staging").iterdir()) == []
