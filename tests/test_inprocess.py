@@ -50,7 +50,7 @@ def coordinator(settings, tmp_path):
 def client(settings, coordinator, io_loop):
     coordinator_client = CoordinatorClient(settings.coordinator_endpoint, 5, 0.01)
     yield coordinator_client
-    coordinator_client.close()
+    io_loop.run_sync(coordinator_client.close)
 
 
 @pytest.fixture

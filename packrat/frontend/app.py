@@ -110,7 +110,7 @@ async def serve(settings: Settings) -> None:
         await asyncio.wait_for(server.close_all_connections(), timeout=1)
     except TimeoutError:
         log.warning("connections did not close in 1 s; exiting anyway")
-    client.close()
+    await client.close()
 
 
 def run(settings: Settings) -> None:

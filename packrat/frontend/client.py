@@ -62,9 +62,12 @@ class CoordinatorClient:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def close(self) -> None:
-        for task in list(self._tasks):
+    async def close(self) -> None:
+        """Stop the background tasks (and wait for them), then the socket."""
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._socket.close()
         self._context.term()
 
