@@ -171,3 +171,18 @@ def test_clean_snapshot_is_trusted_once(coordinator):
     assert [key for key, _, _ in fresh.index.entries_by_recency()] == ["b", "c", "a"]
     # Start-up consumed the mark: if this run is killed, the snapshot is not clean.
     assert not mark.exists()
+
+
+def test_overwriting_the_next_victim_replaces_it_in_place(coordinator):
+    for key in "abc":
+        commit(coordinator, key, b"x" * 200)
+    path = coordinator.layout.object_path("a")
+    with open(path, "rb") as old:  # a reader holds the old version open
+        reply = commit(coordinator, "a", b"y" * 300)  # "a" is least recently used
+        assert reply["ok"] is True and reply["evicted"] >= 1
+        assert old.read(200) == b"x" * 200  # the reader's copy is intact
+    assert read_object_meta(path)[0].size == 300
+    layout, index = coordinator.layout, coordinator.index
+    on_disk = sum(layout.object_path(k).stat().st_size for k in index.last_access)
+    assert index.used == on_disk <= index.max_size
+    assert "a" in index

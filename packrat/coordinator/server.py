@@ -182,7 +182,9 @@ class Coordinator:
         # rename: a crash between the rename and the index update leaves a
         # complete object that start-up adopts.
         victims = self.index.make_room(size)
-        self._delete_files(victims)
+        # The key's own old version may be a victim: the rename replaces it,
+        # so readers never see it missing in between.
+        self._delete_files([victim for victim in victims if victim[0] != key])
         target = self.layout.object_path(key)
         if not _publish(staging, target):  # the front end gave up and removed it meanwhile
             return protocol.reply_error(request_id, "staging_missing", "the staged upload is gone")
