@@ -20,6 +20,10 @@ UNLIMITED_BODY = 1 << 62
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
+def upload_too_large(limit: int) -> TooLarge:
+    return TooLarge(f"the upload is larger than the limit of {limit} bytes")
+
+
 @stream_request_body
 class UploadHandler(BaseHandler):
     """Streams an upload (multipart POST or raw PUT) to staging and commits it.
@@ -52,7 +56,7 @@ class UploadHandler(BaseHandler):
         slack = MULTIPART_SLACK if method == "POST" else 0
         declared = self.request.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > limit + slack:
-            raise TooLarge(f"the upload is larger than the limit of {limit} bytes")
+            raise upload_too_large(limit)
         most = self.settings_.frontend_max_uploads
         if most and UploadHandler.active_uploads >= most:
             raise TooBusy(f"this server is already receiving {most} uploads; retry shortly")
@@ -77,7 +81,7 @@ class UploadHandler(BaseHandler):
         self.received += len(chunk)
         try:
             if self.received > self.body_limit:
-                raise TooLarge(f"the upload is larger than the limit of {self.staged.limit} bytes")
+                raise upload_too_large(self.staged.limit)
             self.sink(chunk)
         except TooLarge as error:
             # No point reading on: answer now; Tornado closes the connection.
@@ -90,10 +94,8 @@ class UploadHandler(BaseHandler):
             self._discard()
 
     async def post(self, *args: str) -> None:
-        if isinstance(self.error, TooLarge):
-            return  # answered in data_received
-        if self.error is not None:
-            raise self.error
+        if not self.body_received():
+            return
         assert self.form is not None and self.staged is not None
         self.form.close()
         key = self.upload_key_from_path() or self.valid_key(self.form.fields.get("key", ""))
@@ -130,6 +132,17 @@ class UploadHandler(BaseHandler):
             }
         )
 
+    def body_received(self) -> bool:
+        """Whether the body arrived whole; raises the error found while it streamed.
+
+        False when that error was already answered (413 mid-stream).
+        """
+        if isinstance(self.error, TooLarge):
+            return False  # answered in data_received
+        if self.error is not None:
+            raise self.error
+        return True
+
     def upload_key_from_path(self) -> str | None:
         """The key named in the URL, validated; None for the form at ``/``."""
         return self.valid_key(self.path_args[0]) if self.path_args else None
@@ -163,10 +176,8 @@ class ObjectWriter(UploadHandler):
     """``PUT /<key>`` (the raw body is the file) and ``DELETE /<key>``."""
 
     async def put(self, raw_key: str) -> None:
-        if isinstance(self.error, TooLarge):
-            return  # answered in data_received
-        if self.error is not None:
-            raise self.error
+        if not self.body_received():
+            return
         key = self.valid_key(raw_key)
         filename = self.get_query_argument("filename", None) or disposition_filename(
             self.request.headers.get("Content-Disposition", "")
