@@ -28,10 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import zmq
-
-from packrat import protocol
+from packrat.coordinator.client import CoordinatorClient
 from packrat.policies import POLICIES
+from packrat.protocol import Touch
+from packrat.store.accounting import expected_charge
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITS = 20_000
@@ -40,13 +40,14 @@ BATCH = 100
 WINDOW = 64  # commits in flight
 OBJECT = 1000  # bytes per staged file
 CAPACITY_OBJECTS = 5_000  # the cache holds this many, so most commits evict
+CHARGE = expected_charge(OBJECT, "k/00000")  # what one object costs against max_size
 
 
 def start_coordinator(work: Path, policy: str) -> tuple[subprocess.Popen, str]:
     endpoint = f"ipc://{work}/coordinator.sock"
     config = work / "packrat.ini"
     config.write_text(
-        f"[cache]\nroot = {work}/cache\nmax_size = {CAPACITY_OBJECTS * OBJECT}\n"
+        f"[cache]\nroot = {work}/cache\nmax_size = {CAPACITY_OBJECTS * CHARGE}\n"
         f"policy = {policy}\nlow_water = 0.95\n"
         f"[coordinator]\nendpoint = {endpoint}\nsnapshot_interval = 3600\n"
     )
@@ -64,40 +65,35 @@ def start_coordinator(work: Path, policy: str) -> tuple[subprocess.Popen, str]:
 
 def stage_files(work: Path, round_: int) -> list[str]:
     staging = work / "cache" / "staging"
-    names = [f"{os.getpid()}-{round_}-{n:012x}.part" for n in range(COMMITS)]
+    names = [f"{os.getpid()}-{round_:04x}{n:012x}.part" for n in range(COMMITS)]
     blob = b"x" * OBJECT
     for name in names:
         (staging / name).write_bytes(blob)
     return names
 
 
-def request(socket: zmq.Socket, message: dict) -> None:
-    socket.send(protocol.encode({**message, "deadline": time.time() + 60}))
-
-
-def bench_commits(socket: zmq.Socket, names: list[str]) -> float:
+def bench_commits(client: CoordinatorClient, names: list[str]) -> float:
     started = time.perf_counter()
     in_flight = 0
     for n, name in enumerate(names):
-        request(socket, {"op": "commit", "id": n, "key": f"k/{n}", "staging": name, "size": OBJECT})
+        client.send(client.requests.commit(f"k/{n}", name, OBJECT))
         in_flight += 1
         if in_flight >= WINDOW:
-            assert protocol.decode(socket.recv())["ok"]
+            assert client.receive().ok
             in_flight -= 1
     for _ in range(in_flight):
-        assert protocol.decode(socket.recv())["ok"]
+        assert client.receive().ok
     return len(names) / (time.perf_counter() - started)
 
 
-def bench_touches(socket: zmq.Socket) -> float:
+def bench_touches(client: CoordinatorClient) -> float:
     rng = random.Random(3)
     live = range(COMMITS - CAPACITY_OBJECTS, COMMITS)  # the keys still cached
-    batches = [[f"k/{rng.choice(live)}" for _ in range(BATCH)] for _ in range(TOUCH_BATCHES)]
+    batches = [tuple(f"k/{rng.choice(live)}" for _ in range(BATCH)) for _ in range(TOUCH_BATCHES)]
     started = time.perf_counter()
     for keys in batches:
-        socket.send(protocol.encode({"op": "touch", "keys": keys, "misses": 0}))
-    request(socket, {"op": "stats", "id": -1})
-    stats = protocol.decode(socket.recv())
+        client.send(Touch(keys))
+    stats = client.stats()
     seconds = time.perf_counter() - started
     assert stats["hits"] == TOUCH_BATCHES * BATCH, stats
     return TOUCH_BATCHES * BATCH / seconds
@@ -105,25 +101,20 @@ def bench_touches(socket: zmq.Socket) -> float:
 
 def main() -> None:
     rows = []
-    context = zmq.Context()
     for policy in POLICIES:
         with tempfile.TemporaryDirectory(prefix="packrat-coord-") as temp:
             work = Path(temp)
             process, endpoint = start_coordinator(work, policy)
-            socket = context.socket(zmq.DEALER)
-            socket.linger = 0
-            socket.connect(endpoint)
             try:
-                bench_commits(socket, stage_files(work, 0))  # creates the directories
-                commits = bench_commits(socket, stage_files(work, 1))
-                touches = bench_touches(socket)
+                with CoordinatorClient(endpoint, timeout=60) as client:
+                    bench_commits(client, stage_files(work, 0))  # fills the cache
+                    commits = bench_commits(client, stage_files(work, 1))
+                    touches = bench_touches(client)
             finally:
-                socket.close()
                 process.terminate()
                 process.wait(15)
         rows.append((policy, commits, touches))
         print(f"{policy:8s} commits/s {commits:9,.0f}   touches/s {touches:11,.0f}", flush=True)
-    context.term()
     write_report(rows)
 
 
@@ -139,7 +130,8 @@ def write_report(rows: list[tuple[str, float, float]]) -> None:
         f"- machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
         f"Python {platform.python_version()}; 1-minute load average {load:.1f}",
         f"- commits: {COMMITS:,} staged {OBJECT}-byte files, {WINDOW} in flight, cache "
-        f"of {CAPACITY_OBJECTS:,} objects (nearly every commit evicts): stat, evict, rename",
+        f"of {CAPACITY_OBJECTS:,} objects (nearly every commit evicts): claim, evict, stamp, "
+        "rename",
         f"- touches: {TOUCH_BATCHES:,} batches of {BATCH} reads of cached keys, "
         "fire-and-forget, then one `stats` round trip",
         "",

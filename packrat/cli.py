@@ -8,9 +8,9 @@ import signal
 import sys
 from pathlib import Path
 
-from packrat import config
-
-EXIT_CONFIG = 2
+from packrat import config, exits
+from packrat.frontend.app import CannotListen
+from packrat.store import LayoutError, RootLocked
 
 
 def _setup(
@@ -35,7 +35,7 @@ def _setup(
         return config.load(path), path
     except config.ConfigError as e:
         print(f"packrat: {e}", file=sys.stderr)
-        raise SystemExit(EXIT_CONFIG) from None
+        raise SystemExit(exits.CONFIG) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -60,7 +60,7 @@ def cmd_frontend(args: argparse.Namespace) -> int:
     # A file-size limit (RLIMIT_FSIZE) must fail the write (EFBIG -> 507),
     # not kill the process.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    app.run(settings)
+    app.run(settings, args.number)
     return 0
 
 
@@ -103,4 +103,17 @@ def main(argv: list[str] | None = None) -> int:
 
         return simulate(argv[1:])
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except RootLocked as e:
+        return _cannot_run(e, exits.IN_USE)
+    except LayoutError as e:
+        return _cannot_run(e, exits.BROKEN_ROOT)
+    except CannotListen as e:
+        return _cannot_run(e, exits.CANNOT_LISTEN)
+
+
+def _cannot_run(error: Exception, status: int) -> int:
+    """One line for the operator, no traceback: these are situations, not bugs."""
+    print(f"packrat: {error}", file=sys.stderr)
+    return status

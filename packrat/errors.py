@@ -1,57 +1,106 @@
-"""Errors a client can see: each carries its HTTP status and a short code.
+"""Errors a client can see: one enum of codes, one table of HTTP statuses.
 
-Handlers raise these; one ``write_error`` renders them as
-``{"success": false, "error": code, "message": sentence}``.  ``log_message``
-stays in the server log, like Tornado's ``HTTPError``.
+Both roles use ``ErrorCode``: the coordinator puts one in each failed reply,
+and the front end raises the ``PackratError`` it maps to, so a coordinator
+failure reaches the client with its own code and status, never as a bare
+500.  One ``write_error`` in the front end renders every error as
+``{"success": false, "error": code, "message": sentence}``; ``log_message``
+stays in the server log.
 """
 
 from __future__ import annotations
 
-from tornado.web import HTTPError
+from enum import StrEnum
 
 
-class PackratError(HTTPError):
-    """Base class: ``status``, ``code`` and the sentence shown to the client.
+class ErrorCode(StrEnum):
+    BAD_REQUEST = "bad_request"
+    INVALID_KEY = "invalid_key"
+    MALFORMED_MULTIPART = "malformed_multipart"
+    MISSING_FIELD = "missing_field"
+    CHECKSUM_MISMATCH = "checksum_mismatch"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    TOO_LARGE = "too_large"
+    RANGE_NOT_SATISFIABLE = "range_not_satisfiable"
+    INTERNAL_ERROR = "internal_error"
+    IO_ERROR = "io_error"  # the coordinator's file operation failed
+    INVALID_MESSAGE = "invalid_message"  # a front end sent the coordinator nonsense
+    COORDINATOR_UNAVAILABLE = "coordinator_unavailable"
+    STALE = "stale"  # the request expired before the coordinator ran it
+    STAGING_MISSING = "staging_missing"  # the staged upload vanished before its commit
+    TOO_BUSY = "too_busy"
+    INSUFFICIENT_STORAGE = "insufficient_storage"
 
-    A Tornado ``HTTPError``, so Tornado logs it as a client error (not a
-    500 with a traceback) and hands it to the one ``write_error``.
-    """
 
-    status = 500
-    code = "internal_error"
+STATUS: dict[ErrorCode, int] = {
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.INVALID_KEY: 400,
+    ErrorCode.MALFORMED_MULTIPART: 400,
+    ErrorCode.MISSING_FIELD: 400,
+    ErrorCode.CHECKSUM_MISMATCH: 400,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.TOO_LARGE: 413,
+    ErrorCode.RANGE_NOT_SATISFIABLE: 416,
+    ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.IO_ERROR: 500,
+    ErrorCode.INVALID_MESSAGE: 500,
+    ErrorCode.COORDINATOR_UNAVAILABLE: 503,
+    ErrorCode.STALE: 503,
+    ErrorCode.STAGING_MISSING: 503,
+    ErrorCode.TOO_BUSY: 503,
+    ErrorCode.INSUFFICIENT_STORAGE: 507,
+}
+RETRY_AFTER_SECONDS = 1  # sent with every 503: each of them is worth retrying soon
 
-    def __init__(self, message: str, log_message: str | None = None) -> None:
-        super().__init__(self.status, (log_message or message).replace("%", "%%"))
+
+class PackratError(Exception):
+    """An error with its ``code`` (hence its status) and the sentence shown to clients."""
+
+    code = ErrorCode.INTERNAL_ERROR
+
+    def __init__(
+        self, message: str, log_message: str | None = None, code: ErrorCode | None = None
+    ) -> None:
+        super().__init__(log_message or message)
+        if code is not None:
+            self.code = code
         self.message = message
+        self.log_message = log_message or message
         self.headers: dict[str, str] = {}
+        if self.status == 503:
+            self.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+
+    @property
+    def status(self) -> int:
+        return STATUS[self.code]
 
 
 class BadRequest(PackratError):
-    status = 400
-    code = "bad_request"
+    code = ErrorCode.BAD_REQUEST
 
 
-class InvalidKeyError(BadRequest):
-    code = "invalid_key"
+class MalformedMultipart(PackratError):
+    code = ErrorCode.MALFORMED_MULTIPART
 
 
-class MalformedMultipart(BadRequest):
-    code = "malformed_multipart"
+class MissingField(PackratError):
+    code = ErrorCode.MISSING_FIELD
 
 
-class MissingField(BadRequest):
-    code = "missing_field"
-
-
-class ChecksumMismatch(BadRequest):
-    code = "checksum_mismatch"
+class ChecksumMismatch(PackratError):
+    code = ErrorCode.CHECKSUM_MISMATCH
 
 
 class Unauthorized(PackratError):
     """No credentials, or credentials that match nobody: 401 with a challenge."""
 
-    status = 401
-    code = "unauthorized"
+    code = ErrorCode.UNAUTHORIZED
 
     def __init__(self, message: str, challenges: tuple[str, ...] = ()) -> None:
         super().__init__(message)
@@ -61,20 +110,17 @@ class Unauthorized(PackratError):
 class Forbidden(PackratError):
     """Valid credentials without the right the request needs."""
 
-    status = 403
-    code = "forbidden"
+    code = ErrorCode.FORBIDDEN
 
 
 class NotFound(PackratError):
-    status = 404
-    code = "not_found"
+    code = ErrorCode.NOT_FOUND
 
 
 class RangeNotSatisfiable(PackratError):
     """A ``Range`` that starts past the end of the object."""
 
-    status = 416
-    code = "range_not_satisfiable"
+    code = ErrorCode.RANGE_NOT_SATISFIABLE
 
     def __init__(self, message: str, size: int) -> None:
         super().__init__(message)
@@ -84,39 +130,18 @@ class RangeNotSatisfiable(PackratError):
 class TooLarge(PackratError):
     """Larger than ``max_file_size``, or than the whole cache."""
 
-    status = 413
-    code = "too_large"
+    code = ErrorCode.TOO_LARGE
 
 
 class CoordinatorUnavailable(PackratError):
-    status = 503
-    code = "coordinator_unavailable"
-
-    def __init__(self, message: str, retry_after: int = 1) -> None:
-        super().__init__(message)
-        self.headers["Retry-After"] = str(retry_after)
+    code = ErrorCode.COORDINATOR_UNAVAILABLE
 
 
 class TooBusy(PackratError):
-    """This front end already runs ``max_uploads`` uploads."""
+    """This front end already receives ``max_uploads`` uploads."""
 
-    status = 503
-    code = "too_busy"
-
-    def __init__(self, message: str, retry_after: int = 1) -> None:
-        super().__init__(message)
-        self.headers["Retry-After"] = str(retry_after)
+    code = ErrorCode.TOO_BUSY
 
 
 class InsufficientStorage(PackratError):
-    status = 507
-    code = "insufficient_storage"
-
-
-# Coordinator error codes (protocol replies) -> what the client sees.
-COORDINATOR_ERRORS: dict[str, type[PackratError]] = {
-    "too_large": TooLarge,
-    "not_found": NotFound,
-    "stale": CoordinatorUnavailable,
-    "insufficient_storage": InsufficientStorage,
-}
+    code = ErrorCode.INSUFFICIENT_STORAGE

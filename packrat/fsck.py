@@ -2,37 +2,44 @@
 
 Problems found:
 
-* ``corrupt``: the trailer is unreadable, the file name is not the hash of the
-  key it holds, or the data does not match its sha256;
-* ``missing``: the index snapshot lists a key whose file is gone;
-* ``unindexed``: an object the snapshot does not know (the coordinator adopts
-  it at its next start; only reported);
-* ``staging``: leftover staging files whose writer is no longer running.
+* ``corrupt``: not an object file (unreadable trailer, a name that is not
+  the hash of the key it holds, a symlink or FIFO), or data that does not
+  match its sha256;
+* ``missing``: the index snapshot lists a key whose file is gone (evicted or
+  deleted since the snapshot, or lost);
+* ``unindexed``: an object the snapshot does not know (committed since the
+  snapshot; the coordinator adopts it at its next start; only reported);
+* ``staging``: leftover staging files.
 
-``--repair`` removes corrupt objects (through the coordinator when it runs,
-so its index stays exact) and dead staging files.  Exit status: 0 when clean
-(or everything found was repaired), 1 when problems remain.
+``--repair`` removes corrupt files: through the running coordinator, so its
+index stays exact, or, when no instance holds the cache root, directly
+(holding the root's lock meanwhile).  Each repair is checked on disk.  Exit
+status: 0 when nothing corrupt remains, 1 when something could not be
+repaired or was found without ``--repair``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
+import shutil
+import stat
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
-import zmq
-
-from packrat import protocol
 from packrat.config import Settings
-from packrat.coordinator.recovery import load_snapshot, sweep_staging
-from packrat.storage import CorruptObject, Layout, key_digest, read_data, read_trailer
+from packrat.coordinator.client import CoordinatorClient
+from packrat.errors import PackratError
+from packrat.store import CorruptObject, Layout, RootLocked, lock_root, open_entry
+from packrat.store.layout import FANOUT
+from packrat.store.reader import data_matches
+from packrat.store.snapshot import read_snapshot
+from packrat.store.staging import sweep_staging
 
-READ_CHUNK = 1 << 20
-COORDINATOR_TIMEOUT_MS = 2000
+COORDINATOR_TIMEOUT = 5.0
 
 
 @dataclass
@@ -41,120 +48,143 @@ class Finding:
     path: Path
     detail: str
     key: str | None = None
-    sha256: str | None = None
+    inode: tuple[int, int] | None = None  # of a corrupt file: what a repair removes
 
 
-def check_object(path: Path) -> Finding | None:
-    """Verify one object file: trailer, name and digest."""
+def check_entry(dir_fd: int, name: str, path: Path) -> Finding | None:
+    """Verify one object file: what it is, its trailer, its name and its digest."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None  # evicted while we looked
-    try:
-        meta = read_trailer(fd, os.fstat(fd).st_size)
-        if key_digest(meta.key) != path.name:
-            return Finding("corrupt", path, "file name is not the hash of its key", meta.key)
-        digest = hashlib.sha256()
-        for chunk in read_data(fd, 0, meta.size, READ_CHUNK):
-            digest.update(chunk)
-        if digest.hexdigest() != meta.sha256:
-            return Finding("corrupt", path, "data does not match its sha256", meta.key, meta.sha256)
+        opened = open_entry(dir_fd, name)
     except CorruptObject as e:
-        return Finding("corrupt", path, str(e))
+        return Finding("corrupt", path, str(e), inode=e.inode)
+    if opened is None:
+        return None  # evicted while we looked
+    fd, meta, info = opened
+    try:
+        if not data_matches(fd, meta):
+            inode = (info.st_dev, info.st_ino)
+            return Finding("corrupt", path, "data does not match its sha256", meta.key, inode)
     finally:
         os.close(fd)
     return None
 
 
-def scan(layout: Layout) -> Iterator[Finding]:
-    snapshot = {digest.hex(): key for key, _, _, digest in load_snapshot(layout).entries}
-    for entry in layout.iter_objects():
-        path = Path(entry.path)
-        finding = check_object(path)
-        known = snapshot.pop(entry.name, None)
-        if finding is not None:
-            if finding.key is None:
-                finding.key = known  # unreadable trailer: the snapshot knows the key
-            yield finding
-        elif known is None:
-            yield Finding("unindexed", path, "not in the index snapshot (adopted at next start)")
-    for digest, key in snapshot.items():
-        path = layout.objects / digest[:2] / digest[2:4] / digest
+def scan(layout: Layout) -> Iterator[Finding | Path]:
+    """Findings, and each object file checked (a ``Path``), as the walk goes."""
+    rows = read_snapshot(layout)[0].entries
+    snapshot = {digest.hex(): key for key, _, _, digest in rows}
+    for fanout in FANOUT:
+        dir_fd = layout.fanout_fds[fanout]
+        for name in sorted(os.listdir(dir_fd)):
+            path = layout.objects / fanout / name
+            yield path
+            finding = check_entry(dir_fd, name, path)
+            known = snapshot.pop(name, None)
+            if finding is not None:
+                finding.key = finding.key or known
+                yield finding
+            elif known is None:
+                yield Finding(
+                    "unindexed", path, "not in the index snapshot (adopted at next start)"
+                )
+    for name, key in snapshot.items():
         yield Finding(
             "missing",
-            path,
+            layout.objects / name[:2] / name,
             "in the last index snapshot, file is gone (evicted since, or lost)",
             key,
         )
-    for path in sorted(layout.staging.glob("*.part")):
-        yield Finding("staging", path, "upload in progress or abandoned")
+    for name in sorted(os.listdir(layout.staging_fd)):
+        yield Finding("staging", layout.staging / name, "upload in progress or abandoned")
 
 
-def run(settings: Settings, repair: bool, out=sys.stdout) -> int:
+def run(settings: Settings, repair: bool, out: TextIO = sys.stdout) -> int:
     layout = Layout(settings.cache_root)
     if not layout.objects.is_dir():
         print(f"packrat fsck: no cache at {layout.root}", file=sys.stderr)
         return 1
+    layout.open_dirs()
     started = time.monotonic()
-    findings = list(scan(layout))
-    checked = sum(1 for _ in layout.iter_objects())
-    remaining = 0
+    findings: list[Finding] = []
+    checked = 0
+    for item in scan(layout):
+        if isinstance(item, Path):
+            checked += 1
+        else:
+            findings.append(item)
+    corrupt = [f for f in findings if f.kind == "corrupt"]
+    repaired = _repair(settings, layout, corrupt, out) if repair and corrupt else set()
     for finding in findings:
-        repaired = False
-        if repair and finding.kind == "corrupt":
-            repaired = _drop(settings, finding)
-        print(
-            f"{finding.kind:9s} {finding.path}  {finding.detail}"
-            + (f" (key {finding.key!r})" if finding.key else "")
-            + ("  -> removed" if repaired else ""),
-            file=out,
-        )
-        if finding.kind == "corrupt" and not repaired:
-            remaining += 1
+        note = ""
+        if finding.kind == "corrupt" and repair:
+            note = "  -> removed" if id(finding) in repaired else "  -> NOT removed"
+        key = f" (key {finding.key!r})" if finding.key else ""
+        print(f"{finding.kind:9s} {finding.path}  {finding.detail}{key}{note}", file=out)
     if repair:
         swept = sweep_staging(layout, settings.coordinator_stale_staging)
         if swept:
             print(f"removed {swept} dead or stale staging files", file=out)
-    corrupt = sum(f.kind == "corrupt" for f in findings)
+    counts = {kind: sum(f.kind == kind for f in findings) for kind in _KINDS}
     print(
         f"checked {checked} objects in {time.monotonic() - started:.1f}s: "
-        f"{corrupt} corrupt, {sum(f.kind == 'missing' for f in findings)} missing, "
-        f"{sum(f.kind == 'unindexed' for f in findings)} unindexed, "
-        f"{sum(f.kind == 'staging' for f in findings)} staging",
+        + ", ".join(f"{count} {kind}" for kind, count in counts.items()),
         file=out,
     )
-    return 1 if remaining else 0
+    layout.close_dirs()
+    return 1 if len(repaired) < len(corrupt) else 0
 
 
-def _drop(settings: Settings, finding: Finding) -> bool:
-    """Remove a corrupt object: through the coordinator if it answers, else directly."""
-    if finding.key is None or not _ask_coordinator(settings, finding):
-        finding.path.unlink(missing_ok=True)
-    return True
+_KINDS = ("corrupt", "missing", "unindexed", "staging")
 
 
-def _ask_coordinator(settings: Settings, finding: Finding) -> bool:
-    context = zmq.Context()
-    socket = context.socket(zmq.DEALER)
-    socket.linger = 0
-    socket.immediate = True
-    socket.sndtimeo = COORDINATOR_TIMEOUT_MS
-    socket.rcvtimeo = COORDINATOR_TIMEOUT_MS
+def _repair(settings: Settings, layout: Layout, corrupt: list[Finding], out: TextIO) -> set[int]:
+    """Remove corrupt files; return the ``id`` of each finding whose file is really gone."""
     try:
-        socket.connect(settings.coordinator_endpoint)
-        request = {
-            "op": "delete",
-            "id": 1,
-            "key": finding.key,
-            "reason": "corrupt",
-            "sha256": finding.sha256,
-            "deadline": time.time() + 5,
-        }
-        socket.send(protocol.encode(request))
-        reply = protocol.decode(socket.recv())
-        return bool(reply.get("ok")) or reply.get("error") == "not_found"
-    except zmq.Again:
-        return False
+        lock_fd = lock_root(layout, "fsck")
+    except RootLocked as e:
+        return _repair_online(settings, corrupt, out, str(e))
+    try:
+        for finding in corrupt:
+            _remove_if_same(finding)
     finally:
-        socket.close()
-        context.term()
+        os.close(lock_fd)
+    return {id(f) for f in corrupt if _gone(f)}
+
+
+def _repair_online(
+    settings: Settings, corrupt: list[Finding], out: TextIO, holder: str
+) -> set[int]:
+    """Ask the running coordinator to drop each file, so its index stays exact."""
+    with CoordinatorClient(settings.coordinator_endpoint, COORDINATOR_TIMEOUT) as coordinator:
+        for finding in corrupt:
+            if finding.inode is None:
+                continue
+            try:
+                coordinator.drop(finding.path.name, finding.inode, finding.key)
+            except PackratError as e:
+                print(f"packrat fsck: {holder}, and its coordinator: {e.message}", file=out)
+                break
+    return {id(f) for f in corrupt if _gone(f)}
+
+
+def _remove_if_same(finding: Finding) -> None:
+    """Remove the finding's file directly (no coordinator runs), if it is still that file."""
+    try:
+        info = finding.path.lstat()
+    except FileNotFoundError:
+        return
+    if finding.inode is not None and (info.st_dev, info.st_ino) != finding.inode:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        shutil.rmtree(finding.path)
+    else:
+        finding.path.unlink(missing_ok=True)
+
+
+def _gone(finding: Finding) -> bool:
+    """Whether the corrupt file is no longer at its path (a newer object may be)."""
+    try:
+        info = finding.path.lstat()
+    except FileNotFoundError:
+        return True
+    return finding.inode is not None and (info.st_dev, info.st_ino) != finding.inode

@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import re
 
+from packrat.errors import ErrorCode, PackratError
+
 MAX_KEY_BYTES = 1024
 
 # Safe characters; '/' separates segments.
-_KEY_RE = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@-]+(?:/[A-Za-z0-9._~!$&'()*+,;=:@-]+)*$")
+_KEY_RE = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@-]+(?:/[A-Za-z0-9._~!$&'()*+,;=:@-]+)*")
 
 # First segments the HTTP API uses for itself; a key cannot start with them.
 RESERVED_PREFIXES = ("exists", "api", "metrics", "static", "healthz")
 
 
-class InvalidKey(ValueError):
-    """The key breaks a rule; the text says which one."""
+class InvalidKey(PackratError, ValueError):
+    """The key breaks a rule; the message says which one (400 ``invalid_key``)."""
+
+    code = ErrorCode.INVALID_KEY
+
+    def __init__(self, rule: str) -> None:
+        super().__init__(f"invalid key: {rule}")
 
 
 def validate_key(key: str) -> str:
@@ -30,13 +37,13 @@ def validate_key(key: str) -> str:
     >>> validate_key("a/../b")
     Traceback (most recent call last):
     ...
-    packrat.keys.InvalidKey: a key segment may not be '.' or '..'
+    packrat.keys.InvalidKey: invalid key: a key segment may not be '.' or '..'
     """
     if not key:
         raise InvalidKey("the key is empty")
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise InvalidKey(f"the key is longer than {MAX_KEY_BYTES} bytes")
-    if not _KEY_RE.match(key):
+    if not _KEY_RE.fullmatch(key):
         raise InvalidKey(
             "a key is made of segments of letters, digits and ._~!$&'()*+,;=:@- "
             "separated by single '/' (no empty segment, no leading or trailing '/')"

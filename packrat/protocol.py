@@ -1,56 +1,186 @@
-"""The wire protocol between front ends and the coordinator.
+"""The wire protocol between front ends and the coordinator, as typed messages.
 
 Both roles import this module and nothing else speaks to the socket.  A
-message is one ZeroMQ frame holding a msgpack map with a version ``v``; the
-coordinator's ROUTER adds the sender's identity frame in front, which stays
-opaque and is echoed back.  No pickle: the coordinator decodes only maps of
-plain values.
+message is one ZeroMQ frame holding a msgpack map with a version ``v`` and
+an ``op``; the coordinator's ROUTER adds the sender's identity frame in
+front, which stays opaque and is echoed back.  No pickle, and every field of
+every request is checked for its type before the coordinator acts on it: a
+malformed request gets an ``invalid_message`` reply (or, without a usable
+``id``, is dropped) and the coordinator goes on.
 
-Requests (front end -> coordinator), each with ``op``:
+Requests (front end -> coordinator):
 
-``commit``  {id, key, staging, size, deadline}: publish a staged object.
-``delete``  {id, key, reason}: remove an object (``reason``: "client" or "corrupt").
-``stats``   {id}: counters for the status page.
-``touch``   {keys, misses}: fire-and-forget batch of reads (no ``id``, no reply).
+``Commit``  publish a staged upload (``file_size``: its bytes, trailer included)
+``Delete``  remove an object (a client's ``DELETE``)
+``Drop``    remove a corrupt object file, found by a reader or fsck: the file
+            called ``name`` in ``objects/``, only if it is still the file
+            ``inode`` (a newer object in its place is left alone)
+``Stats``   the index's figures
+``Touch``   fire-and-forget batch of reads (hits) and misses; no reply
 
-Replies carry the request's ``id`` and ``ok``; a failure adds ``error`` (a
-short code) and ``message`` (a sentence for humans).
+Every request but ``Touch`` carries an ``id`` that its ``Reply`` echoes and a
+``deadline`` (Unix time) after which the coordinator refuses it as ``stale``.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import msgpack
 
-VERSION = 1
+from packrat.errors import ErrorCode
 
-Message = dict[str, Any]
+VERSION = 2
 
 
 class ProtocolError(ValueError):
-    """A frame that is not a message of this protocol version."""
+    """A frame that is not a well-formed message of this protocol version.
+
+    ``request_id`` is set when the frame had a usable ``id`` to answer.
+    """
+
+    def __init__(self, message: str, request_id: int | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
 
 
-def encode(message: Message) -> bytes:
-    return msgpack.packb({"v": VERSION, **message})
+@dataclass(frozen=True, slots=True)
+class Commit:
+    id: int
+    deadline: float
+    key: str
+    staging: str
+    file_size: int
 
 
-def decode(frame: bytes) -> Message:
+@dataclass(frozen=True, slots=True)
+class Delete:
+    id: int
+    deadline: float
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    id: int
+    deadline: float
+    name: str  # the object file's name: sha256 of its key, in hex
+    inode: tuple[int, int]  # st_dev, st_ino of the bad file
+    key: str | None = None  # its key, when the reader knows it
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    id: int
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    keys: tuple[str, ...]
+    misses: int = 0
+
+
+Request = Commit | Delete | Drop | Stats | Touch
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    id: int
+    error: ErrorCode | None = None
+    message: str = ""
+    evicted: int = 0  # Commit: objects evicted to make room
+    stats: dict[str, Any] = field(default_factory=dict)  # Stats: the index's figures
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+_OPS: dict[str, type[Request]] = {
+    "commit": Commit,
+    "delete": Delete,
+    "drop": Drop,
+    "stats": Stats,
+    "touch": Touch,
+}
+_OP_NAMES = {cls: name for name, cls in _OPS.items()}
+
+
+def encode(message: Request | Reply) -> bytes:
+    fields = asdict(message)
+    if isinstance(message, Reply):
+        fields = {name: value for name, value in fields.items() if value or name == "id"}
+    else:
+        fields["op"] = _OP_NAMES[type(message)]
+    return msgpack.packb({"v": VERSION, **fields})
+
+
+def decode_request(frame: bytes) -> Request:
+    fields = _unpack(frame)
+    request_id = fields.get("id") if type(fields.get("id")) is int else None
+    op = fields.pop("op", None)
+    cls = _OPS.get(op) if isinstance(op, str) else None
+    if cls is None:
+        raise ProtocolError(f"unknown op {op!r}", request_id)
     try:
-        message = msgpack.unpackb(frame)
+        request = cls(**fields)
+    except TypeError as e:
+        raise ProtocolError(f"malformed {op} request: {e}", request_id) from None
+    problem = _check(request)
+    if problem:
+        raise ProtocolError(f"malformed {op} request: {problem}", request_id)
+    return request
+
+
+def decode_reply(frame: bytes) -> Reply:
+    fields = _unpack(frame)
+    try:
+        if "error" in fields:
+            fields["error"] = ErrorCode(fields["error"])
+        reply = Reply(**fields)
+    except (TypeError, ValueError) as e:
+        raise ProtocolError(f"malformed reply: {e}") from None
+    if type(reply.id) is not int:
+        raise ProtocolError("malformed reply: no id")
+    return reply
+
+
+def _unpack(frame: bytes) -> dict[str, Any]:
+    try:
+        fields = msgpack.unpackb(frame, use_list=False)
     except (ValueError, msgpack.UnpackException) as e:
         raise ProtocolError(f"undecodable frame: {e}") from None
-    if not isinstance(message, dict) or message.get("v") != VERSION:
-        raise ProtocolError("not a version-1 message")
-    if not isinstance(message.get("op", ""), str):
-        raise ProtocolError("'op' is not a string")
-    return message
+    if not isinstance(fields, dict) or fields.pop("v", None) != VERSION:
+        raise ProtocolError(f"not a version-{VERSION} message")
+    return fields
 
 
-def reply_ok(request_id: int, **fields: Any) -> Message:
-    return {"id": request_id, "ok": True, **fields}
+def _check(request: Request) -> str | None:
+    """What is wrong with a decoded request's field types, if anything."""
+    if isinstance(request, Touch):
+        if not isinstance(request.keys, tuple) or not all(isinstance(k, str) for k in request.keys):
+            return "keys must be a list of strings"
+        return None if _count(request.misses) else "misses must be a count"
+    if not _count(request.id):
+        return "id must be a count"
+    if type(request.deadline) not in (int, float):
+        return "deadline must be a number"
+    if isinstance(request, Commit):
+        if not (isinstance(request.key, str) and isinstance(request.staging, str)):
+            return "key and staging must be strings"
+        return None if _count(request.file_size) else "file_size must be a count"
+    if isinstance(request, Delete) and not isinstance(request.key, str):
+        return "key must be a string"
+    if isinstance(request, Drop):
+        if not (isinstance(request.name, str) and isinstance(request.key, str | None)):
+            return "name and key must be strings"
+        inode = request.inode
+        if not (isinstance(inode, tuple) and len(inode) == 2 and all(map(_count, inode))):
+            return "inode must be two counts"
+    return None
 
 
-def reply_error(request_id: int | None, error: str, message: str) -> Message:
-    return {"id": request_id, "ok": False, "error": error, "message": message}
+def _count(value: object) -> bool:
+    return type(value) is int and value >= 0

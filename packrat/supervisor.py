@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -20,9 +21,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packrat import exits
 from packrat.config import Settings
-from packrat.coordinator.recovery import sweep_staging
-from packrat.storage import Layout
+from packrat.frontend.app import listen
+from packrat.store import Layout, lock_root, sweep_staging
+from packrat.store.lock import INHERITED_FD
+from packrat.store.staging import remove_staging_of
 
 log = logging.getLogger("packrat.supervisor")
 
@@ -32,7 +36,6 @@ COORDINATOR_GRACE = 3.0
 BACKOFF_FIRST = 0.5  # seconds before the first restart
 BACKOFF_MAX = 10.0
 HEALTHY_AFTER = 30.0  # a child that ran this long resets its backoff
-CONFIG_ERROR = 2  # children exit with this on a bad configuration: never restarted
 _PR_SET_PDEATHSIG = 1
 
 
@@ -42,6 +45,7 @@ class Child:
 
     name: str
     argv: list[str]
+    pass_fds: tuple[int, ...] = ()  # descriptors the child inherits (the root's lock)
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     failures: int = 0
@@ -50,8 +54,15 @@ class Child:
     def start(self) -> None:
         # A session of its own: a terminal's Ctrl-C reaches only the
         # supervisor, which then stops the children in order.
+        env = dict(os.environ)
+        if self.pass_fds:
+            env[INHERITED_FD] = str(self.pass_fds[0])
         self.process = subprocess.Popen(
-            self.argv, preexec_fn=_die_with_parent, start_new_session=True
+            self.argv,
+            preexec_fn=_die_with_parent,
+            start_new_session=True,
+            pass_fds=self.pass_fds,
+            env=env,
         )
         self.started_at = time.monotonic()
         log.info("started %s (pid %d)", self.name, self.process.pid)
@@ -73,10 +84,10 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def children_for(settings: Settings, config_path: Path) -> list[Child]:
+def children_for(settings: Settings, config_path: Path, lock_fd: int) -> list[Child]:
     base = [sys.executable, "-m", "packrat"]
     config = ["--config", str(config_path.resolve())]
-    children = [Child("coordinator", [*base, "coordinator", *config])]
+    children = [Child("coordinator", [*base, "coordinator", *config], pass_fds=(lock_fd,))]
     for number in range(settings.processes):
         children.append(
             Child(f"frontend {number}", [*base, "frontend", "--number", str(number), *config])
@@ -85,9 +96,17 @@ def children_for(settings: Settings, config_path: Path) -> list[Child]:
 
 
 def serve(settings: Settings, config_path: Path) -> int:
-    """Run the process group until signalled; return the exit status."""
+    """Run the process group until signalled; return the exit status.
+
+    Before any child starts: the cache root's lock (``RootLocked`` when
+    another instance holds it), an HTTP address that can be bound
+    (``CannotListen``), and a staging area swept clean.
+    """
     layout = Layout(settings.cache_root)
     layout.create()
+    lock_fd = lock_root(layout, "serve")
+    listen(settings, reuse_port=False)[0].close()  # is the port free?
+    layout.open_dirs()
     removed = sweep_staging(layout, settings.coordinator_stale_staging, everything=True)
     if removed:
         log.info("removed %d leftover staging files", removed)
@@ -99,7 +118,7 @@ def serve(settings: Settings, config_path: Path) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    children = children_for(settings, config_path)
+    children = children_for(settings, config_path, lock_fd)
     for child in children:
         child.start()
     status = 0
@@ -109,10 +128,12 @@ def serve(settings: Settings, config_path: Path) -> int:
             pid = child.process.pid if child.process else None
             exit_status = child.reap()
             if exit_status is not None:
-                remove_staging_of(layout, pid)
-                if exit_status == CONFIG_ERROR:
-                    log.error("%s exited on a configuration error; stopping", child.name)
-                    stopping, status = True, CONFIG_ERROR
+                if pid is not None:
+                    for name in remove_staging_of(layout, pid):
+                        log.info("removed %s left by pid %d", name, pid)
+                if exit_status in exits.FATAL:
+                    log.error("%s cannot run (exit status %d); stopping", child.name, exit_status)
+                    stopping, status = True, exit_status
                     break
                 if now - child.started_at > HEALTHY_AFTER:
                     child.failures = 0
@@ -126,14 +147,9 @@ def serve(settings: Settings, config_path: Path) -> int:
                 child.start()
         time.sleep(0.1)
     stop_all(children)
+    layout.close_dirs()
+    os.close(lock_fd)
     return status
-
-
-def remove_staging_of(layout: Layout, pid: int | None) -> None:
-    """Remove the staging files of a child that died (uploads it can never finish)."""
-    for path in layout.staging.glob(f"{pid}-*.part"):
-        path.unlink(missing_ok=True)
-        log.info("removed %s left by pid %d", path.name, pid)
 
 
 def stop_all(children: list[Child]) -> None:

@@ -1,4 +1,4 @@
-"""The coordinator's message handling and start-up, on real files (no sockets)."""
+"""The coordinator's request handling and start-up, on real files (no sockets)."""
 
 from __future__ import annotations
 
@@ -6,183 +6,357 @@ import os
 import time
 from dataclasses import replace
 
+import msgpack
 import pytest
 
 from packrat import protocol
 from packrat.config import Settings
-from packrat.coordinator.recovery import rebuild, save_snapshot, sweep_staging
-from packrat.coordinator.server import Coordinator
-from packrat.storage import ObjectMeta, encode_trailer, read_object_meta
+from packrat.coordinator.server import CoordinatorServer
+from packrat.coordinator.service import Coordinator
+from packrat.errors import ErrorCode
+from packrat.protocol import Commit, Delete, Drop, Stats, Touch
+from packrat.store import StagedFile, key_digest, open_entry, open_object
+from packrat.store.accounting import charge
+from packrat.store.layout import FANOUT
+from packrat.store.snapshot import load_snapshot, save_snapshot
+from packrat.store.staging import sweep_staging
+
+BLOCK = 4096
+DATA = b"x" * 8000  # two blocks
 
 
 @pytest.fixture
-def coordinator(tmp_path) -> Coordinator:
-    settings = Settings(
-        cache_root=tmp_path / "cache", cache_max_size=1100, cache_low_water=1.0, cache_policy="lru"
+def settings(tmp_path) -> Settings:
+    return Settings(
+        cache_root=tmp_path / "cache",
+        cache_max_size=48 * BLOCK,
+        cache_low_water=1.0,
+        cache_policy="lru",
     )
+
+
+@pytest.fixture
+def coordinator(settings) -> Coordinator:
     coord = Coordinator(settings)
     coord.load()
-    return coord
+    yield coord
+    coord.close()
+
+
+def restarted(coord: Coordinator, **changes) -> Coordinator:
+    """A new coordinator on the same root, as after a restart (``kill -9`` unless snapshotted)."""
+    coord.close()
+    fresh = Coordinator(replace(coord.settings, **changes))
+    fresh.load()
+    return fresh
 
 
 def stage(coord: Coordinator, key: str, data: bytes) -> tuple[str, int]:
-    """Write a staged object as a front end would; return its name and size."""
-    meta = ObjectMeta(key, f"{key}.txt", "text/plain", len(data), "0" * 64, time.time())
-    path, fd = coord.layout.new_staging_file()
-    blob = data + encode_trailer(meta)
-    os.write(fd, blob)
-    os.close(fd)
-    return path.name, len(blob)
+    """Write a staged object as a front end does; return its name and file size."""
+    staged = StagedFile(coord.layout)
+    staged.write(data)
+    _, file_size = staged.seal(key, f"{key}.txt", "text/plain")
+    return staged.name, file_size
 
 
-def call(coord: Coordinator, **message) -> dict:
-    return coord.handle(protocol.encode({"id": 1, **message}))
+def commit(coord: Coordinator, key: str, data: bytes = DATA) -> protocol.Reply:
+    name, file_size = stage(coord, key, data)
+    return coord.handle(Commit(1, time.time() + 5, key, name, file_size))
 
 
-def commit(coord: Coordinator, key: str, data: bytes) -> dict:
-    name, size = stage(coord, key, data)
-    return call(coord, op="commit", key=key, staging=name, size=size)
+def on_disk(coord: Coordinator) -> dict[str, int]:
+    """Every object file's key and charge, read from the files."""
+    found = {}
+    for fanout in FANOUT:
+        dir_fd = coord.layout.fanout_fds[fanout]
+        for name in os.listdir(dir_fd):
+            opened = open_entry(dir_fd, name)
+            assert opened is not None
+            fd, meta, info = opened
+            os.close(fd)
+            found[meta.key] = charge(info, meta.key)
+    return found
+
+
+def assert_exact(coord: Coordinator) -> None:
+    """The index holds exactly the files on disk, at exactly their charges."""
+    files = on_disk(coord)
+    index = coord.index
+    assert set(files) == set(index.last_access)
+    assert index.used == sum(files.values())
+    assert all(index.size_of(key) == cost for key, cost in files.items())
+    assert index.disk_bytes <= index.max_size
 
 
 def test_commit_publishes_the_object(coordinator):
     reply = commit(coordinator, "k", b"hello")
-    assert reply["ok"] is True and reply["evicted"] == 0
-    meta, size = read_object_meta(coordinator.layout.object_path("k"))
-    assert meta.key == "k" and meta.filename == "k.txt"
-    assert coordinator.index.size_of("k") == size
-    assert list(coordinator.layout.staging.iterdir()) == []
+    assert reply.ok and reply.evicted == 0
+    fd, meta, _ = open_object(coordinator.layout, "k")
+    os.close(fd)
+    assert meta.key == "k" and meta.filename == "k.txt" and meta.size == 5
+    assert os.listdir(coordinator.layout.staging) == []
+    assert_exact(coordinator)
+
+
+def test_charges_count_whole_blocks_and_the_snapshot_row(coordinator):
+    commit(coordinator, "tiny", b"1")
+    cost = coordinator.index.size_of("tiny")
+    assert cost == BLOCK + 2 * (64 + len("tiny"))
 
 
 def test_commit_evicts_least_recently_used(coordinator):
-    for key in "abc":
-        commit(coordinator, key, b"x" * 200)
-    call(coordinator, op="touch", keys=["a"], misses=2)
-    reply = commit(coordinator, "d", b"x" * 200)
-    assert reply["evicted"] == 1
-    assert not coordinator.layout.object_path("b").exists()
-    assert "b" not in coordinator.index and "a" in coordinator.index
-    stats = call(coordinator, op="stats")
+    cost = None
+    keys = []
+    while cost is None or coordinator.index.used + cost <= coordinator.index.capacity:
+        key = f"k{len(keys)}"
+        commit(coordinator, key)
+        keys.append(key)
+        cost = coordinator.index.size_of(key)
+    coordinator.handle(Touch((keys[0],), misses=2))
+    reply = commit(coordinator, "new")
+    assert reply.evicted == 1
+    assert keys[0] in coordinator.index and keys[1] not in coordinator.index
+    assert not coordinator.layout.object_path(keys[1]).exists()
+    stats = coordinator.handle(Stats(2, time.time() + 5)).stats
     assert (stats["hits"], stats["misses"], stats["evictions"]) == (1, 2, 1)
     assert stats["bytes"] <= stats["max_size"]
+    assert_exact(coordinator)
 
 
 def test_overwrite_keeps_accounting_exact(coordinator):
-    commit(coordinator, "k", b"x" * 300)
+    commit(coordinator, "k", b"x" * 30000)
     commit(coordinator, "k", b"y" * 100)
-    on_disk = coordinator.layout.object_path("k").stat().st_size
-    assert coordinator.index.used == on_disk
     assert len(coordinator.index) == 1
+    assert_exact(coordinator)
 
 
 def test_larger_than_cache_is_refused_and_staging_removed(coordinator):
-    reply = commit(coordinator, "big", b"x" * 2000)
-    assert reply["ok"] is False and reply["error"] == "too_large"
-    assert list(coordinator.layout.staging.iterdir()) == []
+    reply = commit(coordinator, "big", b"x" * (50 * BLOCK))
+    assert reply.error == ErrorCode.TOO_LARGE
+    assert os.listdir(coordinator.layout.staging) == []
     assert not coordinator.layout.object_path("big").exists()
 
 
 def test_stale_request_is_refused(coordinator):
     name, size = stage(coordinator, "late", b"x")
-    reply = call(
-        coordinator, op="commit", key="late", staging=name, size=size, deadline=time.time() - 1
-    )
-    assert reply["error"] == "stale"
+    reply = coordinator.handle(Commit(1, time.time() - 1, "late", name, size))
+    assert reply.error == ErrorCode.STALE
     assert not coordinator.layout.object_path("late").exists()
 
 
 def test_staging_name_cannot_escape(coordinator):
-    for name in ("../../etc/passwd", "/etc/passwd", "x/../../y.part", ".part"):
-        reply = call(coordinator, op="commit", key="k", staging=name, size=1)
-        assert reply["ok"] is False and reply["error"] == "bad_request"
+    for name in ("../../etc/passwd", "/etc/passwd", "x/../../y.part", ".part", "1-a.commit"):
+        reply = coordinator.handle(Commit(1, time.time() + 5, "k", name, 1))
+        assert reply.error == ErrorCode.INVALID_MESSAGE, name
 
 
 def test_size_mismatch_is_refused(coordinator):
     name, size = stage(coordinator, "k", b"data")
-    reply = call(coordinator, op="commit", key="k", staging=name, size=size + 1)
-    assert reply["error"] == "bad_request"
+    reply = coordinator.handle(Commit(1, time.time() + 5, "k", name, size + 1))
+    assert reply.error == ErrorCode.INVALID_MESSAGE
+    assert os.listdir(coordinator.layout.staging) == []
+
+
+def test_staging_removed_before_the_commit_changes_nothing(coordinator):
+    """A front end that gives up removes its staging file; the commit must then
+    evict nothing, least of all the key's own old version."""
+    while coordinator.index.disk_bytes + 3 * BLOCK < coordinator.index.capacity:
+        commit(coordinator, f"fill{len(coordinator.index)}")
+    commit(coordinator, "victim")
+    coordinator.handle(Touch(tuple(k for k in coordinator.index.last_access if k != "victim")))
+    before = dict(coordinator.index.policy.sizes)
+    name, size = stage(coordinator, "victim", b"z" * 40000)
+    os.unlink(name, dir_fd=coordinator.layout.staging_fd)
+    reply = coordinator.handle(Commit(1, time.time() + 5, "victim", name, size))
+    assert reply.error == ErrorCode.STAGING_MISSING
+    assert dict(coordinator.index.policy.sizes) == before
+    assert_exact(coordinator)
 
 
 def test_delete(coordinator):
     commit(coordinator, "k", b"data")
-    assert call(coordinator, op="delete", key="k")["ok"] is True
+    assert coordinator.handle(Delete(1, time.time() + 5, "k")).ok
     assert not coordinator.layout.object_path("k").exists()
-    assert call(coordinator, op="delete", key="k")["error"] == "not_found"
+    assert coordinator.handle(Delete(2, time.time() + 5, "k")).error == ErrorCode.NOT_FOUND
+    assert_exact(coordinator)
 
 
-def test_bad_messages_are_answered_or_dropped(coordinator):
-    assert coordinator.handle(b"\xc1garbage") is None
-    assert call(coordinator, op="nope")["error"] == "bad_request"
-    assert call(coordinator, op="commit")["error"] == "bad_request"
+def test_drop_removes_only_the_file_that_was_found_corrupt(coordinator):
+    commit(coordinator, "k", b"old")
+    old = coordinator.layout.object_path("k").stat()
+    commit(coordinator, "k", b"new")  # replaced since a reader found the old one bad
+    reply = coordinator.handle(Drop(1, time.time() + 5, key_digest("k"), (old.st_dev, old.st_ino)))
+    assert reply.ok and "k" in coordinator.index
+    new = coordinator.layout.object_path("k").stat()
+    reply = coordinator.handle(Drop(2, time.time() + 5, key_digest("k"), (new.st_dev, new.st_ino)))
+    assert reply.ok and "k" not in coordinator.index
+    assert not coordinator.layout.object_path("k").exists()
+    assert_exact(coordinator)
 
 
-def test_restart_rebuilds_from_disk_with_snapshot_recency(tmp_path, coordinator):
+def test_drop_of_a_misnamed_file_finds_its_key(coordinator):
+    """Key a's file put at key b's path: dropping it by name forgets b."""
+    commit(coordinator, "a", b"aaa")
+    commit(coordinator, "b", b"bbb")
+    os.replace(coordinator.layout.object_path("a"), coordinator.layout.object_path("b"))
+    bad = coordinator.layout.object_path("b").stat()
+    reply = coordinator.handle(Drop(1, time.time() + 5, key_digest("b"), (bad.st_dev, bad.st_ino)))
+    assert reply.ok
+    assert "b" not in coordinator.index
+    assert not coordinator.layout.object_path("b").exists()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"op": "delete", "id": 7, "deadline": 1e12, "key": 5},
+        {"op": "touch", "keys": "abc", "misses": 0},
+        {"op": "commit", "id": 7, "deadline": "soon", "key": "k", "staging": "x", "file_size": 1},
+        {"op": "commit", "id": 7, "deadline": 1e12, "key": "k", "staging": "x", "file_size": True},
+        {"op": "drop", "id": 7, "deadline": 1e12, "name": "0" * 64, "inode": [1]},
+        {"op": "stats", "id": 7, "deadline": 1e12, "extra": 1},
+        {"op": "nope", "id": 7},
+        {"op": "commit", "id": 7},
+        {"op": "delete", "id": 7, "deadline": 1e12, "key": "../x"},
+    ],
+)
+def test_malformed_messages_are_refused_and_the_coordinator_goes_on(settings, fields):
+    server = CoordinatorServer(settings)
+    server.coordinator.load()
+    try:
+        reply = server._handle(msgpack.packb({"v": protocol.VERSION, **fields}))
+        if "id" in fields:
+            assert reply is not None and reply.error == ErrorCode.INVALID_MESSAGE
+        else:
+            assert reply is None
+        name, size = stage(server.coordinator, "after", b"ok")
+        frame = protocol.encode(Commit(8, time.time() + 5, "after", name, size))
+        assert server._handle(frame).ok
+    finally:
+        server.coordinator.close()
+
+
+def test_garbage_frames_are_dropped(settings):
+    server = CoordinatorServer(settings)
+    assert server._handle(b"\xc1garbage") is None
+    assert server._handle(msgpack.packb([1, 2])) is None
+    assert server._handle(msgpack.packb({"v": 1, "op": "stats", "id": 1})) is None
+
+
+def test_restart_rebuilds_from_disk_with_snapshot_recency(coordinator):
     for key in "abcd":
-        commit(coordinator, key, b"x" * 50)
-    call(coordinator, op="touch", keys=["a"])
-    save_snapshot(coordinator.layout, coordinator.index)
+        commit(coordinator, key)
+    coordinator.handle(Touch(("a",)))
+    coordinator.snapshot()
     # After the snapshot: one object added (adopted at start-up), one removed
     # behind the coordinator's back (dropped), one corrupted (removed).
-    commit(coordinator, "e", b"x" * 50)
+    commit(coordinator, "e")
     coordinator.layout.object_path("b").unlink()
     coordinator.layout.object_path("c").write_bytes(b"not an object")
-    fresh = Coordinator(coordinator.settings)
-    report = rebuild(fresh.layout, fresh.index)
-    assert (report.restored, report.adopted, report.dropped, report.corrupt) == (2, 1, 1, 1)
-    assert not coordinator.layout.object_path("c").exists()
+    fresh = restarted(coordinator)
+    assert not fresh.layout.object_path("c").exists()
     order = [key for key, _, _ in fresh.index.entries_by_recency()]
     assert order == ["d", "a", "e"]
+    assert_exact(fresh)
+    fresh.close()
+
+
+def test_an_overwrite_right_after_a_snapshot_is_not_trusted_from_it(coordinator):
+    """The snapshot's sequence, not wall-clock mtimes, tells what changed since."""
+    for n in range(30):
+        key = f"k{n}"
+        commit(coordinator, key, b"s")
+        coordinator.snapshot()
+        commit(coordinator, key, b"L" * 30000)  # within microseconds of the snapshot
+    fresh = restarted(coordinator)  # kill -9: the snapshot is not clean
+    assert_exact(fresh)
+    fresh.close()
+
+
+def test_a_damaged_snapshot_is_ignored_and_the_index_rebuilt(coordinator):
+    for key in "abc":
+        commit(coordinator, key)
+    coordinator.snapshot(clean=True)
+    path = coordinator.layout.snapshot_path()
+    blob = bytearray(path.read_bytes())
+    blob[-5] ^= 0x01  # one bit in the payload
+    path.write_bytes(bytes(blob))
+    fresh = restarted(coordinator)
+    assert_exact(fresh)
+    fresh.close()
+
+
+def test_a_snapshot_that_lies_with_a_valid_checksum_is_checked_against_the_files(coordinator):
+    for key in "abc":
+        commit(coordinator, key, b"x" * 30000)
+    rows = [
+        (k, 1, seen, bytes.fromhex(key_digest(k)))
+        for k, _, seen in coordinator.index.entries_by_recency()
+    ]
+    save_snapshot(coordinator.layout, rows, coordinator.writer.clock_ns + 1)  # sizes: 1 byte
+    fresh = restarted(coordinator)
+    assert_exact(fresh)
+    fresh.close()
 
 
 def test_start_up_evicts_down_to_a_smaller_max_size(coordinator):
-    for key in "abc":
-        commit(coordinator, key, b"x" * 150)
-    save_snapshot(coordinator.layout, coordinator.index)
-    smaller = Coordinator(replace(coordinator.settings, cache_max_size=700))
-    smaller.load()
-    assert smaller.index.used <= 700
-    assert sorted(smaller.index.last_access) == ["b", "c"]
-    assert not smaller.layout.object_path("a").exists()
+    for key in "abcdef":
+        commit(coordinator, key)
+    coordinator.snapshot()
+    smaller = restarted(coordinator, cache_max_size=6 * BLOCK)
+    assert smaller.index.disk_bytes <= 6 * BLOCK
+    assert "a" not in smaller.index and "f" in smaller.index
+    assert_exact(smaller)
+    smaller.close()
 
 
-def test_sweep_removes_orphaned_and_stale_staging(coordinator):
+def test_sweep_removes_orphaned_stale_and_claimed_staging(coordinator):
     layout = coordinator.layout
-    mine, fd = layout.new_staging_file()
-    os.close(fd)
-    orphan = layout.staging / "999999999-dead.part"
+    mine = StagedFile(layout)
+    orphan = layout.staging / "999999999-00000000000000aa.part"
     orphan.write_bytes(b"x")
-    old, fd = layout.new_staging_file()
-    os.close(fd)
-    os.utime(old, (time.time() - 7200, time.time() - 7200))
-    assert sweep_staging(layout, stale_after=3600) == 2
-    assert mine.exists() and not orphan.exists() and not old.exists()
+    claimed = layout.staging / f"{os.getpid()}-00000000000000bb.commit"
+    claimed.write_bytes(b"x")
+    old = StagedFile(layout)
+    os.utime(layout.staging / old.name, (time.time() - 7200, time.time() - 7200))
+    assert sweep_staging(layout, stale_after=3600) == 3
+    assert (layout.staging / mine.name).exists()
     assert sweep_staging(layout, stale_after=3600, everything=True) == 1
 
 
 def test_clean_snapshot_is_trusted_once(coordinator):
     for key in "abc":
-        commit(coordinator, key, b"x" * 50)
-    call(coordinator, op="touch", keys=["a"])
-    save_snapshot(coordinator.layout, coordinator.index, clean=True)
-    mark = coordinator.layout.clean_mark_path()
-    assert mark.exists()
-    fresh = Coordinator(coordinator.settings)
-    report = rebuild(fresh.layout, fresh.index)
-    assert (report.restored, report.adopted, report.dropped) == (3, 0, 0)
+        commit(coordinator, key)
+    coordinator.handle(Touch(("a",)))
+    coordinator.snapshot(clean=True)
+    assert coordinator.layout.clean_mark_path().exists()
+    fresh = restarted(coordinator)
     assert [key for key, _, _ in fresh.index.entries_by_recency()] == ["b", "c", "a"]
     # Start-up consumed the mark: if this run is killed, the snapshot is not clean.
-    assert not mark.exists()
+    assert not fresh.layout.clean_mark_path().exists()
+    assert load_snapshot(fresh.layout).clean is False
+    fresh.close()
 
 
 def test_overwriting_the_next_victim_replaces_it_in_place(coordinator):
-    for key in "abc":
-        commit(coordinator, key, b"x" * 200)
-    path = coordinator.layout.object_path("a")
+    while coordinator.index.disk_bytes + 3 * BLOCK < coordinator.index.capacity:
+        commit(coordinator, f"k{len(coordinator.index)}")
+    path = coordinator.layout.object_path("k0")
     with open(path, "rb") as old:  # a reader holds the old version open
-        reply = commit(coordinator, "a", b"y" * 300)  # "a" is least recently used
-        assert reply["ok"] is True and reply["evicted"] >= 1
-        assert old.read(200) == b"x" * 200  # the reader's copy is intact
-    assert read_object_meta(path)[0].size == 300
-    layout, index = coordinator.layout, coordinator.index
-    on_disk = sum(layout.object_path(k).stat().st_size for k in index.last_access)
-    assert index.used == on_disk <= index.max_size
-    assert "a" in index
+        reply = commit(coordinator, "k0", b"y" * 30000)  # k0 is least recently used
+        assert reply.ok and reply.evicted >= 1
+        assert old.read(8000) == DATA  # the reader's copy is intact
+    assert "k0" in coordinator.index
+    assert_exact(coordinator)
+
+
+def test_old_two_level_layout_is_moved_up(coordinator):
+    commit(coordinator, "moved", b"data")
+    path = coordinator.layout.object_path("moved")
+    nested = path.parent / path.name[2:4]
+    nested.mkdir()
+    os.rename(path, nested / path.name)
+    fresh = restarted(coordinator)
+    assert path.exists() and not nested.exists()
+    assert "moved" in fresh.index
+    fresh.close()

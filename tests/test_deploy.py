@@ -29,7 +29,7 @@ import psutil
 import pytest
 import requests
 
-from packrat.storage import Layout
+from packrat.store import Layout
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 SUPERVISORD = Path(sys.executable).parent / "supervisord"

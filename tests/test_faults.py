@@ -225,7 +225,8 @@ def test_crash_between_rename_and_index_update_is_repaired(make_server):
     assert server.upload("before", b"snapshotted").status_code == 200
     server.stop()
     # What a crash right after os.replace leaves: an object file the index never saw.
-    from packrat.storage import Layout, ObjectMeta, encode_trailer
+    from packrat.store import Layout, ObjectMeta
+    from packrat.store.format import encode_trailer
 
     layout = Layout(server.cache)
     data = b"renamed but never indexed"

@@ -15,9 +15,9 @@ from packrat.frontend.headers import (
     disposition_filename,
     parse_range,
 )
-from packrat.frontend.upload import clean_filename
+from packrat.frontend.multipart import clean_filename
 from packrat.keys import MAX_KEY_BYTES, RESERVED_PREFIXES, InvalidKey, validate_key
-from packrat.storage import Layout
+from packrat.store import Layout
 
 SEGMENT_CHARS = "ABCXYZabcxyz0189._~!$&'()*+,;=:@-"
 SAFE_HEADER = re.compile(r"[\x20-\x7e]*")
@@ -47,7 +47,7 @@ def test_validate_key_accepts_only_safe_keys(candidate):
     assert not set(key) & set("\\\x00%?#\r\n\t ")
     root = Path("/cache-root")
     path = Layout(root).object_path(key)
-    assert path.parent.parent.parent == root / "objects"
+    assert path.parent.parent == root / "objects"
     assert path.name == re.sub(r"[^0-9a-f]", "", path.name) and len(path.name) == 64
 
 

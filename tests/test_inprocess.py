@@ -16,10 +16,11 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from packrat.config import Settings
-from packrat.coordinator.server import Coordinator
-from packrat.frontend.app import make_app, make_server
+from packrat.coordinator.client import AsyncCoordinatorClient
+from packrat.coordinator.server import CoordinatorServer
+from packrat.frontend.app import make_app, make_frontend, make_server
 from packrat.frontend.base import BaseHandler
-from packrat.frontend.client import CoordinatorClient
+from packrat.store.accounting import charge
 
 
 @pytest.fixture
@@ -34,28 +35,30 @@ def settings(tmp_path) -> Settings:
 
 @pytest.fixture
 def coordinator(settings, tmp_path):
-    coord = Coordinator(settings)
-    thread = threading.Thread(target=coord.run, kwargs={"handle_signals": False})
+    server = CoordinatorServer(settings)
+    thread = threading.Thread(target=server.run, kwargs={"handle_signals": False})
     thread.start()
     deadline = time.monotonic() + 10
     while not (tmp_path / "coordinator.sock").exists():
         assert time.monotonic() < deadline, "coordinator did not bind"
         time.sleep(0.01)
-    yield coord
-    coord.stopping = True
+    yield server.coordinator
+    server.stopping = True
     thread.join(10)
 
 
 @pytest.fixture
 def client(settings, coordinator, io_loop):
-    coordinator_client = CoordinatorClient(settings.coordinator_endpoint, 5, 0.01)
+    coordinator_client = AsyncCoordinatorClient(settings.coordinator_endpoint, 5, 0.01)
     yield coordinator_client
     io_loop.run_sync(coordinator_client.close)
 
 
 @pytest.fixture
 def app(settings, client):
-    return make_app(settings, client)
+    frontend = make_frontend(settings, client)
+    yield make_app(frontend)
+    frontend.layout.close_dirs()
 
 
 @pytest.fixture
@@ -115,7 +118,8 @@ async def test_commit_reaches_the_coordinator_index(http_client, base_url, clien
     body, headers = multipart(b"x" * 1000)
     await http_client.fetch(f"{base_url}/indexed", method="POST", body=body, headers=headers)
     assert "indexed" in coordinator.index
-    assert coordinator.index.used == coordinator.layout.object_path("indexed").stat().st_size
+    on_disk = coordinator.layout.object_path("indexed").stat()
+    assert coordinator.index.used == charge(on_disk, "indexed")
 
 
 @pytest.mark.gen_test

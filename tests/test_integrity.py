@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from packrat.storage import Layout
+from packrat.store import Layout
 
 
 def test_expected_digest_header_is_checked(packrat_server):

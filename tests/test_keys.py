@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from packrat.keys import MAX_KEY_BYTES, InvalidKey, validate_key
-from packrat.storage import Layout
+from packrat.store import Layout
 
 
 @pytest.mark.parametrize(
@@ -58,12 +58,11 @@ def test_invalid_keys(key):
         validate_key(key)
 
 
-def test_object_paths_stay_under_objects_with_two_level_fan_out(tmp_path):
+def test_object_paths_stay_under_objects_with_one_level_of_256_directories(tmp_path):
     layout = Layout(tmp_path)
     for key in ("a", "x/y/z", "..a", "a" * 1024):
         path = layout.object_path(key)
         relative = path.relative_to(layout.objects)
-        assert len(relative.parts) == 3
-        assert relative.parts[0] == relative.parts[2][:2]
-        assert relative.parts[1] == relative.parts[2][2:4]
-        assert len(relative.parts[2]) == 64
+        assert len(relative.parts) == 2
+        assert relative.parts[0] == relative.parts[1][:2]
+        assert len(relative.parts[1]) == 64

@@ -61,12 +61,12 @@ def test_admission_all_stores_what_the_policy_would_refuse() -> None:
 
 def test_admission_all_is_what_the_server_index_does() -> None:
     """The simulator's default drives a policy exactly like the coordinator's Index."""
-    from packrat.coordinator.index import Index
+    from packrat.coordinator.index import DIR_RESERVE, Index
 
     requests = read_trace(DATA / "request_head5000.trace.xz")
     capacity = unique_bytes(requests) // 20
     for name in ("lru", "s3fifo", "s3gdsf"):
-        index = Index(name, capacity, low_water=0.95)
+        index = Index(name, capacity + DIR_RESERVE, low_water=0.95)
         misses = 0
         for key, size in requests:
             key = str(key)

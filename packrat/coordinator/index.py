@@ -13,6 +13,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from packrat.policies import Policy, make_policy, make_room
+from packrat.store.layout import BLOCK
+
+# Headroom of one directory block: a commit's rename may grow its fan-out
+# directory before the index hears of it.
+DIR_RESERVE = BLOCK
 
 
 @dataclass
@@ -25,7 +30,12 @@ class Counters:
 
 
 class Index:
-    """Keys, sizes and policy order, bounded by ``max_size`` bytes."""
+    """Keys, charges and policy order, bounded by ``max_size`` bytes.
+
+    A key's size here is its charge (``packrat.store.accounting``), the
+    disk its object takes; ``overhead`` is the fan-out directories' growth,
+    which counts against ``max_size`` too.
+    """
 
     def __init__(
         self,
@@ -41,6 +51,7 @@ class Index:
         self.wallclock = wallclock
         self.last_access: dict[str, float] = {}
         self.counters = Counters()
+        self.overhead = 0
 
     def __len__(self) -> int:
         return len(self.policy)
@@ -50,7 +61,18 @@ class Index:
 
     @property
     def used(self) -> int:
+        """Bytes charged for the objects."""
         return self.policy.used
+
+    @property
+    def disk_bytes(self) -> int:
+        """Everything charged against ``max_size``: objects and directory growth."""
+        return self.policy.used + self.overhead
+
+    @property
+    def capacity(self) -> int:
+        """The bytes objects may take."""
+        return max(self.max_size - self.overhead - DIR_RESERVE, 0)
 
     def size_of(self, key: str) -> int | None:
         return self.policy.sizes.get(key)
@@ -62,7 +84,7 @@ class Index:
         never exceed ``max_size``.  When the key is being overwritten its old
         entry still counts, and may itself be a victim.
         """
-        victims = make_room(self.policy, size, self.max_size, self.low_water)
+        victims = make_room(self.policy, size, self.capacity, self.low_water)
         for victim, victim_size in victims:
             self.last_access.pop(victim, None)
             self.counters.evictions += 1
@@ -111,7 +133,7 @@ class Index:
     def stats(self) -> dict[str, object]:
         return {
             "objects": len(self),
-            "bytes": self.used,
+            "bytes": self.disk_bytes,
             "max_size": self.max_size,
             "policy": self.policy_name,
             "hits": self.counters.hits,

@@ -10,18 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from pathlib import Path
 
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
 from packrat.config import Settings
+from packrat.coordinator.client import AsyncCoordinatorClient
 from packrat.frontend.auth import Authenticator
 from packrat.frontend.base import BaseHandler
-from packrat.frontend.client import CoordinatorClient
+from packrat.frontend.context import Frontend
 from packrat.frontend.handlers import (
-    SMALL_BODY,
     ExistsHandler,
     NotFoundHandler,
     ObjectHandler,
@@ -29,22 +29,40 @@ from packrat.frontend.handlers import (
     StaticHandler,
     StatusHandler,
 )
-from packrat.storage import Layout
+from packrat.frontend.server import PackratHTTPServer, raise_open_file_limit
+from packrat.frontend.uploads import UploadSlots
+from packrat.store import Layout
 
 log = logging.getLogger("packrat.frontend")
 
 HERE = Path(__file__).parent
 SHUTDOWN_GRACE = 5.0  # seconds in-flight requests get after SIGTERM
+SMALL_BODY = 64 * 1024  # the most any request that is not an upload may carry
 
 
-def make_app(settings: Settings, client: CoordinatorClient) -> Application:
+class CannotListen(Exception):
+    """The HTTP address cannot be bound (in use, or the host does not resolve)."""
+
+
+def make_frontend(
+    settings: Settings, coordinator: AsyncCoordinatorClient, number: int = 0
+) -> Frontend:
+    """The process's shared dependencies, with the cache directories open."""
     layout = Layout(settings.cache_root)
-    deps = {
-        "settings": settings,
-        "layout": layout,
-        "client": client,
-        "auth": Authenticator(settings),
-    }
+    layout.create()
+    layout.open_dirs()
+    return Frontend(
+        settings=settings,
+        layout=layout,
+        coordinator=coordinator,
+        auth=Authenticator(settings),
+        uploads=UploadSlots(settings.frontend_max_uploads, settings.frontend_idle_timeout),
+        number=number,
+    )
+
+
+def make_app(frontend: Frontend) -> Application:
+    deps = {"frontend": frontend}
     # Keep in step with packrat.keys.RESERVED_PREFIXES and openapi.json.
     return Application(
         [
@@ -62,14 +80,15 @@ def make_app(settings: Settings, client: CoordinatorClient) -> Application:
     )
 
 
-def make_server(app: Application, settings: Settings) -> HTTPServer:
+def make_server(app: Application, settings: Settings) -> PackratHTTPServer:
     """The HTTP(S) server with the slow-client limits of ``[frontend]``.
 
     ``idle_connection_timeout`` bounds both the wait for a request's headers
     (a slowloris sending them byte by byte is cut off) and an idle
-    keep-alive connection; ``body_timeout`` bounds the whole body.
+    keep-alive connection; ``body_timeout`` bounds the whole body, and an
+    upload whose body stalls for ``idle_timeout`` is cut (``UploadSlots``).
     """
-    return HTTPServer(
+    return PackratHTTPServer(
         app,
         ssl_options=settings.ssl_context(),
         max_body_size=SMALL_BODY,  # uploads raise it per request
@@ -79,17 +98,29 @@ def make_server(app: Application, settings: Settings) -> HTTPServer:
     )
 
 
-async def serve(settings: Settings) -> None:
+def listen(settings: Settings, reuse_port: bool = True) -> list[socket.socket]:
+    """Bind the HTTP address; ``CannotListen`` with one clear sentence when it cannot be."""
+    address = f"{settings.server_host}:{settings.server_port}"
+    try:
+        return bind_sockets(settings.server_port, settings.server_host, reuse_port=reuse_port)
+    except socket.gaierror as e:
+        raise CannotListen(f"cannot listen on {address}: the host does not resolve ({e})") from None
+    except OSError as e:
+        raise CannotListen(f"cannot listen on {address}: {e.strerror}") from None
+
+
+async def serve(settings: Settings, number: int = 0) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting and finish."""
-    Layout(settings.cache_root).create()
-    client = CoordinatorClient(
+    raise_open_file_limit()
+    sockets = listen(settings)
+    coordinator = AsyncCoordinatorClient(
         settings.coordinator_endpoint,
         settings.coordinator_timeout,
         settings.frontend_touch_interval,
     )
-    client.start()
-    server = make_server(make_app(settings, client), settings)
-    sockets = bind_sockets(settings.server_port, settings.server_host, reuse_port=True)
+    coordinator.start()
+    frontend = make_frontend(settings, coordinator, number)
+    server = make_server(make_app(frontend), settings)
     server.add_sockets(sockets)
     scheme = "https" if settings.server_certfile else "http"
     log.info(
@@ -110,8 +141,9 @@ async def serve(settings: Settings) -> None:
         await asyncio.wait_for(server.close_all_connections(), timeout=1)
     except TimeoutError:
         log.warning("connections did not close in 1 s; exiting anyway")
-    await client.close()
+    await coordinator.close()
+    frontend.layout.close_dirs()
 
 
-def run(settings: Settings) -> None:
-    asyncio.run(serve(settings))
+def run(settings: Settings, number: int = 0) -> None:
+    asyncio.run(serve(settings, number))

@@ -1,18 +1,21 @@
-"""What every handler shares: dependencies, access control, JSON errors."""
+"""What every handler shares: the front end's dependencies, access control, JSON errors."""
 
 from __future__ import annotations
 
 import json
+import logging
+from types import TracebackType
 from typing import Any
 
-from tornado.web import RequestHandler
+from tornado.web import HTTPError, RequestHandler
 
-from packrat.config import Settings
-from packrat.errors import InvalidKeyError, PackratError, Unauthorized
-from packrat.frontend.auth import READ, WRITE, Authenticator
-from packrat.frontend.client import CoordinatorClient
-from packrat.keys import InvalidKey, validate_key
-from packrat.storage import Layout
+from packrat.errors import PackratError, Unauthorized
+from packrat.frontend.auth import READ, WRITE
+from packrat.frontend.context import Frontend
+from packrat.frontend.uploads import UploadReceiver
+
+log = logging.getLogger("packrat.frontend")
+JSON_TYPE = "application/json; charset=UTF-8"
 
 
 def security_headers(handler: RequestHandler) -> None:
@@ -26,24 +29,18 @@ class BaseHandler(RequestHandler):
 
     ``in_flight`` counts this process's requests from start to finish (or
     to the client's disconnect), so a stopping front end can let them end.
+    A handler that receives an upload sets ``receiver`` in ``prepare``; the
+    body goes to it, and it is ended however the request ends.
     """
 
     # The right each method needs when ``[auth]`` is on.
     RIGHTS = {"GET": READ, "HEAD": READ, "POST": WRITE, "PUT": WRITE, "DELETE": WRITE}
     in_flight = 0
     counted = False
+    receiver: UploadReceiver | None = None
 
-    def initialize(
-        self,
-        settings: Settings,
-        layout: Layout,
-        client: CoordinatorClient,
-        auth: Authenticator,
-    ) -> None:
-        self.settings_ = settings
-        self.layout = layout
-        self.client = client
-        self.auth = auth
+    def initialize(self, frontend: Frontend) -> None:
+        self.frontend = frontend
         BaseHandler.in_flight += 1
         self.counted = True
 
@@ -54,7 +51,13 @@ class BaseHandler(RequestHandler):
         self._done()
         super().on_connection_close()
 
+    def data_received(self, chunk: bytes) -> None:
+        if self.receiver is not None:
+            self.receiver.feed(chunk)
+
     def _done(self) -> None:
+        if self.receiver is not None:
+            self.receiver.end()
         if self.counted:
             self.counted = False
             BaseHandler.in_flight -= 1
@@ -68,17 +71,36 @@ class BaseHandler(RequestHandler):
     async def authorize(self) -> None:
         """401/403 unless the request's credentials allow its method."""
         right = self.RIGHTS.get(self.request.method or "", WRITE)
-        await self.auth.require(right, self.request.headers.get("Authorization"))
+        await self.frontend.auth.require(right, self.request.headers.get("Authorization"))
 
     def write_json(self, payload: dict[str, Any], status: int = 200) -> None:
         self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Content-Type", JSON_TYPE)
         self.finish(json.dumps(payload))
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, PackratError):
+            status_code = error.status
+        super().send_error(status_code, **kwargs)
+
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """A ``PackratError`` is an answer, not a crash: one line, no traceback."""
+        if isinstance(value, PackratError):
+            level = logging.WARNING if value.status >= 500 else logging.INFO
+            log.log(level, "%d %s: %s", value.status, self._request_summary(), value.log_message)
+        else:
+            super().log_exception(typ, value, tb)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(error, PackratError):
-            code, message = error.code, error.message
+            code, message = str(error.code), error.message
             for name, value in error.headers.items():
                 self.set_header(name, value)
             if isinstance(error, Unauthorized):
@@ -89,11 +111,14 @@ class BaseHandler(RequestHandler):
         else:
             code = self._reason.lower().replace(" ", "_")
             message = f"{self._reason} ({status_code})"
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
+            if isinstance(error, HTTPError) and error.status_code == 405:
+                self.set_header("Allow", ", ".join(sorted(self._allowed_methods())))
+        self.set_header("Content-Type", JSON_TYPE)
         self.finish(json.dumps({"success": False, "error": code, "message": message}))
 
-    def valid_key(self, raw: str) -> str:
-        try:
-            return validate_key(raw)
-        except InvalidKey as e:
-            raise InvalidKeyError(f"invalid key: {e}") from None
+    def _allowed_methods(self) -> set[str]:
+        return {
+            method
+            for method in self.SUPPORTED_METHODS
+            if getattr(type(self), method.lower()) is not getattr(RequestHandler, method.lower())
+        }

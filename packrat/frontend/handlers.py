@@ -1,4 +1,4 @@
-"""HTTP handlers: the public API.
+"""HTTP handlers: the public API, each route a thin handler over its parts.
 
 ``GET /``              status page with an upload form
 ``POST /``             the form's upload (fields ``key`` and ``file``)
@@ -10,9 +10,9 @@
 ``GET /exists/<key>``  ``{"present": true|false}``
 ``GET /api/openapi.json``  the OpenAPI 3 description of all of this
 
-Reads never wait for the coordinator: the object's path is a function of the
-key and its metadata is in the file.  Writes stream to ``staging/`` and then
-ask the coordinator to commit.
+The handlers hold their parts rather than inherit them: ``downloads`` sends
+objects, an ``UploadReceiver`` receives one.  The key is validated once, in
+``prepare``, before any body byte is read.
 """
 
 from __future__ import annotations
@@ -20,23 +20,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tornado.web import StaticFileHandler
+from tornado.web import StaticFileHandler, stream_request_body
 
 from packrat.errors import CoordinatorUnavailable, NotFound
 from packrat.frontend.base import BaseHandler, security_headers
-from packrat.frontend.reads import ExistsHandler, ObjectReader
-from packrat.frontend.writes import ObjectWriter, UploadHandler
+from packrat.frontend.downloads import object_exists, send_object
+from packrat.frontend.uploads import UploadReceiver
+from packrat.keys import validate_key
 
-__all__ = [
-    "ExistsHandler",
-    "NotFoundHandler",
-    "ObjectHandler",
-    "OpenAPIHandler",
-    "StaticHandler",
-    "StatusHandler",
-]
-
-SMALL_BODY = 64 * 1024  # the most any request that is not an upload may carry
 OPENAPI_PATH = Path(__file__).parent / "openapi.json"
 STATUS_CSP = (
     "default-src 'none'; style-src 'self'; form-action 'self'; "
@@ -44,22 +35,72 @@ STATUS_CSP = (
 )
 
 
-class StatusHandler(UploadHandler):
+@stream_request_body
+class ObjectHandler(BaseHandler):
+    """``/<key>``: ``GET``/``HEAD`` send the object, ``POST``/``PUT`` store one, ``DELETE``."""
+
+    key = ""
+
+    async def prepare(self) -> None:
+        await self.authorize()
+        self.key = validate_key(self.path_args[0])
+        method = self.request.method
+        if method in ("POST", "PUT"):
+            self.receiver = UploadReceiver(self, self.frontend, multipart=method == "POST")
+
+    async def get(self, _: str) -> None:
+        await send_object(self, self.frontend, self.key, with_body=True)
+
+    async def head(self, _: str) -> None:
+        await send_object(self, self.frontend, self.key, with_body=False)
+
+    async def post(self, _: str) -> None:
+        assert self.receiver is not None
+        if self.receiver.complete():
+            self.write_json(await self.receiver.commit_form(self.key))
+
+    async def put(self, _: str) -> None:
+        assert self.receiver is not None
+        if self.receiver.complete():
+            filename = self.get_query_argument("filename", None)
+            self.write_json(await self.receiver.commit_raw(self.key, filename))
+
+    async def delete(self, _: str) -> None:
+        await self.frontend.coordinator.delete(self.key)
+        self.write_json({"success": True, "key": self.key})
+
+
+@stream_request_body
+class StatusHandler(BaseHandler):
     """``GET /``: counters and the upload form; ``POST /``: the form's upload."""
+
+    async def prepare(self) -> None:
+        await self.authorize()
+        if self.request.method == "POST":
+            self.receiver = UploadReceiver(self, self.frontend, multipart=True)
 
     async def get(self) -> None:
         try:
-            stats: dict[str, Any] | None = await self.client.request("stats")
+            stats: dict[str, Any] | None = await self.frontend.coordinator.stats()
         except CoordinatorUnavailable:
             stats = None
         self.set_header("Content-Security-Policy", STATUS_CSP)
         self.set_header("X-Frame-Options", "DENY")
         self.set_header("Referrer-Policy", "no-referrer")
-        self.render("status.html", stats=stats, max_file_size=self.settings_.max_file_size)
+        self.render("status.html", stats=stats, max_file_size=self.frontend.settings.max_file_size)
+
+    async def post(self) -> None:
+        assert self.receiver is not None
+        if self.receiver.complete():
+            self.write_json(await self.receiver.commit_form(None))
 
 
-class ObjectHandler(ObjectReader, ObjectWriter):
-    """``/<key>``: ``GET``/``HEAD`` send the object, ``POST``/``PUT`` store it, ``DELETE``."""
+class ExistsHandler(BaseHandler):
+    """``GET /exists/<key>``: whether an object is stored, from the disk alone."""
+
+    async def get(self, raw_key: str) -> None:
+        key = validate_key(raw_key)
+        self.write_json({"present": await object_exists(self.frontend, key)})
 
 
 class OpenAPIHandler(BaseHandler):

@@ -1,94 +1,24 @@
-"""Streaming an upload into ``staging/``: the multipart form and the staged file.
+"""The multipart/form-data body of a ``POST``, parsed as it streams in.
 
-Bytes go from the socket through python-multipart (chosen over
-streaming-form-data by ``bench/multipart.py``: faster on every body we tried,
-3x on line-dense text) straight into a staging file, hashed on the way, so
-memory per upload stays at one chunk whatever the file size.
+python-multipart (chosen over streaming-form-data by ``bench/multipart.py``:
+faster on every body we tried, 3x on line-dense text) hands the ``file``
+part's bytes on as they arrive, so memory per upload stays at one chunk
+whatever the file size.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import os
-import time
 from collections.abc import Callable
-from pathlib import Path
 
-from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
 
-from packrat.errors import (
-    InsufficientStorage,
-    MalformedMultipart,
-    MissingField,
-    TooLarge,
-)
-from packrat.storage import Layout, ObjectMeta, encode_trailer
+from packrat.errors import MalformedMultipart, MissingField
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 1024  # small form fields (e.g. ``sha256``) kept in memory
 MAX_FILENAME_CHARS = 255
-
-
-class StagedFile:
-    """One object being written to ``staging/``: size and sha256 kept as bytes arrive."""
-
-    def __init__(self, layout: Layout, limit: int) -> None:
-        self.path, self._fd = layout.new_staging_file()
-        self.limit = limit
-        self.size = 0
-        self._hash = hashlib.sha256()
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    def write(self, data: bytes | memoryview) -> None:
-        if self.size + len(data) > self.limit:
-            raise TooLarge(f"the file is larger than the limit of {self.limit} bytes")
-        self.size += len(data)
-        self._hash.update(data)
-        self._write_all(data)
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
-
-    def seal(self, key: str, filename: str, content_type: str) -> tuple[ObjectMeta, int]:
-        """Append the trailer and close; return the metadata and the file's total size."""
-        meta = ObjectMeta(
-            key=key,
-            filename=filename,
-            content_type=content_type,
-            size=self.size,
-            sha256=self.hexdigest(),
-            stored_at=time.time(),
-        )
-        trailer = encode_trailer(meta)
-        self._write_all(trailer)
-        os.close(self._fd)
-        self._fd = -1
-        return meta, self.size + len(trailer)
-
-    def discard(self) -> None:
-        """Close and remove the file; safe to call more than once."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        Path(self.path).unlink(missing_ok=True)
-
-    def _write_all(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        try:
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-        except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                raise InsufficientStorage(
-                    "the cache's disk is full; the upload was not stored",
-                    log_message=f"writing {self.path}: {e}",
-                ) from None
-            raise
+MAX_BOUNDARY = 70  # RFC 2046 section 5.1.1
 
 
 class MultipartForm:
@@ -104,6 +34,10 @@ class MultipartForm:
         if kind != b"multipart/form-data" or not boundary:
             raise MalformedMultipart(
                 "the body must be multipart/form-data with a boundary, the file in field 'file'"
+            )
+        if len(boundary) > MAX_BOUNDARY:
+            raise MalformedMultipart(
+                f"the multipart boundary is longer than {MAX_BOUNDARY} characters (RFC 2046)"
             )
         self.on_file_data = on_file_data
         self.filename: str | None = None
@@ -133,7 +67,7 @@ class MultipartForm:
     def feed(self, chunk: bytes) -> None:
         try:
             self._parser.write(chunk)
-        except MultipartParseError as e:
+        except FormParserError as e:
             raise MalformedMultipart(f"the multipart body is malformed: {e}") from None
 
     def close(self) -> None:

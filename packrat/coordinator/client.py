@@ -1,0 +1,235 @@
+"""Talking to the coordinator: one client, asynchronous for front ends, blocking for tools.
+
+Both speak over one DEALER socket with ``immediate`` set, so a send fails
+at once while no coordinator is connected (writes get a quick 503 instead
+of queueing for a coordinator that may never come); ZeroMQ reconnects by
+itself when the coordinator is back.  Every request carries a deadline, and
+a reply that does not come in time raises ``CoordinatorUnavailable``; an
+error reply raises the ``PackratError`` of its code.
+
+The asynchronous client also batches reads: ``touch``/``miss`` are sent
+every ``touch_interval`` seconds fire-and-forget, and before every request,
+so a commit never overtakes the reads that came before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from packrat import protocol
+from packrat.errors import CoordinatorUnavailable, PackratError
+from packrat.protocol import Commit, Delete, Drop, Reply, Request, Stats, Touch
+
+log = logging.getLogger("packrat.coordinator.client")
+
+MAX_PENDING_TOUCHES = 100_000  # reads kept while the coordinator is down
+CONNECT_WAIT_MS = 1000  # how long a request waits for a (re)connection
+UNREACHABLE = "the cache coordinator is not reachable; retry shortly"
+SILENT = "the cache coordinator did not answer in time; retry shortly"
+
+
+class _Requests:
+    """Request building and reply checking, shared by both clients."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._ids = itertools.count(1)
+
+    def commit(self, key: str, staging: str, file_size: int) -> Commit:
+        return Commit(self._next_id(), self._deadline(), key, staging, file_size)
+
+    def delete(self, key: str) -> Delete:
+        return Delete(self._next_id(), self._deadline(), key)
+
+    def drop(self, name: str, inode: tuple[int, int], key: str | None) -> Drop:
+        return Drop(self._next_id(), self._deadline(), name, inode, key)
+
+    def stats(self) -> Stats:
+        return Stats(self._next_id(), self._deadline())
+
+    def _next_id(self) -> int:
+        return next(self._ids)
+
+    def _deadline(self) -> float:
+        return time.time() + self.timeout
+
+
+def checked(reply: Reply) -> Reply:
+    """``reply``, or the ``PackratError`` its error code stands for."""
+    if reply.error is not None:
+        raise PackratError(reply.message or "the coordinator refused the request", code=reply.error)
+    return reply
+
+
+def _dealer(context: zmq.Context[Any], endpoint: str) -> zmq.Socket[Any]:
+    socket = context.socket(zmq.DEALER)
+    socket.linger = 0
+    socket.immediate = True
+    socket.reconnect_ivl = 100
+    socket.reconnect_ivl_max = 1000
+    socket.connect(endpoint)
+    return socket
+
+
+class AsyncCoordinatorClient:
+    """The front end's client: requests, replies and batched reads on the event loop."""
+
+    def __init__(self, endpoint: str, timeout: float, touch_interval: float) -> None:
+        self.touch_interval = touch_interval
+        self.requests = _Requests(timeout)
+        self._context = zmq.asyncio.Context()
+        self._socket = _dealer(self._context, endpoint)
+        self._pending: dict[int, asyncio.Future[Reply]] = {}
+        self._touched: list[str] = []
+        self._misses = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        """Start the reply reader and the touch flusher (needs a running loop)."""
+        self.spawn(self._read_replies())
+        self.spawn(self._flush_touches())
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run ``coroutine`` in the background, keeping a reference until it ends."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Stop the background tasks (and wait for them), then the socket."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._socket.close()
+        self._context.term()
+
+    async def commit(self, key: str, staging: str, file_size: int) -> Reply:
+        return await self.request(self.requests.commit(key, staging, file_size))
+
+    async def delete(self, key: str) -> Reply:
+        return await self.request(self.requests.delete(key))
+
+    async def drop(self, name: str, inode: tuple[int, int], key: str | None = None) -> Reply:
+        return await self.request(self.requests.drop(name, inode, key))
+
+    async def stats(self) -> dict[str, Any]:
+        return (await self.request(self.requests.stats())).stats
+
+    async def request(self, request: Commit | Delete | Drop | Stats) -> Reply:
+        """Send one request and wait for its reply (see the module docstring)."""
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[request.id] = future
+        try:
+            # With ``immediate`` the socket is writable only while connected;
+            # a short wait covers start-up and reconnection.
+            if not await self._socket.poll(CONNECT_WAIT_MS, zmq.POLLOUT):
+                raise CoordinatorUnavailable(UNREACHABLE)
+            await self._send_touches()
+            await self._socket.send(protocol.encode(request))
+            try:
+                reply = await asyncio.wait_for(future, self.requests.timeout)
+            except TimeoutError:
+                raise CoordinatorUnavailable(SILENT) from None
+        finally:
+            self._pending.pop(request.id, None)
+        return checked(reply)
+
+    def touch(self, key: str) -> None:
+        self._touched.append(key)
+
+    def miss(self) -> None:
+        self._misses += 1
+
+    async def _read_replies(self) -> None:
+        while True:
+            frame = await self._socket.recv()
+            try:
+                reply = protocol.decode_reply(frame)
+            except protocol.ProtocolError as e:
+                log.warning("ignoring a bad reply from the coordinator: %s", e)
+                continue
+            future = self._pending.get(reply.id)
+            if future is not None and not future.done():
+                future.set_result(reply)
+
+    async def _flush_touches(self) -> None:
+        while True:
+            await asyncio.sleep(self.touch_interval)
+            await self._send_touches()
+
+    async def _send_touches(self) -> None:
+        """Report the reads gathered so far, fire-and-forget."""
+        if not self._touched and not self._misses:
+            return
+        keys, misses = self._touched, self._misses
+        self._touched, self._misses = [], 0
+        try:
+            await self._socket.send(protocol.encode(Touch(tuple(keys), misses)), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            # Coordinator down: keep the newest reads for when it is back.
+            self._touched = (keys + self._touched)[-MAX_PENDING_TOUCHES:]
+            self._misses += misses
+
+
+class CoordinatorClient:
+    """The blocking client, for ``packrat fsck``, benchmarks and tests."""
+
+    def __init__(self, endpoint: str, timeout: float) -> None:
+        self.requests = _Requests(timeout)
+        self._context: zmq.Context[Any] = zmq.Context()
+        self._socket = _dealer(self._context, endpoint)
+        self._socket.sndtimeo = int(timeout * 1000)
+
+    def __enter__(self) -> CoordinatorClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._socket.close()
+        self._context.term()
+
+    def commit(self, key: str, staging: str, file_size: int) -> Reply:
+        return self.request(self.requests.commit(key, staging, file_size))
+
+    def delete(self, key: str) -> Reply:
+        return self.request(self.requests.delete(key))
+
+    def drop(self, name: str, inode: tuple[int, int], key: str | None = None) -> Reply:
+        return self.request(self.requests.drop(name, inode, key))
+
+    def stats(self) -> dict[str, Any]:
+        return self.request(self.requests.stats()).stats
+
+    def touch(self, keys: list[str], misses: int = 0) -> None:
+        self.send(Touch(tuple(keys), misses))
+
+    def send(self, request: Request) -> None:
+        """Send without waiting for a reply (several requests in flight, or a touch)."""
+        try:
+            self._socket.send(protocol.encode(request))
+        except zmq.Again:
+            raise CoordinatorUnavailable(UNREACHABLE) from None
+
+    def receive(self) -> Reply:
+        """The next reply, unchecked; ``CoordinatorUnavailable`` past the timeout."""
+        if not self._socket.poll(int(self.requests.timeout * 1000)):
+            raise CoordinatorUnavailable(SILENT)
+        return protocol.decode_reply(self._socket.recv())
+
+    def request(self, request: Commit | Delete | Drop | Stats) -> Reply:
+        self.send(request)
+        while True:
+            reply = self.receive()
+            if reply.id == request.id:
+                return checked(reply)

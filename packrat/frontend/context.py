@@ -1,0 +1,23 @@
+"""What the handlers of one front-end process share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from packrat.config import Settings
+from packrat.coordinator.client import AsyncCoordinatorClient
+from packrat.frontend.auth import Authenticator
+from packrat.frontend.uploads import UploadSlots
+from packrat.store import Layout
+
+
+@dataclass
+class Frontend:
+    """One front end's dependencies, handed to every handler (``initialize``)."""
+
+    settings: Settings
+    layout: Layout  # with its directories open
+    coordinator: AsyncCoordinatorClient
+    auth: Authenticator
+    uploads: UploadSlots
+    number: int = 0  # this front end's number, for logs

@@ -1,0 +1,201 @@
+"""The HTTP server around the application: framing checked first, accepts that survive EMFILE.
+
+Tornado refuses a request whose framing is ambiguous (both
+``Content-Length`` and ``Transfer-Encoding``, unequal ``Content-Length``
+values, one that is not plain digits, a transfer coding other than
+``chunked``) with a bare ``400`` and no body.  The headers reach our
+delegate before Tornado looks at them, so ``FramingCheck`` answers such a
+request with the JSON error shape itself and closes the connection (after a
+framing error nobody knows where the next request starts).  A malformed
+chunk inside a chunked body is found by Tornado only while it reads the
+body; that one keeps Tornado's bare ``400``.
+
+When the process runs out of file descriptors, ``accept()`` fails with
+``EMFILE`` while the listening socket stays readable; Tornado's accept loop
+would log a traceback and spin.  Here accepting pauses for
+``ACCEPT_PAUSE`` seconds instead (as nginx does) while the connections
+already open keep being served; ``raise_open_file_limit`` makes that rare.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import re
+import resource
+import socket
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from tornado import httputil
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
+
+from packrat.errors import ErrorCode
+
+log = logging.getLogger("packrat.frontend")
+
+ACCEPT_PAUSE = 0.5  # seconds without accepting after EMFILE
+ACCEPT_BATCH = 128  # connections accepted per readiness event at most
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_LENGTH = re.compile(r"[0-9]{1,18}")
+_WARN_EVERY = 10.0  # seconds between two warnings about exhausted descriptors
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft limit on open files to the hard limit; return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as e:
+            log.warning("could not raise the open-file limit from %d: %s", soft, e)
+    return soft
+
+
+def framing_problem(headers: httputil.HTTPHeaders) -> str | None:
+    """Why Tornado would refuse these request headers' framing, or None.
+
+    >>> framing_problem(httputil.HTTPHeaders({"Content-Length": "12"})) is None
+    True
+    >>> framing_problem(httputil.HTTPHeaders({"Content-Length": "\\u00b2"}))
+    'Content-Length must be a decimal number of at most 18 digits'
+    """
+    length = headers.get("Content-Length")
+    coding = headers.get("Transfer-Encoding")
+    if length is not None and coding is not None:
+        return "a request may not have both Content-Length and Transfer-Encoding"
+    if coding is not None and coding.strip().lower() != "chunked":
+        return "the only Transfer-Encoding accepted is chunked"
+    if length is not None:
+        values = {value.strip() for value in length.split(",")}
+        if len(values) != 1:
+            return "several different Content-Length values"
+        if not _LENGTH.fullmatch(values.pop()):
+            return "Content-Length must be a decimal number of at most 18 digits"
+    return None
+
+
+class FramingCheck(httputil.HTTPMessageDelegate):
+    """Answers a request with broken framing in JSON; passes every other one on."""
+
+    def __init__(
+        self, delegate: httputil.HTTPMessageDelegate, connection: httputil.HTTPConnection
+    ) -> None:
+        self.delegate = delegate
+        self.connection = connection
+        self.answered = False
+
+    def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> Any:
+        problem = framing_problem(headers)
+        if problem is None:
+            return self.delegate.headers_received(start_line, headers)
+        # Tornado reads no body once these are gone; it closes the
+        # connection after our answer because the request was not read whole.
+        for name in ("Content-Length", "Transfer-Encoding"):
+            if name in headers:
+                del headers[name]
+        self.answered = True
+        body = json.dumps(
+            {"success": False, "error": str(ErrorCode.BAD_REQUEST), "message": problem}
+        ).encode()
+        self.connection.write_headers(
+            httputil.ResponseStartLine("HTTP/1.1", 400, "Bad Request"),
+            httputil.HTTPHeaders(
+                {
+                    "Content-Type": "application/json; charset=UTF-8",
+                    "Content-Length": str(len(body)),
+                    "Connection": "close",
+                    "Cache-Control": "no-store",
+                    "X-Content-Type-Options": "nosniff",
+                }
+            ),
+            body,
+        )
+        self.connection.finish()
+        log.info("400 %s: %s", getattr(start_line, "path", "?"), problem)
+        return None
+
+    def data_received(self, chunk: bytes) -> Any:
+        return None if self.answered else self.delegate.data_received(chunk)
+
+    def finish(self) -> None:
+        if not self.answered:
+            self.delegate.finish()
+
+    def on_connection_close(self) -> None:
+        if not self.answered:
+            self.delegate.on_connection_close()
+
+
+class PackratHTTPServer(HTTPServer):
+    """Tornado's ``HTTPServer`` with ``FramingCheck`` and pausing accepts."""
+
+    def start_request(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> httputil.HTTPMessageDelegate:
+        return FramingCheck(super().start_request(server_conn, request_conn), request_conn)
+
+    def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
+        for sock in sockets:
+            self._sockets[sock.fileno()] = sock
+            self._handlers[sock.fileno()] = accept_connections(sock, self._handle_connection)
+
+
+def accept_connections(
+    sock: socket.socket, callback: Callable[[socket.socket, Any], None]
+) -> Callable[[], None]:
+    """Tornado's ``add_accept_handler``, pausing on ``EMFILE``; returns the remover."""
+    io_loop = IOLoop.current()
+    state = {"listening": True, "removed": False, "warned_at": -_WARN_EVERY}
+
+    def accept(fd: Any, events: int) -> None:
+        for _ in range(ACCEPT_BATCH):
+            if state["removed"]:
+                return
+            try:
+                connection, address = sock.accept()
+            except BlockingIOError:
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as e:
+                if e.errno not in _OUT_OF_RESOURCES:
+                    raise
+                pause(e)
+                return
+            callback(connection, address)
+
+    def pause(error: OSError) -> None:
+        now = time.monotonic()
+        if now - state["warned_at"] >= _WARN_EVERY:
+            state["warned_at"] = now
+            log.warning(
+                "accept() failed (%s); not accepting for %.1fs at a time until it works",
+                error.strerror,
+                ACCEPT_PAUSE,
+            )
+        io_loop.remove_handler(sock)
+        state["listening"] = False
+        io_loop.call_later(ACCEPT_PAUSE, resume)
+
+    def resume() -> None:
+        if not state["removed"] and not state["listening"]:
+            state["listening"] = True
+            io_loop.add_handler(sock, accept, IOLoop.READ)
+
+    def remove() -> None:
+        if state["listening"]:
+            io_loop.remove_handler(sock)
+        state["removed"] = True
+
+    io_loop.add_handler(sock, accept, IOLoop.READ)
+    return remove

@@ -1,0 +1,282 @@
+"""Receiving an upload: the body streamed into ``staging/``, then committed.
+
+``Upload`` is the part of a request handler that receives a file: the
+handler creates it once the headers are in (limits and the key already
+checked), feeds it each body chunk, and asks it to commit at the end.  A
+multipart ``POST`` body goes through ``MultipartForm`` and only the ``file``
+part reaches the staging file; a ``PUT`` body is the file.  The staging file
+is removed on every path that does not commit it.
+
+``UploadReceiver`` is the glue between a request handler and its
+``Upload``.  ``UploadSlots`` bounds the uploads one front end receives at once
+(``[frontend] max_uploads``) and frees the slot of an upload whose body
+made no progress for ``idle_timeout`` seconds: a client that sends a few
+bytes and stalls cannot hold a slot for the whole ``body_timeout``.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tornado.ioloop import PeriodicCallback
+from tornado.web import RequestHandler
+
+from packrat.coordinator.client import AsyncCoordinatorClient
+from packrat.errors import ChecksumMismatch, InsufficientStorage, PackratError, TooBusy, TooLarge
+from packrat.frontend.headers import clean_content_type, disposition_filename
+from packrat.frontend.multipart import MultipartForm, clean_filename
+from packrat.keys import validate_key
+from packrat.store import Layout, NoSpace, StagedFile
+
+if TYPE_CHECKING:
+    from packrat.frontend.context import Frontend
+
+log = logging.getLogger("packrat.frontend")
+
+MULTIPART_SLACK = 64 * 1024  # room for boundaries and part headers around the file
+UNLIMITED_BODY = 1 << 62
+DIGEST_HEADER = "X-Packrat-Sha256"
+# Request bodies that describe a form, never a stored file's own type.
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")  # ASCII digits, and no int() of 5,000 of them
+
+
+def upload_too_large(limit: int) -> TooLarge:
+    return TooLarge(f"the upload is larger than the limit of {limit} bytes")
+
+
+def declared_length(value: str | None) -> int | None:
+    """A request's ``Content-Length`` as a number; None when absent or not plain digits.
+
+    A length too long to be true counts as huge, not as malformed: it is
+    answered 413 before Tornado refuses the framing.
+
+    >>> declared_length("1024"), declared_length("\\u00b2"), declared_length(None)
+    (1024, None, None)
+    >>> declared_length("9" * 5000) > 10**18
+    True
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if _CONTENT_LENGTH.fullmatch(value):
+        return int(value)
+    if value.isascii() and value.isdigit():
+        return 1 << 62
+    return None
+
+
+class Upload:
+    """One upload's body on its way to a staging file, then its commit."""
+
+    def __init__(self, layout: Layout, limit: int, content_type: str | None) -> None:
+        """``content_type`` is the request's for a multipart ``POST``, None for a raw body."""
+        self.limit = limit
+        self.body_limit = limit + (MULTIPART_SLACK if content_type is not None else 0)
+        self.received = 0
+        self.form = (
+            MultipartForm(content_type, self._write_file) if content_type is not None else None
+        )
+        try:
+            self.staged: StagedFile | None = StagedFile(layout)
+        except NoSpace as e:
+            raise _disk_full(e) from None
+
+    def feed(self, chunk: bytes) -> None:
+        """Take one body chunk; raises the ``PackratError`` that ends the upload."""
+        self.received += len(chunk)
+        if self.received > self.body_limit:
+            raise upload_too_large(self.limit)
+        if self.form is not None:
+            self.form.feed(chunk)
+        else:
+            self._write_file(chunk)
+
+    async def commit(
+        self,
+        coordinator: AsyncCoordinatorClient,
+        key: str,
+        filename: str | None,
+        content_type: str | None,
+        expected_sha256: str | None,
+    ) -> dict[str, Any]:
+        """Check the digest, seal the file and have the coordinator publish it.
+
+        Returns the JSON answer for the client.
+        """
+        staged = self.staged
+        assert staged is not None
+        if expected_sha256 and expected_sha256.strip().lower() != staged.hexdigest():
+            raise ChecksumMismatch(
+                "the upload's sha256 does not match the expected digest; nothing was stored"
+            )
+        filename = clean_filename(filename or "") or key.rsplit("/", 1)[-1]
+        content_type = (
+            clean_content_type(content_type)
+            or mimetypes.guess_type(filename)[0]
+            or "application/octet-stream"
+        )
+        try:
+            meta, file_size = staged.seal(key, filename, content_type)
+        except NoSpace as e:
+            raise _disk_full(e) from None
+        reply = await coordinator.commit(key, staged.name, file_size)
+        self.staged = None  # published by the coordinator
+        return {
+            "success": True,
+            "key": key,
+            "size": meta.size,
+            "sha256": meta.sha256,
+            "filename": meta.filename,
+            "content_type": meta.content_type,
+            "evicted": reply.evicted,
+        }
+
+    def discard(self) -> None:
+        """Remove the staging file (unless committed); idempotent."""
+        if self.staged is not None:
+            self.staged.discard()
+            self.staged = None
+
+    def _write_file(self, data: bytes) -> None:
+        staged = self.staged
+        if staged is None:
+            return
+        if staged.size + len(data) > self.limit:
+            raise upload_too_large(self.limit)
+        try:
+            staged.write(data)
+        except NoSpace as e:
+            raise _disk_full(e) from None
+
+
+def _disk_full(error: NoSpace) -> InsufficientStorage:
+    return InsufficientStorage(
+        "the cache's disk is full; the upload was not stored", log_message=str(error)
+    )
+
+
+@dataclass(eq=False)
+class Slot:
+    """One upload's place among the process's uploads, and its progress."""
+
+    cut_off: Callable[[], None]  # closes the client's connection
+    last_progress: float = field(default_factory=time.monotonic)
+    receiving: bool = True  # the body is still arriving
+
+
+class UploadSlots:
+    """At most ``most`` uploads at once in this process (0: no limit); stalled ones are cut."""
+
+    def __init__(self, most: int, idle_timeout: float) -> None:
+        self.most = most
+        self.idle_timeout = idle_timeout
+        self._slots: set[Slot] = set()
+        self._watchdog = PeriodicCallback(self._cut_stalled, min(idle_timeout / 4, 1.0) * 1000)
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def take(self, cut_off: Callable[[], None]) -> Slot:
+        """A slot, or ``TooBusy``; ``cut_off`` ends the upload if its body stalls."""
+        if self.most and len(self._slots) >= self.most:
+            raise TooBusy(f"this server is already receiving {self.most} uploads; retry shortly")
+        slot = Slot(cut_off)
+        self._slots.add(slot)
+        if not self._watchdog.is_running():
+            self._watchdog.start()
+        return slot
+
+    def give_back(self, slot: Slot) -> None:
+        self._slots.discard(slot)
+        if not self._slots:
+            self._watchdog.stop()
+
+    def _cut_stalled(self) -> None:
+        now = time.monotonic()
+        for slot in list(self._slots):
+            if slot.receiving and now - slot.last_progress > self.idle_timeout:
+                log.info("an upload sent nothing for %.0fs; closing it", self.idle_timeout)
+                self.give_back(slot)
+                slot.cut_off()
+
+
+class UploadReceiver:
+    """A handler's side of one upload: limits before the body, chunks, errors, cleanup.
+
+    Created in ``prepare`` (the key and access already checked), fed from
+    ``data_received``, ended from ``on_finish``/``on_connection_close``.  An
+    error found while the body streams is answered at once and ends the
+    request: Tornado then closes the connection instead of reading the rest.
+    """
+
+    def __init__(self, handler: RequestHandler, frontend: Frontend, multipart: bool) -> None:
+        self.handler = handler
+        self.frontend = frontend
+        self.error: PackratError | None = None
+        request = handler.request
+        limit = frontend.settings.max_file_size
+        declared = declared_length(request.headers.get("Content-Length"))
+        if declared is not None and declared > limit + (MULTIPART_SLACK if multipart else 0):
+            raise upload_too_large(limit)
+        self.slot = frontend.uploads.take(request.connection.close)
+        try:
+            content_type = request.headers.get("Content-Type", "") if multipart else None
+            self.upload = Upload(frontend.layout, limit, content_type)
+        except BaseException:
+            frontend.uploads.give_back(self.slot)
+            raise
+        # Tornado checks its own limit before handing over a chunk, even a
+        # huge one; lift it and count here, so a too-large chunked body still
+        # gets a JSON 413.
+        request.connection.set_max_body_size(UNLIMITED_BODY)
+
+    def feed(self, chunk: bytes) -> None:
+        if self.error is not None:
+            return
+        self.slot.last_progress = time.monotonic()
+        try:
+            self.upload.feed(chunk)
+        except PackratError as error:
+            self.error = error
+            self.upload.discard()
+            self.handler.send_error(error.status, exc_info=(type(error), error, None))
+
+    def complete(self) -> bool:
+        """Whether the whole body arrived; False when an error was already answered."""
+        self.slot.receiving = False
+        return self.error is None
+
+    async def commit_form(self, key: str | None) -> dict[str, Any]:
+        """Commit a multipart upload; ``key`` None: the form's ``key`` field names it."""
+        form = self.upload.form
+        assert form is not None
+        form.close()
+        if key is None:
+            key = validate_key(form.fields.get("key", ""))
+        expected = self.handler.request.headers.get(DIGEST_HEADER) or form.fields.get("sha256")
+        return await self.upload.commit(
+            self.frontend.coordinator, key, form.filename, form.content_type, expected
+        )
+
+    async def commit_raw(self, key: str, filename: str | None) -> dict[str, Any]:
+        """Commit a ``PUT``: name from ``filename`` (the query) or ``Content-Disposition``."""
+        headers = self.handler.request.headers
+        filename = filename or disposition_filename(headers.get("Content-Disposition", ""))
+        content_type = headers.get("Content-Type", "")
+        if content_type.split(";", 1)[0].strip().lower() in FORM_TYPES:
+            content_type = ""  # curl --data-binary's default, not the file's type
+        return await self.upload.commit(
+            self.frontend.coordinator, key, filename, content_type, headers.get(DIGEST_HEADER)
+        )
+
+    def end(self) -> None:
+        """Remove the staging file unless committed and free the slot; idempotent."""
+        self.upload.discard()
+        self.frontend.uploads.give_back(self.slot)

@@ -1,0 +1,92 @@
+"""The object file format: the uploaded bytes, then a trailer with the metadata.
+
+::
+
+    <data><msgpack metadata><uint32 metadata length><b"PKRT1\\n">
+
+Data and metadata in one file, so one atomic rename publishes both and a
+restart can rebuild the index from the files alone.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import asdict, dataclass
+
+import msgpack
+
+MAGIC = b"PKRT1\n"
+_LENGTH = struct.Struct("<I")
+TAIL_SIZE = _LENGTH.size + len(MAGIC)
+MAX_METADATA = 64 * 1024
+TAIL_READ = 1024  # bytes read from an object's end to find its trailer
+
+
+class CorruptObject(Exception):
+    """An object file that cannot be served: unreadable trailer, wrong key, not a file.
+
+    ``inode`` is ``(st_dev, st_ino)`` of the bad file when known, so the
+    coordinator removes exactly that file and never a newer one in its place.
+    """
+
+    def __init__(self, reason: str, inode: tuple[int, int] | None = None) -> None:
+        super().__init__(reason)
+        self.inode = inode
+
+
+@dataclass(frozen=True)
+class ObjectMeta:
+    """What travels with an object's bytes."""
+
+    key: str
+    filename: str
+    content_type: str
+    size: int  # bytes of data: what the client uploaded, without the trailer
+    sha256: str  # hex digest of the data
+    stored_at: float  # Unix time of the upload
+
+
+def encode_trailer(meta: ObjectMeta) -> bytes:
+    body = msgpack.packb(asdict(meta))
+    return body + _LENGTH.pack(len(body)) + MAGIC
+
+
+def read_trailer(fd: int, file_size: int) -> ObjectMeta:
+    """Read the metadata of the object open as ``fd`` (``file_size`` from fstat).
+
+    One read of the file's last ``TAIL_READ`` bytes covers almost every
+    trailer; a longer one (long key and filename) takes a second read.
+    """
+    if file_size < TAIL_SIZE:
+        raise CorruptObject("file too short for a trailer")
+    span = min(file_size, TAIL_READ)
+    tail = os.pread(fd, span, file_size - span)
+    if len(tail) != span or not tail.endswith(MAGIC):
+        raise CorruptObject("trailer magic missing")
+    (length,) = _LENGTH.unpack_from(tail, span - TAIL_SIZE)
+    start = file_size - TAIL_SIZE - length
+    if length > MAX_METADATA or start < 0:
+        raise CorruptObject("trailer length out of range")
+    if length + TAIL_SIZE <= span:
+        body = tail[span - TAIL_SIZE - length : span - TAIL_SIZE]
+    else:
+        body = os.pread(fd, length, start)
+    try:
+        meta = ObjectMeta(**msgpack.unpackb(body))
+    except (ValueError, TypeError, msgpack.UnpackException) as e:
+        raise CorruptObject(f"trailer does not decode: {e}") from None
+    if not _well_typed(meta):
+        raise CorruptObject("trailer fields have the wrong types")
+    if meta.size != start:
+        raise CorruptObject(f"trailer says {meta.size} bytes of data, file has {start}")
+    return meta
+
+
+def _well_typed(meta: ObjectMeta) -> bool:
+    texts = (meta.key, meta.filename, meta.content_type, meta.sha256)
+    return (
+        all(isinstance(text, str) for text in texts)
+        and type(meta.size) is int
+        and isinstance(meta.stored_at, int | float)
+    )

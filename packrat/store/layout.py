@@ -1,0 +1,145 @@
+"""Where things live under one cache root: the only code that builds a path.
+
+::
+
+    <root>/objects/<ab>/<sha256(key)>     committed objects; <ab> is the digest's
+                                          first two hex digits (256 directories)
+    <root>/staging/<pid>-<random>.part    uploads being written by front end <pid>
+    <root>/staging/<pid>-<random>.commit  an upload the coordinator has claimed
+    <root>/state/snapshot                 the coordinator's index snapshot
+    <root>/state/clean                    mark of a clean shutdown (names a snapshot)
+    <root>/state/lock                     held (flock) by the instance that owns the root
+
+Keys never become paths: an object's name is the sha256 of its key, so a
+front end finds it without asking the coordinator.  The fan-out is fixed at
+256 directories, made once and never removed, so the directories' own disk
+use is a known constant (``FIXED_OVERHEAD``) rather than one directory per
+few objects.
+
+Every process opens the directories once (``open_dirs``) with
+``O_NOFOLLOW`` and then works relative to those descriptors: a directory
+swapped for a symlink afterwards cannot send a read or a write outside the
+root, and a fan-out directory found to be a symlink at start-up is replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+from pathlib import Path
+
+log = logging.getLogger("packrat.store")
+
+FANOUT = [f"{n:02x}" for n in range(256)]
+BLOCK = 4096  # bytes: the allocation unit accounting rounds up to
+# Disk the layout takes whatever the cache holds: the root, its three
+# directories and the 256 fan-out directories at one block each, the lock
+# and the clean mark.  ``du -s <root>`` stays within max_size plus this.
+FIXED_OVERHEAD = (4 + len(FANOUT)) * BLOCK + 2 * BLOCK
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class LayoutError(Exception):
+    """The cache root cannot be used as it is; the text says why, for the operator."""
+
+
+def key_digest(key: str) -> str:
+    """The hex sha256 of ``key``: its object's file name."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class Layout:
+    """Paths under one cache root, and descriptors of its directories once opened."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.objects = self.root / "objects"
+        self.staging = self.root / "staging"
+        self.state = self.root / "state"
+        self.staging_fd = -1
+        self.fanout_fds: dict[str, int] = {}
+
+    # -- paths ------------------------------------------------------------
+
+    def object_path(self, key: str) -> Path:
+        """For messages and tests; the I/O itself goes through ``fanout_fd``."""
+        digest = key_digest(key)
+        return self.objects / digest[:2] / digest
+
+    def snapshot_path(self) -> Path:
+        return self.state / "snapshot"
+
+    def clean_mark_path(self) -> Path:
+        return self.state / "clean"
+
+    def lock_path(self) -> Path:
+        return self.state / "lock"
+
+    # -- directories ------------------------------------------------------
+
+    def create(self) -> None:
+        """Make the root's directories; replace a fan-out entry that is not one.
+
+        ``objects/``, ``staging/`` and ``state/`` must be real directories
+        (a symlink there is refused: renames must stay on one file system
+        and inside the root).  Safe to run in several processes at once.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        for path in (self.objects, self.staging, self.state):
+            _make_real_dir(path, replace=False)
+        for name in FANOUT:
+            _make_real_dir(self.objects / name, replace=True)
+
+    def open_dirs(self) -> None:
+        """Open ``staging/`` and every fan-out directory (``O_NOFOLLOW``) for ``*at`` calls."""
+        self.close_dirs()
+        try:
+            self.staging_fd = os.open(self.staging, _DIR_FLAGS)
+            for name in FANOUT:
+                self.fanout_fds[name] = os.open(self.objects / name, _DIR_FLAGS)
+        except OSError as e:
+            self.close_dirs()
+            raise LayoutError(f"cannot open the cache directories under {self.root}: {e}") from e
+
+    def reopen_fanout(self, name: str) -> int:
+        """Make and reopen one fan-out directory (someone removed it)."""
+        _make_real_dir(self.objects / name, replace=True)
+        old = self.fanout_fds.get(name, -1)
+        self.fanout_fds[name] = os.open(self.objects / name, _DIR_FLAGS)
+        if old >= 0:
+            os.close(old)
+        return self.fanout_fds[name]
+
+    def close_dirs(self) -> None:
+        for fd in [self.staging_fd, *self.fanout_fds.values()]:
+            if fd >= 0:
+                os.close(fd)
+        self.staging_fd = -1
+        self.fanout_fds = {}
+
+    def fanout_fd(self, digest: str) -> int:
+        return self.fanout_fds[digest[:2]]
+
+
+def _make_real_dir(path: Path, replace: bool) -> None:
+    """Make ``path`` a directory; what stands there instead is replaced or refused."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        try:
+            path.mkdir()
+        except FileExistsError:  # another process made it meanwhile
+            pass
+        else:
+            return
+        info = path.lstat()
+    if stat.S_ISDIR(info.st_mode):
+        return
+    if not replace:
+        kind = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a directory"
+        raise LayoutError(f"{path} is {kind}; Packrat needs a real directory there")
+    log.warning("replacing %s, which is not a directory of ours", path)
+    path.unlink()
+    path.mkdir(exist_ok=True)

@@ -1,0 +1,89 @@
+"""Reading objects: open one safely, stream its bytes, check its digest.
+
+Opening never follows a symlink and never blocks (a FIFO planted at an
+object's path would otherwise hang the reader forever); anything that is not
+a regular file holding the expected key's trailer is a ``CorruptObject``
+carrying its inode, for the coordinator to remove exactly that file.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from collections.abc import Iterator
+
+from packrat.store.format import CorruptObject, ObjectMeta, read_trailer
+from packrat.store.layout import Layout, key_digest
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+CHUNK = 64 * 1024
+
+
+def open_entry(
+    dir_fd: int, name: str, key: str | None = None
+) -> tuple[int, ObjectMeta, os.stat_result] | None:
+    """Open object file ``name`` in the fan-out directory ``dir_fd``.
+
+    Returns ``(fd, meta, stat)`` (the caller closes ``fd``), or None when
+    there is no such file.  The file must hold ``key``'s trailer, or, when
+    ``key`` is None, a key whose digest is ``name``.  An evicted or replaced
+    file keeps reading consistently through ``fd`` (POSIX unlink and rename).
+    """
+    try:
+        fd = os.open(name, _OPEN_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        link = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        raise CorruptObject("a symlink, not an object file", _inode(link)) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise CorruptObject("not a regular file", _inode(info))
+        try:
+            meta = read_trailer(fd, info.st_size)
+        except CorruptObject as e:
+            e.inode = _inode(info)
+            raise
+        holds_right_key = meta.key == key if key is not None else key_digest(meta.key) == name
+        if not holds_right_key:
+            raise CorruptObject(f"the file holds key {meta.key!r}", _inode(info))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, meta, info
+
+
+def open_object(layout: Layout, key: str) -> tuple[int, ObjectMeta, os.stat_result] | None:
+    """Open the object stored under ``key`` (see ``open_entry``)."""
+    digest = key_digest(key)
+    return open_entry(layout.fanout_fd(digest), digest, key)
+
+
+def read_data(fd: int, start: int, stop: int, chunk_size: int = CHUNK) -> Iterator[bytes]:
+    """The object's bytes ``start:stop`` in chunks; stops early if the file is shorter."""
+    offset = start
+    while offset < stop:
+        chunk = os.pread(fd, min(chunk_size, stop - offset), offset)
+        if not chunk:
+            return
+        offset += len(chunk)
+        yield chunk
+
+
+def data_matches(fd: int, meta: ObjectMeta, chunk_size: int = 1 << 20) -> bool:
+    """Whether the object's data is whole and hashes to its recorded sha256."""
+    digest = hashlib.sha256()
+    length = 0
+    for chunk in read_data(fd, 0, meta.size, chunk_size):
+        digest.update(chunk)
+        length += len(chunk)
+    return length == meta.size and digest.hexdigest() == meta.sha256
+
+
+def _inode(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino

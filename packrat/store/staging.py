@@ -1,0 +1,180 @@
+"""Staging files: uploads being written, and the sweep of abandoned ones.
+
+A front end creates ``staging/<pid>-<random>.part`` exclusively, writes the
+data through ``StagedFile`` (size and sha256 kept as bytes arrive), appends
+the trailer (``seal``) and asks the coordinator to commit it.  The
+coordinator first claims the file by renaming it to ``.commit``: from then
+on a front end that gives up (its client disconnected) cannot pull it away
+mid-commit, and a file removed before the claim simply fails the commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import re
+import secrets
+import stat
+import time
+
+from packrat.store.format import ObjectMeta, encode_trailer
+from packrat.store.layout import Layout
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+PART = ".part"
+CLAIMED = ".commit"
+_NAME = re.compile(r"(\d+)-[0-9a-f]{16}\.(part|commit)")
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class NoSpace(OSError):
+    """The disk (or an inode table, a quota, a file-size limit) is full."""
+
+
+def no_space(error: OSError) -> bool:
+    return error.errno in NO_SPACE
+
+
+class StagedFile:
+    """One upload being written to ``staging/``: size and sha256 kept as bytes arrive."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        while True:
+            self.name = f"{os.getpid()}-{secrets.token_hex(8)}{PART}"
+            try:
+                self._fd = os.open(self.name, _CREATE_FLAGS, 0o644, dir_fd=layout.staging_fd)
+                break
+            except FileExistsError:
+                continue
+            except OSError as e:
+                if no_space(e):
+                    raise NoSpace(e.errno, f"cannot create a staging file: {e.strerror}") from e
+                raise
+        self.size = 0
+        self._hash = hashlib.sha256()
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.size += len(data)
+        self._hash.update(data)
+        self._write_all(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+    def seal(self, key: str, filename: str, content_type: str) -> tuple[ObjectMeta, int]:
+        """Append the trailer and close; return the metadata and the file's total size."""
+        meta = ObjectMeta(
+            key=key,
+            filename=filename,
+            content_type=content_type,
+            size=self.size,
+            sha256=self.hexdigest(),
+            stored_at=time.time(),
+        )
+        trailer = encode_trailer(meta)
+        self._write_all(trailer)
+        os.close(self._fd)
+        self._fd = -1
+        return meta, self.size + len(trailer)
+
+    def discard(self) -> None:
+        """Close and remove the file, unless the coordinator has claimed it; idempotent."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.name, dir_fd=self.layout.staging_fd)
+
+    def _write_all(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as e:
+            if no_space(e):
+                raise NoSpace(e.errno, f"writing {self.name}: {e.strerror}") from e
+            raise
+
+
+def check_part_name(name: str) -> None:
+    """Refuse anything but the plain name of an upload's staging file."""
+    match = _NAME.fullmatch(name)
+    if match is None or match.group(2) != PART[1:]:
+        raise ValueError(f"not a staging file name: {name!r}")
+
+
+def claimed_name(name: str) -> str:
+    return name[: -len(PART)] + CLAIMED
+
+
+def staging_owner(name: str) -> int | None:
+    """The pid that created a staging file, from its name."""
+    match = _NAME.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+def sweep_staging(layout: Layout, stale_after: float, everything: bool = False) -> int:
+    """Remove staging files no one will finish; return how many.
+
+    Removed: files whose writer process is gone, files idle for
+    ``stale_after`` seconds, claimed files (only a coordinator that died
+    mid-commit leaves one), anything that is not a staging file, and with
+    ``everything`` all of them (start-up, before any front end runs).
+    """
+    removed = 0
+    now = time.time()
+    with os.scandir(layout.staging_fd) as entries:
+        names = [entry.name for entry in entries]
+    for name in names:
+        try:
+            info = os.stat(name, dir_fd=layout.staging_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        owner = staging_owner(name)
+        keep = (
+            not everything
+            and name.endswith(PART)
+            and stat.S_ISREG(info.st_mode)
+            and owner is not None
+            and _alive(owner)
+            and now - info.st_mtime <= stale_after
+        )
+        if not keep and _remove(layout, name, info):
+            removed += 1
+    return removed
+
+
+def remove_staging_of(layout: Layout, pid: int) -> list[str]:
+    """Remove the unclaimed staging files of writer ``pid`` (it died); return their names."""
+    with os.scandir(layout.staging_fd) as entries:
+        names = [e.name for e in entries if e.name.endswith(PART) and staging_owner(e.name) == pid]
+    for name in names:
+        _remove(layout, name, None)
+    return names
+
+
+def _remove(layout: Layout, name: str, info: os.stat_result | None) -> bool:
+    try:
+        if info is not None and stat.S_ISDIR(info.st_mode):
+            os.rmdir(name, dir_fd=layout.staging_fd)
+        else:
+            os.unlink(name, dir_fd=layout.staging_fd)
+    except FileNotFoundError:
+        return False
+    except OSError:  # a non-empty directory someone put there: leave it
+        return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
