@@ -71,6 +71,16 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     return fsck.run(settings, repair=args.repair)
 
 
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from packrat.coordinator.curve import generate_keys
+
+    generate_keys(Path(args.directory))
+    print(
+        f"CURVE keys written to {args.directory}; set [coordinator] curve_keys = {args.directory}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="packrat", description="A networked file cache.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -90,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_fsck)
     for sub in (serve, coordinator, frontend, check):
         sub.add_argument("--config", help=config_help)
+    keygen = commands.add_parser(
+        "keygen",
+        help="make CURVE keys for a coordinator reached over TCP ([coordinator] curve_keys)",
+    )
+    keygen.add_argument("directory", help="where to write them (created mode 0700)")
+    keygen.set_defaults(func=cmd_keygen)
     commands.add_parser(
         "simulate", help="replay a trace through the eviction policies", add_help=False
     )

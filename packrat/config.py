@@ -71,6 +71,7 @@ class Settings:
     coordinator_timeout: float = 10.0  # seconds a front end waits for a reply
     coordinator_snapshot_interval: float = 60.0  # seconds between index snapshots
     coordinator_stale_staging: float = 3600.0  # seconds before an idle staging file is swept
+    coordinator_curve_keys: Path | None = None  # CURVE certificates (packrat keygen) for tcp://
 
     @property
     def max_file_size(self) -> int:
@@ -181,6 +182,17 @@ def _endpoint(text: str) -> str:
     return text
 
 
+def _curve_keys(text: str) -> Path:
+    path = Path(text.strip())
+    names = ("server.key", "server.key_secret", "client.key", "client.key_secret")
+    missing = [name for name in names if not (path / name).is_file()]
+    if missing:
+        raise ValueError(
+            f"{text.strip()!r} lacks {', '.join(missing)} (make them with: packrat keygen DIR)"
+        )
+    return path
+
+
 # (section, option) -> parser of the text value; the field is f"{section}_{option}".
 _OPTIONS = {
     ("server", "host"): str.strip,
@@ -209,6 +221,7 @@ _OPTIONS = {
     ("coordinator", "timeout"): _seconds,
     ("coordinator", "snapshot_interval"): _seconds,
     ("coordinator", "stale_staging"): _seconds,
+    ("coordinator", "curve_keys"): _curve_keys,
 }
 
 
@@ -261,6 +274,14 @@ def load(path: Path) -> Settings:
         settings.ssl_context()
     except (OSError, ssl.SSLError) as e:
         raise ConfigError(f"{path}: [server] certfile: cannot load the certificate: {e}") from None
+    from packrat.coordinator.curve import is_loopback
+
+    if settings.coordinator_curve_keys is None and not is_loopback(settings.coordinator_endpoint):
+        raise ConfigError(
+            f"{path}: [coordinator] endpoint: {settings.coordinator_endpoint} is reachable from "
+            "other hosts, and anyone who reaches it can delete objects; use ipc:// or a loopback "
+            "address, or set curve_keys (packrat keygen DIR)"
+        )
     if settings.auth_enabled and not (
         settings.auth_read_tokens or settings.auth_write_tokens or settings.auth_htpasswd
     ):

@@ -155,7 +155,8 @@ def _repair_online(
     settings: Settings, corrupt: list[Finding], out: TextIO, holder: str
 ) -> set[int]:
     """Ask the running coordinator to drop each file, so its index stays exact."""
-    with CoordinatorClient(settings.coordinator_endpoint, COORDINATOR_TIMEOUT) as coordinator:
+    endpoint, keys = settings.coordinator_endpoint, settings.coordinator_curve_keys
+    with CoordinatorClient(endpoint, COORDINATOR_TIMEOUT, keys) as coordinator:
         for finding in corrupt:
             if finding.inode is None:
                 continue

@@ -106,7 +106,7 @@ def serve(settings: Settings, config_path: Path) -> int:
     layout.create()
     lock_fd = lock_root(layout, "serve")
     listen(settings, reuse_port=False)[0].close()  # is the port free?
-    layout.open_dirs()
+    layout.open_dirs(fanout=False)  # the staging sweeps need only staging/
     removed = sweep_staging(layout, settings.coordinator_stale_staging, everything=True)
     if removed:
         log.info("removed %d leftover staging files", removed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +22,11 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+
+from packrat.coordinator.client import CoordinatorClient
+from packrat.store.accounting import charge
+from packrat.store.format import read_trailer
+from packrat.store.layout import BLOCK
 
 START_TIMEOUT = 20.0
 
@@ -94,11 +100,11 @@ class PackratProcess:
             if self.process.poll() is not None:
                 raise AssertionError(f"packrat exited early:\n{self.log()}")
             try:
-                reply = requests.get(self.url + "/", timeout=1)
+                reply = requests.get(self.url + "/", timeout=2)
                 if reply.status_code == 200 and (not writable or "Objects" in reply.text):
                     return
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or slow on a loaded machine
             time.sleep(0.05)
         raise AssertionError(f"packrat did not become ready:\n{self.log()}")
 
@@ -157,6 +163,40 @@ class PackratProcess:
 
     def staging_files(self) -> list[Path]:
         return list((self.cache / "staging").glob("*"))
+
+    def coordinator_stats(self) -> dict:
+        """The running coordinator's figures, asked over its own socket."""
+        endpoint = f"ipc://{self.root}/run/coordinator.sock"
+        with CoordinatorClient(endpoint, timeout=5) as client:
+            return client.stats()
+
+    def charged_on_disk(self) -> int:
+        """What the object files and directory growth should be charged, from the disk."""
+        return charged_on_disk(self.cache)
+
+    def du(self) -> int:
+        """``du -s`` of the cache root, in bytes of allocated blocks."""
+        return du(self.cache)
+
+
+def charged_on_disk(root: Path) -> int:
+    """Charges of every object file (``store.accounting``) plus the fan-out directories' growth."""
+    total = 0
+    for fanout in sorted((root / "objects").iterdir()):
+        total += max(fanout.stat().st_blocks * 512 - BLOCK, 0)
+        for path in fanout.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                with open(path, "rb") as f:
+                    info = os.fstat(f.fileno())
+                    meta = read_trailer(f.fileno(), info.st_size)
+                total += charge(info, meta.key)
+    return total
+
+
+def du(path: Path) -> int:
+    """``du -s`` of ``path`` in bytes (allocated blocks, directories included)."""
+    out = subprocess.run(["du", "-s", "-B1", str(path)], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[0])
 
 
 def _kill(proc: psutil.Process) -> None:
@@ -232,6 +272,31 @@ def config_for(tmp_path: Path):
 @pytest.fixture
 def packrat_server(make_server) -> PackratProcess:
     return make_server()
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path):
+    """Factory: ``mount_tmpfs("size=4m")`` mounts a real small file system (root only)."""
+    mounted: list[Path] = []
+
+    def mount(options: str) -> Path:
+        mountpoint = tmp_path / f"small-fs-{len(mounted)}"
+        mountpoint.mkdir()
+        if os.geteuid() != 0 or shutil.which("mount") is None:
+            pytest.skip("mounting a tmpfs needs root")
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mountpoint)],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()})")
+        mounted.append(mountpoint)
+        return mountpoint
+
+    yield mount
+    for mountpoint in mounted:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
 @pytest.fixture(autouse=True)

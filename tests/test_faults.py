@@ -6,14 +6,11 @@ import concurrent.futures
 import hashlib
 import os
 import resource
-import shutil
 import socket
-import subprocess
 import threading
 import time
 
 import psutil
-import pytest
 import requests
 
 MiB = 1 << 20
@@ -133,24 +130,6 @@ def test_client_disconnect_mid_upload_removes_staging_at_once(packrat_server, wa
     assert packrat_server.exists("gone") is False
 
 
-@pytest.fixture
-def tmpfs(tmp_path):
-    """A real 4 MiB file system, where this machine lets us mount one."""
-    mountpoint = tmp_path / "small-fs"
-    mountpoint.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root; the RLIMIT_FSIZE test covers the path")
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}); RLIMIT_FSIZE covers it")
-    yield mountpoint
-    subprocess.run(["umount", "-l", str(mountpoint)], check=False)
-
-
 def _assert_disk_full_handled(server, staging) -> None:
     reply = server.upload("toobig", os.urandom(6 * MiB))
     assert reply.status_code == 507, reply.text
@@ -163,10 +142,26 @@ def _assert_disk_full_handled(server, staging) -> None:
     assert server.get("small").content == b"fits"
 
 
-def test_disk_full_on_a_real_small_file_system(tmpfs, make_server):
-    # tmpfs first: fixtures tear down in reverse, so the server stops before the unmount.
+def test_disk_full_on_a_real_small_file_system(mount_tmpfs, make_server):
+    # mount_tmpfs first: fixtures tear down in reverse, so the server stops before the unmount.
+    tmpfs = mount_tmpfs("size=4m")
     server = make_server(cache={"root": tmpfs, "max_size": "64M"})
     _assert_disk_full_handled(server, tmpfs / "staging")
+
+
+def test_no_inode_left_for_the_staging_file_is_507(mount_tmpfs, make_server):
+    # Room for the layout's 260 directories and a few files, not for more.
+    tmpfs = mount_tmpfs("size=64m,nr_inodes=280")
+    server = make_server(cache={"root": tmpfs, "max_size": "32M"})
+    replies = [server.upload(f"k{n}", b"x") for n in range(40)]
+    assert [r.status_code for r in replies[:5]] == [200] * 5
+    refused = [r for r in replies if r.status_code != 200]
+    assert refused, "the file system never ran out of inodes"
+    for reply in refused:
+        assert reply.status_code == 507, reply.text
+        assert reply.json()["error"] == "insufficient_storage"
+    assert list((tmpfs / "staging").iterdir()) == []
+    assert server.get("k0").content == b"x"  # reads keep working
 
 
 def test_write_failure_from_a_file_size_limit(make_server):

@@ -19,12 +19,14 @@ import itertools
 import logging
 import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import zmq
 import zmq.asyncio
 
 from packrat import protocol
+from packrat.coordinator.curve import secure_client
 from packrat.errors import CoordinatorUnavailable, PackratError
 from packrat.protocol import Commit, Delete, Drop, Reply, Request, Stats, Touch
 
@@ -69,12 +71,14 @@ def checked(reply: Reply) -> Reply:
     return reply
 
 
-def _dealer(context: zmq.Context[Any], endpoint: str) -> zmq.Socket[Any]:
+def _dealer(context: zmq.Context[Any], endpoint: str, curve_keys: Path | None) -> zmq.Socket[Any]:
     socket = context.socket(zmq.DEALER)
     socket.linger = 0
     socket.immediate = True
     socket.reconnect_ivl = 100
     socket.reconnect_ivl_max = 1000
+    if curve_keys is not None:
+        secure_client(socket, curve_keys)
     socket.connect(endpoint)
     return socket
 
@@ -82,11 +86,17 @@ def _dealer(context: zmq.Context[Any], endpoint: str) -> zmq.Socket[Any]:
 class AsyncCoordinatorClient:
     """The front end's client: requests, replies and batched reads on the event loop."""
 
-    def __init__(self, endpoint: str, timeout: float, touch_interval: float) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        timeout: float,
+        touch_interval: float,
+        curve_keys: Path | None = None,
+    ) -> None:
         self.touch_interval = touch_interval
         self.requests = _Requests(timeout)
         self._context = zmq.asyncio.Context()
-        self._socket = _dealer(self._context, endpoint)
+        self._socket = _dealer(self._context, endpoint, curve_keys)
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._touched: list[str] = []
         self._misses = 0
@@ -183,10 +193,10 @@ class AsyncCoordinatorClient:
 class CoordinatorClient:
     """The blocking client, for ``packrat fsck``, benchmarks and tests."""
 
-    def __init__(self, endpoint: str, timeout: float) -> None:
+    def __init__(self, endpoint: str, timeout: float, curve_keys: Path | None = None) -> None:
         self.requests = _Requests(timeout)
         self._context: zmq.Context[Any] = zmq.Context()
-        self._socket = _dealer(self._context, endpoint)
+        self._socket = _dealer(self._context, endpoint, curve_keys)
         self._socket.sndtimeo = int(timeout * 1000)
 
     def __enter__(self) -> CoordinatorClient:

@@ -4,7 +4,8 @@ It takes the cache root's lock, loads the index, binds, and then handles
 every queued message before looking at its timers (snapshots, the staging
 sweep) and at signals.  An ``ipc://`` socket is created with mode 0600 in a
 directory only its user may enter: any local process that can connect can
-delete objects, so the file mode is the access control.
+delete objects, so the file mode is the access control (over TCP, CURVE
+keys are: see ``curve``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import zmq
 
 from packrat import protocol
 from packrat.config import Settings
+from packrat.coordinator.curve import secure_server
 from packrat.coordinator.service import Coordinator
 from packrat.errors import ErrorCode
+from packrat.fdlimit import raise_open_file_limit
 from packrat.store import lock_root, sweep_staging
 
 log = logging.getLogger("packrat.coordinator")
@@ -46,6 +49,7 @@ class CoordinatorServer:
         if handle_signals:
             signal.signal(signal.SIGTERM, self._request_stop)
             signal.signal(signal.SIGINT, self._request_stop)
+        raise_open_file_limit()
         coordinator = self.coordinator
         coordinator.layout.create()
         lock_fd = lock_root(coordinator.layout, "coordinator")
@@ -65,6 +69,8 @@ class CoordinatorServer:
         context = zmq.Context()
         socket = context.socket(zmq.ROUTER)
         socket.linger = 0
+        keys = settings.coordinator_curve_keys
+        authenticator = secure_server(socket, context, keys) if keys is not None else None
         try:
             _bind(socket, settings.coordinator_endpoint)
             log.info("coordinator listening on %s", settings.coordinator_endpoint)
@@ -83,6 +89,8 @@ class CoordinatorServer:
                     next_sweep = now + SWEEP_INTERVAL
         finally:
             socket.close()
+            if authenticator is not None:
+                authenticator.stop()
             context.term()
 
     def _request_stop(self, signum: int, frame: object) -> None:
@@ -121,7 +129,7 @@ def _bind(socket: zmq.Socket, endpoint: str) -> None:
     path = Path(endpoint[len("ipc://") :])
     if not path.parent.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    old_umask = os.umask(0o077)
+    old_umask = os.umask(0o177)
     try:
         socket.bind(endpoint)
     finally:

@@ -18,6 +18,7 @@ from tornado.web import Application
 
 from packrat.config import Settings
 from packrat.coordinator.client import AsyncCoordinatorClient
+from packrat.fdlimit import raise_open_file_limit
 from packrat.frontend.auth import Authenticator
 from packrat.frontend.base import BaseHandler
 from packrat.frontend.context import Frontend
@@ -29,7 +30,7 @@ from packrat.frontend.handlers import (
     StaticHandler,
     StatusHandler,
 )
-from packrat.frontend.server import PackratHTTPServer, raise_open_file_limit
+from packrat.frontend.server import PackratHTTPServer
 from packrat.frontend.uploads import UploadSlots
 from packrat.store import Layout
 
@@ -117,6 +118,7 @@ async def serve(settings: Settings, number: int = 0) -> None:
         settings.coordinator_endpoint,
         settings.coordinator_timeout,
         settings.frontend_touch_interval,
+        settings.coordinator_curve_keys,
     )
     coordinator.start()
     frontend = make_frontend(settings, coordinator, number)

@@ -9,6 +9,7 @@ dropped through the coordinator before the client hears of it.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import os
@@ -17,7 +18,7 @@ from tornado.httputil import HTTPHeaders, format_timestamp
 from tornado.iostream import StreamClosedError
 from tornado.web import RequestHandler
 
-from packrat.errors import NotFound, PackratError, RangeNotSatisfiable
+from packrat.errors import NotFound, PackratError, RangeNotSatisfiable, TooBusy
 from packrat.frontend.context import Frontend
 from packrat.frontend.headers import content_disposition, etag_in, parse_http_date, parse_range
 from packrat.store import CorruptObject, ObjectMeta, key_digest, open_object, read_data
@@ -77,9 +78,17 @@ async def object_exists(frontend: Frontend, key: str) -> bool:
 async def open_or_drop(
     frontend: Frontend, key: str
 ) -> tuple[int, ObjectMeta, tuple[int, int]] | None:
-    """Open ``key``'s object: ``(fd, meta, inode)``; None when absent or corrupt (then dropped)."""
+    """Open ``key``'s object: ``(fd, meta, inode)``; None when absent or corrupt (then dropped).
+
+    Out of file descriptors is a 503 ``too_busy``: the accept loop pauses
+    meanwhile (``server.accept_connections``), and a retry soon succeeds.
+    """
     try:
         opened = open_object(frontend.layout, key)
+    except OSError as e:
+        if e.errno in (errno.EMFILE, errno.ENFILE):
+            raise TooBusy("the server has no file descriptor free; retry shortly") from None
+        raise
     except CorruptObject as e:
         log.error("the object of key %r is unreadable: %s", key, e)
         if e.inode is not None:

@@ -17,7 +17,8 @@ _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _QUOTED = r'"(?:[^"\\\x00-\x1f\x7f]|\\[\x20-\x7e])*"'
 _MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(?:[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKEN}|{_QUOTED}))*")
 MAX_CONTENT_TYPE = 255
-_RANGE_SPEC = re.compile(r"(\d*)-(\d*)")
+_RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
+_PAST_ANY_END = 1 << 62  # a byte position larger than any object
 
 
 def content_disposition(filename: str) -> str:
@@ -106,6 +107,10 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     (500, 999)
     >>> parse_range("bytes=0-1,5-6", 1000) is None
     True
+    >>> parse_range("bytes=0-" + "9" * 5000, 1000), parse_range("bytes=-" + "9" * 5000, 1000)
+    ((0, 999), (0, 999))
+    >>> parse_range("bytes=\u0663-5", 1000) is None  # an Arabic-Indic digit is not a DIGIT
+    True
     >>> parse_range("bytes=1000-", 1000)
     Traceback (most recent call last):
     ...
@@ -121,18 +126,25 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     if not first:
         if not last:
             return None
-        suffix = int(last)
+        suffix = _position(last)
         if suffix == 0:
             raise ValueError("a suffix range of 0 bytes selects nothing")
         if size == 0:
             return None
         return max(size - suffix, 0), size - 1
-    start = int(first)
-    if last and int(last) < start:
+    start = _position(first)
+    end = _position(last) if last else _PAST_ANY_END
+    if end < start:
         return None  # invalid: ignored
     if start >= size:
         raise ValueError(f"the range starts at or past the end of the object ({size} bytes)")
-    return start, min(int(last), size - 1) if last else size - 1
+    return start, min(end, size - 1)
+
+
+def _position(digits: str) -> int:
+    """A byte position; one of more than 18 digits is past any end (and never an
+    ``int()`` of thousands of digits, which Python refuses)."""
+    return int(digits) if len(digits) <= 18 else _PAST_ANY_END
 
 
 def parse_http_date(value: str) -> int | None:

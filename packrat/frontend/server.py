@@ -14,7 +14,8 @@ When the process runs out of file descriptors, ``accept()`` fails with
 ``EMFILE`` while the listening socket stays readable; Tornado's accept loop
 would log a traceback and spin.  Here accepting pauses for
 ``ACCEPT_PAUSE`` seconds instead (as nginx does) while the connections
-already open keep being served; ``raise_open_file_limit`` makes that rare.
+already open keep being served; ``fdlimit.raise_open_file_limit`` makes
+that rare.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import errno
 import json
 import logging
 import re
-import resource
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -42,19 +42,6 @@ ACCEPT_BATCH = 128  # connections accepted per readiness event at most
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _LENGTH = re.compile(r"[0-9]{1,18}")
 _WARN_EVERY = 10.0  # seconds between two warnings about exhausted descriptors
-
-
-def raise_open_file_limit() -> int:
-    """Raise the soft limit on open files to the hard limit; return the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError) as e:
-            log.warning("could not raise the open-file limit from %d: %s", soft, e)
-    return soft
 
 
 def framing_problem(headers: httputil.HTTPHeaders) -> str | None:

@@ -92,12 +92,15 @@ class Layout:
         for name in FANOUT:
             _make_real_dir(self.objects / name, replace=True)
 
-    def open_dirs(self) -> None:
-        """Open ``staging/`` and every fan-out directory (``O_NOFOLLOW``) for ``*at`` calls."""
+    def open_dirs(self, fanout: bool = True) -> None:
+        """Open ``staging/`` and (``fanout``) every fan-out directory, for ``*at`` calls.
+
+        ``O_NOFOLLOW``: 257 descriptors, held for the life of the process.
+        """
         self.close_dirs()
         try:
             self.staging_fd = os.open(self.staging, _DIR_FLAGS)
-            for name in FANOUT:
+            for name in FANOUT if fanout else ():
                 self.fanout_fds[name] = os.open(self.objects / name, _DIR_FLAGS)
         except OSError as e:
             self.close_dirs()

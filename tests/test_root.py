@@ -1,0 +1,262 @@
+"""The cache root under hostile conditions: its disk bound, its owner, what is planted in it.
+
+Each test does the thing for real against running processes: many tiny
+uploads measured with ``du``, commits abandoned mid-way, a second instance
+on the same root, symlinks, FIFOs and misnamed files under ``objects/``,
+and strangers talking to the coordinator's socket.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+import msgpack
+import requests
+import zmq
+
+from packrat import protocol
+from packrat.coordinator.client import CoordinatorClient
+from packrat.store.layout import FIXED_OVERHEAD
+from packrat.store.layout import key_digest as digest_of
+
+MiB = 1 << 20
+
+
+def put(url: str, key: str, data: bytes, session: requests.Session | None = None) -> int:
+    http = session or requests
+    return http.put(f"{url}/{key}", data=data, timeout=30).status_code
+
+
+def test_du_stays_within_max_size_plus_the_fixed_overhead(make_server):
+    """3,000 one-byte uploads into a 256 KiB cache: blocks and directories are counted."""
+    server = make_server(cache={"max_size": "256K"})
+
+    def upload_range(start: int) -> None:
+        with requests.Session() as session:
+            for n in range(start, start + 750):
+                assert put(server.url, f"tiny/{n}", b"x", session) == 200
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(upload_range, range(0, 3000, 750)))
+    used = server.du()
+    assert used <= 256 * 1024 + FIXED_OVERHEAD, used
+    stats = server.coordinator_stats()
+    assert stats["bytes"] == server.charged_on_disk() <= stats["max_size"]
+    assert stats["objects"] >= 40  # about 58 one-block objects fit
+
+
+def test_overwrites_abandoned_right_after_their_body_leak_nothing(make_server):
+    """The client disconnects as its overwrite commits and evicts (its key's old
+    version included): nothing may stay on disk outside the index."""
+    server = make_server(cache={"max_size": "1M", "low_water": 1.0})
+    for n in range(12):
+        assert put(server.url, f"fill/{n}", os.urandom(60_000)) == 200
+    for trial in range(15):
+        key = f"fill/{trial % 12}"
+        body = os.urandom(200_000 + trial)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(
+                f"PUT /{key} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            sock.shutdown(socket.SHUT_RDWR)
+    time.sleep(0.5)  # let the last commits and discards run
+    stats = server.coordinator_stats()
+    assert stats["bytes"] == server.charged_on_disk() <= stats["max_size"]
+    assert server.du() <= MiB + FIXED_OVERHEAD
+    assert server.staging_files() == []
+
+
+def test_a_second_instance_on_the_same_root_exits_1_and_harms_nothing(make_server, wait_for):
+    first = make_server()
+    sock = socket.create_connection(("127.0.0.1", first.port), timeout=10)
+    body = os.urandom(2 * MiB)
+    sock.sendall(
+        f"PUT /in-flight HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body[:MiB]
+    )
+    wait_for(lambda: first.staging_files())
+    second = subprocess.run(
+        [sys.executable, "-m", "packrat", "serve", "--config", str(first.config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert second.returncode == 1
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is in use by pid" in lines[0], second.stderr
+    sock.sendall(body[MiB:])  # the first instance's upload was left alone
+    answer = sock.recv(65536)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert first.get("in-flight").content == body
+
+
+def test_a_coordinator_alone_on_a_held_root_exits_1(make_server):
+    first = make_server()
+    alone = subprocess.run(
+        [sys.executable, "-m", "packrat", "coordinator", "--config", str(first.config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert alone.returncode == 1
+    assert "in use by pid" in alone.stderr and "Traceback" not in alone.stderr
+
+
+def test_a_port_held_by_another_program_exits_with_one_line(make_server, tmp_path, free_tcp_port):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", free_tcp_port))
+    holder.listen()
+    try:
+        server = make_server(port=free_tcp_port, wait=False)
+        status = server.process.wait(30)
+    finally:
+        holder.close()
+    assert status == 3
+    log = server.log()
+    assert "cannot listen on 127.0.0.1:" in log and "Traceback" not in log
+    assert "started coordinator" not in log  # refused before any child ran
+
+
+def test_an_unresolvable_host_exits_with_one_line(make_server):
+    server = make_server(server={"host": "no-such-host.invalid"}, wait=False)
+    assert server.process.wait(30) == 3
+    log = server.log()
+    assert "does not resolve" in log and "Traceback" not in log
+
+
+def test_a_symlinked_fanout_directory_cannot_send_uploads_outside(make_server, tmp_path):
+    server = make_server()
+    server.stop()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    fanout = server.cache / "objects" / digest_of("escape")[:2]
+    fanout.rmdir()
+    fanout.symlink_to(outside)
+    again = make_server(port=server.port)
+    assert put(again.url, "escape", b"inside") == 200
+    assert list(outside.iterdir()) == []
+    assert fanout.is_dir() and not fanout.is_symlink()
+    assert again.get("escape").content == b"inside"
+
+
+def test_a_fifo_at_an_object_path_is_a_miss_and_is_removed(make_server, wait_for):
+    server = make_server()
+    assert put(server.url, "piped", b"data") == 200
+    path = server.cache / "objects" / digest_of("piped")[:2] / digest_of("piped")
+    path.unlink()
+    os.mkfifo(path)
+    started = time.monotonic()
+    reply = server.get("piped")
+    assert reply.status_code == 404 and time.monotonic() - started < 5
+    assert server.exists("piped") is False
+    wait_for(lambda: not path.exists())
+    assert put(server.url, "piped", b"again") == 200
+    assert server.get("piped").content == b"again"
+
+
+def test_a_misnamed_object_is_dropped_from_disk_and_index(make_server, wait_for):
+    server = make_server()
+    assert put(server.url, "a", b"A" * 5000) == 200
+    assert put(server.url, "b", b"B" * 9000) == 200
+    path_a = server.cache / "objects" / digest_of("a")[:2] / digest_of("a")
+    path_b = server.cache / "objects" / digest_of("b")[:2] / digest_of("b")
+    shutil.copy(path_a, path_b)  # key a's file at key b's path
+    assert server.get("b").status_code == 404
+    wait_for(lambda: not path_b.exists())
+    stats = server.coordinator_stats()
+    assert stats["objects"] == 1
+    assert stats["bytes"] == server.charged_on_disk()
+    assert server.get("a").content == b"A" * 5000
+
+
+def test_fsck_repair_removes_a_misnamed_object_for_real(make_server):
+    server = make_server()
+    assert put(server.url, "a", b"A" * 5000) == 200
+    assert put(server.url, "b", b"B" * 9000) == 200
+    path_b = server.cache / "objects" / digest_of("b")[:2] / digest_of("b")
+    shutil.copy(server.cache / "objects" / digest_of("a")[:2] / digest_of("a"), path_b)
+
+    def fsck(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "packrat", "fsck", "--config", str(server.config)]
+        return subprocess.run([*command, *args], capture_output=True, text=True, timeout=60)
+
+    assert fsck().returncode == 1
+    repaired = fsck("--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "-> removed" in repaired.stdout
+    assert not path_b.exists()
+    stats = server.coordinator_stats()  # through the coordinator: its index stays exact
+    assert stats["objects"] == 1 and stats["bytes"] == server.charged_on_disk()
+    assert fsck().returncode == 0
+
+
+def test_fsck_repair_offline_removes_and_exits_0(make_server):
+    server = make_server()
+    assert put(server.url, "c", b"C" * 100) == 200
+    server.stop()
+    path = server.cache / "objects" / digest_of("c")[:2] / digest_of("c")
+    path.write_bytes(b"garbage, not an object")
+    command = [sys.executable, "-m", "packrat", "fsck", "--repair", "--config", str(server.config)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not path.exists()
+
+
+def test_the_ipc_socket_is_private_and_strangers_cannot_crash_it(make_server):
+    server = make_server()
+    sock_path = server.root / "run" / "coordinator.sock"
+    assert stat.S_IMODE(sock_path.stat().st_mode) == 0o600
+    context = zmq.Context()
+    dealer = context.socket(zmq.DEALER)
+    dealer.linger = 0
+    dealer.rcvtimeo = 5000
+    dealer.connect(f"ipc://{sock_path}")
+    try:
+        bad = [
+            b"\xc1garbage",
+            msgpack.packb({"v": protocol.VERSION, "op": "delete", "id": 1, "key": 7}),
+            msgpack.packb({"v": protocol.VERSION, "op": "touch", "keys": "x", "misses": 0}),
+            msgpack.packb({"v": protocol.VERSION, "op": "stats", "id": 2, "deadline": "now"}),
+        ]
+        for frame in bad:
+            dealer.send(frame)
+        replies = [protocol.decode_reply(dealer.recv()) for _ in range(2)]
+        assert {r.id for r in replies} == {1, 2}
+        assert all(r.error == "invalid_message" for r in replies)
+    finally:
+        dealer.close()
+        context.term()
+    assert server.coordinator_stats()["objects"] == 0  # still answering
+    assert put(server.url, "after", b"fine") == 200
+
+
+def test_a_non_loopback_tcp_endpoint_needs_curve_keys(make_server, free_tcp_port, tmp_path):
+    refused = make_server(coordinator={"endpoint": f"tcp://0.0.0.0:{free_tcp_port}"}, wait=False)
+    assert refused.process.wait(30) == 2
+    assert "curve_keys" in refused.log()
+    keys = tmp_path / "curve"
+    subprocess.run([sys.executable, "-m", "packrat", "keygen", str(keys)], check=True)
+    assert stat.S_IMODE((keys / "client.key_secret").stat().st_mode) == 0o600
+    server = make_server(
+        coordinator={"endpoint": f"tcp://0.0.0.0:{free_tcp_port}", "curve_keys": keys}
+    )
+    assert put(server.url, "curved", b"over curve") == 200
+    # Without the client key, the coordinator does not answer.
+    with CoordinatorClient(f"tcp://127.0.0.1:{free_tcp_port}", timeout=1) as stranger:
+        try:
+            stranger.stats()
+        except Exception as e:
+            assert "coordinator" in str(e)
+        else:
+            raise AssertionError("a client without the keys was answered")
+    with CoordinatorClient(f"tcp://127.0.0.1:{free_tcp_port}", 5, keys) as member:
+        assert member.stats()["objects"] == 1
