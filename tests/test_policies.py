@@ -7,6 +7,7 @@ import random
 import pytest
 
 from packrat.policies import POLICIES, Policy, admit, make_policy, make_room
+from packrat.policies.s3gdsf import LazyGDSF
 
 
 def check(policy: Policy) -> None:
@@ -220,3 +221,73 @@ def test_s3_ghost_hit_skips_probation(name: str) -> None:
         make_room(policy, size, capacity)
         policy.insert(i, size)
     assert 0 in policy
+
+
+def test_lazy_gdsf_credits_hits_when_a_key_surfaces() -> None:
+    main = LazyGDSF(size_exponent=0.0, hit_cap=3)
+    for key in "abc":
+        main.insert(key, 10)
+    main.access("a")
+    main.access("a")
+    main.access("b")
+    # a and b surface first, are placed again by their hits, and outlive c
+    assert [k for k, _ in main.choose_victims(10**9)] == ["c", "b", "a"]
+
+
+def test_lazy_gdsf_unproven_keys_leave_first() -> None:
+    main = LazyGDSF()
+    main.insert("proven", 10)
+    main.insert_unproven("cold", 10)
+    main.insert_unproven("colder", 1)  # smaller, but unproven keys leave in arrival order
+    assert [k for k, _ in main.choose_victims(10**9)] == ["cold", "colder", "proven"]
+
+
+def fill(policy: Policy, keys, size: int, capacity: int) -> list:
+    """Store each key as the server does; return every victim, in order."""
+    victims = []
+    for key in keys:
+        victims += [k for k, _ in make_room(policy, size, capacity)]
+        policy.insert(key, size)
+    return victims
+
+
+def test_s3gdsf_keeps_what_a_cold_cache_first_sees() -> None:
+    """Until the first eviction, newcomers beyond probation go to main unproven (S3-FIFO)."""
+    policy = make_policy("s3gdsf")
+    capacity = 200  # probation: 20 bytes, two keys
+    cold = [f"w{i}" for i in range(1, 19)]
+    assert fill(policy, ["p1", "p2", *cold], 10, capacity) == []
+    policy.access("w2")
+    # main is full of unproven keys: the oldest unhit one leaves first ...
+    assert fill(policy, ["n1"], 10, capacity) == ["w1"]
+    # ... and after that first eviction newcomers wait on probation again
+    assert fill(policy, ["n2", "n3"], 10, capacity) == ["p1", "p2"]
+    assert all(key in policy for key in cold[1:])
+
+
+def test_s3gdsf_takes_room_for_a_large_upload_from_probation() -> None:
+    policy = make_policy("s3gdsf")
+    capacity = 200  # probation: 20 bytes
+    fill(policy, ["a1", "a2", *(f"b{i}" for i in range(1, 19))], 10, capacity)
+    assert fill(policy, ["x"], 5, capacity) == ["b1"]  # probation: a1, a2, x
+    # 20 bytes is probation's size: the room comes from a1 and a2, not from main's b2
+    assert fill(policy, ["big"], 20, capacity) == ["a1", "a2"]
+    assert "b2" in policy and "x" in policy
+
+
+@pytest.mark.parametrize("reread", [True, False])
+def test_s3gdsf_ghost_reach_follows_what_ghost_admissions_earn(reread: bool) -> None:
+    """Objects re-requested about 0.7 cache sizes after leaving probation come
+    back through the ghost; the reach grows if they are then read in main and
+    shrinks if they never are."""
+    policy = make_policy("s3gdsf")
+    capacity = 1000
+    start = policy.reach
+    for i in range(3000):
+        fill(policy, [("new", i)], 10, capacity)
+        old = ("new", i - 80)
+        if i >= 80 and old not in policy:
+            fill(policy, [old], 10, capacity)  # a ghost hit: straight to main
+        if reread and i >= 120 and ("new", i - 120) in policy:
+            policy.access(("new", i - 120))
+    assert (policy.reach > start) if reread else (policy.reach < start)

@@ -23,9 +23,11 @@ class Policy(ABC):
     * ``access(key)`` records a hit; an unknown key is ignored.
     * ``remove(key)`` forgets a key (explicit delete, overwrite); an unknown
       key is ignored.
-    * ``choose_victims(nbytes)`` picks keys in the policy's order until at
-      least ``nbytes`` are freed or nothing is left, forgets them and returns
-      ``[(key, size), ...]``.
+    * ``choose_victims(nbytes, incoming)`` picks keys in the policy's order
+      until at least ``nbytes`` are freed or nothing is left, forgets them and
+      returns ``[(key, size), ...]``.  ``incoming`` is the size of the object
+      the room is for (0 if none); a policy may use it to choose where
+      victims come from (``s3gdsf`` does for objects as large as probation).
     """
 
     name: ClassVar[str]
@@ -38,6 +40,8 @@ class Policy(ABC):
         # keep it current so that policies with sized queues (S3-FIFO) need no
         # extra constructor argument.  ``None`` until the first call.
         self.capacity: int | None = None
+        # The size of the object the current ``choose_victims`` makes room for.
+        self.incoming = 0
 
     def admits(self, size: int) -> bool:
         """Whether an object of ``size`` bytes is worth storing at all.
@@ -70,7 +74,8 @@ class Policy(ABC):
             self.used -= size
             self._on_remove(key)
 
-    def choose_victims(self, nbytes: int) -> list[tuple[Hashable, int]]:
+    def choose_victims(self, nbytes: int, incoming: int = 0) -> list[tuple[Hashable, int]]:
+        self.incoming = incoming
         victims: list[tuple[Hashable, int]] = []
         freed = 0
         while freed < nbytes and self.sizes:
@@ -127,4 +132,4 @@ def make_room(
     if policy.used + incoming <= capacity:
         return []
     target = max(int(capacity * low_water) - incoming, 0)
-    return policy.choose_victims(policy.used - target)
+    return policy.choose_victims(policy.used - target, incoming)
