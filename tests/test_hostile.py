@@ -55,11 +55,20 @@ def _raw(port: int, method: str, target: str, body: bytes | None = None) -> tupl
     return response.status, data
 
 
+def _files_outside_objects(root) -> set:
+    """What a request could create outside objects/ (logs and metrics files are ours)."""
+    return {
+        p
+        for p in root.rglob("*")
+        if not {"objects", "metrics"} & set(p.parts) and p.suffix != ".log"
+    }
+
+
 def test_traversal_in_any_encoding_never_escapes_or_fails(make_server, tmp_path):
     server = make_server()
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP SECRET")
-    before = {p for p in tmp_path.rglob("*") if "objects" not in p.parts and p.suffix != ".log"}
+    before = _files_outside_objects(tmp_path)
     boundary = (
         b'--X\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\nx\r\n--X--\r\n'
     )
@@ -71,7 +80,7 @@ def test_traversal_in_any_encoding_never_escapes_or_fails(make_server, tmp_path)
             assert b"TOP SECRET" not in data and b"root:" not in data, (method, target)
             if method in ("PUT", "POST"):
                 assert status != 200, (method, target, data)
-    after = {p for p in tmp_path.rglob("*") if "objects" not in p.parts and p.suffix != ".log"}
+    after = _files_outside_objects(tmp_path)
     assert after == before
     assert secret.read_text() == "TOP SECRET"
     assert server.object_bytes() == 0
