@@ -26,19 +26,35 @@ from pathlib import Path
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 
 
+_pid = os.getpid()
+
+
+def _refresh_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_refresh_pid)
+
+
+def _this_pid() -> int:
+    return _pid
+
+
 def use_directory(directory: Path) -> None:
     """Make this process's metrics shared through ``directory``.
 
-    Call before the process creates any metric.  ``prometheus_client`` picks
-    its value class when first imported; if that happened before the
-    variable was set, pick again.
+    Call before the process creates any metric: ``prometheus_client`` picks
+    its value class when first imported, so it is picked again here.  Each
+    value asks for the process id at every change to notice forks; here
+    that is a variable kept right across forks rather than a system call
+    (four of them per request).
     """
     directory.mkdir(parents=True, exist_ok=True)
     os.environ[ENV_VAR] = str(directory)
     from prometheus_client import values
 
-    if values.ValueClass is values.MutexValue:
-        values.ValueClass = values.get_value_class()
+    values.ValueClass = values.MultiProcessValue(process_identifier=_this_pid)
 
 
 def shared_directory() -> Path | None:

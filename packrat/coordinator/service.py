@@ -195,13 +195,22 @@ class Coordinator:
     def stats(self) -> dict[str, object]:
         """The index's figures and the activity: what ``GET /api/stats`` answers."""
         now = time.time()
-        counters = self.index.counters
+        index = self.index
+        counters = index.counters
         reads = counters.hits + counters.misses
         return {
-            **self.index.stats(),
-            "hit_ratio": counters.hits / reads if reads else None,
-            "started_at": self.started_at,
             "uptime_seconds": round(now - self.started_at, 3),
+            "started_at": self.started_at,
+            "objects": len(index),
+            "bytes": index.disk_bytes,
+            "max_size": index.max_size,
+            "policy": index.policy_name,
+            "hits": counters.hits,
+            "misses": counters.misses,
+            "hit_ratio": counters.hits / reads if reads else None,
+            "evictions": counters.evictions,
+            "evicted_bytes": counters.evicted_bytes,
+            "commits": counters.commits,
             "processes": [
                 {"role": "coordinator", "pid": os.getpid(), "started_at": self.started_at},
                 *self.activity.frontend_rows(now),
