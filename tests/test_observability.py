@@ -219,7 +219,7 @@ def test_operations_endpoints_with_auth(make_server, wait_for):
     assert requests.get(public.url + "/api/stats", timeout=10).status_code == 401
 
 
-def _requests_with_markers(server) -> dict[str, int]:
+def _requests_with_markers(server, wait_for) -> dict[str, int]:
     """One request of each kind, each with its own User-Agent; their expected statuses."""
     expected = {}
 
@@ -253,12 +253,22 @@ def _requests_with_markers(server) -> dict[str, int]:
         )
         assert b" 400 " in sock.recv(4096)
     expected[marker] = 400
+    # An upload whose client goes away: status 499, once.
+    marker = f"obs-{len(expected)}"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            b"PUT /log/abandoned HTTP/1.1\r\nHost: x\r\nUser-Agent: " + marker.encode() + b"\r\n"
+            b"Content-Length: 100000\r\n\r\n" + b"x" * 1000
+        )
+        wait_for(lambda: server.staging_files())
+    wait_for(lambda: not server.staging_files())  # the front end saw the close
+    expected[marker] = 499
     return expected
 
 
-def test_access_log_text_has_one_line_per_request(make_server):
+def test_access_log_text_has_one_line_per_request(make_server, wait_for):
     server = make_server(cache={"max_size": "64M", "max_file_size": "1M"})
-    expected = _requests_with_markers(server)
+    expected = _requests_with_markers(server, wait_for)
     server.stop()
     lines = server.log().splitlines()
     for marker, status in expected.items():
@@ -275,12 +285,12 @@ def test_access_log_text_has_one_line_per_request(make_server):
     assert "Traceback" not in server.log()
 
 
-def test_access_log_json_has_one_object_per_request(make_server):
+def test_access_log_json_has_one_object_per_request(make_server, wait_for):
     server = make_server(
         cache={"max_size": "64M", "max_file_size": "1M"},
         log={"format": "json", "level": "warning"},
     )
-    expected = _requests_with_markers(server)
+    expected = _requests_with_markers(server, wait_for)
     server.stop()
     # Every line of every process is one JSON object.
     entries = [json.loads(line) for line in server.log().splitlines()]
@@ -300,6 +310,7 @@ def test_access_log_json_has_one_object_per_request(make_server):
     assert errors["/log/big"] == "too_large"
     assert errors["/log/framing"] == "bad_request"
     assert errors["/healthz"] is None
+    assert errors["/log/abandoned"] is None
     # level = warning: no info line but the access log.
     assert all(e["logger"] == "packrat.access" for e in entries if e["level"] == "info")
 
