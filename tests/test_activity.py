@@ -109,6 +109,9 @@ def test_coordinator_stats_follow_commits_reads_deletes_and_evictions(tmp_path):
             Touch(("k29", "k28"), misses=3, bytes_in=7, bytes_out=9, number=1, pid=42)
         )
         coordinator.handle(Delete(99, time.time() + 5, "k29"))
+        changes = coordinator.changes
+        coordinator.handle(Touch((), number=1, pid=42))  # a heartbeat: nothing to snapshot
+        assert coordinator.changes == changes
         stats = coordinator.handle(Stats(100, time.time() + 5)).stats
     finally:
         coordinator.close()
