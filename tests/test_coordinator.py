@@ -206,6 +206,9 @@ def test_drop_of_a_misnamed_file_finds_its_key(coordinator):
     assert not coordinator.layout.object_path("b").exists()
 
 
+COMMIT = {"op": "commit", "id": 7, "deadline": 1e12, "key": "k", "staging": "x", "file_size": 1}
+
+
 @pytest.mark.parametrize(
     "fields",
     [
@@ -213,24 +216,8 @@ def test_drop_of_a_misnamed_file_finds_its_key(coordinator):
         {"op": "touch", "keys": "abc", "misses": 0},
         {"op": "commit", "id": 7, "deadline": "soon", "key": "k", "staging": "x", "file_size": 1},
         {"op": "commit", "id": 7, "deadline": 1e12, "key": "k", "staging": "x", "file_size": True},
-        {
-            "op": "commit",
-            "id": 7,
-            "deadline": 1e12,
-            "key": "k",
-            "staging": "x",
-            "file_size": 1,
-            "size": -1,
-        },
-        {
-            "op": "commit",
-            "id": 7,
-            "deadline": 1e12,
-            "key": "k",
-            "staging": "x",
-            "file_size": 1,
-            "filename": b"bytes",
-        },
+        {**COMMIT, "size": -1},
+        {**COMMIT, "filename": b"bytes"},
         {"op": "drop", "id": 7, "deadline": 1e12, "name": "0" * 64, "inode": [1]},
         {"op": "stats", "id": 7, "deadline": 1e12, "extra": 1},
         {"op": "nope", "id": 7},
