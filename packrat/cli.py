@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 from pathlib import Path
 
-from packrat import config, exits
+from packrat import config, exits, logs
 from packrat.frontend.app import CannotListen
 from packrat.store import LayoutError, RootLocked
 
 
 def _setup(
-    role: str, args: argparse.Namespace, title: str | None = None
+    role: str, args: argparse.Namespace, title: str | None = None, buffered_log: bool = False
 ) -> tuple[config.Settings, Path]:
-    """Name the process, configure logging, load settings (exit 2 on a bad file)."""
+    """Name the process, load settings (exit 2 on a bad file), configure logging."""
     try:
         from setproctitle import setproctitle
     except ImportError:  # optional: the command line already names the role
@@ -25,17 +24,14 @@ def _setup(
         # "packrat <role>" and the options as typed: `ps` shows the role, and
         # `pkill -f "packrat serve --config x.ini"` finds what was started.
         setproctitle(" ".join(["packrat", title or role, *sys.argv[2:]]))
-    logging.basicConfig(
-        level=logging.INFO,
-        format=f"%(asctime)s %(levelname)s [{role}] %(message)s",
-        stream=sys.stderr,
-    )
     path = config.find_config(args.config)
     try:
-        return config.load(path), path
+        settings = config.load(path)
     except config.ConfigError as e:
         print(f"packrat: {e}", file=sys.stderr)
         raise SystemExit(exits.CONFIG) from None
+    logs.configure(role, settings, buffered=buffered_log)
+    return settings, path
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -56,7 +52,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
 def cmd_frontend(args: argparse.Namespace) -> int:
     from packrat.frontend import app
 
-    settings, _ = _setup(f"frontend {args.number}", args)
+    settings, _ = _setup(f"frontend {args.number}", args, buffered_log=True)
     # A file-size limit (RLIMIT_FSIZE) must fail the write (EFBIG -> 507),
     # not kill the process.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

@@ -12,6 +12,7 @@ import configparser
 import os
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,11 @@ class Settings:
     coordinator_snapshot_interval: float = 60.0  # seconds between index snapshots
     coordinator_stale_staging: float = 3600.0  # seconds before an idle staging file is swept
     coordinator_curve_keys: Path | None = None  # CURVE certificates (packrat keygen) for tcp://
+    log_format: str = "text"  # text: one readable line per event; json: one JSON object each
+    log_level: str = "info"  # debug, info, warning or error (the access log has its own switch)
+    log_access: bool = True  # one line per HTTP request
+    metrics_public: bool = False  # GET /metrics without credentials when [auth] is on
+    metrics_directory: Path = Path("var/run/packrat-metrics")  # shared by the processes
 
     @property
     def max_file_size(self) -> int:
@@ -176,6 +182,16 @@ def _policy(text: str) -> str:
     return text
 
 
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
 def _endpoint(text: str) -> str:
     if not re.match(r"^(ipc|tcp)://.+", text):
         raise ValueError(f"{text!r} is not a ZeroMQ endpoint (ipc://PATH or tcp://HOST:PORT)")
@@ -222,6 +238,11 @@ _OPTIONS = {
     ("coordinator", "snapshot_interval"): _seconds,
     ("coordinator", "stale_staging"): _seconds,
     ("coordinator", "curve_keys"): _curve_keys,
+    ("log", "format"): _choice("text", "json"),
+    ("log", "level"): _choice("debug", "info", "warning", "error"),
+    ("log", "access"): _bool,
+    ("metrics", "public"): _bool,
+    ("metrics", "directory"): Path,
 }
 
 

@@ -17,7 +17,7 @@ MAX_KEY_BYTES = 1024
 _KEY_RE = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@-]+(?:/[A-Za-z0-9._~!$&'()*+,;=:@-]+)*")
 
 # First segments the HTTP API uses for itself; a key cannot start with them.
-RESERVED_PREFIXES = ("exists", "api", "metrics", "static", "healthz")
+RESERVED_PREFIXES = ("exists", "api", "metrics", "static", "healthz", "readyz")
 
 
 class InvalidKey(PackratError, ValueError):

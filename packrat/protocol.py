@@ -10,13 +10,19 @@ malformed request gets an ``invalid_message`` reply (or, without a usable
 
 Requests (front end -> coordinator):
 
-``Commit``  publish a staged upload (``file_size``: its bytes, trailer included)
+``Commit``  publish a staged upload (``file_size``: its bytes, trailer included;
+            ``size`` and ``filename``: its data bytes and name, for the
+            status page's recent uploads)
 ``Delete``  remove an object (a client's ``DELETE``)
 ``Drop``    remove a corrupt object file, found by a reader or fsck: the file
             called ``name`` in ``objects/``, only if it is still the file
             ``inode`` (a newer object in its place is left alone)
 ``Stats``   the index's figures
-``Touch``   fire-and-forget batch of reads (hits) and misses; no reply
+``Touch``   fire-and-forget batch of reads (hits) and misses, with the HTTP
+            body bytes received and sent since the last batch and the
+            sender's front-end ``number`` and ``pid`` (0: not a front end);
+            no reply.  A front end sends one at least every few seconds,
+            empty if need be, so the coordinator knows it is alive
 
 Every request but ``Touch`` carries an ``id`` that its ``Reply`` echoes and a
 ``deadline`` (Unix time) after which the coordinator refuses it as ``stale``.
@@ -31,7 +37,7 @@ import msgpack
 
 from packrat.errors import ErrorCode
 
-VERSION = 2
+VERSION = 3
 
 
 class ProtocolError(ValueError):
@@ -52,6 +58,8 @@ class Commit:
     key: str
     staging: str
     file_size: int
+    size: int = 0  # data bytes
+    filename: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +88,10 @@ class Stats:
 class Touch:
     keys: tuple[str, ...]
     misses: int = 0
+    bytes_in: int = 0  # HTTP body bytes received since the last batch
+    bytes_out: int = 0  # HTTP body bytes sent since the last batch
+    number: int = 0  # the sender's front-end number
+    pid: int = 0  # the sender's process id; 0: not a front end
 
 
 Request = Commit | Delete | Drop | Stats | Touch
@@ -162,15 +174,17 @@ def _check(request: Request) -> str | None:
     if isinstance(request, Touch):
         if not isinstance(request.keys, tuple) or not all(isinstance(k, str) for k in request.keys):
             return "keys must be a list of strings"
-        return None if _count(request.misses) else "misses must be a count"
+        counts = (request.misses, request.bytes_in, request.bytes_out, request.number, request.pid)
+        return None if all(map(_count, counts)) else "misses, bytes, number and pid must be counts"
     if not _count(request.id):
         return "id must be a count"
     if type(request.deadline) not in (int, float):
         return "deadline must be a number"
     if isinstance(request, Commit):
-        if not (isinstance(request.key, str) and isinstance(request.staging, str)):
-            return "key and staging must be strings"
-        return None if _count(request.file_size) else "file_size must be a count"
+        if not all(isinstance(s, str) for s in (request.key, request.staging, request.filename)):
+            return "key, staging and filename must be strings"
+        sizes_ok = _count(request.file_size) and _count(request.size)
+        return None if sizes_ok else "file_size and size must be counts"
     if isinstance(request, Delete) and not isinstance(request.key, str):
         return "key must be a string"
     if isinstance(request, Drop):

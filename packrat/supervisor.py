@@ -7,6 +7,9 @@ quick failure.  SIGTERM/SIGINT stop the front ends (which finish the requests
 under way), then the coordinator, each with SIGTERM and SIGKILL after a grace
 period, before this process exits; children also get SIGTERM from the kernel
 if this process dies without cleaning up (``PR_SET_PDEATHSIG``).
+
+It also clears the shared metrics directory before any child starts and
+counts restarts there (``packrat_restarts_total{role}``, ``packrat.metrics``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packrat import exits
+from prometheus_client import Counter
+
+from packrat import exits, metrics
 from packrat.config import Settings
 from packrat.frontend.app import listen
 from packrat.store import Layout, lock_root, sweep_staging
@@ -67,6 +72,10 @@ class Child:
         self.started_at = time.monotonic()
         log.info("started %s (pid %d)", self.name, self.process.pid)
 
+    @property
+    def role(self) -> str:
+        return self.name.split()[0]
+
     def reap(self) -> int | None:
         """The exit status if the child has exited since last looked at."""
         if self.process is None:
@@ -110,6 +119,9 @@ def serve(settings: Settings, config_path: Path) -> int:
     removed = sweep_staging(layout, settings.coordinator_stale_staging, everything=True)
     if removed:
         log.info("removed %d leftover staging files", removed)
+    metrics.use_directory(settings.metrics_directory)
+    metrics.clear_directory(settings.metrics_directory)
+    restarts = _restart_counter()
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -145,11 +157,25 @@ def serve(settings: Settings, config_path: Path) -> int:
                 )
             elif child.process is None and now >= child.start_at:
                 child.start()
+                restarts.labels(child.role).inc()
         time.sleep(0.1)
     stop_all(children)
     layout.close_dirs()
     os.close(lock_fd)
     return status
+
+
+def _restart_counter() -> Counter:
+    """``packrat_restarts_total{role}``, both roles shown from zero (after ``use_directory``)."""
+    counter = Counter(
+        "packrat_restarts",
+        "Processes restarted by packrat serve after they exited, by role",
+        ["role"],
+        registry=None,
+    )
+    for role in ("coordinator", "frontend"):
+        counter.labels(role)
+    return counter
 
 
 def stop_all(children: list[Child]) -> None:

@@ -44,6 +44,7 @@ def write_config(path: Path, root: Path, port: int, **sections: dict[str, object
         "frontend": {"processes": 2},
         "cache": {"root": root / "cache", "max_size": "64M"},
         "coordinator": {"endpoint": f"ipc://{root}/run/coordinator.sock", "timeout": 5},
+        "metrics": {"directory": root / "run" / "metrics"},
     }
     for section, values in sections.items():
         options.setdefault(section, {}).update(values)

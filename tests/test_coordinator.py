@@ -206,6 +206,9 @@ def test_drop_of_a_misnamed_file_finds_its_key(coordinator):
     assert not coordinator.layout.object_path("b").exists()
 
 
+COMMIT = {"op": "commit", "id": 7, "deadline": 1e12, "key": "k", "staging": "x", "file_size": 1}
+
+
 @pytest.mark.parametrize(
     "fields",
     [
@@ -213,6 +216,8 @@ def test_drop_of_a_misnamed_file_finds_its_key(coordinator):
         {"op": "touch", "keys": "abc", "misses": 0},
         {"op": "commit", "id": 7, "deadline": "soon", "key": "k", "staging": "x", "file_size": 1},
         {"op": "commit", "id": 7, "deadline": 1e12, "key": "k", "staging": "x", "file_size": True},
+        {**COMMIT, "size": -1},
+        {**COMMIT, "filename": b"bytes"},
         {"op": "drop", "id": 7, "deadline": 1e12, "name": "0" * 64, "inode": [1]},
         {"op": "stats", "id": 7, "deadline": 1e12, "extra": 1},
         {"op": "nope", "id": 7},
@@ -234,6 +239,24 @@ def test_malformed_messages_are_refused_and_the_coordinator_goes_on(settings, fi
         assert server._handle(frame).ok
     finally:
         server.coordinator.close()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"keys": [], "bytes_out": "lots"},
+        {"keys": [], "bytes_in": -1},
+        {"keys": [], "number": -1, "pid": 7},
+        {"keys": [], "pid": 1.5},
+        {"keys": [], "misses": None},
+    ],
+)
+def test_malformed_touches_are_refused(fields):
+    frame = msgpack.packb({"v": protocol.VERSION, "op": "touch", **fields})
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode_request(frame)
+    full = Touch(("k",), misses=1, bytes_in=2, bytes_out=3, number=4, pid=5)
+    assert protocol.decode_request(protocol.encode(full)) == full
 
 
 def test_garbage_frames_are_dropped(settings):

@@ -11,6 +11,8 @@ import socket
 import requests
 from tornado.httputil import format_timestamp
 
+from packrat.keys import RESERVED_PREFIXES
+
 DATA = bytes(range(256)) * 40  # 10240 bytes, every offset distinguishable
 
 
@@ -267,7 +269,7 @@ def test_delete(packrat_server):
 
 
 def test_reserved_keys_are_refused(packrat_server):
-    for prefix in ("exists", "api", "metrics", "static", "healthz"):
+    for prefix in RESERVED_PREFIXES:
         for method in ("GET", "HEAD", "PUT", "DELETE"):
             conn = http.client.HTTPConnection("127.0.0.1", packrat_server.port, timeout=10)
             conn.request(method, f"/{prefix}/thing", body=b"x" if method == "PUT" else None)

@@ -146,3 +146,17 @@ async def test_client_disconnect_mid_upload_ends_the_request(
     assert BaseHandler.in_flight == 0
     assert len(asyncio.all_tasks()) <= baseline
     assert list((settings.cache_root / "staging").iterdir()) == []
+
+
+@pytest.mark.gen_test
+async def test_metrics_of_one_process_without_a_shared_directory(http_client, base_url, client):
+    """Not under ``packrat frontend``: the process's own counters, and the coordinator's."""
+    client.start()
+    body, headers = multipart(b"x" * 1000)
+    await http_client.fetch(f"{base_url}/counted", method="POST", body=body, headers=headers)
+    await http_client.fetch(f"{base_url}/counted")
+    reply = await http_client.fetch(f"{base_url}/metrics")
+    text = reply.body.decode()
+    assert 'packrat_http_requests_total{method="POST",route="/{key}",status="200"} 1.0' in text
+    assert "packrat_cache_hits_total 1.0" in text
+    assert "packrat_cache_objects 1.0" in text and "packrat_coordinator_up 1.0" in text

@@ -7,9 +7,12 @@ itself when the coordinator is back.  Every request carries a deadline, and
 a reply that does not come in time raises ``CoordinatorUnavailable``; an
 error reply raises the ``PackratError`` of its code.
 
-The asynchronous client also batches reads: ``touch``/``miss`` are sent
-every ``touch_interval`` seconds fire-and-forget, and before every request,
-so a commit never overtakes the reads that came before it.
+The asynchronous client also batches reads: ``touch``/``miss`` (and the
+HTTP ``traffic``) are sent every ``touch_interval`` seconds fire-and-forget,
+and before every request, so a commit never overtakes the reads that came
+before it.  Each batch names the front end (its number and pid), and an
+idle front end sends an empty one every ``HEARTBEAT`` seconds, so the
+coordinator can tell which front ends are alive.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,7 @@ log = logging.getLogger("packrat.coordinator.client")
 
 MAX_PENDING_TOUCHES = 100_000  # reads kept while the coordinator is down
 CONNECT_WAIT_MS = 1000  # how long a request waits for a (re)connection
+HEARTBEAT = 5.0  # seconds: the longest a front end stays unheard of
 UNREACHABLE = "the cache coordinator is not reachable; retry shortly"
 SILENT = "the cache coordinator did not answer in time; retry shortly"
 
@@ -45,8 +50,10 @@ class _Requests:
         self.timeout = timeout
         self._ids = itertools.count(1)
 
-    def commit(self, key: str, staging: str, file_size: int) -> Commit:
-        return Commit(self._next_id(), self._deadline(), key, staging, file_size)
+    def commit(
+        self, key: str, staging: str, file_size: int, size: int = 0, filename: str = ""
+    ) -> Commit:
+        return Commit(self._next_id(), self._deadline(), key, staging, file_size, size, filename)
 
     def delete(self, key: str) -> Delete:
         return Delete(self._next_id(), self._deadline(), key)
@@ -54,14 +61,14 @@ class _Requests:
     def drop(self, name: str, inode: tuple[int, int], key: str | None) -> Drop:
         return Drop(self._next_id(), self._deadline(), name, inode, key)
 
-    def stats(self) -> Stats:
-        return Stats(self._next_id(), self._deadline())
+    def stats(self, timeout: float | None = None) -> Stats:
+        return Stats(self._next_id(), self._deadline(timeout))
 
     def _next_id(self) -> int:
         return next(self._ids)
 
-    def _deadline(self) -> float:
-        return time.time() + self.timeout
+    def _deadline(self, timeout: float | None = None) -> float:
+        return time.time() + (timeout or self.timeout)
 
 
 def checked(reply: Reply) -> Reply:
@@ -84,7 +91,12 @@ def _dealer(context: zmq.Context[Any], endpoint: str, curve_keys: Path | None) -
 
 
 class AsyncCoordinatorClient:
-    """The front end's client: requests, replies and batched reads on the event loop."""
+    """The front end's client: requests, replies and batched reads on the event loop.
+
+    ``number`` is the front end's, sent with each batch of reads;
+    ``observe(op, seconds)``, when set, hears of every request's round trip
+    (failed ones included), for the front end's metrics.
+    """
 
     def __init__(
         self,
@@ -95,11 +107,16 @@ class AsyncCoordinatorClient:
     ) -> None:
         self.touch_interval = touch_interval
         self.requests = _Requests(timeout)
+        self.number = 0
+        self.observe: Callable[[str, float], None] | None = None
         self._context = zmq.asyncio.Context()
         self._socket = _dealer(self._context, endpoint, curve_keys)
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._touched: list[str] = []
         self._misses = 0
+        self._bytes_in = 0
+        self._bytes_out = 0
+        self._last_sent = 0.0  # monotonic time of the last batch
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
@@ -122,8 +139,10 @@ class AsyncCoordinatorClient:
         self._socket.close()
         self._context.term()
 
-    async def commit(self, key: str, staging: str, file_size: int) -> Reply:
-        return await self.request(self.requests.commit(key, staging, file_size))
+    async def commit(
+        self, key: str, staging: str, file_size: int, size: int = 0, filename: str = ""
+    ) -> Reply:
+        return await self.request(self.requests.commit(key, staging, file_size, size, filename))
 
     async def delete(self, key: str) -> Reply:
         return await self.request(self.requests.delete(key))
@@ -131,13 +150,17 @@ class AsyncCoordinatorClient:
     async def drop(self, name: str, inode: tuple[int, int], key: str | None = None) -> Reply:
         return await self.request(self.requests.drop(name, inode, key))
 
-    async def stats(self) -> dict[str, Any]:
-        return (await self.request(self.requests.stats())).stats
+    async def stats(self, timeout: float | None = None) -> dict[str, Any]:
+        """The coordinator's figures; ``timeout`` shortens the wait (health probes)."""
+        return (await self.request(self.requests.stats(timeout), timeout)).stats
 
-    async def request(self, request: Commit | Delete | Drop | Stats) -> Reply:
+    async def request(
+        self, request: Commit | Delete | Drop | Stats, timeout: float | None = None
+    ) -> Reply:
         """Send one request and wait for its reply (see the module docstring)."""
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[request.id] = future
+        started = time.perf_counter()
         try:
             # With ``immediate`` the socket is writable only while connected;
             # a short wait covers start-up and reconnection.
@@ -146,11 +169,13 @@ class AsyncCoordinatorClient:
             await self._send_touches()
             await self._socket.send(protocol.encode(request))
             try:
-                reply = await asyncio.wait_for(future, self.requests.timeout)
+                reply = await asyncio.wait_for(future, timeout or self.requests.timeout)
             except TimeoutError:
                 raise CoordinatorUnavailable(SILENT) from None
         finally:
             self._pending.pop(request.id, None)
+            if self.observe is not None:
+                self.observe(type(request).__name__.lower(), time.perf_counter() - started)
         return checked(reply)
 
     def touch(self, key: str) -> None:
@@ -158,6 +183,11 @@ class AsyncCoordinatorClient:
 
     def miss(self) -> None:
         self._misses += 1
+
+    def traffic(self, received: int, sent: int) -> None:
+        """Count one request's HTTP body bytes, for the coordinator's history."""
+        self._bytes_in += received
+        self._bytes_out += sent
 
     async def _read_replies(self) -> None:
         while True:
@@ -174,20 +204,26 @@ class AsyncCoordinatorClient:
     async def _flush_touches(self) -> None:
         while True:
             await asyncio.sleep(self.touch_interval)
-            await self._send_touches()
+            await self._send_touches(heartbeat=time.monotonic() - self._last_sent >= HEARTBEAT)
 
-    async def _send_touches(self) -> None:
-        """Report the reads gathered so far, fire-and-forget."""
-        if not self._touched and not self._misses:
+    async def _send_touches(self, heartbeat: bool = False) -> None:
+        """Report the reads and traffic gathered so far, fire-and-forget."""
+        if not (self._touched or self._misses or self._bytes_in or self._bytes_out or heartbeat):
             return
         keys, misses = self._touched, self._misses
-        self._touched, self._misses = [], 0
+        bytes_in, bytes_out = self._bytes_in, self._bytes_out
+        self._touched, self._misses, self._bytes_in, self._bytes_out = [], 0, 0, 0
+        touch = Touch(tuple(keys), misses, bytes_in, bytes_out, self.number, os.getpid())
         try:
-            await self._socket.send(protocol.encode(Touch(tuple(keys), misses)), flags=zmq.NOBLOCK)
+            await self._socket.send(protocol.encode(touch), flags=zmq.NOBLOCK)
         except zmq.Again:
             # Coordinator down: keep the newest reads for when it is back.
             self._touched = (keys + self._touched)[-MAX_PENDING_TOUCHES:]
             self._misses += misses
+            self._bytes_in += bytes_in
+            self._bytes_out += bytes_out
+            return
+        self._last_sent = time.monotonic()
 
 
 class CoordinatorClient:
@@ -209,8 +245,10 @@ class CoordinatorClient:
         self._socket.close()
         self._context.term()
 
-    def commit(self, key: str, staging: str, file_size: int) -> Reply:
-        return self.request(self.requests.commit(key, staging, file_size))
+    def commit(
+        self, key: str, staging: str, file_size: int, size: int = 0, filename: str = ""
+    ) -> Reply:
+        return self.request(self.requests.commit(key, staging, file_size, size, filename))
 
     def delete(self, key: str) -> Reply:
         return self.request(self.requests.delete(key))

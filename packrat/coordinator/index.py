@@ -129,16 +129,3 @@ class Index:
         rows = [(key, sizes[key], seen) for key, seen in self.last_access.items()]
         rows.sort(key=lambda row: row[2])
         return rows
-
-    def stats(self) -> dict[str, object]:
-        return {
-            "objects": len(self),
-            "bytes": self.disk_bytes,
-            "max_size": self.max_size,
-            "policy": self.policy_name,
-            "hits": self.counters.hits,
-            "misses": self.counters.misses,
-            "evictions": self.counters.evictions,
-            "evicted_bytes": self.counters.evicted_bytes,
-            "commits": self.counters.commits,
-        }

@@ -12,9 +12,11 @@ room undoes what would otherwise leave the index and the disk apart.
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from packrat.config import Settings
+from packrat.coordinator.activity import Activity
 from packrat.coordinator.index import Index
 from packrat.errors import ErrorCode
 from packrat.keys import InvalidKey, validate_key
@@ -36,6 +38,7 @@ class Coordinator:
         self.layout = Layout(settings.cache_root)
         self.writer = ObjectWriter(self.layout)
         self.index = Index(settings.cache_policy, settings.cache_max_size, settings.cache_low_water)
+        self.activity = Activity()
         self.changes = 0  # since the last snapshot
         self.started_at = time.time()
 
@@ -93,7 +96,17 @@ class Coordinator:
         """Apply one request; return its reply (None for a ``Touch``)."""
         if isinstance(request, Touch):
             self.index.touch(request.keys, request.misses)
-            self.changes += 1
+            self.activity.reads(
+                time.time(),
+                len(request.keys),
+                request.misses,
+                request.bytes_in,
+                request.bytes_out,
+                request.number,
+                request.pid,
+            )
+            if request.keys:  # an empty batch (a heartbeat) changes no recency
+                self.changes += 1
             return None
         if time.time() > request.deadline:
             return _error(request.id, ErrorCode.STALE, "the request expired before it ran")
@@ -144,6 +157,7 @@ class Coordinator:
                 self.writer.remove(key)
             raise
         self.index.insert(key, claimed.charge)
+        self.activity.uploaded(self.index.last_access[key], key, request.size, request.filename)
         self.changes += 1
         if growth:
             self.index.overhead = self.writer.dirs.total
@@ -156,6 +170,7 @@ class Coordinator:
         found = self.writer.remove(key) or found
         if not found:
             return _error(request.id, ErrorCode.NOT_FOUND, f"no object under key {key!r}")
+        self.activity.removed(key)
         self.changes += 1
         return Reply(request.id)
 
@@ -169,6 +184,7 @@ class Coordinator:
                 key = self._key_named(request.name)
             if key is not None:
                 self.index.remove(key)
+                self.activity.removed(key)
             self.changes += 1
             log.error("dropped the corrupt object file %s (key %r)", request.name, key)
         return Reply(request.id)  # replaced since: the new file is not the bad one
@@ -178,11 +194,39 @@ class Coordinator:
         return next((key for key in self.index.last_access if key_digest(key) == name), None)
 
     def stats(self) -> dict[str, object]:
-        return {**self.index.stats(), "started_at": self.started_at}
+        """The index's figures and the activity: what ``GET /api/stats`` answers."""
+        now = time.time()
+        index = self.index
+        counters = index.counters
+        reads = counters.hits + counters.misses
+        return {
+            "uptime_seconds": round(now - self.started_at, 3),
+            "started_at": self.started_at,
+            "objects": len(index),
+            "bytes": index.disk_bytes,
+            "max_size": index.max_size,
+            "policy": index.policy_name,
+            "hits": counters.hits,
+            "misses": counters.misses,
+            "hit_ratio": counters.hits / reads if reads else None,
+            "evictions": counters.evictions,
+            "evicted_bytes": counters.evicted_bytes,
+            "commits": counters.commits,
+            "processes": [
+                {"role": "coordinator", "pid": os.getpid(), "started_at": self.started_at},
+                *self.activity.frontend_rows(now),
+            ],
+            "recent_uploads": self.activity.recent_uploads(),
+            "history": {
+                "interval_seconds": self.activity.history.interval,
+                "buckets": self.activity.history.buckets(now),
+            },
+        }
 
     def _evict(self, victims: list[tuple[str, int]]) -> int:
         for key, cost in victims:
             self.writer.remove(key)
+            self.activity.removed(key)
             log.debug("evicted %r (%d bytes)", key, cost)
         if victims:
             self.changes += 1

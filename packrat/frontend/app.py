@@ -13,12 +13,15 @@ import signal
 import socket
 from pathlib import Path
 
+from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
+from packrat import metrics
 from packrat.config import Settings
 from packrat.coordinator.client import AsyncCoordinatorClient
 from packrat.fdlimit import raise_open_file_limit
+from packrat.frontend.access import RequestLog
 from packrat.frontend.auth import Authenticator
 from packrat.frontend.base import BaseHandler
 from packrat.frontend.context import Frontend
@@ -30,8 +33,16 @@ from packrat.frontend.handlers import (
     StaticHandler,
     StatusHandler,
 )
+from packrat.frontend.metrics import FrontendMetrics
+from packrat.frontend.observability import (
+    HealthHandler,
+    MetricsHandler,
+    ReadyHandler,
+    StatsHandler,
+)
 from packrat.frontend.server import PackratHTTPServer
 from packrat.frontend.uploads import UploadSlots
+from packrat.logs import flush_logs
 from packrat.store import Layout
 
 log = logging.getLogger("packrat.frontend")
@@ -39,6 +50,7 @@ log = logging.getLogger("packrat.frontend")
 HERE = Path(__file__).parent
 SHUTDOWN_GRACE = 5.0  # seconds in-flight requests get after SIGTERM
 SMALL_BODY = 64 * 1024  # the most any request that is not an upload may carry
+LOG_FLUSH_MS = 1000  # buffered access lines reach the log at least this often
 
 
 class CannotListen(Exception):
@@ -48,17 +60,29 @@ class CannotListen(Exception):
 def make_frontend(
     settings: Settings, coordinator: AsyncCoordinatorClient, number: int = 0
 ) -> Frontend:
-    """The process's shared dependencies, with the cache directories open."""
+    """The process's shared dependencies, with the cache directories open.
+
+    Its metrics are shared with the other processes if ``serve`` set
+    ``packrat.metrics.use_directory`` first.
+    """
     layout = Layout(settings.cache_root)
     layout.create()
     layout.open_dirs()
+    counters = FrontendMetrics()
+    coordinator.number = number
+    coordinator.observe = counters.observe_round_trip
     return Frontend(
         settings=settings,
         layout=layout,
         coordinator=coordinator,
         auth=Authenticator(settings),
-        uploads=UploadSlots(settings.frontend_max_uploads, settings.frontend_idle_timeout),
+        uploads=UploadSlots(
+            settings.frontend_max_uploads,
+            settings.frontend_idle_timeout,
+            report=counters.uploads_in_flight.set,
+        ),
         number=number,
+        metrics=counters,
     )
 
 
@@ -70,11 +94,16 @@ def make_app(frontend: Frontend) -> Application:
             (r"/", StatusHandler, deps),
             (r"/static/(packrat\.css)", StaticHandler, {"path": str(HERE / "static")}),
             (r"/api/openapi\.json", OpenAPIHandler, deps),
+            (r"/api/stats", StatsHandler, deps),
+            (r"/healthz", HealthHandler, deps),
+            (r"/readyz", ReadyHandler, deps),
+            (r"/metrics", MetricsHandler, deps),
             (r"/exists/(.+)", ExistsHandler, deps),
             (r"/(.+)", ObjectHandler, deps),
         ],
         default_handler_class=NotFoundHandler,
         default_handler_args=deps,
+        log_function=RequestLog(frontend),
         template_path=str(HERE / "templates"),
         xsrf_cookies=False,
         compress_response=False,  # byte ranges and Content-Length are of the stored bytes
@@ -114,6 +143,7 @@ async def serve(settings: Settings, number: int = 0) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting and finish."""
     raise_open_file_limit()
     sockets = listen(settings)
+    metrics.use_directory(settings.metrics_directory)
     coordinator = AsyncCoordinatorClient(
         settings.coordinator_endpoint,
         settings.coordinator_timeout,
@@ -124,6 +154,8 @@ async def serve(settings: Settings, number: int = 0) -> None:
     frontend = make_frontend(settings, coordinator, number)
     server = make_server(make_app(frontend), settings)
     server.add_sockets(sockets)
+    log_flusher = PeriodicCallback(flush_logs, LOG_FLUSH_MS)
+    log_flusher.start()
     scheme = "https" if settings.server_certfile else "http"
     log.info(
         "front end listening on %s://%s:%d", scheme, settings.server_host, settings.server_port
@@ -145,6 +177,7 @@ async def serve(settings: Settings, number: int = 0) -> None:
         log.warning("connections did not close in 1 s; exiting anyway")
     await coordinator.close()
     frontend.layout.close_dirs()
+    log_flusher.stop()
 
 
 def run(settings: Settings, number: int = 0) -> None:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import logging
 from types import TracebackType
 from typing import Any
 
 from tornado.web import HTTPError, RequestHandler
 
 from packrat.errors import PackratError, Unauthorized
+from packrat.frontend.access import Counted
 from packrat.frontend.auth import READ, WRITE
 from packrat.frontend.context import Frontend
 from packrat.frontend.uploads import UploadReceiver
 
-log = logging.getLogger("packrat.frontend")
 JSON_TYPE = "application/json; charset=UTF-8"
 
 
@@ -24,18 +23,20 @@ def security_headers(handler: RequestHandler) -> None:
     handler.set_header("Cache-Control", "no-store")
 
 
-class BaseHandler(RequestHandler):
+class BaseHandler(Counted):
     """Shared dependencies, access control and the one JSON error renderer.
 
     ``in_flight`` counts this process's requests from start to finish (or
     to the client's disconnect), so a stopping front end can let them end.
     A handler that receives an upload sets ``receiver`` in ``prepare``; the
-    body goes to it, and it is ended however the request ends.
+    body goes to it, and it is ended however the request ends.  ``route``
+    names the route in metrics.
     """
 
     # The right each method needs when ``[auth]`` is on.
     RIGHTS = {"GET": READ, "HEAD": READ, "POST": WRITE, "PUT": WRITE, "DELETE": WRITE}
     in_flight = 0
+    route = "other"
     counted = False
     receiver: UploadReceiver | None = None
 
@@ -48,10 +49,14 @@ class BaseHandler(RequestHandler):
         self._done()
 
     def on_connection_close(self) -> None:
+        if not self.logged:  # the client left before the answer was finished
+            self.client_gone = True
+            self.application.log_request(self)
         self._done()
         super().on_connection_close()
 
     def data_received(self, chunk: bytes) -> None:
+        super().data_received(chunk)
         if self.receiver is not None:
             self.receiver.feed(chunk)
 
@@ -80,6 +85,7 @@ class BaseHandler(RequestHandler):
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]
+        self.failure = error  # for the access line
         if isinstance(error, PackratError):
             status_code = error.status
         super().send_error(status_code, **kwargs)
@@ -90,11 +96,8 @@ class BaseHandler(RequestHandler):
         value: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """A ``PackratError`` is an answer, not a crash: one line, no traceback."""
-        if isinstance(value, PackratError):
-            level = logging.WARNING if value.status >= 500 else logging.INFO
-            log.log(level, "%d %s: %s", value.status, self._request_summary(), value.log_message)
-        else:
+        """An answered error is logged once, on the access line; a bug logs its traceback."""
+        if not isinstance(value, PackratError | HTTPError):
             super().log_exception(typ, value, tb)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from packrat.config import Settings
 from packrat.coordinator.client import AsyncCoordinatorClient
 from packrat.frontend.auth import Authenticator
+from packrat.frontend.metrics import FrontendMetrics
 from packrat.frontend.uploads import UploadSlots
 from packrat.store import Layout
 
@@ -21,3 +22,4 @@ class Frontend:
     auth: Authenticator
     uploads: UploadSlots
     number: int = 0  # this front end's number, for logs
+    metrics: FrontendMetrics = field(default_factory=FrontendMetrics)

@@ -35,9 +35,11 @@ async def send_object(
     opened = await open_or_drop(frontend, key)
     if opened is None:
         frontend.coordinator.miss()
+        frontend.metrics.misses.inc()
         raise NotFound(f"no object under key {key!r}")
     fd, meta, inode = opened
     frontend.coordinator.touch(key)
+    frontend.metrics.hits.inc()
     try:
         headers = handler.request.headers
         etag = f'"{meta.sha256}"'

@@ -10,6 +10,9 @@
 ``GET /exists/<key>``  ``{"present": true|false}``
 ``GET /api/openapi.json``  the OpenAPI 3 description of all of this
 
+(``/healthz``, ``/readyz``, ``/metrics`` and ``/api/stats`` are in
+``observability``.)
+
 The handlers hold their parts rather than inherit them: ``downloads`` sends
 objects, an ``UploadReceiver`` receives one.  The key is validated once, in
 ``prepare``, before any body byte is read.
@@ -23,6 +26,7 @@ from typing import Any
 from tornado.web import StaticFileHandler, stream_request_body
 
 from packrat.errors import CoordinatorUnavailable, NotFound
+from packrat.frontend.access import Counted
 from packrat.frontend.base import BaseHandler, security_headers
 from packrat.frontend.downloads import object_exists, send_object
 from packrat.frontend.uploads import UploadReceiver
@@ -39,6 +43,7 @@ STATUS_CSP = (
 class ObjectHandler(BaseHandler):
     """``/<key>``: ``GET``/``HEAD`` send the object, ``POST``/``PUT`` store one, ``DELETE``."""
 
+    route = "/{key}"
     key = ""
 
     async def prepare(self) -> None:
@@ -74,6 +79,8 @@ class ObjectHandler(BaseHandler):
 class StatusHandler(BaseHandler):
     """``GET /``: counters and the upload form; ``POST /``: the form's upload."""
 
+    route = "/"
+
     async def prepare(self) -> None:
         await self.authorize()
         if self.request.method == "POST":
@@ -98,6 +105,8 @@ class StatusHandler(BaseHandler):
 class ExistsHandler(BaseHandler):
     """``GET /exists/<key>``: whether an object is stored, from the disk alone."""
 
+    route = "/exists/{key}"
+
     async def get(self, raw_key: str) -> None:
         key = validate_key(raw_key)
         self.write_json({"present": await object_exists(self.frontend, key)})
@@ -105,6 +114,8 @@ class ExistsHandler(BaseHandler):
 
 class OpenAPIHandler(BaseHandler):
     """``GET /api/openapi.json``: the API's description (no credentials needed)."""
+
+    route = "/api/openapi.json"
 
     document = OPENAPI_PATH.read_bytes()
 
@@ -124,8 +135,10 @@ class NotFoundHandler(BaseHandler):
         raise NotFound("no such resource")
 
 
-class StaticHandler(StaticFileHandler):
+class StaticHandler(Counted, StaticFileHandler):
     """The status page's stylesheet, with the headers every response carries."""
+
+    route = "/static/"
 
     def set_default_headers(self) -> None:
         security_headers(self)

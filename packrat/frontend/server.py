@@ -34,6 +34,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
 from packrat.errors import ErrorCode
+from packrat.frontend.access import RequestLog
 
 log = logging.getLogger("packrat.frontend")
 
@@ -71,10 +72,14 @@ class FramingCheck(httputil.HTTPMessageDelegate):
     """Answers a request with broken framing in JSON; passes every other one on."""
 
     def __init__(
-        self, delegate: httputil.HTTPMessageDelegate, connection: httputil.HTTPConnection
+        self,
+        delegate: httputil.HTTPMessageDelegate,
+        connection: httputil.HTTPConnection,
+        request_log: RequestLog | None = None,
     ) -> None:
         self.delegate = delegate
         self.connection = connection
+        self.request_log = request_log
         self.answered = False
 
     def headers_received(
@@ -108,7 +113,21 @@ class FramingCheck(httputil.HTTPMessageDelegate):
             body,
         )
         self.connection.finish()
-        log.info("400 %s: %s", getattr(start_line, "path", "?"), problem)
+        if self.request_log is not None and isinstance(start_line, httputil.RequestStartLine):
+            context = getattr(self.connection, "context", None)
+            self.request_log.record(
+                "other",
+                getattr(context, "remote_ip", None) or "-",
+                start_line.method,
+                start_line.path.partition("?")[0],
+                headers.get("User-Agent", ""),
+                400,
+                len(body),
+                0,
+                0.0,
+                str(ErrorCode.BAD_REQUEST),
+                problem,
+            )
         return None
 
     def data_received(self, chunk: bytes) -> Any:
@@ -129,7 +148,10 @@ class PackratHTTPServer(HTTPServer):
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
-        return FramingCheck(super().start_request(server_conn, request_conn), request_conn)
+        request_log = getattr(self.request_callback, "settings", {}).get("log_function")
+        return FramingCheck(
+            super().start_request(server_conn, request_conn), request_conn, request_log
+        )
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         for sock in sockets:

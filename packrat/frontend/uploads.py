@@ -126,7 +126,7 @@ class Upload:
             meta, file_size = staged.seal(key, filename, content_type)
         except NoSpace as e:
             raise _disk_full(e) from None
-        reply = await coordinator.commit(key, staged.name, file_size)
+        reply = await coordinator.commit(key, staged.name, file_size, meta.size, meta.filename)
         self.staged = None  # published by the coordinator
         return {
             "success": True,
@@ -172,11 +172,17 @@ class Slot:
 
 
 class UploadSlots:
-    """At most ``most`` uploads at once in this process (0: no limit); stalled ones are cut."""
+    """At most ``most`` uploads at once in this process (0: no limit); stalled ones are cut.
 
-    def __init__(self, most: int, idle_timeout: float) -> None:
+    ``report(n)`` hears of every change of the number of uploads (a gauge).
+    """
+
+    def __init__(
+        self, most: int, idle_timeout: float, report: Callable[[int], None] | None = None
+    ) -> None:
         self.most = most
         self.idle_timeout = idle_timeout
+        self.report = report
         self._slots: set[Slot] = set()
         self._watchdog = PeriodicCallback(self._cut_stalled, min(idle_timeout / 4, 1.0) * 1000)
 
@@ -189,12 +195,18 @@ class UploadSlots:
             raise TooBusy(f"this server is already receiving {self.most} uploads; retry shortly")
         slot = Slot(cut_off)
         self._slots.add(slot)
+        if self.report is not None:
+            self.report(len(self._slots))
         if not self._watchdog.is_running():
             self._watchdog.start()
         return slot
 
     def give_back(self, slot: Slot) -> None:
-        self._slots.discard(slot)
+        if slot not in self._slots:
+            return
+        self._slots.remove(slot)
+        if self.report is not None:
+            self.report(len(self._slots))
         if not self._slots:
             self._watchdog.stop()
 

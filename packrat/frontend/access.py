@@ -1,0 +1,204 @@
+"""One access line and one count per HTTP request.
+
+``RequestLog`` is the application's ``log_function``: Tornado calls it once
+per request as the response finishes, whichever handler answered (static
+files and unknown routes too).  It counts the request in the front end's
+metrics, adds its body bytes to the traffic reported to the coordinator,
+and logs one line on ``packrat.access``.  An error's code and log message
+go on that same line: handlers do not log answered errors themselves, so no
+request is logged twice.  A request whose client went away before the
+answer was finished is logged with status 499 (nginx's "client closed
+request").  Only a bug (an uncaught exception) logs a second line, its
+traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from tornado import httputil
+from tornado.web import HTTPError, RequestHandler
+
+from packrat.errors import PackratError
+from packrat.logs import ACCESS_LOGGER, Event
+
+if TYPE_CHECKING:
+    from packrat.frontend.context import Frontend
+
+access_log = logging.getLogger(ACCESS_LOGGER)
+CLIENT_CLOSED = 499
+
+
+class Counted(RequestHandler):
+    """Counts the body bytes a handler receives and writes, for ``RequestLog``."""
+
+    bytes_received = 0
+    bytes_sent = 0
+    client_gone = False  # the connection closed before the answer was finished
+    logged = False
+    failure: BaseException | None = None  # the error the answer reports
+
+    def write(self, chunk: str | bytes | dict[str, Any]) -> None:
+        if isinstance(chunk, bytes):
+            self.bytes_sent += len(chunk)
+        elif isinstance(chunk, str):
+            chunk = chunk.encode("utf-8")
+            self.bytes_sent += len(chunk)
+        super().write(chunk)
+
+    def data_received(self, chunk: bytes) -> Any:
+        self.bytes_received += len(chunk)
+
+
+class AccessEntry(Event):
+    """One request's access line."""
+
+    __slots__ = (
+        "detail",
+        "duration",
+        "error",
+        "method",
+        "number",
+        "path",
+        "received",
+        "remote",
+        "sent",
+        "status",
+        "user_agent",
+    )
+
+    def __init__(
+        self,
+        remote: str,
+        method: str,
+        path: str,
+        status: int,
+        sent: int,
+        received: int,
+        duration: float,
+        user_agent: str,
+        number: int,
+        error: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.remote = remote
+        self.method = method
+        self.path = path
+        self.status = status
+        self.sent = sent
+        self.received = received
+        self.duration = duration
+        self.user_agent = user_agent
+        self.number = number
+        self.error = error
+        self.detail = detail
+
+    def __str__(self) -> str:
+        # Client-chosen text is quoted and escaped as JSON strings, so a
+        # line cannot be forged or broken by a path or a user agent.
+        method = self.method if self.method.isalpha() else json.dumps(self.method)
+        line = (
+            f"{self.remote} {method} {json.dumps(self.path)} {self.status} "
+            f"sent={self.sent} received={self.received} {self.duration * 1000:.1f}ms "
+            f"{json.dumps(self.user_agent)}"
+        )
+        if self.error is not None:
+            line += f" error={self.error} {json.dumps(self.detail)}"
+        return line
+
+    def fields(self) -> dict[str, Any]:
+        fields = {
+            "frontend": self.number,
+            "remote": self.remote,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "bytes_sent": self.sent,
+            "bytes_received": self.received,
+            "duration_ms": round(self.duration * 1000, 3),
+            "user_agent": self.user_agent,
+        }
+        if self.error is not None:
+            fields["error"] = self.error
+            fields["detail"] = self.detail
+        return fields
+
+
+def describe(failure: BaseException | None, status: int) -> tuple[str | None, str | None]:
+    """The error code and log message an access line shows: those of the answer."""
+    if failure is None:
+        return None, None
+    if isinstance(failure, PackratError):
+        return str(failure.code), failure.log_message
+    if isinstance(failure, HTTPError) and status < 500:
+        reason = failure.reason or httputil.responses.get(status, "error")
+        detail = failure.log_message
+        if detail and failure.args:
+            detail = detail % failure.args
+        return reason.lower().replace(" ", "_"), detail
+    return "internal_error", f"{type(failure).__name__}: {failure}"
+
+
+class RequestLog:
+    """The ``log_function`` of one front end's application."""
+
+    def __init__(self, frontend: Frontend) -> None:
+        self.frontend = frontend
+
+    def __call__(self, handler: RequestHandler) -> None:
+        if getattr(handler, "logged", False):
+            return
+        handler.logged = True  # type: ignore[attr-defined]
+        request = handler.request
+        status = CLIENT_CLOSED if getattr(handler, "client_gone", False) else handler.get_status()
+        error, detail = describe(getattr(handler, "failure", None), status)
+        self.record(
+            getattr(handler, "route", "other"),
+            request.remote_ip or "-",
+            request.method or "",
+            request.path,
+            request.headers.get("User-Agent", ""),
+            status,
+            getattr(handler, "bytes_sent", 0),
+            getattr(handler, "bytes_received", 0) + len(request.body),
+            request.request_time(),
+            error,
+            detail,
+        )
+
+    def record(
+        self,
+        route: str,
+        remote: str,
+        method: str,
+        path: str,
+        user_agent: str,
+        status: int,
+        sent: int,
+        received: int,
+        duration: float,
+        error: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Count one request and log its line (also for requests no handler saw)."""
+        frontend = self.frontend
+        frontend.metrics.request(route, method, status, duration, received, sent)
+        frontend.coordinator.traffic(received, sent)
+        level = logging.WARNING if status >= 500 else logging.INFO
+        if access_log.isEnabledFor(level):
+            entry = AccessEntry(
+                remote,
+                method,
+                path,
+                status,
+                sent,
+                received,
+                duration,
+                user_agent,
+                frontend.number,
+                error,
+                detail,
+            )
+            access_log.log(level, entry)

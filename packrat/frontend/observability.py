@@ -1,0 +1,87 @@
+"""Endpoints for operators: liveness, readiness, Prometheus metrics, the figures as JSON.
+
+``GET /healthz``    liveness: this front end's event loop answers (no
+                    coordinator round trip); public, like the OpenAPI document
+``GET /readyz``     readiness: the coordinator answered a ``Stats`` request
+                    within ``PROBE_TIMEOUT`` (it binds its socket only once
+                    its index is loaded); else 503 ``coordinator_unavailable``;
+                    public
+``GET /metrics``    Prometheus text of every front end plus the coordinator;
+                    needs the read right when ``[auth]`` is on, unless
+                    ``[metrics] public = true``
+``GET /api/stats``  the status page's figures; needs the read right
+
+Probes and scrapes carry no credentials in most set-ups, and liveness and
+readiness say nothing about the cache's contents, so they stay public.
+Metrics name routes and counts, and ``/api/stats`` the latest keys, so they
+are protected like the status page.
+"""
+
+from __future__ import annotations
+
+from packrat import __version__
+from packrat.errors import PackratError
+from packrat.frontend.base import BaseHandler
+from packrat.frontend.metrics import exposition
+
+PROBE_TIMEOUT = 2.0  # seconds a readiness probe or a scrape waits for the coordinator
+# Prometheus' text format 0.0.4, which every Prometheus reads (our names need
+# none of version 1.0.0's escaping).
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def probe_timeout(handler: BaseHandler) -> float:
+    return min(PROBE_TIMEOUT, handler.frontend.settings.coordinator_timeout)
+
+
+class HealthHandler(BaseHandler):
+    """``GET /healthz``: 200 while this process serves HTTP."""
+
+    route = "/healthz"
+
+    async def prepare(self) -> None:
+        pass  # public
+
+    def get(self) -> None:
+        self.write_json({"live": True, "frontend": self.frontend.number})
+
+
+class ReadyHandler(BaseHandler):
+    """``GET /readyz``: 200 when the coordinator answers, 503 otherwise."""
+
+    route = "/readyz"
+
+    async def prepare(self) -> None:
+        pass  # public
+
+    async def get(self) -> None:
+        await self.frontend.coordinator.stats(timeout=probe_timeout(self))
+        self.write_json({"ready": True, "frontend": self.frontend.number})
+
+
+class MetricsHandler(BaseHandler):
+    """``GET /metrics``: Prometheus text format; the coordinator's part when it answers."""
+
+    route = "/metrics"
+
+    async def prepare(self) -> None:
+        if not self.frontend.settings.metrics_public:
+            await self.authorize()
+
+    async def get(self) -> None:
+        try:
+            stats = await self.frontend.coordinator.stats(timeout=probe_timeout(self))
+        except PackratError:
+            stats = None  # packrat_coordinator_up says so
+        self.set_header("Content-Type", METRICS_TYPE)
+        self.finish(exposition(self.frontend.metrics, stats))
+
+
+class StatsHandler(BaseHandler):
+    """``GET /api/stats``: the coordinator's figures and activity, as JSON."""
+
+    route = "/api/stats"
+
+    async def get(self) -> None:
+        stats = await self.frontend.coordinator.stats()
+        self.write_json({"version": __version__, **stats})
