@@ -1,4 +1,9 @@
-"""The ``packrat`` command: ``serve``, ``coordinator``, ``frontend``, ``simulate``."""
+"""The ``packrat`` command.
+
+Server side: ``serve``, ``coordinator``, ``frontend``, ``fsck``, ``config``,
+``simulate``; client side (``packrat.cli_client``): ``put``, ``get``,
+``exists``, ``rm``, ``stat``.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,14 @@ import signal
 import sys
 from pathlib import Path
 
-from packrat import config
+from packrat import __version__, cli_client, config
 
 EXIT_CONFIG = 2
 
 
 def _setup(
     role: str, args: argparse.Namespace, title: str | None = None
-) -> tuple[config.Settings, Path]:
+) -> tuple[config.Settings, Path | None]:
     """Name the process, configure logging, load settings (exit 2 on a bad file)."""
     try:
         from setproctitle import setproctitle
@@ -30,7 +35,7 @@ def _setup(
         format=f"%(asctime)s %(levelname)s [{role}] %(message)s",
         stream=sys.stderr,
     )
-    path = config.find_config(args.config)
+    path, _ = config.find_config(args.config)
     try:
         return config.load(path), path
     except config.ConfigError as e:
@@ -71,12 +76,25 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     return fsck.run(settings, repair=args.repair)
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    path, how = config.find_config(args.config)
+    try:
+        text = config.describe(path, how)
+    except config.ConfigError as e:
+        print(f"packrat: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="packrat", description="A networked file cache.")
+    parser.add_argument("--version", action="version", version=f"packrat {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    searched = ", ".join(str(path) for path in config.SEARCH_PATH)
     config_help = (
-        f"configuration file (default: ${config.ENV_VAR}, else {config.DEFAULT_CONFIG}, "
-        f"else {config.EXAMPLE_CONFIG})"
+        f"configuration file (default: ${config.ENV_VAR}, else the first of {searched}, "
+        "else built-in defaults)"
     )
     serve = commands.add_parser("serve", help="run the coordinator and the front ends")
     serve.set_defaults(func=cmd_serve)
@@ -88,11 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("fsck", help="check every object against its digest and the index")
     check.add_argument("--repair", action="store_true", help="remove what is corrupt")
     check.set_defaults(func=cmd_fsck)
-    for sub in (serve, coordinator, frontend, check):
+    show = commands.add_parser(
+        "config", help="print the effective settings and where each came from"
+    )
+    show.set_defaults(func=cmd_config)
+    for sub in (serve, coordinator, frontend, check, show):
         sub.add_argument("--config", help=config_help)
     commands.add_parser(
         "simulate", help="replay a trace through the eviction policies", add_help=False
     )
+    cli_client.add_commands(commands)
     return parser
 
 

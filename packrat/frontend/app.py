@@ -17,6 +17,7 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application
 
 from packrat.config import Settings
+from packrat.frontend.api import StatsHandler
 from packrat.frontend.auth import Authenticator
 from packrat.frontend.base import BaseHandler
 from packrat.frontend.client import CoordinatorClient
@@ -51,6 +52,7 @@ def make_app(settings: Settings, client: CoordinatorClient) -> Application:
             (r"/", StatusHandler, deps),
             (r"/static/(packrat\.css)", StaticHandler, {"path": str(HERE / "static")}),
             (r"/api/openapi\.json", OpenAPIHandler, deps),
+            (r"/api/stats", StatsHandler, deps),
             (r"/exists/(.+)", ExistsHandler, deps),
             (r"/(.+)", ObjectHandler, deps),
         ],
