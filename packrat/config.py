@@ -341,7 +341,7 @@ def describe(path: Path | None, how: str) -> str:
         source = str(path) if field in from_file else "default"
         text = format_value(section, option, value)
         if (section, option) in _SECRETS and value:
-            lines.append(f"; {option} = ({len(value)} tokens, not shown)  ; {source}")
+            lines.append(f"; {option} = ({len(value)} not shown)  ; {source}")
         elif text is None:
             lines.append(f"; {option} =  ; not set, {source}")
         else:
