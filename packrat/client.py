@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import email.message
+import email.utils
 import hashlib
 import logging
 import os
@@ -399,15 +400,26 @@ def _describe(key: str, reply: requests.Response) -> Stored:
     length = reply.headers.get("Content-Length", "")
     if not length.isdigit():
         raise TransferError(f"the answer for {key!r} has no Content-Length")
-    disposition = email.message.Message()
-    disposition["Content-Disposition"] = reply.headers.get("Content-Disposition", "")
     return Stored(
         key=key,
         size=int(length),
         sha256=sha256,
-        filename=disposition.get_filename() or key.rsplit("/", 1)[-1],
+        filename=_filename(reply.headers.get("Content-Disposition", "")) or key.rsplit("/", 1)[-1],
         content_type=reply.headers.get("Content-Type", "application/octet-stream"),
     )
+
+
+def _filename(disposition: str) -> str | None:
+    """The name in a ``Content-Disposition``; RFC 6266's ``filename*`` wins over ``filename``."""
+    message = email.message.Message()
+    message["Content-Disposition"] = disposition
+    params = message.get_params(header="Content-Disposition") or []
+    names = [value for name, value in params if name == "filename"]
+    # email decodes ``filename*=UTF-8''...`` into a (charset, language, text) tuple.
+    chosen = next((name for name in names if isinstance(name, tuple)), None)
+    if chosen is None and names:
+        chosen = names[0]
+    return email.utils.collapse_rfc2231_value(chosen) if chosen else None
 
 
 def _retry_after(reply: requests.Response) -> float:
