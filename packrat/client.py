@@ -117,7 +117,8 @@ class Stored:
 
 
 class Client:
-    """A connection to one Packrat server (thread-safe only with one ``Client`` per thread).
+    """A connection to one Packrat server; not thread-safe (it holds a ``requests.Session``):
+    use one per thread.
 
     :arg url: the server's base URL, e.g. ``http://127.0.0.1:5050``.
     :arg token: a bearer token when the server's ``[auth]`` is on.
