@@ -3,7 +3,6 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-CONFIG := $(if $(wildcard etc/packrat.ini),etc/packrat.ini,etc/packrat.ini.example)
 
 .PHONY: run test lint bench clean
 
@@ -17,8 +16,9 @@ $(VENV)/.installed-test: $(VENV)/.installed-run
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
 
+# etc/packrat.ini when present (or $PACKRAT_CONFIG), else built-in defaults.
 run: $(VENV)/.installed-run
-	exec $(BIN)/packrat serve --config $(CONFIG)
+	exec $(BIN)/packrat serve
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check packrat tests bench

@@ -1,4 +1,9 @@
-"""The ``packrat`` command: ``serve``, ``coordinator``, ``frontend``, ``simulate``."""
+"""The ``packrat`` command.
+
+Server side: ``serve``, ``coordinator``, ``frontend``, ``fsck``, ``config``,
+``simulate``; client side (``packrat.cli_client``): ``put``, ``get``,
+``exists``, ``rm``, ``stat``.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,14 @@ import signal
 import sys
 from pathlib import Path
 
-from packrat import config, exits, logs
+from packrat import __version__, cli_client, config, exits, logs
 from packrat.frontend.app import CannotListen
 from packrat.store import LayoutError, RootLocked
 
 
 def _setup(
     role: str, args: argparse.Namespace, title: str | None = None, buffered_log: bool = False
-) -> tuple[config.Settings, Path]:
+) -> tuple[config.Settings, Path | None]:
     """Name the process, load settings (exit 2 on a bad file), configure logging."""
     try:
         from setproctitle import setproctitle
@@ -24,7 +29,7 @@ def _setup(
         # "packrat <role>" and the options as typed: `ps` shows the role, and
         # `pkill -f "packrat serve --config x.ini"` finds what was started.
         setproctitle(" ".join(["packrat", title or role, *sys.argv[2:]]))
-    path = config.find_config(args.config)
+    path, _ = config.find_config(args.config)
     try:
         settings = config.load(path)
     except config.ConfigError as e:
@@ -77,12 +82,25 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    path, how = config.find_config(args.config)
+    try:
+        text = config.describe(path, how)
+    except config.ConfigError as e:
+        print(f"packrat: {e}", file=sys.stderr)
+        return exits.CONFIG
+    sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="packrat", description="A networked file cache.")
+    parser.add_argument("--version", action="version", version=f"packrat {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    searched = ", ".join(str(path) for path in config.SEARCH_PATH)
     config_help = (
-        f"configuration file (default: ${config.ENV_VAR}, else {config.DEFAULT_CONFIG}, "
-        f"else {config.EXAMPLE_CONFIG})"
+        f"configuration file (default: ${config.ENV_VAR}, else the first of {searched}, "
+        "else built-in defaults)"
     )
     serve = commands.add_parser("serve", help="run the coordinator and the front ends")
     serve.set_defaults(func=cmd_serve)
@@ -94,7 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("fsck", help="check every object against its digest and the index")
     check.add_argument("--repair", action="store_true", help="remove what is corrupt")
     check.set_defaults(func=cmd_fsck)
-    for sub in (serve, coordinator, frontend, check):
+    show = commands.add_parser(
+        "config", help="print the effective settings and where each came from"
+    )
+    show.set_defaults(func=cmd_config)
+    for sub in (serve, coordinator, frontend, check, show):
         sub.add_argument("--config", help=config_help)
     keygen = commands.add_parser(
         "keygen",
@@ -105,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "simulate", help="replay a trace through the eviction policies", add_help=False
     )
+    cli_client.add_commands(commands)
     return parser
 
 

@@ -1,9 +1,10 @@
 """Settings: one dataclass, one loader, one place for every option.
 
-The file is INI (``etc/packrat.ini``).  Every option has a default here; the
-file overrides it.  Any unknown section or option, or a value that does not
-parse, raises ``ConfigError`` whose text is one line naming the file, the
-section, the option and what is wrong; the CLI prints it and exits with 2.
+The file is INI (``etc/packrat.ini``).  Every option has a default here, so
+Packrat runs with no file at all; a file overrides what it sets.  Any unknown
+section or option, or a value that does not parse, raises ``ConfigError``
+whose text is one line naming the file, the section, the option and what is
+wrong; the CLI prints it and exits with 2.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENV_VAR = "PACKRAT_CONFIG"
-DEFAULT_CONFIG = Path("etc/packrat.ini")
-EXAMPLE_CONFIG = Path("etc/packrat.ini.example")
+# Looked for in this order when neither --config nor $PACKRAT_CONFIG names a file.
+SEARCH_PATH = (Path("etc/packrat.ini"), Path("/etc/packrat/packrat.ini"))
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -246,17 +247,27 @@ _OPTIONS = {
 }
 
 
-def find_config(explicit: str | None = None) -> Path:
-    """The file to read: ``--config``, then ``$PACKRAT_CONFIG``, then
-    ``etc/packrat.ini``, then the shipped ``etc/packrat.ini.example``."""
-    chosen = explicit or os.environ.get(ENV_VAR)
-    if chosen:
-        return Path(chosen)
-    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else EXAMPLE_CONFIG
+def find_config(explicit: str | None = None) -> tuple[Path | None, str]:
+    """The file to read and why: ``--config``, then ``$PACKRAT_CONFIG``, then
+    the first of ``SEARCH_PATH`` that exists; ``None`` means built-in defaults.
+
+    A file named by ``--config`` or the variable must exist (``load`` says so
+    if it does not); the search path's files are optional.
+    """
+    if explicit:
+        return Path(explicit), "--config"
+    from_env = os.environ.get(ENV_VAR)
+    if from_env:
+        return Path(from_env), f"${ENV_VAR}"
+    for candidate in SEARCH_PATH:
+        if candidate.is_file():
+            return candidate, "found"
+    searched = ", ".join(str(candidate) for candidate in SEARCH_PATH)
+    return None, f"none of {searched} exists"
 
 
-def load(path: Path) -> Settings:
-    """Read ``path`` into ``Settings``; raise ``ConfigError`` on any problem."""
+def read_file(path: Path) -> dict[str, object]:
+    """The options ``path`` sets, parsed, by field name; ``ConfigError`` on any problem."""
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
     try:
         with open(path, encoding="utf-8") as f:
@@ -280,6 +291,12 @@ def load(path: Path) -> Settings:
                 values[f"{section}_{option}"] = convert(text)
             except ValueError as e:
                 raise ConfigError(f"{path}: [{section}] {option} = {text}: {e}") from None
+    return values
+
+
+def load(path: Path | None) -> Settings:
+    """Read ``path`` into ``Settings`` (``None``: the defaults); ``ConfigError`` on any problem."""
+    values = read_file(path) if path is not None else {}
     settings = Settings(**values)
     if (
         settings.cache_max_file_size is not None
@@ -310,3 +327,65 @@ def load(path: Path) -> Settings:
             f"{path}: [auth] enabled: no read_tokens, write_tokens or htpasswd to check against"
         )
     return settings
+
+
+# Options whose values ``describe`` never prints.
+_SECRETS = {("auth", "read_tokens"), ("auth", "write_tokens")}
+
+
+def format_size(size: int) -> str:
+    """The shortest exact text ``parse_size`` reads back.
+
+    >>> format_size(1 << 30), format_size(65536), format_size(1000)
+    ('1G', '64K', '1000')
+    """
+    for unit in "TGMK":
+        if size and size % _UNITS[unit] == 0:
+            return f"{size // _UNITS[unit]}{unit}"
+    return str(size)
+
+
+def format_value(section: str, option: str, value: object) -> str | None:
+    """``value`` as the file would write it; ``None`` when the option is not set."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return " ".join(value)
+    if isinstance(value, int) and _OPTIONS[(section, option)] is _positive_size:
+        return format_size(value)
+    if isinstance(value, float):
+        return repr(value).removesuffix(".0")
+    return str(value)
+
+
+def describe(path: Path | None, how: str) -> str:
+    """The effective settings as INI text, each option with where its value came from.
+
+    What ``packrat config`` prints.  The text loads back to the same settings,
+    except that tokens are not shown.  Raises ``ConfigError`` like ``load``.
+    """
+    settings = load(path)
+    from_file = read_file(path) if path is not None else {}
+    if path is None:
+        lines = [f"; no configuration file ({how}): built-in defaults"]
+    else:
+        lines = [f"; configuration file: {path} ({how})"]
+    lines.append(f"; relative paths are relative to the current directory, {Path.cwd()}")
+    current = ""
+    for section, option in _OPTIONS:
+        if section != current:
+            lines += ["", f"[{section}]"]
+            current = section
+        field = f"{section}_{option}"
+        value = getattr(settings, field)
+        source = str(path) if field in from_file else "default"
+        text = format_value(section, option, value)
+        if (section, option) in _SECRETS and value:
+            lines.append(f"; {option} = ({len(value)} not shown)  ; {source}")
+        elif text is None:
+            lines.append(f"; {option} =  ; not set, {source}")
+        else:
+            lines.append(f"{option} = {text}  ; {source}")
+    return "\n".join(lines) + "\n"

@@ -93,9 +93,10 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def children_for(settings: Settings, config_path: Path, lock_fd: int) -> list[Child]:
+def children_for(settings: Settings, config_path: Path | None, lock_fd: int) -> list[Child]:
     base = [sys.executable, "-m", "packrat"]
-    config = ["--config", str(config_path.resolve())]
+    # None: no file was found, and the children find none either (built-in defaults).
+    config = ["--config", str(config_path.resolve())] if config_path else []
     children = [Child("coordinator", [*base, "coordinator", *config], pass_fds=(lock_fd,))]
     for number in range(settings.processes):
         children.append(
@@ -104,7 +105,7 @@ def children_for(settings: Settings, config_path: Path, lock_fd: int) -> list[Ch
     return children
 
 
-def serve(settings: Settings, config_path: Path) -> int:
+def serve(settings: Settings, config_path: Path | None) -> int:
     """Run the process group until signalled; return the exit status.
 
     Before any child starts: the cache root's lock (``RootLocked`` when

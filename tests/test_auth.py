@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import bcrypt
 import pytest
@@ -41,7 +42,7 @@ def _wait(server, **kw) -> None:
 
 def test_auth_is_off_by_default():
     assert config.Settings().auth_enabled is False
-    assert config.load(config.EXAMPLE_CONFIG).auth_enabled is False
+    assert config.load(Path("etc/packrat.ini.example")).auth_enabled is False
 
 
 def test_tokens(make_server):

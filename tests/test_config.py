@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from packrat import config
 
@@ -69,14 +73,132 @@ def test_processes_zero_means_one_per_core(tmp_path):
 
 
 def test_find_config_order(tmp_path, monkeypatch):
+    """--config, then $PACKRAT_CONFIG, then ./etc/packrat.ini, then the system file, then none."""
     monkeypatch.chdir(tmp_path)
+    system = tmp_path / "system" / "packrat.ini"
+    monkeypatch.setattr(config, "SEARCH_PATH", (Path("etc/packrat.ini"), system))
+    path, how = config.find_config()
+    assert path is None and "built-in defaults" not in how and "etc/packrat.ini" in how
+    system.parent.mkdir()
+    system.write_text("")
+    assert config.find_config() == (system, "found")
     (tmp_path / "etc").mkdir()
-    assert config.find_config() == Path("etc/packrat.ini.example")
     (tmp_path / "etc" / "packrat.ini").write_text("")
-    assert config.find_config() == Path("etc/packrat.ini")
+    assert config.find_config() == (Path("etc/packrat.ini"), "found")
     monkeypatch.setenv("PACKRAT_CONFIG", "/from/env.ini")
-    assert config.find_config() == Path("/from/env.ini")
-    assert config.find_config("/explicit.ini") == Path("/explicit.ini")
+    assert config.find_config() == (Path("/from/env.ini"), "$PACKRAT_CONFIG")
+    assert config.find_config("/explicit.ini") == (Path("/explicit.ini"), "--config")
+
+
+def test_no_file_means_built_in_defaults():
+    assert config.load(None) == config.Settings()
+
+
+def test_the_example_documents_the_defaults_exactly():
+    assert config.load(EXAMPLE) == config.Settings()
+
+
+@given(st.integers(min_value=0, max_value=1 << 60))
+def test_format_size_round_trips(size):
+    assert config.parse_size(config.format_size(size)) == size
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "",
+        "[server]\nport = 6000\n[cache]\nmax_size = 3000M\nmax_file_size = 12345\n"
+        "low_water = 0.9\n[frontend]\ntouch_interval = 0.125\nidle_timeout = 7\n",
+        "[auth]\nenabled = true\nwrite_users = alice bob\nanonymous_read = yes\n"
+        "write_tokens = 0123456789abcdef0123456789abcdef\n",
+    ],
+)
+def test_describe_loads_back_to_the_same_settings(tmp_path, body):
+    """`packrat config > file` gives a file with the same settings (tokens excepted)."""
+    path = tmp_path / "in.ini"
+    path.write_text(body)
+    text = config.describe(path, "--config")
+    assert "0123456789abcdef" not in text  # tokens are never printed
+    again = tmp_path / "again.ini"
+    again.write_text(text)
+    expected = config.load(path)
+    if expected.auth_write_tokens:  # put the hidden tokens back
+        hidden = "; write_tokens = (1 not shown)"
+        assert hidden in text
+        again.write_text(text.replace(hidden, f"write_tokens = {expected.auth_write_tokens[0]}"))
+    assert config.load(again) == expected
+
+
+def run_packrat(*args: str, cwd: Path, env: dict[str, str] | None = None):
+    return subprocess.run(
+        [sys.executable, "-m", "packrat", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_packrat_config_says_where_each_setting_came_from(tmp_path):
+    (tmp_path / "etc").mkdir()
+    local = tmp_path / "etc" / "packrat.ini"
+    local.write_text("[server]\nport = 6001\n[auth]\nread_tokens = abcdefghijklmnopqrstuvwxyz\n")
+    result = run_packrat("config", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "; configuration file: etc/packrat.ini (found)"
+    assert "port = 6001  ; etc/packrat.ini" in lines
+    assert "host = 127.0.0.1  ; default" in lines
+    assert "max_size = 1G  ; default" in lines
+    assert "; read_tokens = (1 not shown)  ; etc/packrat.ini" in lines
+    assert "abcdefghijklmnopqrstuvwxyz" not in result.stdout
+
+    other = tmp_path / "other.ini"
+    other.write_text("[cache]\npolicy = lru\n")
+    by_env = run_packrat("config", cwd=tmp_path, env={"PACKRAT_CONFIG": str(other)})
+    assert by_env.stdout.splitlines()[0] == f"; configuration file: {other} ($PACKRAT_CONFIG)"
+    assert f"policy = lru  ; {other}" in by_env.stdout
+    assert "port = 5050  ; default" in by_env.stdout
+    explicit = run_packrat("config", "--config", str(other), cwd=tmp_path)
+    assert explicit.stdout.splitlines()[0] == f"; configuration file: {other} (--config)"
+
+    other.write_text("[cache]\npolicy = nope\n")
+    bad = run_packrat("config", "--config", str(other), cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown policy 'nope'" in bad.stderr
+
+
+@pytest.mark.skipif(
+    any(p.is_absolute() and p.exists() for p in config.SEARCH_PATH),
+    reason="this machine has a system-wide packrat.ini",
+)
+def test_runs_on_built_in_defaults_in_any_directory(tmp_path):
+    """No file anywhere: `packrat config` says so, and a coordinator starts in an
+    empty directory with the default (relative) cache root and endpoint.  (The
+    front ends would bind the default port 5050, which tests never use.)"""
+    result = run_packrat("config", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("; no configuration file (none of etc/packrat.ini")
+    assert "built-in defaults" in result.stdout.splitlines()[0]
+    log = tmp_path / "coordinator.log"
+    with open(log, "wb") as out:
+        coordinator = subprocess.Popen(
+            [sys.executable, "-m", "packrat", "coordinator"],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        socket = tmp_path / "var" / "run" / "packrat-coordinator.sock"
+        deadline = time.monotonic() + 20
+        while not socket.exists():
+            assert coordinator.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        assert (tmp_path / "var" / "cache" / "objects").is_dir()
+    finally:
+        coordinator.terminate()
+        assert coordinator.wait(15) == 0, log.read_text()
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,12 @@
 """The configurations in ``deploy/``, run for real on 127.0.0.1.
 
-* ``deploy/supervisord.conf``: supervisord runs the coordinator and two front
-  ends against a temporary cache root; uploads and downloads work, and
-  ``supervisorctl stop all`` then ``shutdown`` leave no process behind.
+* ``deploy/supervisord.conf``: deploy/README.md's steps on a fresh copy of
+  the checkout; supervisord runs the coordinator and two front ends, uploads
+  and downloads work, and ``supervisorctl stop all`` then ``shutdown`` leave
+  no process behind.
+* ``deploy/systemd/``: ``systemd-analyze verify`` and ``security`` (skipped
+  where systemd-analyze is not installed); ``deploy/Containerfile`` against
+  the configuration it ships (no container engine here to build it).
 * ``deploy/nginx-consistent-hash.conf`` and ``deploy/haproxy.cfg``: the load
   balancer, with loopback addresses put in for the example ones, in front of
   two independent ``packrat serve`` nodes (each its own root, port and
@@ -33,7 +37,6 @@ from packrat.store import Layout
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 SUPERVISORD = Path(sys.executable).parent / "supervisord"
-SUPERVISORCTL = Path(sys.executable).parent / "supervisorctl"
 TIMEOUT = 20.0
 
 
@@ -96,11 +99,40 @@ def user_directive() -> str:
 
 # -- supervisord -----------------------------------------------------------
 
+# deploy/README.md's steps, run in a fresh checkout (each must appear there as is).
+SUPERVISOR_STEPS = [
+    "mkdir -p var/run",
+    ".venv/bin/supervisord -c deploy/supervisord.conf",
+    ".venv/bin/supervisorctl -c deploy/supervisord.conf status",
+]
 
-def ctl(run: Path, env: dict[str, str], *command: str) -> str:
+
+def fresh_checkout(dest: Path) -> Path:
+    """The files a fresh clone has (tracked ones, as in the work tree), at ``dest``.
+
+    Its ``.venv`` is this test environment, standing in for the ``make
+    .venv/.installed-run`` step (packrat and supervisor are installed in it).
+    """
+    listed = subprocess.run(
+        ["git", "-C", str(DEPLOY.parent), "ls-files", "-z"],
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: cannot tell which files a fresh clone has")
+    for name in listed.stdout.decode().split("\0"):
+        source = DEPLOY.parent / name
+        if name and source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    (dest / ".venv").symlink_to(Path(sys.prefix))
+    return dest
+
+
+def ctl(checkout: Path, *command: str) -> str:
     done = subprocess.run(
-        [str(SUPERVISORCTL), "-c", str(DEPLOY / "supervisord.conf"), *command],
-        env=env,
+        [".venv/bin/supervisorctl", "-c", "deploy/supervisord.conf", *command],
+        cwd=checkout,
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -108,22 +140,32 @@ def ctl(run: Path, env: dict[str, str], *command: str) -> str:
     return done.stdout + done.stderr
 
 
-def test_supervisord_group(config_for, free_tcp_port: int, tmp_path: Path) -> None:
-    if not SUPERVISORD.exists():
-        pytest.skip(f"supervisor is not installed in this environment ({SUPERVISORD})")
-    packrat = DEPLOY.parent / ".venv" / "bin" / "packrat"
-    if not packrat.exists():
-        pytest.skip(f"deploy/supervisord.conf runs {packrat}, which does not exist")
-    config = config_for(free_tcp_port)
+def test_supervisord_group_on_a_fresh_checkout(free_tcp_port: int, tmp_path: Path) -> None:
+    """deploy/README.md's supervisord steps, as written, on a fresh clone.
+
+    The one change is the documented way to change settings: etc/packrat.ini,
+    copied from the example, with a free port instead of 5050.
+    """
+    if not SUPERVISORD.exists() or not (Path(sys.prefix) / "bin" / "packrat").exists():
+        pytest.skip(f"supervisor or packrat is not installed in {sys.prefix}")
+    readme = (DEPLOY / "README.md").read_text()
+    for step in SUPERVISOR_STEPS:
+        assert step in readme, f"deploy/README.md no longer says {step!r}; update the test"
+    checkout = fresh_checkout(tmp_path / "clone")
+    assert not (checkout / "etc" / "packrat.ini").exists()
+    example = (checkout / "etc" / "packrat.ini.example").read_text()
+    assert "\nport = 5050\n" in example
+    (checkout / "etc" / "packrat.ini").write_text(
+        example.replace("\nport = 5050\n", f"\nport = {free_tcp_port}\n")
+    )
     url = f"http://127.0.0.1:{free_tcp_port}"
-    run = tmp_path / "supervisor"
-    run.mkdir()
-    env = {**os.environ, "PACKRAT_CONFIG": str(config), "PACKRAT_RUN": str(run)}
-    log = run / "stdout.log"
-    with open(log, "wb") as out:
+    (checkout / "var" / "run").mkdir(parents=True)  # mkdir -p var/run
+    run = checkout / "var" / "run"
+    with open(tmp_path / "stdout.log", "wb") as out:
         supervisord = subprocess.Popen(
-            [str(SUPERVISORD), "-c", str(DEPLOY / "supervisord.conf")],
-            env=env,
+            SUPERVISOR_STEPS[1].split(),
+            cwd=checkout,
+            env={k: v for k, v in os.environ.items() if not k.startswith("PACKRAT_")},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -137,13 +179,16 @@ def test_supervisord_group(config_for, free_tcp_port: int, tmp_path: Path) -> No
             process=supervisord,
         )
         # RUNNING once each program has stayed up for startsecs.
-        wait_for(lambda: ctl(run, env, "status").count("RUNNING") == 3, "three RUNNING programs")
-        status = ctl(run, env, "status")
+        wait_for(lambda: ctl(checkout, "status").count("RUNNING") == 3, "three RUNNING programs")
+        status = ctl(checkout, "status")
         assert "packrat:coordinator" in status and "packrat:frontend-1" in status, status
         children = descendants(supervisord.pid)
         seen.update(children)
         titles = " ".join(" ".join(p.cmdline()) for p in children)
         assert "coordinator" in titles and "frontend 1" in titles, titles
+        # Everything the group writes is inside the checkout.
+        assert (checkout / "var" / "cache" / "objects").is_dir()
+        assert (run / "coordinator.log").exists() and (run / "frontend-0.log").exists()
 
         data = os.urandom(300_000)
         reply = requests.post(f"{url}/deploy/obj", files={"file": ("o.bin", data)}, timeout=10)
@@ -152,7 +197,7 @@ def test_supervisord_group(config_for, free_tcp_port: int, tmp_path: Path) -> No
         assert requests.get(f"{url}/exists/deploy/obj", timeout=10).json() == {"present": True}
 
         # stop all: every program exits, supervisord stays.
-        out = ctl(run, env, "stop", "all")
+        out = ctl(checkout, "stop", "all")
         assert "ERROR" not in out, out
         assert refused(url)
         _, alive = psutil.wait_procs(children, timeout=5)
@@ -160,14 +205,14 @@ def test_supervisord_group(config_for, free_tcp_port: int, tmp_path: Path) -> No
         assert supervisord.poll() is None
 
         # start all again: the object survived the restart.
-        out = ctl(run, env, "start", "all")
+        out = ctl(checkout, "start", "all")
         assert "ERROR" not in out, out
         wait_for(lambda: ready(url), "packrat restarted", log=run / "supervisord.log")
         seen.update(descendants(supervisord.pid))
         assert requests.get(f"{url}/deploy/obj", timeout=10).content == data
 
         # shutdown: supervisord stops the programs and exits.
-        ctl(run, env, "shutdown")
+        ctl(checkout, "shutdown")
         assert supervisord.wait(TIMEOUT) == 0
         _, alive = psutil.wait_procs(list(seen), timeout=5)
         assert not alive, f"left behind by shutdown: {alive}"
@@ -182,6 +227,88 @@ def test_supervisord_group(config_for, free_tcp_port: int, tmp_path: Path) -> No
                 supervisord.kill()
                 supervisord.wait()
         kill_all(list(seen))
+
+
+# -- systemd and the container ----------------------------------------------
+
+UNITS = ["packrat-coordinator.service", "packrat-frontend@.service", "packrat.target"]
+
+
+@pytest.fixture
+def units(tmp_path: Path) -> Path:
+    """deploy/systemd/ with ExecStart pointing at this environment's packrat
+    (systemd-analyze verify checks that the command exists)."""
+    packrat = Path(sys.prefix) / "bin" / "packrat"
+    for name in UNITS:
+        text = (DEPLOY / "systemd" / name).read_text()
+        (tmp_path / name).write_text(text.replace("/opt/packrat/bin/packrat", str(packrat)))
+    return tmp_path
+
+
+def systemd_analyze(units: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("systemd-analyze")
+    if binary is None:
+        pytest.skip("systemd-analyze is not installed")
+    return subprocess.run(
+        [binary, *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:"},
+    )
+
+
+def test_systemd_units_verify_cleanly(units: Path) -> None:
+    """No error and no warning (an unknown or misspelt key is only a warning)."""
+    result = systemd_analyze(
+        units,
+        "verify",
+        str(units / "packrat-coordinator.service"),
+        str(units / "packrat-frontend@0.service"),
+        str(units / "packrat.target"),
+    )
+    assert result.returncode == 0 and not result.stdout + result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("unit", ["packrat-coordinator.service", "packrat-frontend@0.service"])
+def test_systemd_units_are_sandboxed(units: Path, unit: str) -> None:
+    """`systemd-analyze security` rates each service's exposure 2.0 or less of 10."""
+    result = systemd_analyze(
+        units, "security", "--offline=yes", "--threshold=20", str(units / unit)
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    text = (DEPLOY / "systemd" / unit.replace("@0", "@")).read_text()
+    for setting in ("LimitNOFILE=", "ProtectSystem=strict", "StateDirectory=packrat"):
+        assert setting in text, setting
+
+
+def test_systemd_units_run_packrat_as_documented() -> None:
+    coordinator = (DEPLOY / "systemd" / "packrat-coordinator.service").read_text()
+    frontend = (DEPLOY / "systemd" / "packrat-frontend@.service").read_text()
+    target = (DEPLOY / "systemd" / "packrat.target").read_text()
+    assert "ExecStart=/opt/packrat/bin/packrat coordinator\n" in coordinator
+    assert "ExecStart=/opt/packrat/bin/packrat frontend --number %i\n" in frontend
+    assert "After=packrat-coordinator.service" in frontend  # stopped before it
+    assert "packrat-coordinator.service packrat-frontend@0.service" in target
+    readme = (DEPLOY / "README.md").read_text()
+    for name in UNITS:
+        assert f"systemd/{name}" in readme, name
+
+
+def test_container_file_runs_serve_as_a_user_with_the_cache_on_a_volume() -> None:
+    """The Containerfile cannot be built here (no container engine): check what it
+    says against the configuration it ships, which must load."""
+    from packrat import config
+
+    containerfile = (DEPLOY / "Containerfile").read_text()
+    settings = config.load(DEPLOY / "container.ini")
+    assert settings.server_host == "0.0.0.0"
+    assert f"VOLUME {settings.cache_root}\n" in containerfile
+    assert f"EXPOSE {settings.server_port}\n" in containerfile
+    assert "COPY deploy/container.ini /etc/packrat/packrat.ini\n" in containerfile
+    assert "\nUSER packrat\n" in containerfile
+    assert containerfile.rstrip().endswith('CMD ["packrat", "serve"]')
+    assert "Containerfile" in (DEPLOY / "README.md").read_text()
 
 
 # -- load balancers ---------------------------------------------------------

@@ -1,0 +1,192 @@
+"""The client side of the ``packrat`` command: ``put``, ``get``, ``exists``, ``rm``, ``stat``.
+
+Each talks to a server through ``packrat.client.Client``; the server is
+``--url`` (else ``$PACKRAT_URL``, else http://127.0.0.1:5050) and the bearer
+token ``--token`` (else ``$PACKRAT_TOKEN``).  A progress bar is drawn on
+stderr for transfers of 1 MiB or more when stderr is a terminal.  The exit
+status (``Exit``, listed in README too) tells scripts what happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the client (and requests) load only when a client command runs
+    from packrat.client import Client, Progress
+
+DEFAULT_URL = "http://127.0.0.1:5050"
+PROGRESS_MIN = 1 << 20  # bytes: smaller transfers get no progress bar
+
+
+class Exit(IntEnum):
+    """The exit status of a client command."""
+
+    OK = 0  # done; `exists`: the key is present
+    NOT_FOUND = 1  # no object under the key (`exists`: absent; `get`, `rm`: 404)
+    USAGE = 2  # bad arguments (argparse's status too)
+    REFUSED = 3  # the server refused the request (its error code is printed)
+    DENIED = 4  # 401 unauthorized or 403 forbidden: a missing, wrong or read-only token
+    UNAVAILABLE = 5  # unreachable, cut off, timed out, or 503 after every retry
+    INTEGRITY = 6  # bytes that do not match their sha256 (nothing is kept)
+    LOCAL = 7  # a local file could not be read or written
+    INTERRUPTED = 130  # Ctrl-C
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the client subcommands on the ``packrat`` parser."""
+    server = argparse.ArgumentParser(add_help=False)
+    server.add_argument(
+        "--url", help=f"the server (default: $PACKRAT_URL, else {DEFAULT_URL})", default=None
+    )
+    server.add_argument(
+        "--token",
+        default=None,
+        help="bearer token when the server's [auth] is on (default: $PACKRAT_TOKEN; "
+        "prefer the variable: arguments are visible to other users in ps)",
+    )
+    put = commands.add_parser(
+        "put", parents=[server], help="upload FILE under KEY ('-' reads standard input)"
+    )
+    put.add_argument("file", metavar="FILE")
+    put.add_argument("key", metavar="KEY", nargs="?", help="default: FILE's name")
+    put.set_defaults(func=run, action=cmd_put)
+    get = commands.add_parser("get", parents=[server], help="download the object under KEY")
+    get.add_argument("key", metavar="KEY")
+    get.add_argument(
+        "-o", "--output", metavar="FILE", help="write here (default, or '-': standard output)"
+    )
+    get.set_defaults(func=run, action=cmd_get)
+    exists = commands.add_parser(
+        "exists", parents=[server], help="exit 0 if KEY is stored, 1 if not"
+    )
+    exists.add_argument("key", metavar="KEY")
+    exists.set_defaults(func=run, action=cmd_exists)
+    rm = commands.add_parser("rm", parents=[server], help="remove the object under KEY")
+    rm.add_argument("key", metavar="KEY")
+    rm.set_defaults(func=run, action=cmd_rm)
+    stat = commands.add_parser("stat", parents=[server], help="the server's figures, as JSON")
+    stat.set_defaults(func=run, action=cmd_stat)
+
+
+def cmd_put(args: argparse.Namespace) -> int:
+    if args.file == "-" and not args.key:
+        return _fail(Exit.USAGE, "put: a KEY is needed when FILE is '-' (standard input)")
+    key = args.key or os.path.basename(args.file)
+    source = sys.stdin.buffer if args.file == "-" else args.file
+    size = None if args.file == "-" else _size_of(args.file)
+    with _client(args) as client, _progress(size) as progress:
+        stored = client.put(key, source, progress=progress)
+    print(json.dumps({"key": stored.key, "size": stored.size, "sha256": stored.sha256}))
+    return Exit.OK
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    to_stdout = args.output in (None, "-")
+    if to_stdout and args.output is None and sys.stdout.isatty():
+        return _fail(Exit.USAGE, "get: standard output is a terminal; use -o FILE")
+    with _client(args) as client, _progress(None) as progress:
+        if to_stdout:
+            client.get(args.key, sys.stdout.buffer, progress=progress)
+            sys.stdout.flush()
+        else:
+            client.get(args.key, args.output, progress=progress)
+    return Exit.OK
+
+
+def cmd_exists(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        return Exit.OK if client.exists(args.key) else Exit.NOT_FOUND
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.delete(args.key)
+    return Exit.OK
+
+
+def cmd_stat(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        print(json.dumps(client.stat(), indent=2))
+    return Exit.OK
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a client command, turning every failure into one line and its exit status."""
+    from packrat import client
+
+    try:
+        return int(args.action(args))
+    except client.NotFound as e:
+        return _fail(Exit.NOT_FOUND, str(e))
+    except client.IntegrityError as e:  # ChecksumMismatch too
+        return _fail(Exit.INTEGRITY, str(e))
+    except client.APIError as e:
+        if e.status in (401, 403):
+            return _fail(Exit.DENIED, str(e))
+        if e.status == 503:
+            return _fail(Exit.UNAVAILABLE, str(e))
+        return _fail(Exit.REFUSED, str(e))
+    except client.TransferError as e:
+        return _fail(Exit.UNAVAILABLE, str(e))
+    except OSError as e:
+        return _fail(Exit.LOCAL, f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
+    except KeyboardInterrupt:
+        return _fail(Exit.INTERRUPTED, "interrupted")
+
+
+def _fail(status: Exit, message: str) -> int:
+    print(f"packrat: {message}", file=sys.stderr)
+    return status
+
+
+@contextlib.contextmanager
+def _client(args: argparse.Namespace) -> Iterator[Client]:
+    from packrat.client import Client
+
+    url = args.url or os.environ.get("PACKRAT_URL") or DEFAULT_URL
+    token = args.token or os.environ.get("PACKRAT_TOKEN") or None
+    with Client(url, token) as client:
+        yield client
+
+
+def _size_of(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None  # put reports the problem when it opens the file
+
+
+@contextlib.contextmanager
+def _progress(size: int | None) -> Iterator[Progress | None]:
+    """A progress callback drawing a tqdm bar on a terminal's stderr, else None.
+
+    The bar starts with the first report, which carries the total (a
+    download's size is known only then); small transfers get none.
+    """
+    if not sys.stderr.isatty() or (size is not None and size < PROGRESS_MIN):
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar: Any = None
+
+    def report(done: int, total: int | None) -> None:
+        nonlocal bar
+        if bar is None:
+            if total is not None and total < PROGRESS_MIN:
+                return
+            bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, leave=False)
+        bar.update(done - bar.n)  # may go back: a retried upload starts again
+
+    try:
+        yield report
+    finally:
+        if bar is not None:
+            bar.close()

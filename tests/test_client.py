@@ -1,0 +1,398 @@
+"""packrat.client against real servers: round trips, integrity, retries, errors.
+
+A stand-in HTTP server that lies (wrong ETag, short body) checks the client's
+own verification, which a real Packrat never gives cause to fail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from packrat import __version__
+from packrat.client import (
+    APIError,
+    ChecksumMismatch,
+    Client,
+    ClientError,
+    IntegrityError,
+    NotFound,
+    TransferError,
+    Unavailable,
+)
+
+READER = "r" * 16 + "-read-token"
+WRITER = "w" * 16 + "-write-token"
+
+
+def answering(url: str, token: str | None = None) -> bool:
+    """HTTP answers (``exists`` needs no coordinator)."""
+    try:
+        with Client(url, token, retries=0, timeout=2) as probe:
+            probe.exists("probe")
+    except ClientError:
+        return False
+    return True
+
+
+def only_object_file(server) -> Path:
+    """The one object file of a server that stores one object."""
+    (path,) = [p for p in (server.cache / "objects").rglob("*") if p.is_file()]
+    return path
+
+
+def test_round_trip_of_paths_and_file_objects(packrat_server, tmp_path):
+    source = tmp_path / "résumé.pdf"
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    source.write_bytes(data)
+    with Client(packrat_server.url) as cache:
+        stored = cache.put("docs/cv", source)
+        assert stored.key == "docs/cv"
+        assert stored.size == len(data)
+        assert stored.sha256 == hashlib.sha256(data).hexdigest()
+        assert stored.filename == "résumé.pdf"
+        assert stored.content_type == "application/pdf"
+
+        dest = tmp_path / "copy.pdf"
+        fetched = cache.get("docs/cv", dest)
+        assert dest.read_bytes() == data
+        assert fetched == stored.__class__(
+            "docs/cv", len(data), stored.sha256, "résumé.pdf", "application/pdf"
+        )
+        assert not list(tmp_path.glob(".copy.pdf.*"))  # the temporary file is gone
+
+        # A file object, from its current position; the name is the caller's.
+        f = io.BytesIO(b"skip me|" + b"the rest")
+        f.seek(8)
+        stored = cache.put("docs/rest", f, filename="rest.txt", content_type="text/plain")
+        assert (stored.size, stored.filename, stored.content_type) == (8, "rest.txt", "text/plain")
+        out = io.BytesIO()
+        cache.get("docs/rest", out)
+        assert out.getvalue() == b"the rest"
+
+        assert cache.put("empty", io.BytesIO()).size == 0
+        out = io.BytesIO()
+        assert cache.get("empty", out).size == 0 and out.getvalue() == b""
+
+
+def test_a_pipe_is_spooled_so_it_is_verified_and_retryable(packrat_server):
+    data = os.urandom(1_000_000)
+    read_end, write_end = os.pipe()
+
+    def feed() -> None:
+        with os.fdopen(write_end, "wb") as w:
+            w.write(data)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    with os.fdopen(read_end, "rb") as pipe, Client(packrat_server.url) as cache:
+        stored = cache.put("from/pipe", pipe)
+    writer.join()
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert packrat_server.get("from/pipe").content == data
+
+
+def test_keys_are_sent_as_the_server_reads_them(packrat_server, tmp_path):
+    key = "a/b:c@d/e=f;g,h+i/$&'()*!~x"
+    with Client(packrat_server.url) as cache:
+        cache.put(key, io.BytesIO(b"odd key"))
+        assert cache.exists(key)
+        assert packrat_server.exists(key)
+        with pytest.raises(APIError) as refused:
+            cache.put("bad key/with space", io.BytesIO(b"x"))
+    assert refused.value.status == 400 and refused.value.code == "invalid_key"
+    assert "invalid_key" in str(refused.value)
+
+
+def test_exists_delete_and_not_found(packrat_server):
+    with Client(packrat_server.url) as cache:
+        assert not cache.exists("gone")
+        cache.put("gone", io.BytesIO(b"soon"))
+        assert cache.exists("gone")
+        cache.delete("gone")
+        assert not cache.exists("gone")
+        with pytest.raises(NotFound) as missing:
+            cache.delete("gone")
+        assert missing.value.code == "not_found" and missing.value.status == 404
+        with pytest.raises(KeyError):  # as a dict would
+            cache.get("gone", io.BytesIO())
+
+
+def test_stat(packrat_server, wait_for):
+    with Client(packrat_server.url) as cache:
+        cache.put("s/1", io.BytesIO(b"12345"))
+        cache.get("s/1", io.BytesIO())
+        with pytest.raises(NotFound):
+            cache.get("s/none", io.BytesIO())
+
+        def settled() -> dict:
+            stats = cache.stat()  # reads reach the coordinator in batches
+            return stats if stats["hits"] == 1 and stats["misses"] == 1 else {}
+
+        stats = wait_for(settled)
+    assert stats["objects"] == 1 and stats["commits"] == 1
+    assert stats["hit_ratio"] == 0.5
+    assert stats["version"] == __version__
+    assert stats["max_size"] == 64 << 20 and stats["policy"] == "s3gdsf"
+
+
+def test_errors_carry_the_api_code(make_server, tmp_path):
+    server = make_server(cache={"max_file_size": "1M"})
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(3 << 20))
+    # Refused from Content-Length, before the body is sent.
+    with Client(server.url) as cache, pytest.raises(APIError) as too_large:
+        cache.put("big", big)
+    assert (too_large.value.status, too_large.value.code) == (413, "too_large")
+    assert not server.exists("big")
+
+
+def test_tokens(make_server, wait_for):
+    auth = {"enabled": "true", "read_tokens": READER, "write_tokens": WRITER}
+    server = make_server(wait=False, auth=auth)
+    wait_for(lambda: answering(server.url, READER))
+    with Client(server.url) as anonymous, pytest.raises(APIError) as denied:
+        anonymous.exists("k")
+    assert (denied.value.status, denied.value.code) == (401, "unauthorized")
+    with Client(server.url, READER) as reader, pytest.raises(APIError) as forbidden:
+        reader.put("k", io.BytesIO(b"x"))
+    assert (forbidden.value.status, forbidden.value.code) == (403, "forbidden")
+    with Client(server.url, WRITER) as writer:
+        writer.put("k", io.BytesIO(b"x"))
+        assert writer.stat()["objects"] == 1
+    with Client(server.url, READER) as reader:
+        assert reader.exists("k")
+
+
+def test_a_corrupt_object_never_reaches_the_destination(packrat_server, tmp_path):
+    data = os.urandom(2_000_000)
+    with Client(packrat_server.url) as cache:
+        cache.put("rot", io.BytesIO(data))
+        path = only_object_file(packrat_server)
+        with open(path, "r+b") as f:  # flip one byte of the data on disk
+            f.seek(1000)
+            byte = f.read(1)
+            f.seek(1000)
+            f.write(bytes([byte[0] ^ 1]))
+        (tmp_path / "out").mkdir()
+        dest = tmp_path / "out" / "rot.bin"
+        # The server finds the mismatch while sending and cuts the transfer.
+        with pytest.raises(TransferError):
+            cache.get("rot", dest)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+class FlipOnReread(io.BytesIO):
+    """A file whose bytes change after the client hashed them (as if written meanwhile)."""
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        position = super().seek(offset, whence)
+        if self.getbuffer()[0] == ord("a"):
+            self.getbuffer()[0] = ord("b")
+        return position
+
+
+def test_an_upload_that_changed_after_hashing_is_refused(packrat_server):
+    with Client(packrat_server.url) as cache:
+        with pytest.raises(ChecksumMismatch) as mismatch:
+            cache.put("moving", FlipOnReread(b"a file being written"))
+        assert isinstance(mismatch.value, IntegrityError)
+        assert mismatch.value.code == "checksum_mismatch"
+        assert not cache.exists("moving")
+
+
+# -- a stand-in server that lies --------------------------------------------
+
+
+@pytest.fixture
+def liar() -> Iterator[tuple[str, dict]]:
+    """An HTTP server answering every GET with ``answer["body"]`` and ``answer["headers"]``."""
+    answer: dict = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            for name, value in answer["headers"].items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(answer["body"])
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", answer
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_download_must_match_its_etag_and_length(liar, tmp_path):
+    url, answer = liar
+    body = b"not what was stored"
+    dest = tmp_path / "out"
+    with Client(url) as cache:
+        answer.update(body=body, headers={"ETag": f'"{"0" * 64}"', "Content-Length": len(body)})
+        with pytest.raises(IntegrityError, match="not 0000"):
+            cache.get("k", dest)
+        assert not dest.exists()
+
+        right = hashlib.sha256(body).hexdigest()
+        answer.update(headers={"ETag": f'"{right}"', "Content-Length": len(body) + 10})
+        with pytest.raises(TransferError):
+            cache.get("k", dest)
+        assert not dest.exists()
+
+        answer.update(headers={"Content-Length": len(body)})  # nothing to verify against
+        with pytest.raises(IntegrityError, match="no sha256 ETag"):
+            cache.get("k", dest)
+
+        answer.update(headers={"ETag": f'"{right}"', "Content-Length": len(body)})
+        assert cache.get("k", dest).sha256 == right
+        assert dest.read_bytes() == body
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+# -- 503: retried after Retry-After -----------------------------------------
+
+
+def test_uploads_wait_for_a_restarting_coordinator(make_server, caplog, wait_for):
+    frontend = make_server("frontend", wait=False)
+    wait_for(lambda: answering(frontend.url))
+    started = threading.Timer(1.5, lambda: make_server("coordinator", wait=False))
+    started.start()
+    try:
+        with caplog.at_level(logging.INFO, "packrat.client"), Client(frontend.url) as cache:
+            stored = cache.put("after/restart", io.BytesIO(b"patience"))
+    finally:
+        started.join()
+    assert stored.size == 8
+    retries = [r for r in caplog.records if "coordinator_unavailable" in r.getMessage()]
+    assert retries, "the first attempt should have met a 503"
+
+
+def test_retries_are_bounded(make_server, wait_for):
+    frontend = make_server("frontend", wait=False)
+    wait_for(lambda: answering(frontend.url))
+    start = time.monotonic()
+    with Client(frontend.url, retries=1, max_wait=0.2) as cache, pytest.raises(Unavailable) as e:
+        cache.put("never", io.BytesIO(b"x"))
+    unavailable = e
+    assert unavailable.value.code == "coordinator_unavailable"
+    assert unavailable.value.status == 503
+    assert time.monotonic() - start < 10
+
+
+def test_too_busy_is_retried_until_a_slot_frees(make_server):
+    server = make_server(frontend={"processes": 1, "max_uploads": 1})
+    # One upload in flight holds the only slot: headers and half the body sent.
+    slow = socket.create_connection(("127.0.0.1", server.port))
+    slow.sendall(b"PUT /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
+    time.sleep(0.3)  # let the front end start receiving it
+    release = threading.Timer(1.5, lambda: slow.sendall(b"world"))
+    release.start()
+    try:
+        with Client(server.url, max_wait=1) as cache:
+            start = time.monotonic()
+            stored = cache.put("busy/retry", io.BytesIO(b"queued"))
+            waited = time.monotonic() - start
+    finally:
+        release.join()
+        reply = slow.recv(4096)
+        slow.close()
+    assert b"200 OK" in reply
+    assert stored.size == 6 and server.exists("busy/retry")
+    assert waited >= 1  # it met at least one 503 too_busy and waited
+
+
+# -- memory ---------------------------------------------------------------
+
+MEASURE = """
+import resource, sys
+from packrat.client import Client
+url, source, dest = sys.argv[1:]
+with Client(url) as cache:
+    cache.put("warm", __import__("io").BytesIO(b"warm up"))
+    cache.get("warm", dest)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cache.put("big", source)
+    cache.get("big", dest)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) * 1024)
+"""
+
+
+@pytest.mark.slow
+def test_transfers_stream_in_constant_memory(make_server, tmp_path):
+    """Putting and getting 96 MiB grows the client's peak memory by well under 16 MiB."""
+    server = make_server(cache={"max_size": "256M"})
+    source = tmp_path / "big.bin"
+    with open(source, "wb") as f:
+        for _ in range(96):
+            f.write(os.urandom(1 << 20))
+    dest = tmp_path / "back.bin"
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, server.url, str(source), str(dest)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    growth = int(result.stdout)
+    assert growth < 16 << 20, f"peak memory grew by {growth >> 20} MiB"
+    assert source.stat().st_size == dest.stat().st_size == 96 << 20
+    with open(source, "rb") as a, open(dest, "rb") as b:
+        assert (
+            hashlib.file_digest(a, "sha256").digest() == hashlib.file_digest(b, "sha256").digest()
+        )
+
+
+# -- README ---------------------------------------------------------------
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_examples() -> list[str]:
+    """The Python blocks of README's "Using it" section."""
+    text = README.read_text()
+    section = text[text.index("## Using it") : text.index("## API")]
+    return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
+
+
+def test_readme_has_both_python_examples():
+    examples = readme_examples()
+    assert len(examples) == 2
+    assert "from packrat.client import Client" in examples[0]
+    assert "import requests" in examples[1] and "files=" not in examples[1]
+
+
+@pytest.mark.parametrize("number", [0, 1])
+def test_readme_python_examples_run_as_shown(packrat_server, tmp_path, number):
+    """Each example, unchanged but for the server's port, with a report.pdf beside it."""
+    code = readme_examples()[number]
+    assert code.count("http://127.0.0.1:5050") == 1
+    code = code.replace("http://127.0.0.1:5050", packrat_server.url)
+    data = os.urandom(500_000)
+    (tmp_path / "report.pdf").write_bytes(data)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "q1.pdf").read_bytes() == data
+    assert "True" in result.stdout
