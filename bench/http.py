@@ -17,15 +17,17 @@ Three servers answer the same files:
   replaces.
 * Packrat (``packrat serve``: supervisor, coordinator, front ends).
 
-Workloads, each at 16 connections (64 MiB uploads at 4, so that the few
-uploads cut off when a run ends weigh little against those it completes):
-GET of 1 KiB, 64 KiB, 1 MiB and 16 MiB objects, HEAD (of empty objects:
-wrk waits for a body as long as Content-Length says, wg/wrk#198, and the
-servers do the same work whatever the size), ``exists`` (Packrat's ``GET /exists/<key>``; the others stat the file and
-answer the same JSON), and uploads of 1 KiB, 1 MiB and 64 MiB, once as a
-multipart ``POST`` (nginx gets ``PUT``) and once as a ``PUT`` to all three.
-Uploads cycle over a fixed set of keys per wrk thread, so the bytes on disk
-stay bounded whatever the request rate.
+Workloads, each at 16 connections (GET 16 MiB at 4, 64 MiB uploads at 2 and
+for twice as long, so that the few requests cut off when a run ends weigh
+little against those it completes):
+GET of 1 KiB, 64 KiB, 1 MiB and 16 MiB objects; HEAD (of empty objects: wrk
+waits for as many body bytes as Content-Length says, wg/wrk#198, and the
+servers do the same work whatever the size); ``exists`` (Packrat's
+``GET /exists/<key>``; the others stat the file and answer the same JSON);
+uploads of 1 KiB, 1 MiB and 64 MiB, once as a multipart ``POST`` (nginx gets
+``PUT``) and once as a ``PUT`` to all three.  Uploads cycle over a fixed set
+of keys per wrk thread, so the bytes on disk stay bounded whatever the
+request rate.
 
 For every run it reports req/s, MB/s (payload bytes, 10^6), wrk's p50/p99,
 and the server's CPU: the CPU time of all of its processes, read from
@@ -66,18 +68,20 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 # Run as a script, this file's directory comes first on sys.path, where this
 # module's name would hide the standard library's ``http`` from requests; the
 # repository root takes its place so that bench/'s modules import as bench.<name>.
-if sys.path and Path(sys.path[0] or ".").resolve() == HERE:
-    sys.path[0] = str(REPO)
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import requests
 
 from bench.forms import content_type, multipart_body
 from bench.procstat import Reading, snapshot
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 
 LUA = HERE / "wrk_script.lua"
 NAIVE = HERE / "naive_tornado.py"
@@ -88,10 +92,13 @@ GET_KEYS = {KIB: 512, 64 * KIB: 256, MIB: 64, 16 * MIB: 8}  # objects read round
 HEAD_KEYS = 512  # empty objects (see make_workloads)
 UPLOAD_KEYS = {KIB: 256, MIB: 16, 64 * MIB: 2}  # keys each wrk thread overwrites in turn
 CONNECTIONS = 16
-BIG_UPLOAD_CONNECTIONS = 4
+# Requests still under way when a run ends cost CPU but are not counted: for
+# the largest objects, fewer connections keep that share to a few percent.
+BIG_GET_CONNECTIONS = 4  # GET 16 MiB
+BIG_UPLOAD_CONNECTIONS = 2  # upload 64 MiB, measured for twice as long
 WARMUP = 1  # seconds, dropped (wrk takes whole seconds)
 DURATION = 3  # seconds, measured
-IDLE_WAIT = 20.0  # most seconds to wait for other processes to calm down, per workload
+IDLE_WAIT = 15.0  # most seconds to wait for other processes to calm down, per workload
 IDLE_LIMIT = 0.15  # cores other processes may use before a run is flagged
 SETTLE_LIMIT = 0.05  # cores a server may still use when its measured run starts
 SETTLE_WAIT = 5.0  # most seconds to wait for that after the warm-up
@@ -126,6 +133,7 @@ class Workload:
     size: int  # payload bytes per request: the object read or uploaded (0: none)
     connections: int
     requests: dict[str, Request]  # per server
+    scale: int = 1  # measured for this many times the usual duration
 
 
 @dataclass
@@ -322,8 +330,9 @@ def make_workloads(bodies: Path) -> list[Workload]:
     workloads = []
     for size in GET_KEYS:
         read = Request("GET", f"/bench/{size}/", GET_KEYS[size])
+        conns = BIG_GET_CONNECTIONS if size > MIB else CONNECTIONS
         workloads.append(
-            Workload(f"GET {size_name(size)}", size, CONNECTIONS, dict.fromkeys(SERVERS, read))
+            Workload(f"GET {size_name(size)}", size, conns, dict.fromkeys(SERVERS, read))
         )
     # wrk cannot tell that a response to HEAD has no body and waits for the
     # Content-Length bytes (wg/wrk#198), so HEAD asks for empty objects: the
@@ -337,16 +346,15 @@ def make_workloads(bodies: Path) -> list[Workload]:
         raw, form = bodies / f"{size}.raw", bodies / f"{size}.multipart"
         raw.write_bytes(payload)
         form.write_bytes(multipart_body(payload, BOUNDARY))
-        conns = BIG_UPLOAD_CONNECTIONS if size > MIB else CONNECTIONS
+        conns, scale = (BIG_UPLOAD_CONNECTIONS, 2) if size > MIB else (CONNECTIONS, 1)
         put = Request("PUT", f"/up/{size}/", keys, per_thread=True, body=raw)
         post = Request(
             "POST", put.prefix, keys, True, body=form, content_type=content_type(BOUNDARY)
         )
         name = f"upload {size_name(size)}"
-        workloads.append(
-            Workload(f"{name} POST", size, conns, {NGINX: put, NAIVE_TORNADO: post, PACKRAT: post})
-        )
-        workloads.append(Workload(f"{name} PUT", size, conns, dict.fromkeys(SERVERS, put)))
+        posts = {NGINX: put, NAIVE_TORNADO: post, PACKRAT: post}
+        workloads.append(Workload(f"{name} POST", size, conns, posts, scale))
+        workloads.append(Workload(f"{name} PUT", size, conns, dict.fromkeys(SERVERS, put), scale))
     return workloads
 
 
@@ -481,7 +489,7 @@ def measure(plan: Plan, server: Server, workload: Workload) -> Result:
         run_wrk(plan.wrk, server.url, req, conns, plan.threads, plan.warmup)
     settle(server.pid)
     before = Reading.take((server.pid,))
-    raw = run_wrk(plan.wrk, server.url, req, conns, plan.threads, plan.duration)
+    raw = run_wrk(plan.wrk, server.url, req, conns, plan.threads, plan.duration * workload.scale)
     after = Reading.take((server.pid,))
     return Result(
         server=server.name,
@@ -733,7 +741,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.server_cpus, args.wrk_cpus = None, None
         args.mode = "unpinned"
     args.threads = len(args.wrk_cpus or cores)
-    args.frontends = args.frontends or [len(args.server_cpus or cores)]
+    args.frontends = list(dict.fromkeys(args.frontends or [len(args.server_cpus or cores)]))
     args.command = "python bench/http.py" + (
         " " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else ""
     )

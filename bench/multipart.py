@@ -17,7 +17,8 @@ from pathlib import Path
 # Run as a script, this file's directory comes first on sys.path; the
 # repository root takes its place so that bench/'s modules import as bench.<name>.
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+    del sys.path[0]
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from python_multipart.multipart import MultipartParser
 from streaming_form_data import StreamingFormDataParser
