@@ -52,9 +52,9 @@ class Snapshot:
         """CPU seconds used so far by ``root`` and its descendants, reaped ones included."""
         return sum(self.cpu[pid] for pid in self.tree(root))
 
-    def kernel_cpu(self) -> float:
-        """CPU seconds of kernel threads (ksoftirqd, kworkers writing back our files...)."""
-        return sum(c for pid, c in self.cpu.items() if self.parent[pid] == KTHREADD)
+    def kernel_cpu(self) -> dict[int, float]:
+        """CPU seconds of each kernel thread (ksoftirqd, kworkers writing back our files...)."""
+        return {pid: c for pid, c in self.cpu.items() if self.parent[pid] == KTHREADD}
 
 
 def read_stat(pid: int) -> tuple[int, float] | None:
@@ -81,11 +81,6 @@ def snapshot() -> Snapshot:
     return Snapshot(parent, cpu)
 
 
-def tree_cpu(root: int) -> float:
-    """CPU seconds used so far by ``root`` and its live or reaped descendants."""
-    return snapshot().tree_cpu(root)
-
-
 def machine_busy() -> float:
     """CPU seconds all cores have spent busy since boot (user, nice, system, irq, softirq).
 
@@ -101,12 +96,12 @@ def machine_busy() -> float:
 
 @dataclass(frozen=True)
 class Reading:
-    """One moment: the wall clock, the machine's busy time, our tree's, the kernel's."""
+    """One moment: the wall clock, the machine's busy time, our tree's, the kernel threads'."""
 
     wall: float
     busy: float
     ours: float
-    kernel: float
+    kernel: dict[int, float]  # per kernel thread
     servers: dict[int, float]  # per watched root pid: its tree's CPU seconds
 
     @classmethod
@@ -125,7 +120,11 @@ class Reading:
     def others(self, earlier: Reading) -> float:
         """Cores other processes kept busy on average since ``earlier`` (0.15 = 15 %)."""
         spent = (self.busy - earlier.busy) - (self.ours - earlier.ours)
-        spent -= self.kernel - earlier.kernel
+        # Kernel threads come and go, and nothing inherits the time of one that
+        # exits: only those alive at both moments are counted.
+        spent -= sum(
+            c - earlier.kernel[pid] for pid, c in self.kernel.items() if pid in earlier.kernel
+        )
         return max(spent, 0.0) / max(self.wall - earlier.wall, 1e-9)
 
     def server_cpu(self, earlier: Reading, root: int) -> float:
