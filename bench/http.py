@@ -1,11 +1,13 @@
 """HTTP load benchmark: Packrat beside nginx and a naive Tornado server, driven by wrk.
 
 Run: ``python bench/http.py`` (``make bench`` runs it unpinned and pinned;
-about 3 minutes each on 2 cores), ``--pin`` to put the servers and wrk on
-separate cores, ``--frontends 1 2`` for one table per Packrat front-end
-count, ``--quick`` for a smoke run of a few seconds per workload.  Everything
-runs on 127.0.0.1 in a temporary directory, and every process it starts
-(``packrat serve``, nginx, the naive server, wrk) is stopped before it returns.
+3 to 6 minutes each on 2 cores, depending on how long it waits for an idle
+machine), ``--pin`` to put the servers and wrk on separate cores,
+``--frontends 1 2`` for one table per Packrat front-end count, ``--repeat 3``
+to keep the median of three runs per cell (the servers take turns),
+``--quick`` for a smoke run of a few seconds per workload.  Everything runs on
+127.0.0.1 in a temporary directory, and every process it starts (``packrat
+serve``, nginx, the naive server, wrk) is stopped before it returns.
 
 Three servers answer the same files:
 
@@ -153,6 +155,7 @@ class Result:
     cpu: float  # server CPU seconds over the measured run
     wall: float  # seconds between the two CPU readings
     others: float  # cores other processes used meanwhile
+    spread: tuple[float, float] | None = None  # CPU µs/req, lowest and highest of the repeats
 
     @property
     def rate(self) -> float:
@@ -478,6 +481,7 @@ class Plan:
     warmup: int
     duration: int
     idle_wait: float
+    repeat: int
     frontends: int = 0
     waits: list[float] = field(default_factory=list)  # seconds waited per workload
 
@@ -522,17 +526,29 @@ def run_table(
                 " running anyway, flagged if it lasts)",
                 flush=True,
             )
-        for server in servers:
-            r = measure(plan, server, workload)
-            results.append(r)
-            print(
-                f"{workload.name:<18} {server.name:<13} {r.rate:>9,.0f} req/s"
-                f" {r.mb_s:>8,.1f} MB/s  p50 {ms(r.p50)} p99 {ms(r.p99)} ms"
-                f"  CPU {r.cpu_percent:>4.0f} % {r.cpu_us:>8,.0f} µs/req"
-                f"  others {r.others:.0%}{' BUSY' if r.busy else ''}"
-                f"{f'  errors {r.errors}' if r.errors else ''}",
-                flush=True,
-            )
+        runs: dict[str, list[Result]] = {server.name: [] for server in servers}
+        for _ in range(plan.repeat):  # servers take turns, so a noisy spell hits all alike
+            for server in servers:
+                r = measure(plan, server, workload)
+                runs[server.name].append(r)
+                print(
+                    f"{workload.name:<18} {server.name:<13} {r.rate:>9,.0f} req/s"
+                    f" {r.mb_s:>8,.1f} MB/s  p50 {ms(r.p50)} p99 {ms(r.p99)} ms"
+                    f"  CPU {r.cpu_percent:>4.0f} % {r.cpu_us:>8,.0f} µs/req"
+                    f"  others {r.others:.0%}{' BUSY' if r.busy else ''}"
+                    f"{f'  errors {r.errors}' if r.errors else ''}",
+                    flush=True,
+                )
+        results.extend(median_run(repeats) for repeats in runs.values())
+
+
+def median_run(runs: list[Result]) -> Result:
+    """The run with the median CPU per request, all its numbers kept together."""
+    ordered = sorted(runs, key=lambda r: r.cpu_us)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    if len(runs) > 1:
+        chosen.spread = (ordered[0].cpu_us, ordered[-1].cpu_us)
+    return chosen
 
 
 # -- report ---------------------------------------------------------------
@@ -583,6 +599,10 @@ def num(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
 
+def spread(r: Result) -> str:
+    return f" ({num(r.spread[0])} to {num(r.spread[1])})" if r.spread else ""
+
+
 def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}" if a and b else "-"
 
@@ -622,8 +642,8 @@ def table(results: list[Result]) -> list[str]:
             if r:
                 out.append(
                     f"| {workload} | {server} | {num(r.rate)} | {num(r.mb_s)} | {ms(r.p50)} |"
-                    f" {ms(r.p99)} | {r.cpu_percent:.0f} | {num(r.cpu_us)} | {r.errors} |"
-                    f" {100 * r.others:.0f}{' ⚠' if r.busy else ''} |"
+                    f" {ms(r.p99)} | {r.cpu_percent:.0f} | {num(r.cpu_us)}{spread(r)} |"
+                    f" {r.errors} | {100 * r.others:.0f}{' ⚠' if r.busy else ''} |"
                 )
     return out
 
@@ -661,9 +681,15 @@ def render(
         f" {info['load']} before, {os.getloadavg()[0]:.1f} after",
         f"- each run: {args.warmup} s warm-up (dropped), then {args.duration} s measured;"
         f" wrk with {args.threads} thread(s); waited {sum(waits):.0f} s in all for an idle"
-        f" machine; {busy} of {len(results)} runs had other processes above"
+        f" machine; {busy} of {len(results)} runs shown had other processes above"
         f" {IDLE_LIMIT:.0%} of a core (⚠)",
     ]
+    if args.repeat > 1:
+        out.append(
+            f"- {args.repeat} runs per server and workload, servers taking turns; each"
+            " row shows the run with the median CPU µs/request, the lowest and highest"
+            " in brackets"
+        )
     for frontends in args.frontends:
         mine = [r for r in results if r.frontends == frontends]
         if not mine:
@@ -704,6 +730,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=DURATION, help="measured seconds")
     parser.add_argument("--warmup", type=int, default=WARMUP, help="dropped seconds (0: none)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per server and workload, servers taking turns; each cell is the run"
+        " with the median CPU per request",
+    )
     parser.add_argument("--idle-wait", type=float, default=IDLE_WAIT, help="seconds, at most")
     parser.add_argument(
         "--pin",
@@ -789,6 +822,7 @@ def main(argv: list[str] | None = None) -> int:
                 warmup=args.warmup,
                 duration=args.duration,
                 idle_wait=args.idle_wait,
+                repeat=args.repeat,
                 frontends=frontends,
                 waits=waits,
             )

@@ -17,11 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.append(str(REPO))  # bench/ is not installed: its modules import as bench.<name>
 
-from bench.http import SERVERS, update_doc  # noqa: E402
+from bench.http import SERVERS, Result, median_run, update_doc  # noqa: E402
 from bench.procstat import Reading, snapshot  # noqa: E402
 
 # A parent and its child each burn a known amount of CPU on "go" and say
@@ -118,6 +120,36 @@ def test_update_doc_replaces_only_the_block_of_its_mode() -> None:
     both = update_doc(twice, "unpinned", "table 3\n")
     assert "table 2" in both and "table 3" in both and "hand-written" in both
     assert update_doc(both, "unpinned", "table 3\n") == both
+
+
+def run_with_cpu(cpu: float) -> Result:
+    return Result(
+        server="Packrat",
+        workload="GET 1 KiB",
+        frontends=1,
+        connections=16,
+        requests=1000,
+        seconds=3.0,
+        payload=1024,
+        p50=1.0,
+        p90=2.0,
+        p99=3.0,
+        max=4.0,
+        errors=0,
+        cpu=cpu,
+        wall=3.0,
+        others=0.0,
+    )
+
+
+@given(st.lists(st.floats(min_value=0.001, max_value=10), min_size=1, max_size=9))
+def test_median_run_is_one_real_run_with_the_median_cpu(cpus: list[float]) -> None:
+    runs = [run_with_cpu(c) for c in cpus]
+    chosen = median_run(runs)
+    assert any(chosen is r for r in runs)  # all its numbers come from one run
+    ordered = sorted(r.cpu_us for r in runs)
+    assert chosen.cpu_us == ordered[(len(runs) - 1) // 2]
+    assert chosen.spread == ((ordered[0], ordered[-1]) if len(runs) > 1 else None)
 
 
 @pytest.mark.skipif(
