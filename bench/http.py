@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import os
 import platform
@@ -106,6 +107,7 @@ SETTLE_LIMIT = 0.05  # cores a server may still use when its measured run starts
 SETTLE_WAIT = 5.0  # most seconds to wait for that after the warm-up
 WRK_TIMEOUT = 10  # seconds before wrk counts a request as timed out
 START_TIMEOUT = 30.0
+PR_SET_PDEATHSIG = 1
 BOUNDARY = "----packratbenchQ3x7Lw0pVd"
 SEED = 20240501
 NGINX, NAIVE_TORNADO, PACKRAT = "nginx", "naive Tornado", "Packrat"
@@ -214,7 +216,11 @@ def running(
     """Start ``argv``, wait until ``url`` answers; at the end stop it and all it started."""
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
     try:
         wait_http(url, process, what, log, ok)
@@ -231,6 +237,11 @@ def running(
         for pid in tree[1:]:  # anything that outlived its parent's shutdown
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when this script dies, even by SIGKILL."""
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def pinned(cpus: list[int] | None, argv: list[str]) -> list[str]:
