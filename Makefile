@@ -35,6 +35,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/coordinator.py
 	$(BIN)/python bench/policies.py
 	$(BIN)/python bench/http.py
+	$(BIN)/python bench/http.py --pin
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -1,44 +1,64 @@
-"""HTTP load benchmark: Packrat against nginx serving the same files, driven by wrk.
+"""HTTP load benchmark: Packrat beside nginx and a naive Tornado server, driven by wrk.
 
-Run: ``python bench/http.py`` (``make bench`` runs it; about 2.5 minutes).
-Everything runs on 127.0.0.1 in a temporary directory, and every process it
-starts (``packrat serve``, nginx, wrk) is stopped before it returns.
+Run: ``python bench/http.py`` (``make bench`` runs it unpinned and pinned;
+3 to 6 minutes each on 2 cores, depending on how long it waits for an idle
+machine), ``--pin`` to put the servers and wrk on separate cores,
+``--frontends 1 2`` for one table per Packrat front-end count, ``--repeat 3``
+to keep the median of three runs per cell (the servers take turns),
+``--quick`` for a smoke run of a few seconds per workload.  Everything runs on
+127.0.0.1 in a temporary directory, and every process it starts (``packrat
+serve``, nginx, the naive server, wrk) is stopped before it returns.
 
-Workloads, each at 16 and 64 connections:
+Three servers answer the same files:
 
-* ``GET 4 KiB`` / ``GET 4 MiB``: 512 small and 16 large objects, stored in
-  Packrat by POST beforehand and written as plain files under nginx's root.
-* ``POST 4 KiB`` / ``POST 4 MiB``: Packrat gets a multipart upload (field
-  ``file``); nginx, the closest thing it has, gets the raw bytes by
-  ``PUT`` (``dav_methods PUT``: body to a temporary file, then a rename).
-  Uploads cycle over a fixed set of keys per wrk thread, so the bytes on
-  disk stay bounded whatever the request rate.
-* ``PUT 4 KiB`` / ``PUT 4 MiB``: the raw bytes by ``PUT`` to both, the
-  same request for each.
-* ``exists``: Packrat's ``GET /exists/<key>``; nginx answers the same JSON
-  after an ``if (-f ...)`` stat of the file.
+* nginx (sendfile, access log off, as many workers as Packrat has front
+  ends): what the kernel and a C server can do.  Uploads go to WebDAV
+  ``PUT`` (body to a temporary file, then a rename), its closest thing.
+* a naive single-process Tornado file server (``bench/naive_tornado.py``):
+  64 KiB chunked GET, a non-streaming multipart POST, the server Packrat
+  replaces.
+* Packrat (``packrat serve``: supervisor, coordinator, front ends).
 
-Each (workload, connections) pair runs Packrat then nginx back to back, a
-warm-up run first (dropped), then a timed run; the machine is shared and
-noisy, so the ratios Packrat/nginx are the numbers to compare across runs.
-Latencies are wrk's percentiles of its closed-loop request times
-(p50/p90/p99/max; the average is not reported).  wrk runs with one thread per
-core on the same machine, for both servers alike.
+Workloads, each at 16 connections (GET 16 MiB at 4, 64 MiB uploads at 2 and
+for twice as long, so that the few requests cut off when a run ends weigh
+little against those it completes):
+GET of 1 KiB, 64 KiB, 1 MiB and 16 MiB objects; HEAD (of empty objects: wrk
+waits for as many body bytes as Content-Length says, wg/wrk#198, and the
+servers do the same work whatever the size); ``exists`` (Packrat's
+``GET /exists/<key>``; the others stat the file and answer the same JSON);
+uploads of 1 KiB, 1 MiB and 64 MiB, once as a multipart ``POST`` (nginx gets
+``PUT``) and once as a ``PUT`` to all three.  Uploads cycle over a fixed set
+of keys per wrk thread, so the bytes on disk stay bounded whatever the
+request rate.
 
-Without ``wrk`` nothing can be measured and the script says what to install;
-without ``nginx`` it measures Packrat alone and leaves docs/benchmarks.md as
-it is.  It installs nothing itself.
+For every run it reports req/s, MB/s (payload bytes, 10^6), wrk's p50/p99,
+and the server's CPU: the CPU time of all of its processes, read from
+/proc/<pid>/stat (``bench/procstat.py``) before and after the measured run,
+as % of one core and as microseconds per request.  Before each workload it
+waits (up to ``--idle-wait`` seconds) until other processes use less than
+15 % of a core, and it flags a run during which they used more.  A run is a
+warm-up (dropped) then the measured run, once the server's processes are
+idle again; servers run back to back in the order nginx, naive Tornado,
+Packrat.
+
+Without ``wrk`` nothing can be measured and it says what to install; without
+``nginx`` it measures the other two and leaves docs/benchmarks.md as it is.
+It installs nothing itself.  Results go to docs/benchmarks.md (the block of
+the mode that ran; the rest of the file is kept) and, with ``--json``, to a
+file for scripts.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import os
 import platform
 import pwd
 import random
+import re
 import shutil
 import signal
 import socket
@@ -47,67 +67,124 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-# Run as a script, this file's directory comes first on sys.path, and this
-# module's name would hide the standard library's ``http`` from requests.
+# Run as a script, this file's directory comes first on sys.path, where this
+# module's name would hide the standard library's ``http`` from requests; the
+# repository root takes its place so that bench/'s modules import as bench.<name>.
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import requests
 
+from bench.forms import content_type, multipart_body
+from bench.procstat import Reading, snapshot
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+
 LUA = HERE / "wrk_script.lua"
+NAIVE = HERE / "naive_tornado.py"
 DOC = REPO / "docs" / "benchmarks.md"
 
-SMALL = 4 << 10  # bytes
-LARGE = 4 << 20
-SMALL_KEYS = 512  # objects the GET workloads read, round robin
-LARGE_KEYS = 16
-UPLOAD_KEYS_SMALL = 256  # keys each wrk thread overwrites in turn
-UPLOAD_KEYS_LARGE = 8
-CONNECTIONS = (16, 64)
-WARMUP = 1.0  # seconds, dropped
-DURATION = 3.0  # seconds, measured
+KIB, MIB = 1 << 10, 1 << 20
+GET_KEYS = {KIB: 512, 64 * KIB: 256, MIB: 64, 16 * MIB: 8}  # objects read round robin
+HEAD_KEYS = 512  # empty objects (see make_workloads)
+UPLOAD_KEYS = {KIB: 256, MIB: 16, 64 * MIB: 2}  # keys each wrk thread overwrites in turn
+CONNECTIONS = 16
+# Requests still under way when a run ends cost CPU but are not counted: for
+# the largest objects, fewer connections keep that share to a few percent.
+BIG_GET_CONNECTIONS = 4  # GET 16 MiB
+BIG_UPLOAD_CONNECTIONS = 2  # upload 64 MiB, measured for twice as long
+WARMUP = 1  # seconds, dropped (wrk takes whole seconds)
+DURATION = 3  # seconds, measured
+IDLE_WAIT = 15.0  # most seconds to wait for other processes to calm down, per workload
+IDLE_LIMIT = 0.15  # cores other processes may use before a run is flagged
+SETTLE_LIMIT = 0.05  # cores a server may still use when its measured run starts
+SETTLE_WAIT = 5.0  # most seconds to wait for that after the warm-up
 WRK_TIMEOUT = 10  # seconds before wrk counts a request as timed out
 START_TIMEOUT = 30.0
+PR_SET_PDEATHSIG = 1
 BOUNDARY = "----packratbenchQ3x7Lw0pVd"
 SEED = 20240501
+NGINX, NAIVE_TORNADO, PACKRAT = "nginx", "naive Tornado", "Packrat"
+SERVERS = (NGINX, NAIVE_TORNADO, PACKRAT)  # run order within a workload
+QUICK = ("GET 1 KiB", "GET 1 MiB", "HEAD", "exists", "upload 1 KiB POST")
+
+
+def size_name(size: int) -> str:
+    return f"{size // MIB} MiB" if size >= MIB else f"{size // KIB} KiB"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What wrk sends one server for a workload (see wrk_script.lua)."""
+
+    method: str
+    prefix: str  # keys are <prefix><n>, or <prefix><thread>-<n> when per_thread
+    keys: int
+    per_thread: bool = False
+    body: Path | None = None
+    content_type: str | None = None
 
 
 @dataclass(frozen=True)
 class Workload:
     name: str
-    size: int
-    # (method, path prefix, keys, per-thread keys, body, content type) per server
-    packrat: tuple[str, str, int, bool, str, str]
-    nginx: tuple[str, str, int, bool, str, str]
+    size: int  # payload bytes per request: the object read or uploaded (0: none)
+    connections: int
+    requests: dict[str, Request]  # per server
+    scale: int = 1  # measured for this many times the usual duration
 
 
 @dataclass
 class Result:
     server: str
     workload: str
+    frontends: int
     connections: int
     requests: int
-    seconds: float
-    bytes_moved: int
+    seconds: float  # wrk's measured duration
+    payload: int  # bytes per request
     p50: float  # milliseconds
     p90: float
     p99: float
     max: float
     errors: int
+    cpu: float  # server CPU seconds over the measured run
+    wall: float  # seconds between the two CPU readings
+    others: float  # cores other processes used meanwhile
+    spread: tuple[float, float] | None = None  # CPU µs/req, lowest and highest of the repeats
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds
 
     @property
-    def mib_s(self) -> float:
-        return self.bytes_moved / self.seconds / (1 << 20)
+    def mb_s(self) -> float:
+        return self.requests * self.payload / self.seconds / 1e6
+
+    @property
+    def cpu_percent(self) -> float:
+        return 100 * self.cpu / self.wall
+
+    @property
+    def cpu_us(self) -> float:
+        return 1e6 * self.cpu / self.requests if self.requests else float("inf")
+
+    @property
+    def busy(self) -> bool:
+        return self.others > IDLE_LIMIT
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    pid: int  # root of its process tree
 
 
 # -- processes ------------------------------------------------------------
@@ -132,44 +209,65 @@ def wait_http(url: str, process: subprocess.Popen, what: str, log: Path, ok=None
     raise SystemExit(f"{what} did not answer on {url}:\n{log.read_text(errors='replace')}")
 
 
-def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 15.0) -> None:
-    if process.poll() is None:
-        process.send_signal(sig)
+@contextlib.contextmanager
+def running(
+    argv: list[str], log: Path, what: str, url: str, stop_signal=signal.SIGTERM, ok=None
+) -> Iterator[subprocess.Popen]:
+    """Start ``argv``, wait until ``url`` answers; at the end stop it and all it started."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
     try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        wait_http(url, process, what, log, ok)
+        yield process
+    finally:
+        tree = snapshot().tree(process.pid)
+        if process.poll() is None:
+            process.send_signal(stop_signal)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        for pid in tree[1:]:  # anything that outlived its parent's shutdown
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when this script dies, even by SIGKILL."""
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def pinned(cpus: list[int] | None, argv: list[str]) -> list[str]:
+    """``argv`` run on ``cpus`` only (its children inherit the set), or as is."""
+    return ["taskset", "-c", ",".join(map(str, cpus)), *argv] if cpus else argv
 
 
 @contextlib.contextmanager
-def packrat_server(work: Path, frontends: int) -> Iterator[str]:
+def packrat_server(work: Path, frontends: int, cpus: list[int] | None) -> Iterator[Server]:
     port = free_port()
-    root = work / "packrat"
+    root = work / f"packrat-{frontends}"
     (root / "run").mkdir(parents=True)
     config = root / "packrat.ini"
     config.write_text(
         "[server]\nhost = 127.0.0.1\n"
         f"port = {port}\n"
         f"[frontend]\nprocesses = {frontends}\n"
-        f"[cache]\nroot = {root / 'cache'}\nmax_size = 2G\n"
+        f"[cache]\nroot = {root / 'cache'}\nmax_size = 4G\n"
         f"[coordinator]\nendpoint = ipc://{root / 'run' / 'coordinator.sock'}\n"
     )
-    log = root / "packrat.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "packrat", "serve", "--config", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: a SIGKILL fallback reaches every child
-        )
+    argv = pinned(cpus, [sys.executable, "-m", "packrat", "serve", "--config", str(config)])
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/", process, "packrat serve", log, lambda r: "Objects" in r.text)
-        yield url
-    finally:
-        stop(process)
+    with running(
+        argv, root / "packrat.log", "packrat serve", url + "/", ok=lambda r: "Objects" in r.text
+    ) as process:
+        yield Server(PACKRAT, url, process.pid)
 
 
 NGINX_CONF = """\
@@ -192,8 +290,8 @@ http {{
     default_type application/octet-stream;
     server {{
         listen 127.0.0.1:{port};
-        root {d}/www;
-        client_max_body_size 16m;
+        root {www};
+        client_max_body_size 256m;
         location ~ ^/exists/(?<key>.+)$ {{
             default_type application/json;
             if (-f $document_root/$key) {{ return 200 '{{"present": true}}'; }}
@@ -210,151 +308,146 @@ http {{
 
 
 @contextlib.contextmanager
-def nginx_server(nginx: str, work: Path, workers: int) -> Iterator[str]:
-    d = work / "nginx"
-    (d / "www").mkdir(parents=True, exist_ok=True)
+def nginx_server(
+    nginx: str, work: Path, www: Path, workers: int, cpus: list[int] | None
+) -> Iterator[Server]:
+    d = work / f"nginx-{workers}"
+    d.mkdir()
     port = free_port()
     # As root, nginx would switch its workers to "nobody", who cannot read a 0700 temp dir.
     user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
     conf = d / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(d=d, port=port, workers=workers, user=user))
-    log = d / "stderr.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [nginx, "-p", str(d), "-c", str(conf), "-e", str(d / "error.log")],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/", process, "nginx", log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(process, signal.SIGQUIT)  # graceful: workers finish, master exits
+    conf.write_text(NGINX_CONF.format(d=d, www=www, port=port, workers=workers, user=user))
+    argv = pinned(cpus, [nginx, "-p", str(d), "-c", str(conf), "-e", str(d / "error.log")])
+    url = f"http://127.0.0.1:{port}"
+    # SIGQUIT: graceful, the workers finish, then the master exits.
+    with running(argv, d / "stderr.log", "nginx", url + "/", signal.SIGQUIT) as process:
+        yield Server(NGINX, url, process.pid)
+
+
+@contextlib.contextmanager
+def naive_server(work: Path, www: Path, cpus: list[int] | None) -> Iterator[Server]:
+    port = free_port()
+    argv = pinned(cpus, [sys.executable, str(NAIVE), "--port", str(port), "--root", str(www)])
+    url = f"http://127.0.0.1:{port}"
+    log = work / f"naive-{port}.log"
+    with running(argv, log, "bench/naive_tornado.py", url + "/exists/x") as process:
+        yield Server(NAIVE_TORNADO, url, process.pid)
 
 
 # -- data -----------------------------------------------------------------
 
 
-def multipart(payload: bytes) -> bytes:
-    head = (
-        f"--{BOUNDARY}\r\n"
-        'Content-Disposition: form-data; name="file"; filename="blob.bin"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-    return head + payload + f"\r\n--{BOUNDARY}--\r\n".encode()
-
-
-def prepare(work: Path) -> tuple[dict[str, bytes], list[Workload]]:
-    """The objects every GET reads, the upload bodies, and the workloads."""
+def make_workloads(bodies: Path) -> list[Workload]:
+    """Every workload; the upload bodies are written to ``bodies``, as wrk reads them."""
     rng = random.Random(SEED)
-    objects = {f"bench/small/{n}": rng.randbytes(SMALL) for n in range(SMALL_KEYS)}
-    objects |= {f"bench/large/{n}": rng.randbytes(LARGE) for n in range(LARGE_KEYS)}
-    bodies = work / "bodies"
-    bodies.mkdir()
-    ctype = f"multipart/form-data; boundary={BOUNDARY}"
-    files = {}
-    for label, size in (("small", SMALL), ("large", LARGE)):
+    workloads = []
+    for size in GET_KEYS:
+        read = Request("GET", f"/bench/{size}/", GET_KEYS[size])
+        conns = BIG_GET_CONNECTIONS if size > MIB else CONNECTIONS
+        workloads.append(
+            Workload(f"GET {size_name(size)}", size, conns, dict.fromkeys(SERVERS, read))
+        )
+    # wrk cannot tell that a response to HEAD has no body and waits for the
+    # Content-Length bytes (wg/wrk#198), so HEAD asks for empty objects: the
+    # servers do the same work for them (open or stat, headers, no body).
+    head = Request("HEAD", "/bench/0/", HEAD_KEYS)
+    workloads.append(Workload("HEAD", 0, CONNECTIONS, dict.fromkeys(SERVERS, head)))
+    exists = Request("GET", f"/exists/bench/{KIB}/", GET_KEYS[KIB])
+    workloads.append(Workload("exists", 0, CONNECTIONS, dict.fromkeys(SERVERS, exists)))
+    for size, keys in UPLOAD_KEYS.items():
         payload = rng.randbytes(size)
-        (bodies / f"{label}.raw").write_bytes(payload)
-        (bodies / f"{label}.multipart").write_bytes(multipart(payload))
-        files[label] = (str(bodies / f"{label}.multipart"), str(bodies / f"{label}.raw"))
-    workloads = [
-        Workload(
-            "GET 4 KiB",
-            SMALL,
-            ("GET", "/bench/small/", SMALL_KEYS, False, "-", "-"),
-            ("GET", "/bench/small/", SMALL_KEYS, False, "-", "-"),
-        ),
-        Workload(
-            "GET 4 MiB",
-            LARGE,
-            ("GET", "/bench/large/", LARGE_KEYS, False, "-", "-"),
-            ("GET", "/bench/large/", LARGE_KEYS, False, "-", "-"),
-        ),
-        Workload(
-            "POST 4 KiB",
-            SMALL,
-            ("POST", "/bench/up-small/", UPLOAD_KEYS_SMALL, True, files["small"][0], ctype),
-            ("PUT", "/bench/up-small/", UPLOAD_KEYS_SMALL, True, files["small"][1], "-"),
-        ),
-        Workload(
-            "POST 4 MiB",
-            LARGE,
-            ("POST", "/bench/up-large/", UPLOAD_KEYS_LARGE, True, files["large"][0], ctype),
-            ("PUT", "/bench/up-large/", UPLOAD_KEYS_LARGE, True, files["large"][1], "-"),
-        ),
-        Workload(
-            "PUT 4 KiB",
-            SMALL,
-            ("PUT", "/bench/put-small/", UPLOAD_KEYS_SMALL, True, files["small"][1], "-"),
-            ("PUT", "/bench/put-small/", UPLOAD_KEYS_SMALL, True, files["small"][1], "-"),
-        ),
-        Workload(
-            "PUT 4 MiB",
-            LARGE,
-            ("PUT", "/bench/put-large/", UPLOAD_KEYS_LARGE, True, files["large"][1], "-"),
-            ("PUT", "/bench/put-large/", UPLOAD_KEYS_LARGE, True, files["large"][1], "-"),
-        ),
-        Workload(
-            "exists",
-            0,
-            ("GET", "/exists/bench/small/", SMALL_KEYS, False, "-", "-"),
-            ("GET", "/exists/bench/small/", SMALL_KEYS, False, "-", "-"),
-        ),
-    ]
-    return objects, workloads
+        raw, form = bodies / f"{size}.raw", bodies / f"{size}.multipart"
+        raw.write_bytes(payload)
+        form.write_bytes(multipart_body(payload, BOUNDARY))
+        conns, scale = (BIG_UPLOAD_CONNECTIONS, 2) if size > MIB else (CONNECTIONS, 1)
+        put = Request("PUT", f"/up/{size}/", keys, per_thread=True, body=raw)
+        post = Request(
+            "POST", put.prefix, keys, True, body=form, content_type=content_type(BOUNDARY)
+        )
+        name = f"upload {size_name(size)}"
+        posts = {NGINX: put, NAIVE_TORNADO: post, PACKRAT: post}
+        workloads.append(Workload(f"{name} POST", size, conns, posts, scale))
+        workloads.append(Workload(f"{name} PUT", size, conns, dict.fromkeys(SERVERS, put), scale))
+    return workloads
 
 
-def load_packrat(url: str, objects: dict[str, bytes]) -> None:
+def objects_for(workloads: list[Workload]) -> dict[str, bytes]:
+    """The objects the chosen read workloads need, keyed as they are requested."""
+    rng = random.Random(SEED + 1)
+    prefixes = {w.requests[PACKRAT].prefix for w in workloads}
+    objects = {}
+    for size, keys in ((0, HEAD_KEYS), *GET_KEYS.items()):
+        if {f"/bench/{size}/", f"/exists/bench/{size}/"} & prefixes:
+            objects |= {f"bench/{size}/{n}": rng.randbytes(size) for n in range(keys)}
+    return objects
+
+
+def load(url: str, objects: dict[str, bytes]) -> None:
     with requests.Session() as session:
         for key, data in objects.items():
-            reply = session.post(f"{url}/{key}", files={"file": ("blob.bin", data)}, timeout=60)
-            reply.raise_for_status()
+            session.put(f"{url}/{key}", data=data, timeout=60).raise_for_status()
 
 
-def load_nginx(work: Path, objects: dict[str, bytes]) -> None:
-    www = work / "nginx" / "www"
+def write_files(www: Path, objects: dict[str, bytes]) -> None:
     for key, data in objects.items():
         path = www / key
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
 
 
-def check(url: str, objects: dict[str, bytes], server: str) -> None:
+def check(server: Server, workloads: list[Workload], objects: dict[str, bytes]) -> None:
     """One request of each kind answers correctly before anything is timed."""
-    for key in ("bench/small/0", f"bench/large/{LARGE_KEYS - 1}"):
-        reply = requests.get(f"{url}/{key}", timeout=30)
-        assert reply.status_code == 200 and reply.content == objects[key], (server, key)
-    reply = requests.put(f"{url}/bench/check-put", data=b"x" * SMALL, timeout=10)
-    assert reply.status_code in (200, 201, 204), (server, "PUT", reply.status_code, reply.text)
-    for key, present in (("bench/small/1", True), ("bench/nothing", False)):
-        reply = requests.get(f"{url}/exists/{key}", timeout=10)
-        assert reply.json() == {"present": present}, (server, key, reply.text)
+    url, name = server.url, server.name
+    for w in workloads:
+        req = w.requests[name]
+        if req.method in ("GET", "HEAD") and not req.prefix.startswith("/exists/"):
+            key = f"{req.prefix.strip('/')}/{req.keys - 1}"
+            reply = requests.request(req.method, f"{url}/{key}", timeout=30)
+            assert reply.status_code == 200, (name, w.name, reply.status_code)
+            if req.method == "GET":
+                assert reply.content == objects[key], (name, w.name)
+            assert int(reply.headers["Content-Length"]) == len(objects[key]), (name, w.name)
+        elif req.method == "GET":
+            for key, present in ((f"bench/{KIB}/1", True), ("bench/nothing", False)):
+                reply = requests.get(f"{url}/exists/{key}", timeout=10)
+                assert reply.json() == {"present": present}, (name, key, reply.text)
+        else:
+            headers = {"Content-Type": req.content_type} if req.content_type else {}
+            assert req.body is not None
+            reply = requests.request(
+                req.method,
+                f"{url}/check/{w.size}",
+                data=req.body.read_bytes(),
+                headers=headers,
+                timeout=60,
+            )
+            assert reply.status_code in (200, 201, 204), (name, w.name, reply.status_code)
+            back = requests.get(f"{url}/check/{w.size}", timeout=60)
+            assert len(back.content) == w.size, (name, w.name, len(back.content))
 
 
 # -- load -----------------------------------------------------------------
 
 
 def run_wrk(
-    wrk: str, url: str, spec: tuple, connections: int, threads: int, seconds: float
+    wrk: list[str], url: str, req: Request, connections: int, threads: int, seconds: int
 ) -> dict:
-    method, prefix, keys, per_thread, body, ctype = spec
     argv = [
-        wrk,
+        *wrk,
         f"--threads={min(threads, connections)}",
         f"--connections={connections}",
-        f"--duration={max(1, round(seconds))}s",
+        f"--duration={seconds}s",
         f"--timeout={WRK_TIMEOUT}s",
         f"--script={LUA}",
         url,
         "--",
-        method,
-        prefix,
-        str(keys),
-        "1" if per_thread else "0",
-        body,
-        ctype,
+        req.method,
+        req.prefix,
+        str(req.keys),
+        "1" if req.per_thread else "0",
+        str(req.body) if req.body else "-",
+        req.content_type or "-",
     ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     for line in done.stdout.splitlines():
@@ -363,25 +456,110 @@ def run_wrk(
     raise SystemExit(f"wrk gave no result ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 
 
-def measure(wrk: str, server: str, url: str, workload: Workload, connections: int, args) -> Result:
-    spec = workload.packrat if server == "Packrat" else workload.nginx
-    run_wrk(wrk, url, spec, connections, args.threads, args.warmup)  # dropped
-    raw = run_wrk(wrk, url, spec, connections, args.threads, args.duration)
-    seconds = raw["duration_us"] / 1e6
-    moved = raw["bytes"] if spec[0] == "GET" else raw["requests"] * workload.size
+def settle(pid: int) -> None:
+    """Wait until the server's processes are idle (work left from the warm-up is done)."""
+    deadline = time.monotonic() + SETTLE_WAIT
+    before = Reading.take((pid,))
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = Reading.take((pid,))
+        if after.server_cpu(before, pid) / (after.wall - before.wall) < SETTLE_LIMIT:
+            return
+        before = after
+
+
+def wait_idle(limit: float) -> tuple[float, float]:
+    """Wait up to ``limit`` s for other processes to use under 15 % of a core.
+
+    Returns the seconds waited and the load (cores) of the last second looked at.
+    """
+    started = time.monotonic()
+    while True:
+        before = Reading.take()
+        time.sleep(1.0 if limit > 0 else 0.2)
+        others = Reading.take().others(before)
+        waited = time.monotonic() - started
+        if others < IDLE_LIMIT or waited >= limit:
+            return waited, others
+
+
+@dataclass
+class Plan:
+    """How the runs are done: durations, cores and what loads what."""
+
+    wrk: list[str]  # the wrk command, pinned or not
+    threads: int
+    warmup: int
+    duration: int
+    idle_wait: float
+    repeat: int
+    frontends: int = 0
+    waits: list[float] = field(default_factory=list)  # seconds waited per workload
+
+
+def measure(plan: Plan, server: Server, workload: Workload) -> Result:
+    req = workload.requests[server.name]
+    conns = workload.connections
+    if plan.warmup:
+        run_wrk(plan.wrk, server.url, req, conns, plan.threads, plan.warmup)
+    settle(server.pid)
+    before = Reading.take((server.pid,))
+    raw = run_wrk(plan.wrk, server.url, req, conns, plan.threads, plan.duration * workload.scale)
+    after = Reading.take((server.pid,))
     return Result(
-        server=server,
+        server=server.name,
         workload=workload.name,
-        connections=connections,
+        frontends=plan.frontends,
+        connections=conns,
         requests=raw["requests"],
-        seconds=seconds,
-        bytes_moved=moved,
+        seconds=raw["duration_us"] / 1e6,
+        payload=workload.size,
         p50=raw["p50_us"] / 1000,
         p90=raw["p90_us"] / 1000,
         p99=raw["p99_us"] / 1000,
         max=raw["max_us"] / 1000,
         errors=sum(raw["errors"].values()),
+        cpu=after.server_cpu(before, server.pid),
+        wall=after.wall - before.wall,
+        others=after.others(before),
     )
+
+
+def run_table(
+    plan: Plan, servers: list[Server], workloads: list[Workload], results: list[Result]
+) -> None:
+    for workload in workloads:
+        waited, others = wait_idle(plan.idle_wait)
+        plan.waits.append(waited)
+        if others >= IDLE_LIMIT:
+            print(
+                f"  (other processes still use {others:.0%} of a core after {waited:.0f} s;"
+                " running anyway, flagged if it lasts)",
+                flush=True,
+            )
+        runs: dict[str, list[Result]] = {server.name: [] for server in servers}
+        for _ in range(plan.repeat):  # servers take turns, so a noisy spell hits all alike
+            for server in servers:
+                r = measure(plan, server, workload)
+                runs[server.name].append(r)
+                print(
+                    f"{workload.name:<18} {server.name:<13} {r.rate:>9,.0f} req/s"
+                    f" {r.mb_s:>8,.1f} MB/s  p50 {ms(r.p50)} p99 {ms(r.p99)} ms"
+                    f"  CPU {r.cpu_percent:>4.0f} % {r.cpu_us:>8,.0f} µs/req"
+                    f"  others {r.others:.0%}{' BUSY' if r.busy else ''}"
+                    f"{f'  errors {r.errors}' if r.errors else ''}",
+                    flush=True,
+                )
+        results.extend(median_run(repeats) for repeats in runs.values())
+
+
+def median_run(runs: list[Result]) -> Result:
+    """The run with the median CPU per request, all its numbers kept together."""
+    ordered = sorted(runs, key=lambda r: r.cpu_us)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    if len(runs) > 1:
+        chosen.spread = (ordered[0].cpu_us, ordered[-1].cpu_us)
+    return chosen
 
 
 # -- report ---------------------------------------------------------------
@@ -405,7 +583,7 @@ def machine() -> dict[str, str]:
     if commit and dirty:
         commit += " with uncommitted changes in packrat/"
     return {
-        "nproc": str(len(os.sched_getaffinity(0))),
+        "nproc": str(os.cpu_count()),
         "cpu": cpu,
         "kernel": platform.release(),
         "python": platform.python_version(),
@@ -428,118 +606,186 @@ def ms(value: float) -> str:
     return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
-def lat(r: Result) -> str:
-    return " / ".join(ms(v) for v in (r.p50, r.p90, r.p99, r.max))
+def num(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
 
-def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}" if b else "-"
+def spread(r: Result) -> str:
+    return f" ({num(r.spread[0])} to {num(r.spread[1])})" if r.spread else ""
 
 
-def headroom(results: list[Result]) -> list[str]:
-    """A line showing that wrk outran Packrat: on the same cell it drove nginx much faster."""
-    by = {(r.server, r.workload, r.connections): r for r in results}
-    nginx = [r for r in results if r.server == "nginx"]
-    if not nginx:
-        return []
-    n = max(nginx, key=lambda r: r.rate)
-    p = by.get(("Packrat", n.workload, n.connections))
-    if p is None:
-        return []
-    return [
-        f"- load generator: on {n.workload} at {n.connections} connections the same wrk drove"
-        f" nginx at {n.rate:,.0f} req/s and Packrat at {p.rate:,.0f}, so wrk is not what"
-        " limits Packrat"
-    ]
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a and b else "-"
 
 
-def render(results: list[Result], info: dict[str, str], args, versions: dict[str, str]) -> str:
-    by = {(r.server, r.workload, r.connections): r for r in results}
-    rows = list(dict.fromkeys((r.workload, r.connections) for r in results))  # run order
+def table(results: list[Result]) -> list[str]:
+    """The summary and the per-run tables of one front-end count, as markdown lines."""
+    by = {(r.workload, r.server): r for r in results}
+    rows = list(dict.fromkeys(r.workload for r in results))  # run order
     out = [
-        "# HTTP benchmarks",
-        "",
-        "Written by `bench/http.py` (`make bench`); do not edit by hand. Packrat and nginx serve",
-        "the same objects on 127.0.0.1 and the same wrk (one thread per core, on the same",
-        "machine) loads each in turn; the machine is shared and noisy, so compare the",
-        "**Packrat/nginx ratios** between runs rather than the absolute numbers.",
-        "",
-        f"- command: `{args.command}`",
-        f"- machine: {info['nproc']} CPUs (`nproc`), {info['cpu']}, Linux {info['kernel']}",
-        f"- software: Python {info['python']}, {versions['nginx']}, {versions['wrk']}",
-        f"- Packrat: `packrat serve`, {args.frontends} front ends + coordinator, commit"
-        f" {info['commit']}; nginx: {args.frontends} workers, sendfile on, access log off",
-        f"- machine load (1-minute load average, other jobs included): {info['load']} before"
-        f" the run, {os.getloadavg()[0]:.1f} after",
-        f"- each cell: {args.warmup:g} s warm-up (dropped), then {args.duration:g} s measured;"
-        f" run {info['date']}",
-        "- POST: Packrat gets multipart `POST /<key>`; nginx gets the raw bytes by"
-        " `PUT` (`dav_methods PUT`, temp file then rename), its closest equivalent",
-        "- PUT: the raw bytes by `PUT` to both, the same request",
-        "- exists: Packrat's `GET /exists/<key>`; nginx stats the file (`if (-f ...)`)"
-        " and returns the same JSON",
-        *headroom(results),
-        "",
-        "## Packrat / nginx",
-        "",
-        "Throughput ratio above 1 means Packrat is faster; latency ratio above 1 means"
-        " Packrat is slower.",
-        "",
-        "| workload | conns | Packrat req/s | nginx req/s | req/s ratio | p50 ratio | p99 ratio |",
-        "|---|--:|--:|--:|--:|--:|--:|",
+        "| workload | conns | nginx µs/req | naive Tornado µs/req | Packrat µs/req"
+        " | µs/req Packrat ÷ nginx | µs/req Packrat ÷ naive | req/s Packrat ÷ nginx"
+        " | req/s Packrat ÷ naive |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for workload, conns in rows:
-        p = by.get(("Packrat", workload, conns))
-        n = by.get(("nginx", workload, conns))
-        if p is None:
-            continue
+    for workload in rows:
+        n, t, p = (by.get((workload, s)) for s in SERVERS)
+        runs = [r for r in (n, t, p) if r]
+        mark = " ⚠" if any(r.busy or r.errors or not r.requests for r in runs) else ""
+
+        def us(r: Result | None) -> str:
+            return num(r.cpu_us) if r else "-"
+
         out.append(
-            f"| {workload} | {conns} | {p.rate:,.0f} | {f'{n.rate:,.0f}' if n else '-'} | "
-            f"{ratio(p.rate, n.rate) if n else '-'} | {ratio(p.p50, n.p50) if n else '-'} | "
-            f"{ratio(p.p99, n.p99) if n else '-'} |"
+            f"| {workload}{mark} | {runs[0].connections} | {us(n)} | {us(t)} | {us(p)} | "
+            f"{ratio(p and p.cpu_us, n and n.cpu_us)} | {ratio(p and p.cpu_us, t and t.cpu_us)} | "
+            f"{ratio(p and p.rate, n and n.rate)} | {ratio(p and p.rate, t and t.rate)} |"
         )
     out += [
         "",
-        "## Every run",
-        "",
-        "Latency in milliseconds: p50 / p90 / p99 / max. MiB/s counts response bodies"
-        " for GET and upload payloads for POST/PUT. Errors: socket errors, timeouts"
-        " and statuses above 399.",
-        "",
-        "| workload | conns | server | requests | req/s | MiB/s | p50 / p90 / p99 / max ms"
-        " | errors |",
-        "|---|--:|---|--:|--:|--:|--:|--:|",
+        "| workload | server | req/s | MB/s | p50 ms | p99 ms | CPU % | CPU µs/req | errors"
+        " | others % |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for workload, conns in rows:
-        for server in ("Packrat", "nginx"):
-            r = by.get((server, workload, conns))
+    for workload in rows:
+        for server in SERVERS:
+            r = by.get((workload, server))
             if r:
                 out.append(
-                    f"| {workload} | {conns} | {server} | {r.requests:,} | {r.rate:,.0f} | "
-                    f"{r.mib_s:,.1f} | {lat(r)} | {r.errors} |"
+                    f"| {workload} | {server} | {num(r.rate)} | {num(r.mb_s)} | {ms(r.p50)} |"
+                    f" {ms(r.p99)} | {r.cpu_percent:.0f} | {num(r.cpu_us)}{spread(r)} |"
+                    f" {r.errors} | {100 * r.others:.0f}{' ⚠' if r.busy else ''} |"
                 )
+    return out
+
+
+def mode_line(args: argparse.Namespace) -> str:
+    if args.server_cpus:
+        return (
+            f"pinned: servers on CPU {cpulist(args.server_cpus)}, wrk on CPU"
+            f" {cpulist(args.wrk_cpus)} (taskset)"
+        )
+    return f"unpinned: servers and wrk share all {os.cpu_count()} CPUs"
+
+
+def cpulist(cpus: list[int]) -> str:
+    return ",".join(map(str, cpus))
+
+
+def render(
+    results: list[Result],
+    info: dict[str, str],
+    args: argparse.Namespace,
+    versions: dict[str, str],
+    waits: list[float],
+) -> str:
+    """The markdown block of one run of this script: its setting, then a table per count."""
+    busy = sum(r.busy for r in results)
+    out = [
+        f"### {args.mode.capitalize()}",
+        "",
+        f"- mode: {mode_line(args)}",
+        f"- command: `{args.command}`",
+        f"- machine: {info['nproc']} CPUs, {info['cpu']}, Linux {info['kernel']};"
+        f" Python {info['python']}, {versions['nginx']}, wrk {versions['wrk']}",
+        f"- commit {info['commit']}, run {info['date']}; 1-minute load average"
+        f" {info['load']} before, {os.getloadavg()[0]:.1f} after",
+        f"- each run: {args.warmup} s warm-up (dropped), then {args.duration} s measured;"
+        f" wrk with {args.threads} thread(s); waited {sum(waits):.0f} s in all for an idle"
+        f" machine; {busy} of {len(results)} runs shown had other processes above"
+        f" {IDLE_LIMIT:.0%} of a core (⚠)",
+    ]
+    if args.repeat > 1:
+        out.append(
+            f"- {args.repeat} runs per server and workload, servers taking turns; each"
+            " row shows the run with the median CPU µs/request, the lowest and highest"
+            " in brackets"
+        )
+    for frontends in args.frontends:
+        mine = [r for r in results if r.frontends == frontends]
+        if not mine:
+            continue
+        out += [
+            "",
+            f"#### Packrat with {frontends} front end(s) + coordinator; nginx with"
+            f" {frontends} worker(s); naive Tornado: 1 process",
+            "",
+            *table(mine),
+        ]
     return "\n".join(out) + "\n"
+
+
+def begin_marker(mode: str) -> str:
+    return f"<!-- bench/http.py {mode}: begin -->"
+
+
+def end_marker(mode: str) -> str:
+    return f"<!-- bench/http.py {mode}: end -->"
+
+
+def update_doc(text: str, mode: str, block: str) -> str:
+    """``text`` with the block of ``mode`` replaced, or added at the end if it has none."""
+    begin, end = begin_marker(mode), end_marker(mode)
+    fresh = f"{begin}\n{block}{end}"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        return pattern.sub(lambda _: fresh, text, count=1)
+    return text.rstrip("\n") + "\n\n" + fresh + "\n"
 
 
 # -- main -----------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    cores = len(os.sched_getaffinity(0))
+    cores = sorted(os.sched_getaffinity(0))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=DURATION, help="measured seconds")
-    parser.add_argument("--warmup", type=float, default=WARMUP, help="dropped seconds")
+    parser.add_argument("--duration", type=int, default=DURATION, help="measured seconds")
+    parser.add_argument("--warmup", type=int, default=WARMUP, help="dropped seconds (0: none)")
     parser.add_argument(
-        "--connections", type=int, nargs="+", default=list(CONNECTIONS), help="e.g. 16 64"
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per server and workload, servers taking turns; each cell is the run"
+        " with the median CPU per request",
     )
-    parser.add_argument("--threads", type=int, default=cores, help="wrk threads")
+    parser.add_argument("--idle-wait", type=float, default=IDLE_WAIT, help="seconds, at most")
     parser.add_argument(
-        "--frontends", type=int, default=cores, help="Packrat front ends and nginx workers"
+        "--pin",
+        action="store_true",
+        help="servers on the first half of the CPUs, wrk on the others (taskset)",
     )
-    parser.add_argument("--only", nargs="+", help="workload names to run, e.g. 'GET 4 KiB'")
-    parser.add_argument("--output", type=Path, default=DOC, help="markdown file to write")
+    parser.add_argument(
+        "--frontends",
+        type=int,
+        nargs="+",
+        help="a table per Packrat front-end count (nginx gets as many workers);"
+        " default: the CPUs the servers may use",
+    )
+    parser.add_argument("--only", nargs="+", help="workload names, e.g. 'GET 1 KiB' exists")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: 1 s runs, no warm-up, at most 2 s idle wait, only {', '.join(QUICK)}"
+        " unless --only says otherwise",
+    )
+    parser.add_argument("--output", type=Path, default=DOC, help="markdown file to update")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--json", type=Path, help="also write every run's numbers here")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup, args.idle_wait = 1, 0, min(args.idle_wait, 2.0)
+        args.only = args.only or list(QUICK)
+    if args.pin:
+        if len(cores) < 2:
+            parser.error("--pin needs at least 2 CPUs")
+        half = (len(cores) + 1) // 2
+        args.server_cpus, args.wrk_cpus = cores[:half], cores[half:]
+        args.mode = "pinned"
+    else:
+        args.server_cpus, args.wrk_cpus = None, None
+        args.mode = "unpinned"
+    args.threads = len(args.wrk_cpus or cores)
+    args.frontends = list(dict.fromkeys(args.frontends or [len(args.server_cpus or cores)]))
     args.command = "python bench/http.py" + (
         " " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else ""
     )
@@ -557,47 +803,86 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if nginx is None:
         print(
-            "bench/http.py: nginx is not installed (apt-get install nginx): measuring Packrat"
-            " alone, without the baseline, and not writing docs/benchmarks.md"
+            "bench/http.py: nginx is not installed (apt-get install nginx): measuring the"
+            " others without it, and not writing docs/benchmarks.md"
         )
+    if args.wrk_cpus:
+        os.sched_setaffinity(0, args.wrk_cpus)  # this script's own polling stays off the servers
+    print(f"bench/http.py: {mode_line(args)}", flush=True)
     started = time.monotonic()
     info = machine()  # the commit the servers are about to run
     results: list[Result] = []
+    waits: list[float] = []
     with tempfile.TemporaryDirectory(prefix="packrat-bench-") as tmp:
         work = Path(tmp)
-        objects, workloads = prepare(work)
+        (work / "bodies").mkdir()
+        workloads = make_workloads(work / "bodies")
         if args.only:
+            unknown = set(args.only) - {w.name for w in workloads}
+            if unknown:
+                raise SystemExit(f"no such workload: {', '.join(sorted(unknown))}")
             workloads = [w for w in workloads if w.name in args.only]
-        with contextlib.ExitStack() as stack:
-            servers = {"Packrat": stack.enter_context(packrat_server(work, args.frontends))}
-            load_packrat(servers["Packrat"], objects)
-            if nginx:
-                load_nginx(work, objects)
-                servers["nginx"] = stack.enter_context(nginx_server(nginx, work, args.frontends))
-            for server, url in servers.items():
-                check(url, objects, server)
-            for workload in workloads:
-                for conns in args.connections:
-                    for server, url in servers.items():
-                        r = measure(wrk, server, url, workload, conns, args)
-                        results.append(r)
-                        print(
-                            f"{workload.name:<11} {conns:>3} conns  {server:<7}"
-                            f" {r.rate:>9,.0f} req/s {r.mib_s:>8,.1f} MiB/s"
-                            f"  p50/p90/p99/max {lat(r)} ms  errors {r.errors}",
-                            flush=True,
+        objects = objects_for(workloads)
+        www = work / "www"  # nginx and the naive server serve the same files
+        write_files(www, objects)
+        for frontends in args.frontends:
+            print(f"-- Packrat with {frontends} front end(s)", flush=True)
+            plan = Plan(
+                wrk=pinned(args.wrk_cpus, [wrk]),
+                threads=args.threads,
+                warmup=args.warmup,
+                duration=args.duration,
+                idle_wait=args.idle_wait,
+                repeat=args.repeat,
+                frontends=frontends,
+                waits=waits,
+            )
+            with contextlib.ExitStack() as stack:
+                servers = []
+                if nginx:
+                    servers.append(
+                        stack.enter_context(
+                            nginx_server(nginx, work, www, frontends, args.server_cpus)
                         )
+                    )
+                servers.append(stack.enter_context(naive_server(work, www, args.server_cpus)))
+                packrat = stack.enter_context(packrat_server(work, frontends, args.server_cpus))
+                load(packrat.url, objects)
+                servers.append(packrat)
+                for server in servers:
+                    check(server, workloads, objects)
+                run_table(plan, servers, workloads, results)
     versions = {
         "nginx": version([nginx, "-v"], "nginx version: ") if nginx else "no nginx",
-        "wrk": version([wrk, "--version"], ""),
+        "wrk": version([wrk, "--version"], "wrk "),
     }
-    report = render(results, info, args, versions)
+    block = render(results, info, args, versions, waits)
     print()
-    print(report)
+    print(block)
     print(f"bench/http.py: {time.monotonic() - started:.0f} s")
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "mode": args.mode,
+                    "server_cpus": args.server_cpus,
+                    "wrk_cpus": args.wrk_cpus,
+                    "machine": info,
+                    "results": [
+                        asdict(r)
+                        | {"rate": r.rate, "mb_s": r.mb_s, "cpu_percent": r.cpu_percent}
+                        | {"cpu_us": r.cpu_us, "busy": r.busy}
+                        for r in results
+                    ],
+                    "markdown": block,
+                },
+                indent=1,
+            )
+        )
     if nginx and not args.no_write:
-        args.output.write_text(report)
-        print(f"wrote {args.output}")
+        text = args.output.read_text() if args.output.exists() else ""
+        args.output.write_text(update_doc(text, args.mode, block))
+        print(f"updated the {args.mode} block of {args.output}")
     return 0
 
 

@@ -10,24 +10,25 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
+
+# Run as a script, this file's directory comes first on sys.path; the
+# repository root takes its place so that bench/'s modules import as bench.<name>.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from python_multipart.multipart import MultipartParser
 from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.targets import NullTarget
 
+from bench.forms import content_type, multipart_body
+
 BOUNDARY = "----packratbench7MA4YWxkTrZu0gW"
 SIZE = 128 << 20
 CHUNK = 64 << 10
-
-
-def make_body(payload: bytes) -> bytes:
-    head = (
-        f"--{BOUNDARY}\r\n"
-        'Content-Disposition: form-data; name="file"; filename="blob.bin"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-    return head + payload + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
 def chunks(body: bytes):
@@ -37,9 +38,7 @@ def chunks(body: bytes):
 
 
 def run_streaming_form_data(body: bytes) -> None:
-    parser = StreamingFormDataParser(
-        headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
-    )
+    parser = StreamingFormDataParser(headers={"Content-Type": content_type(BOUNDARY)})
     parser.register("file", NullTarget())
     for chunk in chunks(body):
         parser.data_received(chunk)
@@ -64,7 +63,7 @@ def main() -> None:
         "python-multipart": run_python_multipart,
     }
     for label, payload in payloads.items():
-        body = make_body(payload)
+        body = multipart_body(payload, BOUNDARY)
         for name, fn in parsers.items():
             times = []
             for _ in range(5):
