@@ -1,0 +1,235 @@
+"""The store's invariants under random commits, overwrites, deletes, vanishing staging
+files, crashes mid-commit and restarts (clean and kill -9): a hypothesis state machine.
+
+It drives a real ``Coordinator`` on real files in a temporary root.  A clean
+restart snapshots and builds a new coordinator; a ``kill -9`` builds one
+without a snapshot (what survives a killed process is exactly what is on
+disk); a crash mid-commit runs the commit's steps up to a point and then
+restarts.  After every step (``packrat.store``'s docstring):
+
+1. the files under ``objects/`` are exactly the index's keys;
+2. the index's byte count is what those files are charged, plus the fan-out
+   directories' growth, never more than ``max_size``, and ``du -s`` of the
+   root stays within ``max_size + FIXED_OVERHEAD``;
+3. every acknowledged object is readable, whole, with its digest, until it is
+   evicted, deleted or overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from packrat.config import Settings
+from packrat.coordinator.service import Coordinator
+from packrat.errors import ErrorCode
+from packrat.protocol import Commit, Delete, Touch
+from packrat.store import StagedFile, open_entry, open_object
+from packrat.store.accounting import charge
+from packrat.store.layout import BLOCK, FANOUT, FIXED_OVERHEAD
+from packrat.store.reader import data_matches
+
+MAX_SIZE = 16 * BLOCK
+KEYS = st.sampled_from([f"k{n}" for n in range(10)])
+SIZES = st.sampled_from([0, 1, 3000, 4200, 9000, 20000, 70000])  # the last is too large
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for directory, _names, files in os.walk(path):
+        total += os.lstat(directory).st_blocks * 512
+        for name in files:
+            total += os.lstat(os.path.join(directory, name)).st_blocks * 512
+    return total
+
+
+class StoreMachine(RuleBasedStateMachine):
+    policy = "s3gdsf"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = Path(tempfile.mkdtemp(prefix="packrat-machine-"))
+        self.settings = Settings(
+            cache_root=self.tmp / "cache",
+            cache_max_size=MAX_SIZE,
+            cache_low_water=0.9,
+            cache_policy=self.policy,
+        )
+        self.coordinator = self._start()
+        # key -> the digests it may hold: the acknowledged version, plus a
+        # newer one whose commit crashed after its rename.
+        self.acked: dict[str, set[str]] = {}
+        self.ids = 0
+
+    def teardown(self) -> None:
+        self.coordinator.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- helpers ----------------------------------------------------------
+
+    def _start(self) -> Coordinator:
+        coordinator = Coordinator(self.settings)
+        coordinator.load()
+        return coordinator
+
+    def _restart(self, clean: bool) -> None:
+        before = set(self.coordinator.index.last_access)
+        if clean:
+            assert self.coordinator.snapshot(clean=True)
+        self.coordinator.close()
+        self.coordinator = self._start()
+        # Nothing is lost by a restart (max_size is the same).
+        assert before <= set(self.coordinator.index.last_access)
+
+    def _stage(self, key: str, size: int) -> tuple[StagedFile, int, str]:
+        data = os.urandom(size)
+        staged = StagedFile(self.coordinator.layout)
+        staged.write(data)
+        _, file_size = staged.seal(key, "f.bin", "application/octet-stream")
+        return staged, file_size, hashlib.sha256(data).hexdigest()
+
+    def _next_id(self) -> int:
+        self.ids += 1
+        return self.ids
+
+    def _forget_evicted(self, before: set[str], keep: str | None = None) -> None:
+        """Acknowledged keys that left the index were evicted: they may be gone."""
+        now = set(self.coordinator.index.last_access)
+        for key in before - now:
+            if key != keep:
+                self.acked.pop(key, None)
+
+    # -- rules ------------------------------------------------------------
+
+    @rule(key=KEYS, size=SIZES)
+    def commit(self, key: str, size: int) -> None:
+        staged, file_size, digest = self._stage(key, size)
+        before = set(self.coordinator.index.last_access)
+        reply = self.coordinator.handle(
+            Commit(self._next_id(), time.time() + 60, key, staged.name, file_size)
+        )
+        if size > MAX_SIZE // 2:
+            assert reply.error == ErrorCode.TOO_LARGE
+            return
+        assert reply.ok, reply
+        after = set(self.coordinator.index.last_access)
+        assert len(before - after - {key}) <= reply.evicted
+        self._forget_evicted(before, keep=key)
+        self.acked[key] = {digest}
+
+    @rule(key=KEYS, size=SIZES)
+    def commit_whose_staging_vanished(self, key: str, size: int) -> None:
+        """The front end gave up and removed its file before the claim: nothing changes."""
+        staged, file_size, _ = self._stage(key, size)
+        staged.discard()
+        before = dict(self.coordinator.index.policy.sizes)
+        reply = self.coordinator.handle(
+            Commit(self._next_id(), time.time() + 60, key, staged.name, file_size)
+        )
+        assert reply.error == ErrorCode.STAGING_MISSING
+        assert dict(self.coordinator.index.policy.sizes) == before
+
+    @rule(key=KEYS)
+    def delete(self, key: str) -> None:
+        present = key in self.coordinator.index
+        reply = self.coordinator.handle(Delete(self._next_id(), time.time() + 60, key))
+        assert reply.ok == present
+        self.acked.pop(key, None)
+
+    @rule(keys=st.lists(KEYS, max_size=5))
+    def read(self, keys: list[str]) -> None:
+        self.coordinator.handle(Touch(tuple(keys)))
+
+    @rule()
+    def snapshot(self) -> None:
+        assert self.coordinator.snapshot()
+
+    @rule()
+    def restart_clean(self) -> None:
+        self._restart(clean=True)
+
+    @rule()
+    def restart_after_kill_9(self) -> None:
+        self._restart(clean=False)
+
+    @rule(key=KEYS, size=SIZES, stage=st.sampled_from(["claimed", "evicted", "renamed"]))
+    def crash_mid_commit(self, key: str, size: int, stage: str) -> None:
+        """Run a commit's steps up to ``stage``, then kill -9 and restart."""
+        coordinator = self.coordinator
+        staged, file_size, digest = self._stage(key, size)
+        claimed = coordinator.writer.claim(staged.name, file_size, key)
+        before = set(coordinator.index.last_access)
+        if stage != "claimed" and claimed.charge <= coordinator.index.capacity:
+            victims = coordinator.index.make_room(claimed.charge)
+            coordinator._evict([victim for victim in victims if victim[0] != key])
+            self._forget_evicted(before, keep=key)
+            if stage == "renamed":
+                coordinator.writer.publish(claimed)
+                self.acked.setdefault(key, set()).add(digest)
+        coordinator.close()
+        self.coordinator = self._start()
+        lost = set(self.acked) - set(self.coordinator.index.last_access)
+        assert not lost, f"lost by a crash mid-commit: {lost}"
+
+    # -- invariants -------------------------------------------------------
+
+    @invariant()
+    def files_are_the_index_at_their_charges(self) -> None:
+        coordinator = self.coordinator
+        charged = {}
+        for fanout in FANOUT:
+            dir_fd = coordinator.layout.fanout_fds[fanout]
+            for name in os.listdir(dir_fd):
+                opened = open_entry(dir_fd, name)
+                assert opened is not None, name
+                fd, meta, info = opened
+                os.close(fd)
+                charged[meta.key] = charge(info, meta.key)
+        index = coordinator.index
+        assert set(charged) == set(index.last_access)
+        assert all(index.size_of(key) == cost for key, cost in charged.items())
+        assert index.used == sum(charged.values())
+        assert index.overhead == coordinator.writer.dirs.total
+        assert index.disk_bytes <= MAX_SIZE
+        assert _du(coordinator.layout.root) <= MAX_SIZE + FIXED_OVERHEAD
+        assert os.listdir(coordinator.layout.staging) == []
+
+    @invariant()
+    def acknowledged_objects_are_readable(self) -> None:
+        layout = self.coordinator.layout
+        for key, digests in self.acked.items():
+            opened = open_object(layout, key)
+            if opened is None:
+                assert key not in self.coordinator.index
+                continue  # evicted
+            fd, meta, _ = opened
+            try:
+                assert meta.sha256 in digests, key
+                assert data_matches(fd, meta), key
+            finally:
+                os.close(fd)
+
+
+StoreMachine.TestCase.settings = settings(
+    max_examples=25,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestStoreMachine = StoreMachine.TestCase
+
+
+class LRUStoreMachine(StoreMachine):
+    policy = "lru"
+
+
+LRUStoreMachine.TestCase.settings = StoreMachine.TestCase.settings
+TestLRUStoreMachine = LRUStoreMachine.TestCase
