@@ -66,3 +66,14 @@ def test_object_paths_stay_under_objects_with_one_level_of_256_directories(tmp_p
         assert len(relative.parts) == 2
         assert relative.parts[0] == relative.parts[1][:2]
         assert len(relative.parts[1]) == 64
+
+
+CONTROL = [chr(code) for code in (*range(0x20), 0x7F)]
+
+
+@pytest.mark.parametrize("char", CONTROL, ids=[f"U+{ord(c):04X}" for c in CONTROL])
+def test_control_characters_are_refused_in_every_position(char):
+    """``$`` in a pattern matches before a final newline; the whole key must match."""
+    for key in (char, f"{char}a", f"a{char}", f"a{char}b", f"a/{char}", f"{char}/a", f"..{char}"):
+        with pytest.raises(InvalidKey):
+            validate_key(key)
