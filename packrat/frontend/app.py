@@ -42,6 +42,7 @@ from packrat.frontend.observability import (
 )
 from packrat.frontend.server import PackratHTTPServer
 from packrat.frontend.uploads import UploadSlots
+from packrat.frontend.webdav import CollectionHandler
 from packrat.logs import flush_logs
 from packrat.store import Layout
 
@@ -99,6 +100,7 @@ def make_app(frontend: Frontend) -> Application:
             (r"/readyz", ReadyHandler, deps),
             (r"/metrics", MetricsHandler, deps),
             (r"/exists/(.+)", ExistsHandler, deps),
+            (r"/(.+/)", CollectionHandler, deps),
             (r"/(.+)", ObjectHandler, deps),
         ],
         default_handler_class=NotFoundHandler,

@@ -45,6 +45,20 @@ DIGEST_HEADER = "X-Packrat-Sha256"
 # Request bodies that describe a form, never a stored file's own type.
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")  # ASCII digits, and no int() of 5,000 of them
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def content_address(key: str) -> str | None:
+    """The sha256 a content-addressed key names: ``.../cas/<64 hex digits>``, as Bazel's
+    HTTP cache uses (bazel-remote refuses a body that does not hash to it, and so do we).
+
+    >>> content_address("ci/cas/" + "a" * 64) == "a" * 64, content_address("ac/" + "a" * 64)
+    (True, None)
+    """
+    parent, _, name = key.rpartition("/")
+    if parent.rpartition("/")[2] == "cas" and _SHA256.fullmatch(name):
+        return name
+    return None
 
 
 def upload_too_large(limit: int) -> TooLarge:
@@ -112,9 +126,16 @@ class Upload:
         """
         staged = self.staged
         assert staged is not None
-        if expected_sha256 and expected_sha256.strip().lower() != staged.hexdigest():
+        digest = staged.hexdigest()
+        if expected_sha256 and expected_sha256.strip().lower() != digest:
             raise ChecksumMismatch(
                 "the upload's sha256 does not match the expected digest; nothing was stored"
+            )
+        address = content_address(key)
+        if address is not None and address != digest:
+            raise ChecksumMismatch(
+                f"a key under cas/ names its content: this upload's sha256 is {digest}; "
+                "nothing was stored"
             )
         filename = clean_filename(filename or "") or key.rsplit("/", 1)[-1]
         content_type = (
