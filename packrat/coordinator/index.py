@@ -52,6 +52,9 @@ class Index:
         self.last_access: dict[str, float] = {}
         self.counters = Counters()
         self.overhead = 0
+        # Known from the start, so entries restored at start-up are placed as
+        # the policy places them in a running cache (``make_room`` keeps it current).
+        self.policy.capacity = self.capacity
 
     def __len__(self) -> int:
         return len(self.policy)
