@@ -84,7 +84,7 @@ def assert_exact(coord: Coordinator) -> None:
     index = coord.index
     assert set(files) == set(index.last_access)
     assert index.used == sum(files.values())
-    assert all(index.size_of(key) == cost for key, cost in files.items())
+    assert all(index.charge_of(key) == cost for key, cost in files.items())
     assert index.disk_bytes <= index.max_size
 
 
@@ -100,7 +100,7 @@ def test_commit_publishes_the_object(coordinator):
 
 def test_charges_count_whole_blocks_and_the_snapshot_row(coordinator):
     commit(coordinator, "tiny", b"1")
-    cost = coordinator.index.size_of("tiny")
+    cost = coordinator.index.charge_of("tiny")
     assert cost == BLOCK + 2 * (64 + len("tiny"))
 
 
@@ -111,7 +111,7 @@ def test_commit_evicts_least_recently_used(coordinator):
         key = f"k{len(keys)}"
         commit(coordinator, key)
         keys.append(key)
-        cost = coordinator.index.size_of(key)
+        cost = coordinator.index.charge_of(key)
     coordinator.handle(Touch((keys[0],), misses=2))
     reply = commit(coordinator, "new")
     assert reply.evicted == 1

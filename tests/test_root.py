@@ -29,6 +29,12 @@ from packrat.store.layout import key_digest as digest_of
 MiB = 1 << 20
 
 
+def packrat(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run one ``packrat`` command to its end; its output is captured."""
+    command = [sys.executable, "-m", "packrat", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
 def put(url: str, key: str, data: bytes, session: requests.Session | None = None) -> int:
     http = session or requests
     return http.put(f"{url}/{key}", data=data, timeout=30).status_code
@@ -83,12 +89,7 @@ def test_a_second_instance_on_the_same_root_exits_1_and_harms_nothing(make_serve
         + body[:MiB]
     )
     wait_for(lambda: first.staging_files())
-    second = subprocess.run(
-        [sys.executable, "-m", "packrat", "serve", "--config", str(first.config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    second = packrat("serve", "--config", str(first.config))
     assert second.returncode == 1
     lines = second.stderr.strip().splitlines()
     assert len(lines) == 1 and "is in use by pid" in lines[0], second.stderr
@@ -101,12 +102,7 @@ def test_a_second_instance_on_the_same_root_exits_1_and_harms_nothing(make_serve
 
 def test_a_coordinator_alone_on_a_held_root_exits_1(make_server):
     first = make_server()
-    alone = subprocess.run(
-        [sys.executable, "-m", "packrat", "coordinator", "--config", str(first.config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    alone = packrat("coordinator", "--config", str(first.config))
     assert alone.returncode == 1
     assert "in use by pid" in alone.stderr and "Traceback" not in alone.stderr
 
@@ -186,8 +182,7 @@ def test_fsck_repair_removes_a_misnamed_object_for_real(make_server):
     shutil.copy(server.cache / "objects" / digest_of("a")[:2] / digest_of("a"), path_b)
 
     def fsck(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "packrat", "fsck", "--config", str(server.config)]
-        return subprocess.run([*command, *args], capture_output=True, text=True, timeout=60)
+        return packrat("fsck", "--config", str(server.config), *args)
 
     assert fsck().returncode == 1
     repaired = fsck("--repair")
@@ -205,8 +200,7 @@ def test_fsck_repair_offline_removes_and_exits_0(make_server):
     server.stop()
     path = server.cache / "objects" / digest_of("c")[:2] / digest_of("c")
     path.write_bytes(b"garbage, not an object")
-    command = [sys.executable, "-m", "packrat", "fsck", "--repair", "--config", str(server.config)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    done = packrat("fsck", "--repair", "--config", str(server.config))
     assert done.returncode == 0, done.stdout + done.stderr
     assert not path.exists()
 
@@ -244,7 +238,7 @@ def test_a_non_loopback_tcp_endpoint_needs_curve_keys(make_server, free_tcp_port
     assert refused.process.wait(30) == 2
     assert "curve_keys" in refused.log()
     keys = tmp_path / "curve"
-    subprocess.run([sys.executable, "-m", "packrat", "keygen", str(keys)], check=True)
+    assert packrat("keygen", str(keys)).returncode == 0
     assert stat.S_IMODE((keys / "client.key_secret").stat().st_mode) == 0o600
     server = make_server(
         coordinator={"endpoint": f"tcp://0.0.0.0:{free_tcp_port}", "curve_keys": keys}

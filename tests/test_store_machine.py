@@ -195,7 +195,7 @@ class StoreMachine(RuleBasedStateMachine):
                 charged[meta.key] = charge(info, meta.key)
         index = coordinator.index
         assert set(charged) == set(index.last_access)
-        assert all(index.size_of(key) == cost for key, cost in charged.items())
+        assert all(index.charge_of(key) == cost for key, cost in charged.items())
         assert index.used == sum(charged.values())
         assert index.overhead == coordinator.writer.dirs.total
         assert index.disk_bytes <= MAX_SIZE

@@ -32,7 +32,7 @@ class Counters:
 class Index:
     """Keys, charges and policy order, bounded by ``max_size`` bytes.
 
-    A key's size here is its charge (``packrat.store.accounting``), the
+    Each key is counted at its charge (``packrat.store.accounting``), the
     disk its object takes; ``overhead`` is the fan-out directories' growth,
     which counts against ``max_size`` too.
     """
@@ -77,34 +77,34 @@ class Index:
         """The bytes objects may take."""
         return max(self.max_size - self.overhead - DIR_RESERVE, 0)
 
-    def size_of(self, key: str) -> int | None:
+    def charge_of(self, key: str) -> int | None:
         return self.policy.sizes.get(key)
 
-    def make_room(self, size: int) -> list[tuple[str, int]]:
-        """Evict so ``size`` more bytes fit; return the victims to delete.
+    def make_room(self, charge: int) -> list[tuple[str, int]]:
+        """Evict so ``charge`` more bytes fit; return the victims (key, charge) to delete.
 
         Called before the new file is put in place, so the bytes on disk
         never exceed ``max_size``.  When the key is being overwritten its old
         entry still counts, and may itself be a victim.
         """
-        victims = make_room(self.policy, size, self.capacity, self.low_water)
-        for victim, victim_size in victims:
+        victims = make_room(self.policy, charge, self.capacity, self.low_water)
+        for victim, victim_charge in victims:
             self.last_access.pop(victim, None)
             self.counters.evictions += 1
-            self.counters.evicted_bytes += victim_size
+            self.counters.evicted_bytes += victim_charge
         return victims
 
-    def insert(self, key: str, size: int) -> None:
+    def insert(self, key: str, charge: int) -> None:
         """Record ``key`` as just committed, replacing any old entry."""
         self.policy.remove(key)
-        self.policy.insert(key, size)
+        self.policy.insert(key, charge)
         self.last_access[key] = self.wallclock()
         self.counters.commits += 1
 
-    def restore(self, key: str, size: int, last_access: float) -> None:
+    def restore(self, key: str, charge: int, last_access: float) -> None:
         """Add an entry found at start-up (callers feed them oldest first)."""
         self.policy.remove(key)
-        self.policy.insert(key, size)
+        self.policy.insert(key, charge)
         self.last_access[key] = last_access
 
     def touch(self, keys: Iterable[str], misses: int = 0) -> None:
@@ -127,8 +127,8 @@ class Index:
         return True
 
     def entries_by_recency(self) -> list[tuple[str, int, float]]:
-        """``(key, size, last_access)`` for every key, least recent first."""
-        sizes = self.policy.sizes
-        rows = [(key, sizes[key], seen) for key, seen in self.last_access.items()]
+        """``(key, charge, last_access)`` for every key, least recent first."""
+        charges = self.policy.sizes
+        rows = [(key, charges[key], seen) for key, seen in self.last_access.items()]
         rows.sort(key=lambda row: row[2])
         return rows
