@@ -16,9 +16,11 @@ $(VENV)/.installed-test: $(VENV)/.installed-run
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
 
-# etc/packrat.ini when present (or $PACKRAT_CONFIG), else built-in defaults.
+# etc/packrat.ini when present, else the shipped example; $PACKRAT_CONFIG wins over both.
+CONFIG := $(if $(wildcard etc/packrat.ini),etc/packrat.ini,etc/packrat.ini.example)
+
 run: $(VENV)/.installed-run
-	exec $(BIN)/packrat serve
+	exec $(BIN)/packrat serve $(if $(PACKRAT_CONFIG),,--config $(CONFIG))
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check packrat tests bench
