@@ -26,7 +26,7 @@ from typing import Any
 
 from tornado.web import StaticFileHandler, stream_request_body
 
-from packrat.errors import CoordinatorUnavailable, NotFound, PackratError
+from packrat.errors import CoordinatorUnavailable, NotFound, PackratError, Unauthorized
 from packrat.frontend import page
 from packrat.frontend.access import Counted
 from packrat.frontend.base import BaseHandler, security_headers
@@ -123,9 +123,18 @@ class StatusHandler(BaseHandler):
             self.write_json(stored)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """The API's errors in words for a browser's form; JSON otherwise (and for bugs)."""
+        """The API's errors in words for a browser's form; JSON otherwise.
+
+        A 401 keeps the API's answer: its challenge is what makes a browser
+        ask for a password.  A bug (no ``PackratError``) is answered as JSON.
+        """
         error = kwargs.get("exc_info", (None, None, None))[1]
-        if self.request.method == "POST" and isinstance(error, PackratError) and self._wants_html():
+        if (
+            self.request.method == "POST"
+            and isinstance(error, PackratError)
+            and not isinstance(error, Unauthorized)
+            and self._wants_html()
+        ):
             for name, value in error.headers.items():
                 self.set_header(name, value)
             self.render("result.html", error=error.code, message=error.message, status=status_code)

@@ -27,7 +27,7 @@ _SEGMENT = r"[A-Za-z0-9._~!$&'\(\)*+,;=:@\-]+"
 KEY_PATTERN = rf"{_SEGMENT}(/{_SEGMENT})*"
 KEY_RULE = "Letters, digits and ._~!$&'()*+,;=:@- in segments separated by single slashes"
 
-UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
 # The charts' drawing area: 60 one-minute columns of 10 units (viewBox).
 COLUMN = 10
@@ -266,7 +266,7 @@ def view(stats: dict[str, Any]) -> dict[str, Any]:
 def static_url(name: str) -> str:
     """``/static/<name>?v=<hash of its content>``: cached for long, and never stale."""
     version = StaticFileHandler.get_version({"static_path": str(STATIC_PATH)}, name)
-    return f"/static/{name}?v={version}"
+    return f"/static/{name}?v={version[:16]}"
 
 
 def status_args(stats: dict[str, Any] | None, max_file_size: int) -> dict[str, Any]:

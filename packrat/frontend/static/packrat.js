@@ -6,7 +6,7 @@
 // rules are those of packrat/frontend/page.py, written again here:
 // tests/test_browser.py runs both on the same inputs and compares them.
 
-const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
 const COLUMN = 10;
 const BAR = 8;
 const RATIO_HEIGHT = 60;
@@ -202,7 +202,6 @@ export function render(stats) {
   const meter = $("fill");
   if (meter) {
     meter.value = Math.min(used, 1);
-    meter.textContent = percent(used);
   }
   setFigure("hit_ratio", percent(stats.hit_ratio));
   setFigure("objects", count(stats.objects));
