@@ -7,8 +7,9 @@
 Starts ``packrat serve`` in a temporary directory on a free port (unless
 ``--url``), uploads a few files, reads them (and a few missing keys) for
 ``--minutes`` so the last-hour charts have something to show, then has
-Debian's Chromium (through Playwright) save the page to
-``docs/status-page.png``.  Everything it starts is stopped at the end.
+Debian's Chromium (through Playwright) upload one more file through the page
+and save the page to ``docs/status-page.png``.  Everything it starts is
+stopped at the end.
 """
 
 from __future__ import annotations
@@ -106,11 +107,18 @@ def traffic(url: str, minutes: float) -> None:
 
 
 def screenshot(url: str, out: Path) -> None:
-    with sync_playwright() as playwright:
+    """The page after one file was uploaded through it (its link and sha256 showing)."""
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as tmp:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
         page = browser.new_page(viewport={"width": 1200, "height": 900}, color_scheme="light")
         page.goto(url + "/")
-        page.wait_for_timeout(500)
+        notes = Path(tmp) / "release-notes.md"
+        notes.write_bytes(random.Random(2).randbytes(1_300_000))
+        page.set_input_files("#file", str(notes))
+        page.fill(".item-key", "docs/1.4.2/release-notes.md")
+        page.click("#send")
+        page.locator(".item.done").wait_for()
+        page.locator("#recent a", has_text="release-notes").wait_for()
         page.screenshot(path=str(out), full_page=True)
         browser.close()
 

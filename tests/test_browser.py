@@ -157,13 +157,19 @@ def test_an_upload_shows_progress_to_100_then_its_link_and_sha256(
     assert page.locator("#objects td").inner_text() == "1"
 
 
-def test_several_files_dropped_each_get_their_own_key(make_server, open_context):
+def test_files_picked_by_keyboard_or_dropped_each_get_their_own_key(make_server, open_context):
     server = make_server()
     page = open_context().new_page()
     page.goto(server.url + "/")
-    # The drop zone's file input is the first thing the keyboard reaches.
+    # The drop zone's file input is the first thing the keyboard reaches, and opens.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "file"
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Space")
+    assert chooser.value.is_multiple()
+    chooser.value.set_files(
+        files=[{"name": "picked.txt", "mimeType": "text/plain", "buffer": b"picked"}]
+    )
     files = page.evaluate_handle(
         """() => {
         const transfer = new DataTransfer();
@@ -179,12 +185,17 @@ def test_several_files_dropped_each_get_their_own_key(make_server, open_context)
     page.dispatch_event("#drop", "drop", {"dataTransfer": files})
     assert "over" not in page.get_attribute("#drop", "class")
     keys = page.locator(".item-key")
-    assert [keys.nth(i).input_value() for i in range(2)] == ["one.txt", "two_words.bin"]
-    keys.nth(0).fill("dropped/one.txt")
-    assert page.inner_text("#send") == "Upload 2 files"
+    assert [keys.nth(i).input_value() for i in range(3)] == [
+        "picked.txt",
+        "one.txt",
+        "two_words.bin",
+    ]
+    keys.nth(1).fill("dropped/one.txt")
+    assert page.inner_text("#send") == "Upload 3 files"
     page.click("#send")
-    page.locator(".item.done").nth(1).wait_for()
+    page.locator(".item.done").nth(2).wait_for()
     assert page.locator(".item.failed").count() == 0
+    assert server.get("picked.txt").content == b"picked"
     assert server.get("dropped/one.txt").content == b"first file\n"
     assert server.get("two_words.bin").content == bytes(i % 251 for i in range(300000))
     assert server.get("two_words.bin").headers["Content-Disposition"] == (
