@@ -18,6 +18,8 @@ _KEY_RE = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@-]+(?:/[A-Za-z0-9._~!$&'()*+,;=
 
 # First segments the HTTP API uses for itself; a key cannot start with them.
 RESERVED_PREFIXES = ("exists", "api", "metrics", "static", "healthz", "readyz")
+# Whole keys the HTTP API answers itself (browsers ask for /favicon.ico on their own).
+RESERVED_KEYS = ("favicon.ico",)
 
 
 class InvalidKey(PackratError, ValueError):
@@ -53,4 +55,6 @@ def validate_key(key: str) -> str:
         raise InvalidKey("a key segment may not be '.' or '..'")
     if segments[0] in RESERVED_PREFIXES:
         raise InvalidKey(f"keys starting with {segments[0]!r} are reserved by the API")
+    if key in RESERVED_KEYS:
+        raise InvalidKey(f"the key {key!r} is reserved by the API")
     return key

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import re
 import resource
 import socket
 import threading
@@ -18,6 +19,8 @@ import psutil
 import pytest
 import requests
 from tornado.template import Loader
+
+from packrat.frontend import page
 
 TEMPLATES = Path(__file__).parent.parent / "packrat" / "frontend" / "templates"
 MiB = 1 << 20
@@ -223,25 +226,36 @@ def test_concurrent_uploads_within_the_limit_all_succeed(make_server):
 def test_status_page_escapes_and_has_a_strict_csp(packrat_server):
     evil = '<script>alert("x")</script>'
     stats = {
-        "objects": evil,
+        "uptime_seconds": 5,
+        "started_at": 1e9,
+        "objects": 1,
         "bytes": 1,
         "max_size": 2,
-        "hits": evil,
-        "misses": 0,
-        "evictions": 0,
         "policy": evil,
+        "hits": 0,
+        "misses": 0,
+        "hit_ratio": None,
+        "evictions": 0,
+        "evicted_bytes": 0,
+        "commits": 1,
+        "processes": [{"role": "coordinator", "pid": 1, "started_at": 1e9}],
+        "recent_uploads": [{"key": evil, "size": 1, "filename": evil, "stored_at": 1e9}],
+        "history": {"interval_seconds": 60, "buckets": []},
     }
-    html = Loader(str(TEMPLATES)).load("status.html").generate(stats=stats, max_file_size=evil)
-    assert b"<script>" not in html
-    assert b"&lt;script&gt;" in html
-    page = requests.get(packrat_server.url + "/", timeout=10)
-    csp = page.headers["Content-Security-Policy"]
+    args = page.status_args(stats, max_file_size=1024)
+    html = Loader(str(TEMPLATES)).load("status.html").generate(**page.HELPERS, **args)
+    assert b"<script>alert" not in html
+    assert html.count(b"&lt;script&gt;") == 4  # the policy, the key (link and text), the name
+    reply = requests.get(packrat_server.url + "/", timeout=10)
+    csp = reply.headers["Content-Security-Policy"]
     assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
-    assert "unsafe" not in csp and "script-src" not in csp
-    assert page.headers["X-Frame-Options"] == "DENY"
-    assert "<script" not in page.text
+    assert "unsafe" not in csp and "script-src 'self';" in csp  # this origin's files only
+    assert reply.headers["X-Frame-Options"] == "DENY"
+    # No inline script, event handler or style attribute (the policy would block them).
+    assert re.findall(r"<script\b[^>]*>(.*?)</script>", reply.text, re.S) == [""]
+    assert not re.search(r"\s(on[a-z]+|style)\s*=", reply.text)
     for secret_word in ("endpoint", "ipc://", str(packrat_server.root)):
-        assert secret_word not in page.text
+        assert secret_word not in reply.text
 
 
 def _exchange(port: int, request: bytes, timeout: float = 10) -> bytes:

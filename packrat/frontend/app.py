@@ -27,6 +27,7 @@ from packrat.frontend.base import BaseHandler
 from packrat.frontend.context import Frontend
 from packrat.frontend.handlers import (
     ExistsHandler,
+    FaviconHandler,
     NotFoundHandler,
     ObjectHandler,
     OpenAPIHandler,
@@ -93,7 +94,12 @@ def make_app(frontend: Frontend) -> Application:
     return Application(
         [
             (r"/", StatusHandler, deps),
-            (r"/static/(packrat\.css)", StaticHandler, {"path": str(HERE / "static")}),
+            (
+                r"/static/(packrat\.css|packrat\.js|favicon\.svg)",
+                StaticHandler,
+                {"path": str(HERE / "static")},
+            ),
+            (r"/favicon\.ico", FaviconHandler, deps),
             (r"/api/openapi\.json", OpenAPIHandler, deps),
             (r"/api/stats", StatsHandler, deps),
             (r"/healthz", HealthHandler, deps),

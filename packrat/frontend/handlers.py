@@ -9,6 +9,7 @@
 ``DELETE /<key>``      remove the object
 ``GET /exists/<key>``  ``{"present": true|false}``
 ``GET /api/openapi.json``  the OpenAPI 3 description of all of this
+``GET|HEAD /favicon.ico``  a redirect to the icon under ``/static/``
 
 (``/healthz``, ``/readyz``, ``/metrics`` and ``/api/stats`` are in
 ``observability``.)
@@ -25,7 +26,8 @@ from typing import Any
 
 from tornado.web import StaticFileHandler, stream_request_body
 
-from packrat.errors import CoordinatorUnavailable, NotFound
+from packrat.errors import CoordinatorUnavailable, NotFound, PackratError, Unauthorized
+from packrat.frontend import page
 from packrat.frontend.access import Counted
 from packrat.frontend.base import BaseHandler, security_headers
 from packrat.frontend.downloads import object_exists, send_object
@@ -33,9 +35,10 @@ from packrat.frontend.uploads import UploadReceiver
 from packrat.keys import validate_key
 
 OPENAPI_PATH = Path(__file__).parent / "openapi.json"
+# Only this origin's own script, stylesheet, icon and /api/stats; nothing inline.
 STATUS_CSP = (
-    "default-src 'none'; style-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self'; "
+    "style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
 
@@ -77,29 +80,69 @@ class ObjectHandler(BaseHandler):
 
 @stream_request_body
 class StatusHandler(BaseHandler):
-    """``GET /``: counters and the upload form; ``POST /``: the form's upload."""
+    """``GET /``: the status page; ``POST /``: the form's upload.
+
+    The page is complete without JavaScript; its script (``/static/``, the
+    only one the policy allows) refreshes the figures and uploads with
+    progress.  A form posted by a browser (``Accept`` preferring HTML) gets
+    a page with the result or the error in words and a link back; API
+    clients get JSON, errors included.
+    """
 
     route = "/"
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Content-Security-Policy", STATUS_CSP)
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Referrer-Policy", "no-referrer")
 
     async def prepare(self) -> None:
         await self.authorize()
         if self.request.method == "POST":
             self.receiver = UploadReceiver(self, self.frontend, multipart=True)
 
+    def get_template_namespace(self) -> dict[str, Any]:
+        return {**super().get_template_namespace(), **page.HELPERS}
+
     async def get(self) -> None:
         try:
             stats: dict[str, Any] | None = await self.frontend.coordinator.stats()
         except CoordinatorUnavailable:
             stats = None
-        self.set_header("Content-Security-Policy", STATUS_CSP)
-        self.set_header("X-Frame-Options", "DENY")
-        self.set_header("Referrer-Policy", "no-referrer")
-        self.render("status.html", stats=stats, max_file_size=self.frontend.settings.max_file_size)
+        self.render("status.html", **page.status_args(stats, self.frontend.settings.max_file_size))
 
     async def post(self) -> None:
         assert self.receiver is not None
-        if self.receiver.complete():
-            self.write_json(await self.receiver.commit_form(None))
+        if not self.receiver.complete():
+            return
+        stored = await self.receiver.commit_form(None)
+        if self._wants_html():
+            self.render("result.html", upload=stored, error=None)
+        else:
+            self.write_json(stored)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """The API's errors in words for a browser's form; JSON otherwise.
+
+        A 401 keeps the API's answer: its challenge is what makes a browser
+        ask for a password.  A bug (no ``PackratError``) is answered as JSON.
+        """
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if (
+            self.request.method == "POST"
+            and isinstance(error, PackratError)
+            and not isinstance(error, Unauthorized)
+            and self._wants_html()
+        ):
+            for name, value in error.headers.items():
+                self.set_header(name, value)
+            self.render("result.html", error=error.code, message=error.message, status=status_code)
+        else:
+            super().write_error(status_code, **kwargs)
+
+    def _wants_html(self) -> bool:
+        return page.prefers_html(self.request.headers.get("Accept"))
 
 
 class ExistsHandler(BaseHandler):
@@ -135,8 +178,26 @@ class NotFoundHandler(BaseHandler):
         raise NotFound("no such resource")
 
 
+class FaviconHandler(BaseHandler):
+    """``GET /favicon.ico``: what browsers ask for by themselves, sent to the icon.
+
+    A route of its own, so it is neither a cache miss nor a missing object.
+    """
+
+    route = "/favicon.ico"
+
+    async def prepare(self) -> None:
+        pass  # public, like /static/
+
+    def get(self) -> None:
+        self.set_header("Cache-Control", "public, max-age=86400")
+        self.redirect(page.static_url("favicon.svg"), permanent=True)
+
+    head = get
+
+
 class StaticHandler(Counted, StaticFileHandler):
-    """The status page's stylesheet, with the headers every response carries."""
+    """The status page's stylesheet, script and icon, with the headers every response carries."""
 
     route = "/static/"
 
