@@ -84,6 +84,8 @@ class BaseHandler(Counted):
         self.finish(json.dumps(payload))
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        if self.receiver is not None:
+            self.receiver.end()  # the staging file goes before the client hears of the failure
         error = kwargs.get("exc_info", (None, None, None))[1]
         self.failure = error  # for the access line
         if isinstance(error, PackratError):
