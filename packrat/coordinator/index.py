@@ -102,8 +102,7 @@ class Index:
         self.counters.commits += 1
 
     def restore(self, key: str, charge: int, last_access: float) -> None:
-        """Add an entry found at start-up (callers feed them oldest first)."""
-        self.policy.remove(key)
+        """Add an entry found at start-up (callers feed each key once, oldest first)."""
         self.policy.insert(key, charge)
         self.last_access[key] = last_access
 
