@@ -1,7 +1,7 @@
 """Staging files: uploads being written, and the sweep of abandoned ones.
 
 A front end creates ``staging/<pid>-<random>.part`` exclusively, writes the
-data through ``StagedFile`` (size and sha256 kept as bytes arrive), appends
+data through ``StagedFile`` (size and digests kept as bytes arrive), appends
 the trailer (``seal``) and asks the coordinator to commit it.  The
 coordinator first claims the file by renaming it to ``.commit``: from then
 on a front end that gives up (its client disconnected) cannot pull it away
@@ -18,6 +18,8 @@ import re
 import secrets
 import stat
 import time
+
+import xxhash
 
 from packrat.store.format import ObjectMeta, encode_trailer
 from packrat.store.layout import Layout
@@ -38,7 +40,7 @@ def no_space(error: OSError) -> bool:
 
 
 class StagedFile:
-    """One upload being written to ``staging/``: size and sha256 kept as bytes arrive."""
+    """One upload being written to ``staging/``: size, sha256 and xxh3-128 kept as bytes arrive."""
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
@@ -55,10 +57,12 @@ class StagedFile:
                 raise
         self.size = 0
         self._hash = hashlib.sha256()
+        self._fast_hash = xxhash.xxh3_128()
 
     def write(self, data: bytes | memoryview) -> None:
         self.size += len(data)
         self._hash.update(data)
+        self._fast_hash.update(data)
         self._write_all(data)
 
     def hexdigest(self) -> str:
@@ -73,6 +77,7 @@ class StagedFile:
             size=self.size,
             sha256=self.hexdigest(),
             stored_at=time.time(),
+            xxh3=self._fast_hash.hexdigest(),
         )
         trailer = encode_trailer(meta)
         self._write_all(trailer)
