@@ -35,6 +35,7 @@ from tornado.ioloop import IOLoop
 
 from packrat.errors import ErrorCode
 from packrat.frontend.access import RequestLog
+from packrat.frontend.hot import HotRoutes
 
 log = logging.getLogger("packrat.frontend")
 
@@ -69,18 +70,25 @@ def framing_problem(headers: httputil.HTTPHeaders) -> str | None:
 
 
 class FramingCheck(httputil.HTTPMessageDelegate):
-    """Answers a request with broken framing in JSON; passes every other one on."""
+    """Answers a request with broken framing in JSON; passes every other one on.
+
+    A well-framed request goes to the hot routes (``hot``) when they take it,
+    else to the application's delegate, made only then.
+    """
 
     def __init__(
         self,
-        delegate: httputil.HTTPMessageDelegate,
+        server: PackratHTTPServer,
+        server_conn: object,
         connection: httputil.HTTPConnection,
         request_log: RequestLog | None = None,
     ) -> None:
-        self.delegate = delegate
+        self.server = server
+        self.server_conn = server_conn
         self.connection = connection
         self.request_log = request_log
         self.answered = False
+        self.delegate: httputil.HTTPMessageDelegate | None = None
 
     def headers_received(
         self,
@@ -89,7 +97,14 @@ class FramingCheck(httputil.HTTPMessageDelegate):
     ) -> Any:
         problem = framing_problem(headers)
         if problem is None:
-            return self.delegate.headers_received(start_line, headers)
+            hot = self.server.hot
+            delegate = None
+            if hot is not None and isinstance(start_line, httputil.RequestStartLine):
+                delegate = hot.take(self.connection, start_line, headers)  # type: ignore[arg-type]
+            if delegate is None:
+                delegate = self.server.application_delegate(self.server_conn, self.connection)
+            self.delegate = delegate
+            return delegate.headers_received(start_line, headers)
         # Tornado reads no body once these are gone; it closes the
         # connection after our answer because the request was not read whole.
         for name in ("Content-Length", "Transfer-Encoding"):
@@ -131,27 +146,37 @@ class FramingCheck(httputil.HTTPMessageDelegate):
         return None
 
     def data_received(self, chunk: bytes) -> Any:
-        return None if self.answered else self.delegate.data_received(chunk)
+        return None if self.delegate is None else self.delegate.data_received(chunk)
 
     def finish(self) -> None:
-        if not self.answered:
+        if self.delegate is not None:
             self.delegate.finish()
 
     def on_connection_close(self) -> None:
-        if not self.answered:
+        if self.delegate is not None:
             self.delegate.on_connection_close()
 
 
 class PackratHTTPServer(HTTPServer):
-    """Tornado's ``HTTPServer`` with ``FramingCheck`` and pausing accepts."""
+    """Tornado's ``HTTPServer`` with ``FramingCheck``, the hot routes and pausing accepts.
+
+    ``hot`` is set by ``app.make_server``; without it every request goes to
+    the application.
+    """
+
+    hot: HotRoutes | None = None
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
         request_log = getattr(self.request_callback, "settings", {}).get("log_function")
-        return FramingCheck(
-            super().start_request(server_conn, request_conn), request_conn, request_log
-        )
+        return FramingCheck(self, server_conn, request_conn, request_log)
+
+    def application_delegate(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> httputil.HTTPMessageDelegate:
+        """What Tornado's ``HTTPServer`` hands a request to."""
+        return super().start_request(server_conn, request_conn)
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         for sock in sockets:

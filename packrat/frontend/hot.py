@@ -1,0 +1,311 @@
+"""The hot routes without ``RequestHandler``: ``GET``/``HEAD /<key>`` of a stored object
+and ``GET /exists/<key>``.
+
+Most requests a cache sees are reads that need nothing but the disk, and
+Tornado's ``RequestHandler`` life cycle (routing, the handler object and its
+header dictionary, ``prepare``, the coroutine that runs it, ``finish``) cost
+more than the read itself: half of a small ``GET``'s time in the profile of
+docs/benchmarks.md.  Here the server's message delegate answers them
+directly, with the same headers, bytes, checks, access line and counts as the
+handlers (``downloads`` builds and sends both).
+
+It takes only what it can answer at once: a ``GET`` or ``HEAD`` without a
+body, of a valid key, when reads need no credentials, and, for an object, only
+when it opens cleanly and the answer is a 200, 206 or 304.  Everything else
+(an absent or corrupt object, an unsatisfiable range, credentials to check)
+goes to the application as if this module did not exist, and
+``ObjectHandler`` or ``ExistsHandler`` answers it, errors included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import tornado
+from tornado import httputil
+from tornado.http1connection import HTTP1Connection
+from tornado.iostream import StreamClosedError
+
+from packrat.errors import PackratError
+from packrat.frontend.access import CLIENT_CLOSED, RequestLog
+from packrat.frontend.base import BaseHandler
+from packrat.frontend.context import Frontend
+from packrat.frontend.downloads import Answer, open_object, plan, send_body, small_body
+from packrat.keys import validate_key
+from packrat.store import CorruptObject, ObjectMeta
+
+log = logging.getLogger("packrat.frontend")
+
+SERVER = f"TornadoServer/{tornado.version}"  # what RequestHandler answers
+JSON_TYPE = "application/json; charset=UTF-8"
+EXISTS_BODY = {present: json.dumps({"present": present}).encode() for present in (True, False)}
+REASONS = {200: "OK", 206: "Partial Content", 304: "Not Modified"}
+
+
+class HotRoutes:
+    """One front end's hot routes: ``take`` a request, or leave it to the application."""
+
+    def __init__(self, frontend: Frontend, request_log: RequestLog) -> None:
+        self.frontend = frontend
+        self.request_log = request_log
+        self.tasks: set[asyncio.Task[None]] = set()  # bodies being sent
+        self._date = ""
+        self._date_second = -1
+
+    def take(
+        self,
+        connection: HTTP1Connection,
+        start_line: httputil.RequestStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> httputil.HTTPMessageDelegate | None:
+        """The delegate that answers this request, or None: the application's turn."""
+        method = start_line.method
+        if method != "GET" and method != "HEAD":
+            return None
+        if not self.frontend.auth.public_reads:
+            return None
+        if "Transfer-Encoding" in headers or headers.get("Content-Length", "0") != "0":
+            return None
+        path = start_line.path.partition("?")[0]
+        if path.startswith("/exists/"):
+            key = _key(path[len("/exists/") :])
+            if key is None or method != "GET":
+                return None
+            return self._exists(connection, start_line, headers, path, key)
+        key = _key(path[1:]) if path.startswith("/") else None
+        if key is None:
+            return None
+        return self._read(connection, start_line, headers, path, key)
+
+    def _read(
+        self,
+        connection: HTTP1Connection,
+        start_line: httputil.RequestStartLine,
+        headers: httputil.HTTPHeaders,
+        path: str,
+        key: str,
+    ) -> httputil.HTTPMessageDelegate | None:
+        frontend = self.frontend
+        try:
+            opened = open_object(frontend, key)
+        except (OSError, CorruptObject):
+            return None  # the handler answers: 503 when out of descriptors, or drops it
+        if opened is None:
+            return None  # a miss: counted and answered 404 by the handler
+        fd, meta, inode, data = opened
+        try:
+            answer = plan(frontend, headers, meta, start_line.method == "GET")
+        except PackratError:  # 416
+            os.close(fd)
+            return None
+        body: bytes | None = b""
+        if answer.body:
+            body = None if data is None else small_body(data, meta, answer)
+            if data is not None and body is None:
+                os.close(fd)
+                return None  # corrupt: the handler finds it again, cuts and drops it
+        frontend.coordinator.touch(key)
+        frontend.metrics.hits.inc()
+        return ObjectRead(
+            self, connection, start_line, headers, path, fd, meta, inode, answer, body
+        )
+
+    def _exists(
+        self,
+        connection: HTTP1Connection,
+        start_line: httputil.RequestStartLine,
+        headers: httputil.HTTPHeaders,
+        path: str,
+        key: str,
+    ) -> httputil.HTTPMessageDelegate | None:
+        try:
+            opened = open_object(self.frontend, key)
+        except (OSError, CorruptObject):
+            return None
+        if opened is not None:
+            os.close(opened[0])
+        return ExistsRead(self, connection, start_line, headers, path, opened is not None)
+
+    def response_headers(
+        self, fields: list[tuple[str, str]], json_body: bool
+    ) -> httputil.HTTPHeaders:
+        """The headers every answer carries (as ``RequestHandler`` and ``BaseHandler``
+        set them), then ``fields``."""
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second = now
+            self._date = httputil.format_timestamp(now)
+        headers = httputil.HTTPHeaders()
+        headers["Server"] = SERVER
+        headers["Date"] = self._date
+        headers["X-Content-Type-Options"] = "nosniff"
+        if json_body:
+            headers["Content-Type"] = JSON_TYPE
+            headers["Cache-Control"] = "no-store"
+        for name, value in fields:
+            headers[name] = value
+        return headers
+
+
+def _key(raw: str) -> str | None:
+    """The key of a path's tail, decoded as Tornado decodes path arguments; None if invalid."""
+    try:
+        return validate_key(unquote_to_bytes(raw).decode("utf-8"))
+    except (UnicodeDecodeError, PackratError):
+        return None
+
+
+class HotRequest(httputil.HTTPMessageDelegate):
+    """One request on a hot route: counted in flight, one access line however it ends."""
+
+    route = "other"
+
+    def __init__(
+        self,
+        routes: HotRoutes,
+        connection: HTTP1Connection,
+        start_line: httputil.RequestStartLine,
+        headers: httputil.HTTPHeaders,
+        path: str,
+    ) -> None:
+        self.routes = routes
+        self.connection = connection
+        self.method = start_line.method
+        self.path = path
+        self.user_agent = headers.get("User-Agent", "")
+        self.started = time.monotonic()
+        self.status = 0
+        self.sent = 0
+        self.logged = False
+        BaseHandler.in_flight += 1
+
+    def headers_received(self, start_line: Any, headers: httputil.HTTPHeaders) -> None:
+        pass  # taken with them
+
+    def on_connection_close(self) -> None:
+        self.done(CLIENT_CLOSED)
+
+    def respond(self, status: int, headers: httputil.HTTPHeaders, body: bytes) -> None:
+        """Write a whole answer and end it."""
+        self.status = status
+        self.connection.write_headers(
+            httputil.ResponseStartLine("HTTP/1.1", status, REASONS.get(status, "OK")), headers, body
+        )
+        self.connection.finish()
+        self.sent = len(body)
+        self.done(status)
+
+    def done(self, status: int) -> None:
+        """Log and count the request, once; release what it holds."""
+        if self.logged:
+            return
+        self.logged = True
+        BaseHandler.in_flight -= 1
+        self.release()
+        context = getattr(self.connection, "context", None)
+        self.routes.request_log.record(
+            self.route,
+            getattr(context, "remote_ip", None) or "-",
+            self.method,
+            self.path,
+            self.user_agent,
+            status,
+            self.sent,
+            0,
+            time.monotonic() - self.started,
+        )
+
+    def release(self) -> None:
+        pass
+
+
+class ExistsRead(HotRequest):
+    """``GET /exists/<key>``: whether the object opened."""
+
+    route = "/exists/{key}"
+
+    def __init__(
+        self,
+        routes: HotRoutes,
+        connection: HTTP1Connection,
+        start_line: Any,
+        headers: httputil.HTTPHeaders,
+        path: str,
+        present: bool,
+    ) -> None:
+        super().__init__(routes, connection, start_line, headers, path)
+        self.present = present
+
+    def finish(self) -> None:
+        body = EXISTS_BODY[self.present]
+        fields = [("Content-Length", str(len(body)))]
+        self.respond(200, self.routes.response_headers(fields, json_body=True), body)
+
+
+class ObjectRead(HotRequest):
+    """``GET``/``HEAD /<key>`` of an object that opened cleanly."""
+
+    route = "/{key}"
+
+    def __init__(
+        self,
+        routes: HotRoutes,
+        connection: HTTP1Connection,
+        start_line: Any,
+        headers: httputil.HTTPHeaders,
+        path: str,
+        fd: int,
+        meta: ObjectMeta,
+        inode: tuple[int, int],
+        answer: Answer,
+        body: bytes | None,
+    ) -> None:
+        super().__init__(routes, connection, start_line, headers, path)
+        self.fd = fd
+        self.meta = meta
+        self.inode = inode
+        self.answer = answer
+        self.body = body  # None: too large to hold, sent from the file
+
+    def finish(self) -> None:
+        answer = self.answer
+        headers = self.routes.response_headers(answer.headers, json_body=False)
+        if self.body is not None:
+            self.respond(answer.status, headers, self.body)
+            return
+        task = asyncio.ensure_future(self._send(headers))
+        self.routes.tasks.add(task)
+        task.add_done_callback(self.routes.tasks.discard)
+
+    async def _send(self, headers: httputil.HTTPHeaders) -> None:
+        answer = self.answer
+        connection = self.connection
+        self.status = answer.status
+        try:
+            await connection.write_headers(
+                httputil.ResponseStartLine("HTTP/1.1", answer.status, REASONS[answer.status]),
+                headers,
+            )
+            self.sent = await send_body(
+                connection, self.routes.frontend, self.fd, self.meta, self.inode, answer
+            )
+            if not connection.stream.closed():
+                connection.finish()
+        except StreamClosedError:
+            self.done(CLIENT_CLOSED)
+            return
+        except Exception:
+            log.exception("sending %r failed", self.meta.key)
+            connection.close()
+            self.done(500)
+            return
+        self.done(answer.status)
+
+    def release(self) -> None:
+        os.close(self.fd)
