@@ -161,15 +161,22 @@ class AsyncCoordinatorClient:
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[request.id] = future
         started = time.perf_counter()
+        frame = protocol.encode(request)
         try:
-            # With ``immediate`` the socket is writable only while connected;
-            # a short wait covers start-up and reconnection.
-            if not await self._socket.poll(CONNECT_WAIT_MS, zmq.POLLOUT):
-                raise CoordinatorUnavailable(UNREACHABLE)
-            await self._send_touches()
-            await self._socket.send(protocol.encode(request))
+            if self._touched or self._misses:
+                await self._send_touches()  # reads go first; traffic alone can wait
             try:
-                reply = await asyncio.wait_for(future, timeout or self.requests.timeout)
+                await self._socket.send(frame, flags=zmq.NOBLOCK)
+            except zmq.Again:
+                # With ``immediate`` the socket takes a message only while
+                # connected; a short wait covers start-up and reconnection.
+                if not await self._socket.poll(CONNECT_WAIT_MS, zmq.POLLOUT):
+                    raise CoordinatorUnavailable(UNREACHABLE) from None
+                await self._send_touches()
+                await self._socket.send(frame)
+            try:
+                async with asyncio.timeout(timeout or self.requests.timeout):
+                    reply = await future
             except TimeoutError:
                 raise CoordinatorUnavailable(SILENT) from None
         finally:
