@@ -38,6 +38,7 @@ log = logging.getLogger("packrat.coordinator.client")
 
 MAX_PENDING_TOUCHES = 100_000  # reads kept while the coordinator is down
 CONNECT_WAIT_MS = 1000  # how long a request waits for a (re)connection
+CONNECT_RETRY = 0.01  # seconds between two tries meanwhile
 HEARTBEAT = 5.0  # seconds: the longest a front end stays unheard of
 UNREACHABLE = "the cache coordinator is not reachable; retry shortly"
 SILENT = "the cache coordinator did not answer in time; retry shortly"
@@ -163,17 +164,7 @@ class AsyncCoordinatorClient:
         started = time.perf_counter()
         frame = protocol.encode(request)
         try:
-            if self._touched or self._misses:
-                await self._send_touches()  # reads go first; traffic alone can wait
-            try:
-                await self._socket.send(frame, flags=zmq.NOBLOCK)
-            except zmq.Again:
-                # With ``immediate`` the socket takes a message only while
-                # connected; a short wait covers start-up and reconnection.
-                if not await self._socket.poll(CONNECT_WAIT_MS, zmq.POLLOUT):
-                    raise CoordinatorUnavailable(UNREACHABLE) from None
-                await self._send_touches()
-                await self._socket.send(frame)
+            await self._send_now(frame)
             try:
                 async with asyncio.timeout(timeout or self.requests.timeout):
                     reply = await future
@@ -184,6 +175,26 @@ class AsyncCoordinatorClient:
             if self.observe is not None:
                 self.observe(type(request).__name__.lower(), time.perf_counter() - started)
         return checked(reply)
+
+    async def _send_now(self, frame: bytes) -> None:
+        """Send one request, after the reads it must not overtake.
+
+        With ``immediate`` the socket takes a message only while connected;
+        a short wait (``CONNECT_WAIT_MS``) covers start-up and reconnection.
+        Sends never block and never queue in pyzmq (a queued send would wait
+        for a coordinator forever), and no poller is made per request.
+        """
+        deadline = time.monotonic() + CONNECT_WAIT_MS / 1000
+        while True:
+            if self._touched or self._misses:
+                await self._send_touches()  # traffic counts alone can wait
+            try:
+                await self._socket.send(frame, flags=zmq.NOBLOCK)
+                return
+            except zmq.Again:
+                if time.monotonic() >= deadline:
+                    raise CoordinatorUnavailable(UNREACHABLE) from None
+                await asyncio.sleep(CONNECT_RETRY)
 
     def touch(self, key: str) -> None:
         self._touched.append(key)
