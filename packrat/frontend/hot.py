@@ -30,14 +30,16 @@ from urllib.parse import unquote_to_bytes
 
 import tornado
 from tornado import httputil
+from tornado.escape import parse_qs_bytes
 from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 
 from packrat.errors import PackratError
-from packrat.frontend.access import CLIENT_CLOSED, RequestLog
+from packrat.frontend.access import CLIENT_CLOSED, RequestLog, describe
 from packrat.frontend.base import BaseHandler
 from packrat.frontend.context import Frontend
 from packrat.frontend.downloads import Answer, open_object, plan, send_body, small_body
+from packrat.frontend.uploads import BodyReceiver
 from packrat.keys import validate_key
 from packrat.store import CorruptObject, ObjectMeta
 
@@ -48,6 +50,7 @@ JSON_TYPE = "application/json; charset=UTF-8"
 EXISTS_BODY = {present: json.dumps({"present": present}).encode() for present in (True, False)}
 REASONS = {200: "OK", 206: "Partial Content", 304: "Not Modified"}
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f]")  # what RequestHandler replaces in arguments
 
 
 class HotRoutes:
@@ -68,6 +71,8 @@ class HotRoutes:
     ) -> httputil.HTTPMessageDelegate | None:
         """The delegate that answers this request, or None: the application's turn."""
         method = start_line.method
+        if method == "PUT" or method == "POST":
+            return self._upload(connection, start_line, headers)
         if method != "GET" and method != "HEAD":
             return None
         if not self.frontend.auth.public_reads:
@@ -121,6 +126,26 @@ class HotRoutes:
             self, connection, start_line, headers, path, fd, meta, inode, answer, body
         )
 
+    def _upload(
+        self,
+        connection: HTTP1Connection,
+        start_line: httputil.RequestStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> httputil.HTTPMessageDelegate | None:
+        if self.frontend.auth.enabled:
+            return None  # writes need credentials: the handler checks them
+        path, _, query = start_line.path.partition("?")
+        key = _key(path[1:]) if path.startswith("/") else None
+        if key is None or path.startswith("/exists/"):
+            return None
+        filename = None
+        if query:
+            try:
+                filename = _query_argument(query, "filename")
+            except UnicodeDecodeError:
+                return None  # the handler answers 400
+        return UploadRequest(self, connection, start_line, headers, path, key, filename)
+
     def _exists(
         self,
         connection: HTTP1Connection,
@@ -149,6 +174,14 @@ class HotRoutes:
         return fields
 
 
+def _query_argument(query: str, name: str) -> str | None:
+    """The last value of a query argument, as ``RequestHandler.get_query_argument`` reads it."""
+    values = parse_qs_bytes(query, keep_blank_values=True).get(name)
+    if not values:
+        return None
+    return _CONTROL.sub(" ", values[-1].decode("utf-8")).strip()
+
+
 def _key(raw: str) -> str | None:
     """The key of a path's tail, decoded as Tornado decodes path arguments; None if invalid."""
     try:
@@ -161,6 +194,8 @@ class HotRequest(httputil.HTTPMessageDelegate):
     """One request on a hot route: counted in flight, one access line however it ends."""
 
     route = "other"
+    received = 0  # request body bytes
+    failure: PackratError | None = None  # the error answered, for the access line
 
     def __init__(
         self,
@@ -202,7 +237,7 @@ class HotRequest(httputil.HTTPMessageDelegate):
         type is not).
         """
         self.status = status
-        lines = [f"HTTP/1.1 {status} {REASONS[status]}"]
+        lines = [f"HTTP/1.1 {status} {httputil.responses.get(status, 'Unknown')}"]
         lines += [f"{name}: {value}" for name, value in fields]
         if self.version == "HTTP/1.1":
             if self.connection_header == "close":
@@ -231,8 +266,9 @@ class HotRequest(httputil.HTTPMessageDelegate):
             self.user_agent,
             status,
             self.sent,
-            0,
+            self.received,
             time.monotonic() - self.started,
+            *describe(self.failure, status),
         )
 
     def release(self) -> None:
@@ -324,3 +360,80 @@ class ObjectRead(HotRequest):
 
     def release(self) -> None:
         os.close(self.fd)
+
+
+class UploadRequest(HotRequest):
+    """``PUT``/``POST /<key>`` when writes need no credentials: the body streamed to
+    ``staging/`` and committed, as ``ObjectHandler`` does it (``uploads.BodyReceiver``)."""
+
+    route = "/{key}"
+
+    def __init__(
+        self,
+        routes: HotRoutes,
+        connection: HTTP1Connection,
+        start_line: httputil.RequestStartLine,
+        headers: httputil.HTTPHeaders,
+        path: str,
+        key: str,
+        filename: str | None,
+    ) -> None:
+        super().__init__(routes, connection, start_line, headers, path)
+        self.key = key
+        self.filename = filename
+        self.receiver: BodyReceiver | None = None
+        try:
+            self.receiver = BodyReceiver(
+                routes.frontend, headers, connection, start_line.method == "POST", self.fail
+            )
+        except PackratError as error:
+            self.fail(error)
+
+    def data_received(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        if self.receiver is not None:
+            self.receiver.feed(chunk)
+
+    def finish(self) -> None:
+        if self.receiver is None or not self.receiver.complete():
+            return  # answered already
+        task = asyncio.ensure_future(self._commit(self.receiver))
+        self.routes.tasks.add(task)
+        task.add_done_callback(self.routes.tasks.discard)
+
+    async def _commit(self, receiver: BodyReceiver) -> None:
+        try:
+            if self.method == "POST":
+                result = await receiver.commit_form(self.key)
+            else:
+                result = await receiver.commit_raw(self.key, self.filename)
+        except PackratError as error:
+            self.fail(error)
+            return
+        except Exception:
+            log.exception("committing %r failed", self.key)
+            self.fail(PackratError("the server failed to handle the request"))
+            return
+        if self.logged:
+            return  # the client left meanwhile
+        body = json.dumps(result).encode()
+        fields = self.routes.common_fields(json_body=True)
+        fields.append(("Content-Length", str(len(body))))
+        self.respond(200, fields, body)
+
+    def fail(self, error: PackratError) -> None:
+        """Answer ``error`` in the JSON shape of ``BaseHandler.write_error``."""
+        if self.logged:
+            return
+        self.failure = error
+        body = json.dumps(
+            {"success": False, "error": str(error.code), "message": error.message}
+        ).encode()
+        fields = self.routes.common_fields(json_body=True)
+        fields += [(name, str(value)) for name, value in error.headers.items()]
+        fields.append(("Content-Length", str(len(body))))
+        self.respond(error.status, fields, body)
+
+    def release(self) -> None:
+        if self.receiver is not None:
+            self.receiver.end()
