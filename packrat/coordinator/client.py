@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-import zmq.asyncio
 
 from packrat import protocol
 from packrat.coordinator.curve import secure_client
@@ -97,6 +96,14 @@ class AsyncCoordinatorClient:
     ``number`` is the front end's, sent with each batch of reads;
     ``observe(op, seconds)``, when set, hears of every request's round trip
     (failed ones included), for the front end's metrics.
+
+    It drives a plain ZeroMQ socket from the event loop itself rather than
+    through ``zmq.asyncio``, whose futures, pollers and timers were a third of
+    a small upload's time in the front end: sends never block (``NOBLOCK``),
+    and replies are read when the socket's ``FD`` wakes the loop.  That
+    descriptor only says that the socket's state may have changed, so after
+    every send the socket's ``EVENTS`` are checked too (a send may have taken
+    in a reply, and the wake-up with it), as ``zmq.asyncio`` does.
     """
 
     def __init__(
@@ -110,8 +117,9 @@ class AsyncCoordinatorClient:
         self.requests = _Requests(timeout)
         self.number = 0
         self.observe: Callable[[str, float], None] | None = None
-        self._context = zmq.asyncio.Context()
+        self._context: zmq.Context[Any] = zmq.Context()
         self._socket = _dealer(self._context, endpoint, curve_keys)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._touched: list[str] = []
         self._misses = 0
@@ -121,8 +129,8 @@ class AsyncCoordinatorClient:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
-        """Start the reply reader and the touch flusher (needs a running loop)."""
-        self.spawn(self._read_replies())
+        """Start reading replies and the touch flusher (needs a running loop)."""
+        self._watch()
         self.spawn(self._flush_touches())
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
@@ -137,6 +145,8 @@ class AsyncCoordinatorClient:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._loop is not None:
+            self._loop.remove_reader(self._socket.FD)
         self._socket.close()
         self._context.term()
 
@@ -159,7 +169,8 @@ class AsyncCoordinatorClient:
         self, request: Commit | Delete | Drop | Stats, timeout: float | None = None
     ) -> Reply:
         """Send one request and wait for its reply (see the module docstring)."""
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        loop = self._watch()
+        future: asyncio.Future[Reply] = loop.create_future()
         self._pending[request.id] = future
         started = time.perf_counter()
         frame = protocol.encode(request)
@@ -181,15 +192,13 @@ class AsyncCoordinatorClient:
 
         With ``immediate`` the socket takes a message only while connected;
         a short wait (``CONNECT_WAIT_MS``) covers start-up and reconnection.
-        Sends never block and never queue in pyzmq (a queued send would wait
-        for a coordinator forever), and no poller is made per request.
         """
         deadline = time.monotonic() + CONNECT_WAIT_MS / 1000
         while True:
             if self._touched or self._misses:
-                await self._send_touches()  # traffic counts alone can wait
+                self._send_touches()  # traffic counts alone can wait
             try:
-                await self._socket.send(frame, flags=zmq.NOBLOCK)
+                self._send(frame)
                 return
             except zmq.Again:
                 if time.monotonic() >= deadline:
@@ -207,9 +216,27 @@ class AsyncCoordinatorClient:
         self._bytes_in += received
         self._bytes_out += sent
 
-    async def _read_replies(self) -> None:
+    def _watch(self) -> asyncio.AbstractEventLoop:
+        """Have the running loop read replies as they come (once)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._loop.add_reader(self._socket.FD, self._read_replies)
+            self._loop.call_soon(self._read_replies)
+        return self._loop
+
+    def _send(self, frame: bytes) -> None:
+        """Send without blocking (``zmq.Again`` when not connected)."""
+        self._socket.send(frame, zmq.NOBLOCK)
+        if self._loop is not None and self._socket.EVENTS & zmq.POLLIN:
+            self._loop.call_soon(self._read_replies)
+
+    def _read_replies(self) -> None:
+        """Take every reply the socket holds."""
         while True:
-            frame = await self._socket.recv()
+            try:
+                frame = self._socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
             try:
                 reply = protocol.decode_reply(frame)
             except protocol.ProtocolError as e:
@@ -222,9 +249,9 @@ class AsyncCoordinatorClient:
     async def _flush_touches(self) -> None:
         while True:
             await asyncio.sleep(self.touch_interval)
-            await self._send_touches(heartbeat=time.monotonic() - self._last_sent >= HEARTBEAT)
+            self._send_touches(heartbeat=time.monotonic() - self._last_sent >= HEARTBEAT)
 
-    async def _send_touches(self, heartbeat: bool = False) -> None:
+    def _send_touches(self, heartbeat: bool = False) -> None:
         """Report the reads and traffic gathered so far, fire-and-forget."""
         if not (self._touched or self._misses or self._bytes_in or self._bytes_out or heartbeat):
             return
@@ -233,7 +260,7 @@ class AsyncCoordinatorClient:
         self._touched, self._misses, self._bytes_in, self._bytes_out = [], 0, 0, 0
         touch = Touch(tuple(keys), misses, bytes_in, bytes_out, self.number, os.getpid())
         try:
-            await self._socket.send(protocol.encode(touch), flags=zmq.NOBLOCK)
+            self._send(protocol.encode(touch))
         except zmq.Again:
             # Coordinator down: keep the newest reads for when it is back.
             self._touched = (keys + self._touched)[-MAX_PENDING_TOUCHES:]
