@@ -227,16 +227,14 @@ class AsyncCoordinatorClient:
     def _send(self, frame: bytes) -> None:
         """Send without blocking (``zmq.Again`` when not connected)."""
         self._socket.send(frame, zmq.NOBLOCK)
-        if self._loop is not None and self._socket.EVENTS & zmq.POLLIN:
+        if self._loop is not None and self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             self._loop.call_soon(self._read_replies)
 
     def _read_replies(self) -> None:
         """Take every reply the socket holds."""
-        while True:
-            try:
-                frame = self._socket.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        socket = self._socket
+        while socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            frame = socket.recv(zmq.NOBLOCK)
             try:
                 reply = protocol.decode_reply(frame)
             except protocol.ProtocolError as e:
