@@ -131,6 +131,7 @@ def make_server(app: Application, settings: Settings) -> PackratHTTPServer:
     frontend = app.settings.get("frontend")
     if frontend is not None:
         server.hot = HotRoutes(frontend, app.settings["log_function"])
+    server.watch_headers(settings.frontend_idle_timeout)
     return server
 
 

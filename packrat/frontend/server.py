@@ -31,7 +31,8 @@ from typing import Any
 
 from tornado import httputil
 from tornado.httpserver import HTTPServer
-from tornado.ioloop import IOLoop
+from tornado.ioloop import IOLoop, PeriodicCallback
+from tornado.iostream import IOStream
 
 from packrat.errors import ErrorCode
 from packrat.frontend.access import RequestLog
@@ -95,6 +96,7 @@ class FramingCheck(httputil.HTTPMessageDelegate):
         start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
         headers: httputil.HTTPHeaders,
     ) -> Any:
+        self.server.headers_in(self)
         problem = framing_problem(headers)
         if problem is None:
             hot = self.server.hot
@@ -153,6 +155,7 @@ class FramingCheck(httputil.HTTPMessageDelegate):
             self.delegate.finish()
 
     def on_connection_close(self) -> None:
+        self.server.headers_in(self)
         if self.delegate is not None:
             self.delegate.on_connection_close()
 
@@ -165,12 +168,61 @@ class PackratHTTPServer(HTTPServer):
     """
 
     hot: HotRoutes | None = None
+    _header_timeout: float | None = None
+    _waiting: dict[FramingCheck, float] | None = None  # requests by deadline for their headers
+    _sweeper: PeriodicCallback | None = None
+
+    def watch_headers(self, timeout: float) -> None:
+        """Close a connection whose next request's headers take over ``timeout`` seconds.
+
+        Tornado's own ``idle_connection_timeout`` does the same by wrapping
+        every header read in ``gen.with_timeout`` (a timer and two futures,
+        5 % of a small read's time); here one periodic sweep does it for
+        every connection, at most a quarter of ``timeout`` late (and at most
+        a second).  It bounds an idle keep-alive connection as well as a
+        slowloris sending its headers byte by byte.
+        """
+        self.conn_params.header_timeout = None
+        self._header_timeout = timeout
+        self._waiting = {}
+        self._sweeper = PeriodicCallback(self._cut_slow_headers, min(timeout / 4, 1.0) * 1000)
+        self._sweeper.start()
+
+    def headers_in(self, request: FramingCheck) -> None:
+        """``request``'s headers have arrived (or its connection closed)."""
+        if self._waiting is not None:
+            self._waiting.pop(request, None)
+
+    def _cut_slow_headers(self) -> None:
+        assert self._waiting is not None
+        now = time.monotonic()
+        late = [request for request, deadline in self._waiting.items() if deadline < now]
+        for request in late:
+            del self._waiting[request]
+            request.connection.close()
+
+    def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.stop()
+        super().stop()
+
+    def handle_stream(self, stream: IOStream, address: tuple) -> None:
+        # Every answer is written whole (headers and body in one write, or
+        # sendfile): Nagle's algorithm could only delay it.  Tornado turns it
+        # off and on again around each response, two system calls a request.
+        stream.set_nodelay(True)
+        stream.set_nodelay = _leave_nodelay  # type: ignore[method-assign]
+        super().handle_stream(stream, address)
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
         request_log = getattr(self.request_callback, "settings", {}).get("log_function")
-        return FramingCheck(self, server_conn, request_conn, request_log)
+        request = FramingCheck(self, server_conn, request_conn, request_log)
+        if self._waiting is not None:
+            assert self._header_timeout is not None
+            self._waiting[request] = time.monotonic() + self._header_timeout
+        return request
 
     def application_delegate(
         self, server_conn: object, request_conn: httputil.HTTPConnection
@@ -182,6 +234,10 @@ class PackratHTTPServer(HTTPServer):
         for sock in sockets:
             self._sockets[sock.fileno()] = sock
             self._handlers[sock.fileno()] = accept_connections(sock, self._handle_connection)
+
+
+def _leave_nodelay(value: bool) -> None:
+    """``IOStream.set_nodelay`` of a stream that keeps ``TCP_NODELAY`` on."""
 
 
 def accept_connections(
