@@ -99,7 +99,7 @@ async def send_object(
             if body is None:
                 await _cut(handler.request.connection, frontend, meta, inode, "corrupt")
                 return
-            handler.write(body)
+            handler.write(bytes(body))
             return
         await handler.flush()
         handler.bytes_sent += await send_body(  # type: ignore[attr-defined]
@@ -120,7 +120,7 @@ async def object_exists(frontend: Frontend, key: str) -> bool:
 
 def open_object(
     frontend: Frontend, key: str
-) -> tuple[int, ObjectMeta, tuple[int, int], bytes | None] | None:
+) -> tuple[int, ObjectMeta, tuple[int, int], memoryview | None] | None:
     """Open ``key``'s object: ``(fd, meta, inode, data)``, ``data`` for small ones; None if absent.
 
     Raises ``CorruptObject`` and ``OSError`` as ``store.open_to_read`` does.
@@ -134,7 +134,7 @@ def open_object(
 
 async def open_or_drop(
     frontend: Frontend, key: str
-) -> tuple[int, ObjectMeta, tuple[int, int], bytes | None] | None:
+) -> tuple[int, ObjectMeta, tuple[int, int], memoryview | None] | None:
     """``open_object``; None also when corrupt (then dropped).
 
     Out of file descriptors is a 503 ``too_busy``: the accept loop pauses
@@ -227,7 +227,7 @@ def plan(frontend: Frontend, headers: HTTPHeaders, meta: ObjectMeta, with_body: 
     return Answer(206, fields, True, first, last + 1, False)
 
 
-def small_body(data: bytes, meta: ObjectMeta, answer: Answer) -> bytes | None:
+def small_body(data: memoryview, meta: ObjectMeta, answer: Answer) -> memoryview | None:
     """The body of a small object's answer from its data read whole; None if corrupt."""
     if not answer.whole:
         return data[answer.start : answer.stop]

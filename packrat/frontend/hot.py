@@ -114,7 +114,7 @@ class HotRoutes:
         except PackratError:  # 416
             os.close(fd)
             return None
-        body: bytes | None = b""
+        body: bytes | memoryview | None = b""
         if answer.body:
             body = None if data is None else small_body(data, meta, answer)
             if data is not None and body is None:
@@ -225,7 +225,7 @@ class HotRequest(httputil.HTTPMessageDelegate):
     def on_connection_close(self) -> None:
         self.done(CLIENT_CLOSED)
 
-    def respond(self, status: int, fields: list[tuple[str, str]], body: bytes) -> None:
+    def respond(self, status: int, fields: list[tuple[str, str]], body: bytes | memoryview) -> None:
         """Write a whole answer, headers and body in one ``send``, and end it.
 
         The header block is built here rather than by ``write_headers``
@@ -315,7 +315,7 @@ class ObjectRead(HotRequest):
         meta: ObjectMeta,
         inode: tuple[int, int],
         answer: Answer,
-        body: bytes | None,
+        body: bytes | memoryview | None,
     ) -> None:
         super().__init__(routes, connection, start_line, headers, path)
         self.fd = fd

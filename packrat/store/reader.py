@@ -39,7 +39,7 @@ def open_entry(
 
 def open_read(
     dir_fd: int, name: str, key: str | None = None, whole_up_to: int = 0
-) -> tuple[int, ObjectMeta, os.stat_result, bytes | None] | None:
+) -> tuple[int, ObjectMeta, os.stat_result, memoryview | None] | None:
     """``open_entry``, and a file of at most ``whole_up_to`` bytes read whole.
 
     The fourth item is then the object's data, read with its trailer in one
@@ -70,7 +70,8 @@ def open_read(
     except BaseException:
         os.close(fd)
         raise
-    return fd, meta, info, None if whole is None else whole[: meta.size]
+    # A view, not a copy: up to 64 KiB a read.
+    return fd, meta, info, None if whole is None else memoryview(whole)[: meta.size]
 
 
 def open_object(layout: Layout, key: str) -> tuple[int, ObjectMeta, os.stat_result] | None:
@@ -81,7 +82,7 @@ def open_object(layout: Layout, key: str) -> tuple[int, ObjectMeta, os.stat_resu
 
 def open_to_read(
     layout: Layout, key: str, whole_up_to: int
-) -> tuple[int, ObjectMeta, os.stat_result, bytes | None] | None:
+) -> tuple[int, ObjectMeta, os.stat_result, memoryview | None] | None:
     """Open the object stored under ``key``, small ones read whole (see ``open_read``)."""
     digest = key_digest(key)
     return open_read(layout.fanout_fd(digest), digest, key, whole_up_to)
