@@ -20,6 +20,7 @@ goes to the application as if this module did not exist, and
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -48,6 +49,10 @@ log = logging.getLogger("packrat.frontend")
 SERVER = f"TornadoServer/{tornado.version}"  # what RequestHandler answers
 JSON_TYPE = "application/json; charset=UTF-8"
 EXISTS_BODY = {present: json.dumps({"present": present}).encode() for present in (True, False)}
+# RequestHandler's own ETag of a GET's body (RequestHandler.compute_etag)
+EXISTS_ETAG = {
+    present: f'"{hashlib.sha1(body).hexdigest()}"' for present, body in EXISTS_BODY.items()
+}
 REASONS = {200: "OK", 206: "Partial Content", 304: "Not Modified"}
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f]")  # what RequestHandler replaces in arguments
@@ -82,8 +87,8 @@ class HotRoutes:
         path = start_line.path.partition("?")[0]
         if path.startswith("/exists/"):
             key = _key(path[len("/exists/") :])
-            if key is None or method != "GET":
-                return None
+            if key is None or method != "GET" or "If-None-Match" in headers:
+                return None  # (a 304 of an exists answer: the handler's)
             return self._exists(connection, start_line, headers, path, key)
         key = _key(path[1:]) if path.startswith("/") else None
         if key is None:
@@ -295,6 +300,7 @@ class ExistsRead(HotRequest):
     def finish(self) -> None:
         body = EXISTS_BODY[self.present]
         fields = self.routes.common_fields(json_body=True)
+        fields.append(("Etag", EXISTS_ETAG[self.present]))
         fields.append(("Content-Length", str(len(body))))
         self.respond(200, fields, body)
 
