@@ -1,5 +1,5 @@
-"""The hot routes without ``RequestHandler``: ``GET``/``HEAD /<key>`` of a stored object
-and ``GET /exists/<key>``.
+"""The hot routes without ``RequestHandler``: ``GET``/``HEAD /<key>`` of a stored object,
+``GET /exists/<key>``, and ``PUT``/``POST /<key>`` uploads.
 
 Most requests a cache sees are reads that need nothing but the disk, and
 Tornado's ``RequestHandler`` life cycle (routing, the handler object and its
@@ -14,7 +14,11 @@ body, of a valid key, when reads need no credentials, and, for an object, only
 when it opens cleanly and the answer is a 200, 206 or 304.  Everything else
 (an absent or corrupt object, an unsatisfiable range, credentials to check)
 goes to the application as if this module did not exist, and
-``ObjectHandler`` or ``ExistsHandler`` answers it, errors included.
+``ObjectHandler`` or ``ExistsHandler`` answers it, errors included.  An
+upload of a valid key is taken when writes need no credentials, and answered
+here whatever happens (``uploads.BodyReceiver`` does the work, as for
+``ObjectHandler``; its errors get the JSON shape of ``BaseHandler``).
+``tests/test_hot.py`` holds both paths to the same answers.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The HTTP server around the application: framing checked first, accepts that survive EMFILE.
+"""The HTTP server around the application: framing checked first, then the hot routes,
+slow headers cut by one sweep, accepts that survive EMFILE.
 
 Tornado refuses a request whose framing is ambiguous (both
 ``Content-Length`` and ``Transfer-Encoding``, unequal ``Content-Length``
@@ -9,6 +10,9 @@ request with the JSON error shape itself and closes the connection (after a
 framing error nobody knows where the next request starts).  A malformed
 chunk inside a chunked body is found by Tornado only while it reads the
 body; that one keeps Tornado's bare ``400``.
+
+A well-framed request goes to ``hot.HotRoutes`` first (reads, exists and
+uploads answered without ``RequestHandler``), else to the application.
 
 When the process runs out of file descriptors, ``accept()`` fails with
 ``EMFILE`` while the listening socket stays readable; Tornado's accept loop
