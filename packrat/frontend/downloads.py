@@ -347,28 +347,41 @@ async def _sendfile(
     loop = asyncio.get_running_loop()
     idle = frontend.settings.frontend_idle_timeout
     offset = start
+    checked = start if checker is not None else stop  # start:checked may go out
+
+    def check_next() -> bool:
+        """Check one more segment (a whole object's: they start on page
+        boundaries); False when that was the last and the digest differs."""
+        nonlocal checked
+        assert checker is not None
+        end = min(checked + SEGMENT, stop)
+        _check_mapped(checker, fd, checked, end)
+        if end == stop and not checker.matches():
+            return False
+        checked = end
+        return True
+
     out = os.dup(stream.socket.fileno())
     try:
         while offset < stop:
-            end = min(offset + SEGMENT, stop)
-            if checker is not None:  # a whole object: segments start on page boundaries
-                _check_mapped(checker, fd, offset, end)
-                if end == stop and not checker.matches():
+            if offset == checked and not check_next():
+                return offset - start, "corrupt"
+            if stream.closed():
+                return offset - start, "gone"
+            try:
+                count = os.sendfile(out, fd, offset, checked - offset)
+            except BlockingIOError:
+                # While the client drains the socket, check what goes next.
+                if checked < stop and checked - offset < SEGMENT and not check_next():
                     return offset - start, "corrupt"
-            while offset < end:
-                if stream.closed():
-                    return offset - start, "gone"
-                try:
-                    count = os.sendfile(out, fd, offset, end - offset)
-                except BlockingIOError:
-                    if not await _writable(loop, out, idle):
-                        return offset - start, "stalled"
-                    continue
-                except (BrokenPipeError, ConnectionResetError):
-                    return offset - start, "gone"
-                if count == 0:  # the file ends before its trailer says
-                    return offset - start, "short"
-                offset += count
+                if not await _writable(loop, out, idle):
+                    return offset - start, "stalled"
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                return offset - start, "gone"
+            if count == 0:  # the file ends before its trailer says
+                return offset - start, "short"
+            offset += count
     finally:
         os.close(out)
     return offset - start, None
