@@ -38,6 +38,9 @@ log = logging.getLogger("packrat.coordinator.client")
 MAX_PENDING_TOUCHES = 100_000  # reads kept while the coordinator is down
 CONNECT_WAIT_MS = 1000  # how long a request waits for a (re)connection
 CONNECT_RETRY = 0.01  # seconds between two tries meanwhile
+# pyzmq's constants are enum flags; an operation on one builds a new enum
+# member, a few percent of a small upload: the front end's path uses ints.
+_NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
 HEARTBEAT = 5.0  # seconds: the longest a front end stays unheard of
 UNREACHABLE = "the cache coordinator is not reachable; retry shortly"
 SILENT = "the cache coordinator did not answer in time; retry shortly"
@@ -226,15 +229,15 @@ class AsyncCoordinatorClient:
 
     def _send(self, frame: bytes) -> None:
         """Send without blocking (``zmq.Again`` when not connected)."""
-        self._socket.send(frame, zmq.NOBLOCK)
-        if self._loop is not None and self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        self._socket.send(frame, _NOBLOCK)
+        if self._loop is not None and self._socket.getsockopt(_EVENTS) & _POLLIN:
             self._loop.call_soon(self._read_replies)
 
     def _read_replies(self) -> None:
         """Take every reply the socket holds."""
         socket = self._socket
-        while socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            frame = socket.recv(zmq.NOBLOCK)
+        while socket.getsockopt(_EVENTS) & _POLLIN:
+            frame = socket.recv(_NOBLOCK)
             try:
                 reply = protocol.decode_reply(frame)
             except protocol.ProtocolError as e:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import msgpack
 
@@ -50,8 +50,11 @@ class ObjectMeta:
     xxh3: str = ""
 
 
+_FIELDS = tuple(field.name for field in fields(ObjectMeta))
+
+
 def encode_trailer(meta: ObjectMeta) -> bytes:
-    body = msgpack.packb(asdict(meta))
+    body = msgpack.packb({name: getattr(meta, name) for name in _FIELDS})
     return body + _LENGTH.pack(len(body)) + MAGIC
 
 
