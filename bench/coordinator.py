@@ -13,12 +13,24 @@ on a temporary cache and drives it over ZeroMQ exactly as front ends do:
   as front ends report them; a final ``stats`` request (answered in order)
   marks the end.
 
+* concurrent commits: ``CLIENTS`` front-end processes, each with its own
+  DEALER socket and its own staging files (named by its pid, as a front end
+  names them), commit at once, ``CLIENT_WINDOW`` uploads in flight each, the
+  way busy front ends with several uploads under way do; the coordinator
+  drains every queued message before it looks at its timers, so this is its
+  ceiling for small uploads.  Divided by one front end's rate of small
+  uploads (``--upload-rate``, from bench/http.py's ``upload 1 KiB`` rows) it
+  says how many front ends one coordinator can feed before it becomes the
+  bottleneck.
+
 The issue's bar is 100,000 index operations per second with any policy;
 touches are the operations a busy cache does most.
 """
 
 from __future__ import annotations
 
+import argparse
+import multiprocessing
 import os
 import platform
 import random
@@ -41,6 +53,10 @@ WINDOW = 64  # commits in flight
 OBJECT = 1000  # bytes per staged file
 CAPACITY_OBJECTS = 5_000  # the cache holds this many, so most commits evict
 CHARGE = expected_charge(OBJECT, "k/00000")  # what one object costs against max_size
+CLIENTS = 8  # front-end processes committing at once
+CLIENT_COMMITS = 3_000  # per client
+CLIENT_WINDOW = 8  # uploads in flight per front end
+UPLOAD_RATE = 2300  # small uploads/s of one front end with a core to itself (bench/http.py)
 
 
 def start_coordinator(work: Path, policy: str) -> tuple[subprocess.Popen, str]:
@@ -63,27 +79,81 @@ def start_coordinator(work: Path, policy: str) -> tuple[subprocess.Popen, str]:
     return process, endpoint
 
 
-def stage_files(work: Path, round_: int) -> list[str]:
+def stage_files(work: Path, round_: int, count: int = COMMITS) -> list[str]:
     staging = work / "cache" / "staging"
-    names = [f"{os.getpid()}-{round_:04x}{n:012x}.part" for n in range(COMMITS)]
+    names = [f"{os.getpid()}-{round_:04x}{n:012x}.part" for n in range(count)]
     blob = b"x" * OBJECT
     for name in names:
         (staging / name).write_bytes(blob)
     return names
 
 
-def bench_commits(client: CoordinatorClient, names: list[str]) -> float:
+def bench_commits(
+    client: CoordinatorClient, names: list[str], prefix: str = "k", window: int = WINDOW
+) -> float:
     started = time.perf_counter()
     in_flight = 0
     for n, name in enumerate(names):
-        client.send(client.requests.commit(f"k/{n}", name, OBJECT))
+        client.send(client.requests.commit(f"{prefix}/{n}", name, OBJECT))
         in_flight += 1
-        if in_flight >= WINDOW:
+        if in_flight >= window:
             assert client.receive().ok
             in_flight -= 1
     for _ in range(in_flight):
         assert client.receive().ok
     return len(names) / (time.perf_counter() - started)
+
+
+def commit_client(
+    work: Path,
+    endpoint: str,
+    number: int,
+    start: multiprocessing.Event,
+    done: multiprocessing.Queue,
+) -> None:
+    """One front end's share of the concurrent commits (runs in a child process)."""
+    names = stage_files(work, number, CLIENT_COMMITS)
+    with CoordinatorClient(endpoint, timeout=60) as client:
+        client.stats()  # connected
+        start.wait()
+        began = time.perf_counter()
+        bench_commits(client, names, f"c{number}", CLIENT_WINDOW)
+        done.put((began, time.perf_counter()))
+
+
+def bench_concurrent_commits(work: Path, endpoint: str, pid: int) -> tuple[float, float]:
+    """Commits per second of ``CLIENTS`` front-end processes committing at once, and
+    the coordinator's CPU (of one core) meanwhile."""
+    start = multiprocessing.Event()
+    done: multiprocessing.Queue = multiprocessing.Queue()
+    clients = [
+        multiprocessing.Process(target=commit_client, args=(work, endpoint, n, start, done))
+        for n in range(CLIENTS)
+    ]
+    for process in clients:
+        process.start()
+    time.sleep(1.0)  # every client has staged its files and connected
+    staging = work / "cache" / "staging"
+    deadline = time.monotonic() + 60
+    while len(list(staging.glob("*.part"))) < CLIENTS * CLIENT_COMMITS:
+        assert time.monotonic() < deadline, "the clients did not stage their files"
+        time.sleep(0.1)
+    cpu_before = process_cpu(pid)
+    start.set()
+    spans = [done.get(timeout=300) for _ in clients]
+    cpu = process_cpu(pid) - cpu_before
+    for process in clients:
+        process.join(30)
+        assert process.exitcode == 0, process.exitcode
+    began = min(span[0] for span in spans)
+    ended = max(span[1] for span in spans)
+    return CLIENTS * CLIENT_COMMITS / (ended - began), cpu / (ended - began)
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds a process has used (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench_touches(client: CoordinatorClient) -> float:
@@ -99,9 +169,19 @@ def bench_touches(client: CoordinatorClient) -> float:
     return TOUCH_BATCHES * BATCH / seconds
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--upload-rate",
+        type=float,
+        default=UPLOAD_RATE,
+        help="small uploads/s one front end sustains"
+        " (bench/http.py, upload 1 KiB PUT, unpinned, 1 front end)",
+    )
+    parser.add_argument("--policies", nargs="+", default=list(POLICIES))
+    args = parser.parse_args(argv)
     rows = []
-    for policy in POLICIES:
+    for policy in args.policies:
         with tempfile.TemporaryDirectory(prefix="packrat-coord-") as temp:
             work = Path(temp)
             process, endpoint = start_coordinator(work, policy)
@@ -110,15 +190,21 @@ def main() -> None:
                     bench_commits(client, stage_files(work, 0))  # fills the cache
                     commits = bench_commits(client, stage_files(work, 1))
                     touches = bench_touches(client)
+                concurrent, busy = bench_concurrent_commits(work, endpoint, process.pid)
             finally:
                 process.terminate()
                 process.wait(15)
-        rows.append((policy, commits, touches))
-        print(f"{policy:8s} commits/s {commits:9,.0f}   touches/s {touches:11,.0f}", flush=True)
-    write_report(rows)
+        rows.append((policy, commits, touches, concurrent, busy))
+        print(
+            f"{policy:8s} commits/s {commits:9,.0f}   touches/s {touches:11,.0f}"
+            f"   commits/s from {CLIENTS} clients {concurrent:9,.0f}"
+            f" (coordinator CPU {busy:.0%}; {concurrent / args.upload_rate:.0f} front ends)",
+            flush=True,
+        )
+    write_report(rows, args.upload_rate)
 
 
-def write_report(rows: list[tuple[str, float, float]]) -> None:
+def write_report(rows: list[tuple[str, float, float, float, float]], upload_rate: float) -> None:
     load = os.getloadavg()[0]
     lines = [
         "# Coordinator throughput",
@@ -134,11 +220,20 @@ def write_report(rows: list[tuple[str, float, float]]) -> None:
         "rename",
         f"- touches: {TOUCH_BATCHES:,} batches of {BATCH} reads of cached keys, "
         "fire-and-forget, then one `stats` round trip",
+        f"- {CLIENTS} clients: {CLIENTS} processes (a DEALER socket and staging files each) "
+        f"commit {CLIENT_COMMITS:,} files each at once, {CLIENT_WINDOW} in flight per client; "
+        f"*front ends fed*: those commits/s divided by {upload_rate:,.0f} small uploads/s, "
+        "what one front end sustains with a core to itself "
+        "(bench/http.py, upload 1 KiB PUT, unpinned, 1 front end)",
         "",
-        "| policy | commits/s | touches (index operations)/s |",
-        "|---|--:|--:|",
+        f"| policy | commits/s | touches (index operations)/s | commits/s, {CLIENTS} clients"
+        " | coordinator CPU meanwhile | front ends fed |",
+        "|---|--:|--:|--:|--:|--:|",
     ]
-    lines += [f"| {name} | {c:,.0f} | {t:,.0f} |" for name, c, t in rows]
+    lines += [
+        f"| {name} | {c:,.0f} | {t:,.0f} | {k:,.0f} | {b:.0%} | {k / upload_rate:.0f} |"
+        for name, c, t, k, b in rows
+    ]
     (ROOT / "docs" / "coordinator.md").write_text("\n".join(lines) + "\n")
 
 

@@ -30,7 +30,7 @@ Every request but ``Touch`` carries an ``id`` that its ``Reply`` echoes and a
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import msgpack
@@ -118,15 +118,20 @@ _OPS: dict[str, type[Request]] = {
     "touch": Touch,
 }
 _OP_NAMES = {cls: name for name, cls in _OPS.items()}
+_FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in (*_OPS.values(), Reply)}
 
 
 def encode(message: Request | Reply) -> bytes:
-    fields = asdict(message)
-    if isinstance(message, Reply):
-        fields = {name: value for name, value in fields.items() if value or name == "id"}
-    else:
+    # Field by field, not ``dataclasses.asdict``: that deep-copies every key
+    # of a Touch batch, and encoding was a third of a batch's cost.
+    fields = {"v": VERSION}
+    for name in _FIELDS[type(message)]:
+        value = getattr(message, name)
+        if value or name == "id" or type(message) is not Reply:
+            fields[name] = value
+    if type(message) is not Reply:
         fields["op"] = _OP_NAMES[type(message)]
-    return msgpack.packb({"v": VERSION, **fields})
+    return msgpack.packb(fields)
 
 
 def decode_request(frame: bytes) -> Request:

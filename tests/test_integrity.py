@@ -69,7 +69,7 @@ def test_corrupt_object_is_never_served_whole_and_then_dropped(packrat_server, w
 
     wait_for(lambda: packrat_server.get("rotten").status_code == 404)
     assert packrat_server.exists("rotten") is False
-    assert "failed its sha256 check" in packrat_server.log()
+    assert "failed its digest check" in packrat_server.log()
 
 
 def _fsck(server, *args: str) -> subprocess.CompletedProcess:

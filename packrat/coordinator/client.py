@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-import zmq.asyncio
 
 from packrat import protocol
 from packrat.coordinator.curve import secure_client
@@ -38,6 +37,10 @@ log = logging.getLogger("packrat.coordinator.client")
 
 MAX_PENDING_TOUCHES = 100_000  # reads kept while the coordinator is down
 CONNECT_WAIT_MS = 1000  # how long a request waits for a (re)connection
+CONNECT_RETRY = 0.01  # seconds between two tries meanwhile
+# pyzmq's constants are enum flags; an operation on one builds a new enum
+# member, a few percent of a small upload: the front end's path uses ints.
+_NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
 HEARTBEAT = 5.0  # seconds: the longest a front end stays unheard of
 UNREACHABLE = "the cache coordinator is not reachable; retry shortly"
 SILENT = "the cache coordinator did not answer in time; retry shortly"
@@ -96,6 +99,14 @@ class AsyncCoordinatorClient:
     ``number`` is the front end's, sent with each batch of reads;
     ``observe(op, seconds)``, when set, hears of every request's round trip
     (failed ones included), for the front end's metrics.
+
+    It drives a plain ZeroMQ socket from the event loop itself rather than
+    through ``zmq.asyncio``, whose futures, pollers and timers were a third of
+    a small upload's time in the front end: sends never block (``NOBLOCK``),
+    and replies are read when the socket's ``FD`` wakes the loop.  That
+    descriptor only says that the socket's state may have changed, so after
+    every send the socket's ``EVENTS`` are checked too (a send may have taken
+    in a reply, and the wake-up with it), as ``zmq.asyncio`` does.
     """
 
     def __init__(
@@ -109,8 +120,9 @@ class AsyncCoordinatorClient:
         self.requests = _Requests(timeout)
         self.number = 0
         self.observe: Callable[[str, float], None] | None = None
-        self._context = zmq.asyncio.Context()
+        self._context: zmq.Context[Any] = zmq.Context()
         self._socket = _dealer(self._context, endpoint, curve_keys)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._touched: list[str] = []
         self._misses = 0
@@ -120,8 +132,8 @@ class AsyncCoordinatorClient:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
-        """Start the reply reader and the touch flusher (needs a running loop)."""
-        self.spawn(self._read_replies())
+        """Start reading replies and the touch flusher (needs a running loop)."""
+        self._watch()
         self.spawn(self._flush_touches())
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
@@ -136,6 +148,8 @@ class AsyncCoordinatorClient:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._loop is not None:
+            self._loop.remove_reader(self._socket.FD)
         self._socket.close()
         self._context.term()
 
@@ -158,18 +172,16 @@ class AsyncCoordinatorClient:
         self, request: Commit | Delete | Drop | Stats, timeout: float | None = None
     ) -> Reply:
         """Send one request and wait for its reply (see the module docstring)."""
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        loop = self._watch()
+        future: asyncio.Future[Reply] = loop.create_future()
         self._pending[request.id] = future
         started = time.perf_counter()
+        frame = protocol.encode(request)
         try:
-            # With ``immediate`` the socket is writable only while connected;
-            # a short wait covers start-up and reconnection.
-            if not await self._socket.poll(CONNECT_WAIT_MS, zmq.POLLOUT):
-                raise CoordinatorUnavailable(UNREACHABLE)
-            await self._send_touches()
-            await self._socket.send(protocol.encode(request))
+            await self._send_now(frame)
             try:
-                reply = await asyncio.wait_for(future, timeout or self.requests.timeout)
+                async with asyncio.timeout(timeout or self.requests.timeout):
+                    reply = await future
             except TimeoutError:
                 raise CoordinatorUnavailable(SILENT) from None
         finally:
@@ -177,6 +189,24 @@ class AsyncCoordinatorClient:
             if self.observe is not None:
                 self.observe(type(request).__name__.lower(), time.perf_counter() - started)
         return checked(reply)
+
+    async def _send_now(self, frame: bytes) -> None:
+        """Send one request, after the reads it must not overtake.
+
+        With ``immediate`` the socket takes a message only while connected;
+        a short wait (``CONNECT_WAIT_MS``) covers start-up and reconnection.
+        """
+        deadline = time.monotonic() + CONNECT_WAIT_MS / 1000
+        while True:
+            if self._touched or self._misses:
+                self._send_touches()  # traffic counts alone can wait
+            try:
+                self._send(frame)
+                return
+            except zmq.Again:
+                if time.monotonic() >= deadline:
+                    raise CoordinatorUnavailable(UNREACHABLE) from None
+                await asyncio.sleep(CONNECT_RETRY)
 
     def touch(self, key: str) -> None:
         self._touched.append(key)
@@ -189,9 +219,25 @@ class AsyncCoordinatorClient:
         self._bytes_in += received
         self._bytes_out += sent
 
-    async def _read_replies(self) -> None:
-        while True:
-            frame = await self._socket.recv()
+    def _watch(self) -> asyncio.AbstractEventLoop:
+        """Have the running loop read replies as they come (once)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._loop.add_reader(self._socket.FD, self._read_replies)
+            self._loop.call_soon(self._read_replies)
+        return self._loop
+
+    def _send(self, frame: bytes) -> None:
+        """Send without blocking (``zmq.Again`` when not connected)."""
+        self._socket.send(frame, _NOBLOCK)
+        if self._loop is not None and self._socket.getsockopt(_EVENTS) & _POLLIN:
+            self._loop.call_soon(self._read_replies)
+
+    def _read_replies(self) -> None:
+        """Take every reply the socket holds."""
+        socket = self._socket
+        while socket.getsockopt(_EVENTS) & _POLLIN:
+            frame = socket.recv(_NOBLOCK)
             try:
                 reply = protocol.decode_reply(frame)
             except protocol.ProtocolError as e:
@@ -204,9 +250,9 @@ class AsyncCoordinatorClient:
     async def _flush_touches(self) -> None:
         while True:
             await asyncio.sleep(self.touch_interval)
-            await self._send_touches(heartbeat=time.monotonic() - self._last_sent >= HEARTBEAT)
+            self._send_touches(heartbeat=time.monotonic() - self._last_sent >= HEARTBEAT)
 
-    async def _send_touches(self, heartbeat: bool = False) -> None:
+    def _send_touches(self, heartbeat: bool = False) -> None:
         """Report the reads and traffic gathered so far, fire-and-forget."""
         if not (self._touched or self._misses or self._bytes_in or self._bytes_out or heartbeat):
             return
@@ -215,7 +261,7 @@ class AsyncCoordinatorClient:
         self._touched, self._misses, self._bytes_in, self._bytes_out = [], 0, 0, 0
         touch = Touch(tuple(keys), misses, bytes_in, bytes_out, self.number, os.getpid())
         try:
-            await self._socket.send(protocol.encode(touch), flags=zmq.NOBLOCK)
+            self._send(protocol.encode(touch))
         except zmq.Again:
             # Coordinator down: keep the newest reads for when it is back.
             self._touched = (keys + self._touched)[-MAX_PENDING_TOUCHES:]

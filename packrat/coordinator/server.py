@@ -30,6 +30,8 @@ log = logging.getLogger("packrat.coordinator")
 
 SWEEP_INTERVAL = 10.0  # seconds between staging sweeps
 POLL_MS = 100  # longest the loop sleeps before looking at timers and signals
+# pyzmq's flags as ints: an operation on its enum flags builds a new member.
+_NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
 
 
 class CoordinatorServer:
@@ -98,11 +100,8 @@ class CoordinatorServer:
 
     def _drain(self, socket: zmq.Socket) -> None:
         """Handle every message already queued, without blocking."""
-        while True:
-            try:
-                frames = socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        while socket.getsockopt(_EVENTS) & _POLLIN:
+            frames = socket.recv_multipart(_NOBLOCK)
             if len(frames) != 2:  # not one of ours
                 continue
             identity, frame = frames

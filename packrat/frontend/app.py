@@ -34,6 +34,7 @@ from packrat.frontend.handlers import (
     StaticHandler,
     StatusHandler,
 )
+from packrat.frontend.hot import HotRoutes
 from packrat.frontend.metrics import FrontendMetrics
 from packrat.frontend.observability import (
     HealthHandler,
@@ -112,6 +113,7 @@ def make_app(frontend: Frontend) -> Application:
         default_handler_class=NotFoundHandler,
         default_handler_args=deps,
         log_function=RequestLog(frontend),
+        frontend=frontend,
         template_path=str(HERE / "templates"),
         xsrf_cookies=False,
         compress_response=False,  # byte ranges and Content-Length are of the stored bytes
@@ -126,7 +128,7 @@ def make_server(app: Application, settings: Settings) -> PackratHTTPServer:
     keep-alive connection; ``body_timeout`` bounds the whole body, and an
     upload whose body stalls for ``idle_timeout`` is cut (``UploadSlots``).
     """
-    return PackratHTTPServer(
+    server = PackratHTTPServer(
         app,
         ssl_options=settings.ssl_context(),
         max_body_size=SMALL_BODY,  # uploads raise it per request
@@ -134,6 +136,11 @@ def make_server(app: Application, settings: Settings) -> PackratHTTPServer:
         idle_connection_timeout=settings.frontend_idle_timeout,
         body_timeout=settings.frontend_body_timeout,
     )
+    frontend = app.settings.get("frontend")
+    if frontend is not None:
+        server.hot = HotRoutes(frontend, app.settings["log_function"])
+    server.watch_headers(settings.frontend_idle_timeout)
+    return server
 
 
 def listen(settings: Settings, reuse_port: bool = True) -> list[socket.socket]:

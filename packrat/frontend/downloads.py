@@ -4,28 +4,75 @@ Reads never wait for the coordinator: the object's path is a function of
 the key and its metadata is in the file.  Reads are reported in batches; a
 corrupt object (found on opening, or by its digest while it is sent) is
 dropped through the coordinator before the client hears of it.
+
+Two callers share what is here: ``hot`` answers the reads that need only
+the disk without Tornado's ``RequestHandler``, and ``send_object`` the
+others (credentials to check, absent or corrupt objects, unsatisfiable
+ranges) through ``ObjectHandler``.  Both build the answer with ``plan`` and
+send the bytes the same way:
+
+* an object of at most ``SMALL`` bytes is read whole, trailer included, in
+  one ``pread``, checked, and written with the headers in one ``send``;
+* a larger one goes out with ``os.sendfile`` once the headers are flushed,
+  each segment checked through an ``mmap`` of the same pages just before it
+  is sent; over TLS (the bytes must pass through the TLS layer) or with
+  ``PACKRAT_NOSENDFILE`` set, it is read and written in ``CHUNK``-byte
+  chunks instead.
+
+A whole object is checked against its xxh3-128 (sha256 for objects stored
+before xxh3 existed; the sha256 stays the ETag), and its last segment is held
+back until the digest of everything matches: on a mismatch the connection
+is cut, so the client sees a short transfer, never a clean 200 with wrong
+bytes.  A range cannot be checked against the whole object's digest;
+clients that need that fetch it all or compare ETags.  A client that takes
+no data for ``idle_timeout`` seconds is cut off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
+import functools
 import logging
+import mmap
 import os
+from dataclasses import dataclass
 
+from tornado.http1connection import HTTP1Connection
 from tornado.httputil import HTTPHeaders, format_timestamp
-from tornado.iostream import StreamClosedError
+from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
 from tornado.web import RequestHandler
 
 from packrat.errors import NotFound, PackratError, RangeNotSatisfiable, TooBusy
 from packrat.frontend.context import Frontend
 from packrat.frontend.headers import content_disposition, etag_in, parse_http_date, parse_range
-from packrat.store import CorruptObject, ObjectMeta, key_digest, open_object, read_data
+from packrat.store import Checker, CorruptObject, ObjectMeta, key_digest, open_to_read, read_data
+from packrat.store.format import MAX_METADATA, TAIL_SIZE
 
 log = logging.getLogger("packrat.frontend")
 
 OBJECT_CSP = "default-src 'none'; sandbox"  # a stored file never runs as a page of ours
+SMALL = 64 * 1024  # objects up to this size are read whole and sent with their headers
+CHUNK = 256 * 1024  # bytes per write when sendfile cannot be used
+SEGMENT = 1 << 20  # bytes checked, then handed to sendfile, at a time
+# Read whole: a small object's file, its trailer included.
+WHOLE_FILE = SMALL + TAIL_SIZE + 1024
+# Set (to anything) to send every object in chunks, as over TLS.
+SENDFILE = not os.environ.get("PACKRAT_NOSENDFILE")
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # map every page at once, not fault by fault
+assert MAX_METADATA > 1024  # WHOLE_FILE covers most trailers, read_trailer checks them all
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a read of an object answers, before any byte is sent."""
+
+    status: int  # 200, 206 or 304
+    headers: list[tuple[str, str]]
+    body: bool  # False for HEAD and 304
+    start: int  # the bytes start:stop of the data are the body
+    stop: int
+    whole: bool  # the body is the whole object, to check against its digest
 
 
 async def send_object(
@@ -37,33 +84,27 @@ async def send_object(
         frontend.coordinator.miss()
         frontend.metrics.misses.inc()
         raise NotFound(f"no object under key {key!r}")
-    fd, meta, inode = opened
+    fd, meta, inode, data = opened
     frontend.coordinator.touch(key)
     frontend.metrics.hits.inc()
     try:
-        headers = handler.request.headers
-        etag = f'"{meta.sha256}"'
-        handler.set_header("ETag", etag)
-        handler.set_header("Last-Modified", format_timestamp(meta.stored_at))
-        handler.set_header("Cache-Control", cache_control(frontend))
-        handler.set_header("Accept-Ranges", "bytes")
-        if not_modified(headers, etag, meta):
-            handler.set_status(304)
+        answer = plan(frontend, handler.request.headers, meta, with_body)
+        handler.set_status(answer.status)
+        for name, value in answer.headers:
+            handler.set_header(name, value)
+        if not answer.body:
             return
-        handler.set_header("Content-Type", meta.content_type)
-        handler.set_header("Content-Disposition", content_disposition(meta.filename))
-        handler.set_header("Content-Security-Policy", OBJECT_CSP)
-        span = requested_range(headers, etag, meta) if with_body else None
-        if span is None:
-            handler.set_header("Content-Length", str(meta.size))
-            if with_body:
-                await _stream_verified(handler, frontend, fd, meta, inode)
+        if data is not None:
+            body = small_body(data, meta, answer)
+            if body is None:
+                await _cut(handler.request.connection, frontend, meta, inode, "corrupt")
+                return
+            handler.write(bytes(body))
             return
-        first, last = span
-        handler.set_status(206)
-        handler.set_header("Content-Range", f"bytes {first}-{last}/{meta.size}")
-        handler.set_header("Content-Length", str(last - first + 1))
-        await _stream_range(handler, frontend, fd, first, last + 1)
+        await handler.flush()
+        handler.bytes_sent += await send_body(  # type: ignore[attr-defined]
+            handler.request.connection, frontend, fd, meta, inode, answer
+        )
     finally:
         os.close(fd)
 
@@ -77,16 +118,30 @@ async def object_exists(frontend: Frontend, key: str) -> bool:
     return True
 
 
+def open_object(
+    frontend: Frontend, key: str
+) -> tuple[int, ObjectMeta, tuple[int, int], memoryview | None] | None:
+    """Open ``key``'s object: ``(fd, meta, inode, data)``, ``data`` for small ones; None if absent.
+
+    Raises ``CorruptObject`` and ``OSError`` as ``store.open_to_read`` does.
+    """
+    opened = open_to_read(frontend.layout, key, WHOLE_FILE)
+    if opened is None:
+        return None
+    fd, meta, info, data = opened
+    return fd, meta, (info.st_dev, info.st_ino), data
+
+
 async def open_or_drop(
     frontend: Frontend, key: str
-) -> tuple[int, ObjectMeta, tuple[int, int]] | None:
-    """Open ``key``'s object: ``(fd, meta, inode)``; None when absent or corrupt (then dropped).
+) -> tuple[int, ObjectMeta, tuple[int, int], memoryview | None] | None:
+    """``open_object``; None also when corrupt (then dropped).
 
     Out of file descriptors is a 503 ``too_busy``: the accept loop pauses
     meanwhile (``server.accept_connections``), and a retry soon succeeds.
     """
     try:
-        opened = open_object(frontend.layout, key)
+        return open_object(frontend, key)
     except OSError as e:
         if e.errno in (errno.EMFILE, errno.ENFILE):
             raise TooBusy("the server has no file descriptor free; retry shortly") from None
@@ -96,10 +151,6 @@ async def open_or_drop(
         if e.inode is not None:
             await drop_corrupt(frontend, key, e.inode)
         return None
-    if opened is None:
-        return None
-    fd, meta, info = opened
-    return fd, meta, (info.st_dev, info.st_ino)
 
 
 async def drop_corrupt(frontend: Frontend, key: str, inode: tuple[int, int]) -> None:
@@ -144,68 +195,226 @@ def requested_range(headers: HTTPHeaders, etag: str, meta: ObjectMeta) -> tuple[
         raise RangeNotSatisfiable(str(e), meta.size) from None
 
 
-async def _send_chunk(
-    handler: RequestHandler, frontend: Frontend, chunk: bytes, last: bool
-) -> bool:
-    """Write and flush one chunk; False when the client is gone or stalls.
-
-    A client that takes no data for ``idle_timeout`` seconds is cut off, so
-    slow readers cannot pin a connection forever.  The last chunk is left to
-    ``finish`` to flush (the socket buffer takes it): one timer and task less
-    per request, about 3 % of a small GET.
-    """
-    handler.write(chunk)
-    if last:
-        return True
-    try:
-        await asyncio.wait_for(handler.flush(), frontend.settings.frontend_idle_timeout)
-    except StreamClosedError:
-        return False
-    except TimeoutError:
-        log.info("client stalled reading %s; closing", handler.request.path)
-        handler.request.connection.close()
-        return False
-    return True
+@functools.lru_cache(maxsize=4096)
+def http_date(seconds: int) -> str:
+    """An HTTP date (``Last-Modified``), remembered: objects are read again and again."""
+    return format_timestamp(seconds)
 
 
-async def _stream_range(
-    handler: RequestHandler, frontend: Frontend, fd: int, start: int, stop: int
-) -> None:
-    """Send bytes ``start:stop``.  A part cannot be checked against the whole
-    object's digest; clients that need that fetch it all or compare ETags."""
-    sent = 0
-    for chunk in read_data(fd, start, stop):
-        sent += len(chunk)
-        if not await _send_chunk(handler, frontend, chunk, last=sent >= stop - start):
-            return
-    if sent != stop - start:
-        log.error("object file shorter than its trailer says; cut the response")
-        handler.request.connection.close()
+def plan(frontend: Frontend, headers: HTTPHeaders, meta: ObjectMeta, with_body: bool) -> Answer:
+    """The status, headers and bytes of the answer; ``RangeNotSatisfiable`` for a 416."""
+    etag = f'"{meta.sha256}"'
+    fields = [
+        ("ETag", etag),
+        ("Last-Modified", http_date(int(meta.stored_at))),
+        ("Cache-Control", cache_control(frontend)),
+        ("Accept-Ranges", "bytes"),
+    ]
+    if not_modified(headers, etag, meta):
+        return Answer(304, fields, False, 0, 0, False)
+    fields += [
+        ("Content-Type", meta.content_type),
+        ("Content-Disposition", content_disposition(meta.filename)),
+        ("Content-Security-Policy", OBJECT_CSP),
+    ]
+    span = requested_range(headers, etag, meta) if with_body else None
+    if span is None:
+        fields.append(("Content-Length", str(meta.size)))
+        return Answer(200, fields, with_body, 0, meta.size, True)
+    first, last = span
+    fields.append(("Content-Range", f"bytes {first}-{last}/{meta.size}"))
+    fields.append(("Content-Length", str(last - first + 1)))
+    return Answer(206, fields, True, first, last + 1, False)
 
 
-async def _stream_verified(
-    handler: RequestHandler,
+def small_body(data: memoryview, meta: ObjectMeta, answer: Answer) -> memoryview | None:
+    """The body of a small object's answer from its data read whole; None if corrupt."""
+    if not answer.whole:
+        return data[answer.start : answer.stop]
+    checker = Checker(meta)
+    checker.update(data)
+    return data if checker.matches() else None
+
+
+async def send_body(
+    connection: HTTP1Connection,
     frontend: Frontend,
     fd: int,
     meta: ObjectMeta,
     inode: tuple[int, int],
-) -> None:
-    """Send the data in chunks; hold the last one back until the digest matches.
+    answer: Answer,
+) -> int:
+    """Send the body of ``answer`` once its headers are out; return the bytes sent.
 
-    On a mismatch the connection is cut, so the client sees a short transfer
-    rather than a clean 200 with wrong bytes, and the object is dropped
-    before that, so a retry gets a 404.
+    A transfer that cannot finish (the client left or stalled, the file is
+    short, the object is corrupt) ends with the connection closed, so the
+    client never takes a partial body for a whole one.
     """
-    digest = hashlib.sha256()
-    offset = 0
-    for chunk in read_data(fd, 0, meta.size):
-        digest.update(chunk)
-        offset += len(chunk)
-        if offset >= meta.size and digest.hexdigest() != meta.sha256:
-            break
-        if not await _send_chunk(handler, frontend, chunk, last=offset >= meta.size):
-            return
-    if offset != meta.size or digest.hexdigest() != meta.sha256:
-        log.error("object %r failed its sha256 check while being sent", meta.key)
+    checker = Checker(meta) if answer.whole else None
+    stream = connection.stream
+    if SENDFILE and isinstance(stream, IOStream) and not isinstance(stream, SSLIOStream):
+        sent, problem = await _sendfile(stream, frontend, fd, answer.start, answer.stop, checker)
+        if problem is None:
+            _sent_around(connection, sent)
+    else:
+        sent, problem = await _send_chunks(
+            connection, frontend, fd, answer.start, answer.stop, checker
+        )
+    if problem is not None:
+        await _cut(connection, frontend, meta, inode, problem)
+    return sent
+
+
+async def _cut(
+    connection: HTTP1Connection,
+    frontend: Frontend,
+    meta: ObjectMeta,
+    inode: tuple[int, int],
+    problem: str,
+) -> None:
+    """End a transfer that cannot finish; drop the object if it is corrupt."""
+    if problem == "corrupt":
+        log.error("object %r failed its digest check while being sent", meta.key)
         await drop_corrupt(frontend, meta.key, inode)
-        handler.request.connection.close()
+    elif problem == "short":
+        log.error("object %r: file shorter than its trailer says; cut the response", meta.key)
+    elif problem == "stalled":
+        log.info("client stalled reading %r; closing", meta.key)
+    connection.close()
+
+
+def _sent_around(connection: HTTP1Connection, sent: int) -> None:
+    """Tell Tornado's connection about bytes sent past it, so it finishes the response.
+
+    ``HTTP1Connection`` counts the body bytes written through it against
+    ``Content-Length``, and ``finish`` refuses a response that falls short.
+    It has no public way to hear of bytes written by ``sendfile``;
+    ``tests/test_sendfile.py`` fails if this stops working.
+    """
+    connection._expected_content_remaining -= sent  # type: ignore[operator]
+
+
+async def _send_chunks(
+    connection: HTTP1Connection,
+    frontend: Frontend,
+    fd: int,
+    start: int,
+    stop: int,
+    checker: Checker | None,
+) -> tuple[int, str | None]:
+    """Read and write ``start:stop`` in chunks; ``(bytes sent, problem or None)``.
+
+    The last chunk is left to ``finish`` to flush (the socket buffer takes it).
+    """
+    offset = start
+    idle = frontend.settings.frontend_idle_timeout
+    for chunk in read_data(fd, start, stop, CHUNK):
+        end = offset + len(chunk)
+        if checker is not None:
+            checker.update(chunk)
+            if end >= stop and not checker.matches():
+                return offset - start, "corrupt"
+        written = connection.write(chunk)
+        offset = end
+        if end < stop:
+            try:
+                async with asyncio.timeout(idle):
+                    await written
+            except StreamClosedError:
+                return offset - start, "gone"
+            except TimeoutError:
+                return offset - start, "stalled"
+    return offset - start, None if offset == stop else "short"
+
+
+async def _sendfile(
+    stream: IOStream,
+    frontend: Frontend,
+    fd: int,
+    start: int,
+    stop: int,
+    checker: Checker | None,
+) -> tuple[int, str | None]:
+    """``os.sendfile`` of ``start:stop`` to the stream's socket; as ``_send_chunks``.
+
+    It writes to a duplicate of the socket's descriptor, waited on with the
+    event loop's own writer callback: if the stream closes meanwhile (the
+    client left), its descriptor number can be reused at once by a new
+    connection, but the duplicate still names this socket, so no byte can
+    go astray and no other connection's registration is touched.
+    """
+    assert stream.socket is not None
+    loop = asyncio.get_running_loop()
+    idle = frontend.settings.frontend_idle_timeout
+    offset = start
+    checked = start if checker is not None else stop  # start:checked may go out
+
+    def check_next() -> bool:
+        """Check one more segment (a whole object's: they start on page
+        boundaries); False when that was the last and the digest differs."""
+        nonlocal checked
+        assert checker is not None
+        end = min(checked + SEGMENT, stop)
+        _check_mapped(checker, fd, checked, end)
+        if end == stop and not checker.matches():
+            return False
+        checked = end
+        return True
+
+    out = os.dup(stream.socket.fileno())
+    try:
+        while offset < stop:
+            if offset == checked and not check_next():
+                return offset - start, "corrupt"
+            if stream.closed():
+                return offset - start, "gone"
+            try:
+                count = os.sendfile(out, fd, offset, checked - offset)
+            except BlockingIOError:
+                # While the client drains the socket, check what goes next.
+                if checked < stop and checked - offset < SEGMENT and not check_next():
+                    return offset - start, "corrupt"
+                if not await _writable(loop, out, idle):
+                    return offset - start, "stalled"
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                return offset - start, "gone"
+            if count == 0:  # the file ends before its trailer says
+                return offset - start, "short"
+            offset += count
+    finally:
+        os.close(out)
+    return offset - start, None
+
+
+def _check_mapped(checker: Checker, fd: int, start: int, stop: int) -> None:
+    """Feed the file's bytes ``start:stop`` to ``checker`` through an ``mmap``: the very
+    pages ``sendfile`` sends, with no copy (one segment at a time, so the pages
+    mapped stay few whatever the object's size)."""
+    mapped = mmap.mmap(
+        fd, stop - start, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ, offset=start
+    )
+    try:
+        with memoryview(mapped) as view:
+            checker.update(view)
+    finally:
+        mapped.close()
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int, timeout: float) -> bool:
+    """Wait until ``fd`` can take more bytes; False after ``timeout`` seconds."""
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_writer(fd, wake)
+    try:
+        async with asyncio.timeout(timeout):
+            await ready
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_writer(fd)
+    return True

@@ -1,4 +1,5 @@
-"""The HTTP server around the application: framing checked first, accepts that survive EMFILE.
+"""The HTTP server around the application: framing checked first, then the hot routes,
+slow headers cut by one sweep, accepts that survive EMFILE.
 
 Tornado refuses a request whose framing is ambiguous (both
 ``Content-Length`` and ``Transfer-Encoding``, unequal ``Content-Length``
@@ -9,6 +10,9 @@ request with the JSON error shape itself and closes the connection (after a
 framing error nobody knows where the next request starts).  A malformed
 chunk inside a chunked body is found by Tornado only while it reads the
 body; that one keeps Tornado's bare ``400``.
+
+A well-framed request goes to ``hot.HotRoutes`` first (reads, exists and
+uploads answered without ``RequestHandler``), else to the application.
 
 When the process runs out of file descriptors, ``accept()`` fails with
 ``EMFILE`` while the listening socket stays readable; Tornado's accept loop
@@ -31,10 +35,12 @@ from typing import Any
 
 from tornado import httputil
 from tornado.httpserver import HTTPServer
-from tornado.ioloop import IOLoop
+from tornado.ioloop import IOLoop, PeriodicCallback
+from tornado.iostream import IOStream
 
 from packrat.errors import ErrorCode
 from packrat.frontend.access import RequestLog
+from packrat.frontend.hot import HotRoutes
 
 log = logging.getLogger("packrat.frontend")
 
@@ -69,27 +75,42 @@ def framing_problem(headers: httputil.HTTPHeaders) -> str | None:
 
 
 class FramingCheck(httputil.HTTPMessageDelegate):
-    """Answers a request with broken framing in JSON; passes every other one on."""
+    """Answers a request with broken framing in JSON; passes every other one on.
+
+    A well-framed request goes to the hot routes (``hot``) when they take it,
+    else to the application's delegate, made only then.
+    """
 
     def __init__(
         self,
-        delegate: httputil.HTTPMessageDelegate,
+        server: PackratHTTPServer,
+        server_conn: object,
         connection: httputil.HTTPConnection,
         request_log: RequestLog | None = None,
     ) -> None:
-        self.delegate = delegate
+        self.server = server
+        self.server_conn = server_conn
         self.connection = connection
         self.request_log = request_log
         self.answered = False
+        self.delegate: httputil.HTTPMessageDelegate | None = None
 
     def headers_received(
         self,
         start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
         headers: httputil.HTTPHeaders,
     ) -> Any:
+        self.server.headers_in(self)
         problem = framing_problem(headers)
         if problem is None:
-            return self.delegate.headers_received(start_line, headers)
+            hot = self.server.hot
+            delegate = None
+            if hot is not None and isinstance(start_line, httputil.RequestStartLine):
+                delegate = hot.take(self.connection, start_line, headers)  # type: ignore[arg-type]
+            if delegate is None:
+                delegate = self.server.application_delegate(self.server_conn, self.connection)
+            self.delegate = delegate
+            return delegate.headers_received(start_line, headers)
         # Tornado reads no body once these are gone; it closes the
         # connection after our answer because the request was not read whole.
         for name in ("Content-Length", "Transfer-Encoding"):
@@ -131,32 +152,96 @@ class FramingCheck(httputil.HTTPMessageDelegate):
         return None
 
     def data_received(self, chunk: bytes) -> Any:
-        return None if self.answered else self.delegate.data_received(chunk)
+        return None if self.delegate is None else self.delegate.data_received(chunk)
 
     def finish(self) -> None:
-        if not self.answered:
+        if self.delegate is not None:
             self.delegate.finish()
 
     def on_connection_close(self) -> None:
-        if not self.answered:
+        self.server.headers_in(self)
+        if self.delegate is not None:
             self.delegate.on_connection_close()
 
 
 class PackratHTTPServer(HTTPServer):
-    """Tornado's ``HTTPServer`` with ``FramingCheck`` and pausing accepts."""
+    """Tornado's ``HTTPServer`` with ``FramingCheck``, the hot routes and pausing accepts.
+
+    ``hot`` is set by ``app.make_server``; without it every request goes to
+    the application.
+    """
+
+    hot: HotRoutes | None = None
+    _header_timeout: float | None = None
+    _waiting: dict[FramingCheck, float] | None = None  # requests by deadline for their headers
+    _sweeper: PeriodicCallback | None = None
+
+    def watch_headers(self, timeout: float) -> None:
+        """Close a connection whose next request's headers take over ``timeout`` seconds.
+
+        Tornado's own ``idle_connection_timeout`` does the same by wrapping
+        every header read in ``gen.with_timeout`` (a timer and two futures,
+        5 % of a small read's time); here one periodic sweep does it for
+        every connection, at most a quarter of ``timeout`` late (and at most
+        a second).  It bounds an idle keep-alive connection as well as a
+        slowloris sending its headers byte by byte.
+        """
+        self.conn_params.header_timeout = None
+        self._header_timeout = timeout
+        self._waiting = {}
+        self._sweeper = PeriodicCallback(self._cut_slow_headers, min(timeout / 4, 1.0) * 1000)
+        self._sweeper.start()
+
+    def headers_in(self, request: FramingCheck) -> None:
+        """``request``'s headers have arrived (or its connection closed)."""
+        if self._waiting is not None:
+            self._waiting.pop(request, None)
+
+    def _cut_slow_headers(self) -> None:
+        assert self._waiting is not None
+        now = time.monotonic()
+        late = [request for request, deadline in self._waiting.items() if deadline < now]
+        for request in late:
+            del self._waiting[request]
+            request.connection.close()
+
+    def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.stop()
+        super().stop()
+
+    def handle_stream(self, stream: IOStream, address: tuple) -> None:
+        # Every answer is written whole (headers and body in one write, or
+        # sendfile): Nagle's algorithm could only delay it.  Tornado turns it
+        # off and on again around each response, two system calls a request.
+        stream.set_nodelay(True)
+        stream.set_nodelay = _leave_nodelay  # type: ignore[method-assign]
+        super().handle_stream(stream, address)
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
         request_log = getattr(self.request_callback, "settings", {}).get("log_function")
-        return FramingCheck(
-            super().start_request(server_conn, request_conn), request_conn, request_log
-        )
+        request = FramingCheck(self, server_conn, request_conn, request_log)
+        if self._waiting is not None:
+            assert self._header_timeout is not None
+            self._waiting[request] = time.monotonic() + self._header_timeout
+        return request
+
+    def application_delegate(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> httputil.HTTPMessageDelegate:
+        """What Tornado's ``HTTPServer`` hands a request to."""
+        return super().start_request(server_conn, request_conn)
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         for sock in sockets:
             self._sockets[sock.fileno()] = sock
             self._handlers[sock.fileno()] = accept_connections(sock, self._handle_connection)
+
+
+def _leave_nodelay(value: bool) -> None:
+    """``IOStream.set_nodelay`` of a stream that keeps ``TCP_NODELAY`` on."""
 
 
 def accept_connections(

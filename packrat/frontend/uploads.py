@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tornado.httputil import HTTPConnection, HTTPHeaders
 from tornado.ioloop import PeriodicCallback
 from tornado.web import RequestHandler
 
@@ -240,27 +241,36 @@ class UploadSlots:
                 slot.cut_off()
 
 
-class UploadReceiver:
-    """A handler's side of one upload: limits before the body, chunks, errors, cleanup.
+class BodyReceiver:
+    """The receiving side of one upload: limits before the body, chunks, errors, cleanup.
 
-    Created in ``prepare`` (the key and access already checked), fed from
-    ``data_received``, ended from ``on_finish``/``on_connection_close``.  An
-    error found while the body streams is answered at once and ends the
-    request: Tornado then closes the connection instead of reading the rest.
+    Created once the headers are in (the key and access already checked),
+    fed each body chunk, ended however the request ends.  An error found
+    while the body streams is handed to ``fail`` (which answers it) at once
+    and ends the request: Tornado then closes the connection instead of
+    reading the rest.  ``UploadReceiver`` adapts it to a ``RequestHandler``;
+    ``hot.UploadRequest`` uses it without one.
     """
 
-    def __init__(self, handler: RequestHandler, frontend: Frontend, multipart: bool) -> None:
-        self.handler = handler
+    def __init__(
+        self,
+        frontend: Frontend,
+        headers: HTTPHeaders,
+        connection: HTTPConnection,
+        multipart: bool,
+        fail: Callable[[PackratError], None],
+    ) -> None:
         self.frontend = frontend
+        self.headers = headers
+        self.fail = fail
         self.error: PackratError | None = None
-        request = handler.request
         limit = frontend.settings.max_file_size
-        declared = declared_length(request.headers.get("Content-Length"))
+        declared = declared_length(headers.get("Content-Length"))
         if declared is not None and declared > limit + (MULTIPART_SLACK if multipart else 0):
             raise upload_too_large(limit)
-        self.slot = frontend.uploads.take(request.connection.close)
+        self.slot = frontend.uploads.take(connection.close)
         try:
-            content_type = request.headers.get("Content-Type", "") if multipart else None
+            content_type = headers.get("Content-Type", "") if multipart else None
             self.upload = Upload(frontend.layout, limit, content_type)
         except BaseException:
             frontend.uploads.give_back(self.slot)
@@ -268,7 +278,7 @@ class UploadReceiver:
         # Tornado checks its own limit before handing over a chunk, even a
         # huge one; lift it and count here, so a too-large chunked body still
         # gets a JSON 413.
-        request.connection.set_max_body_size(UNLIMITED_BODY)
+        connection.set_max_body_size(UNLIMITED_BODY)  # type: ignore[attr-defined]
 
     def feed(self, chunk: bytes) -> None:
         if self.error is not None:
@@ -279,7 +289,7 @@ class UploadReceiver:
         except PackratError as error:
             self.error = error
             self.upload.discard()
-            self.handler.send_error(error.status, exc_info=(type(error), error, None))
+            self.fail(error)
 
     def complete(self) -> bool:
         """Whether the whole body arrived; False when an error was already answered."""
@@ -293,14 +303,14 @@ class UploadReceiver:
         form.close()
         if key is None:
             key = validate_key(form.fields.get("key", ""))
-        expected = self.handler.request.headers.get(DIGEST_HEADER) or form.fields.get("sha256")
+        expected = self.headers.get(DIGEST_HEADER) or form.fields.get("sha256")
         return await self.upload.commit(
             self.frontend.coordinator, key, form.filename, form.content_type, expected
         )
 
     async def commit_raw(self, key: str, filename: str | None) -> dict[str, Any]:
         """Commit a ``PUT``: name from ``filename`` (the query) or ``Content-Disposition``."""
-        headers = self.handler.request.headers
+        headers = self.headers
         filename = filename or disposition_filename(headers.get("Content-Disposition", ""))
         content_type = headers.get("Content-Type", "")
         if content_type.split(";", 1)[0].strip().lower() in FORM_TYPES:
@@ -313,3 +323,16 @@ class UploadReceiver:
         """Remove the staging file unless committed and free the slot; idempotent."""
         self.upload.discard()
         self.frontend.uploads.give_back(self.slot)
+
+
+class UploadReceiver(BodyReceiver):
+    """A handler's side of one upload: created in ``prepare``, fed from
+    ``data_received``, ended from ``on_finish``/``on_connection_close``."""
+
+    def __init__(self, handler: RequestHandler, frontend: Frontend, multipart: bool) -> None:
+        self.handler = handler
+        request = handler.request
+        super().__init__(frontend, request.headers, request.connection, multipart, self._answer)
+
+    def _answer(self, error: PackratError) -> None:
+        self.handler.send_error(error.status, exc_info=(type(error), error, None))

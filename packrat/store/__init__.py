@@ -36,10 +36,11 @@ restarts):
 from packrat.store.format import CorruptObject, ObjectMeta
 from packrat.store.layout import Layout, LayoutError, key_digest
 from packrat.store.lock import RootLocked, lock_root
-from packrat.store.reader import open_entry, open_object, read_data
+from packrat.store.reader import Checker, open_entry, open_object, open_to_read, read_data
 from packrat.store.staging import NoSpace, StagedFile, sweep_staging
 
 __all__ = [
+    "Checker",
     "CorruptObject",
     "Layout",
     "LayoutError",
@@ -51,6 +52,7 @@ __all__ = [
     "lock_root",
     "open_entry",
     "open_object",
+    "open_to_read",
     "read_data",
     "sweep_staging",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import msgpack
 
@@ -43,25 +43,37 @@ class ObjectMeta:
     filename: str
     content_type: str
     size: int  # bytes of data: what the client uploaded, without the trailer
-    sha256: str  # hex digest of the data
+    sha256: str  # hex digest of the data: the ETag, and what fsck checks
     stored_at: float  # Unix time of the upload
+    # hex xxh3-128 of the data, what reads verify (about ten times faster than
+    # sha256); "" in objects stored before it existed, which reads check by sha256
+    xxh3: str = ""
+
+
+_FIELDS = tuple(field.name for field in fields(ObjectMeta))
 
 
 def encode_trailer(meta: ObjectMeta) -> bytes:
-    body = msgpack.packb(asdict(meta))
+    body = msgpack.packb({name: getattr(meta, name) for name in _FIELDS})
     return body + _LENGTH.pack(len(body)) + MAGIC
 
 
-def read_trailer(fd: int, file_size: int) -> ObjectMeta:
+def read_trailer(fd: int, file_size: int, whole: bytes | None = None) -> ObjectMeta:
     """Read the metadata of the object open as ``fd`` (``file_size`` from fstat).
 
     One read of the file's last ``TAIL_READ`` bytes covers almost every
     trailer; a longer one (long key and filename) takes a second read.
+    ``whole``: the file's bytes, already read (small objects): no read at all.
     """
     if file_size < TAIL_SIZE:
         raise CorruptObject("file too short for a trailer")
-    span = min(file_size, TAIL_READ)
-    tail = os.pread(fd, span, file_size - span)
+    if whole is not None:
+        if len(whole) != file_size:
+            raise CorruptObject(f"read {len(whole)} bytes of a {file_size}-byte file")
+        span, tail = file_size, whole
+    else:
+        span = min(file_size, TAIL_READ)
+        tail = os.pread(fd, span, file_size - span)
     if len(tail) != span or not tail.endswith(MAGIC):
         raise CorruptObject("trailer magic missing")
     (length,) = _LENGTH.unpack_from(tail, span - TAIL_SIZE)
@@ -84,7 +96,7 @@ def read_trailer(fd: int, file_size: int) -> ObjectMeta:
 
 
 def _well_typed(meta: ObjectMeta) -> bool:
-    texts = (meta.key, meta.filename, meta.content_type, meta.sha256)
+    texts = (meta.key, meta.filename, meta.content_type, meta.sha256, meta.xxh3)
     return (
         all(isinstance(text, str) for text in texts)
         and type(meta.size) is int

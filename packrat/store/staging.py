@@ -1,7 +1,7 @@
 """Staging files: uploads being written, and the sweep of abandoned ones.
 
 A front end creates ``staging/<pid>-<random>.part`` exclusively, writes the
-data through ``StagedFile`` (size and sha256 kept as bytes arrive), appends
+data through ``StagedFile`` (size and digests kept as bytes arrive), appends
 the trailer (``seal``) and asks the coordinator to commit it.  The
 coordinator first claims the file by renaming it to ``.commit``: from then
 on a front end that gives up (its client disconnected) cannot pull it away
@@ -19,9 +19,12 @@ import secrets
 import stat
 import time
 
+import xxhash
+
 from packrat.store.format import ObjectMeta, encode_trailer
 from packrat.store.layout import Layout
 
+HOLD = 64 * 1024  # bytes of an upload held in memory before its first write
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 PART = ".part"
 CLAIMED = ".commit"
@@ -38,7 +41,7 @@ def no_space(error: OSError) -> bool:
 
 
 class StagedFile:
-    """One upload being written to ``staging/``: size and sha256 kept as bytes arrive."""
+    """One upload being written to ``staging/``: size, sha256 and xxh3-128 kept as bytes arrive."""
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
@@ -55,10 +58,22 @@ class StagedFile:
                 raise
         self.size = 0
         self._hash = hashlib.sha256()
+        self._fast_hash = xxhash.xxh3_128()
+        # the first bytes, written with the trailer if that is all
+        self._held: bytearray | None = bytearray()
 
     def write(self, data: bytes | memoryview) -> None:
+        """Take bytes of the upload.  Up to ``HOLD`` bytes are held and written
+        with the next ones or the trailer: one ``write`` for a small upload."""
         self.size += len(data)
         self._hash.update(data)
+        self._fast_hash.update(data)
+        if self._held is not None:
+            if len(self._held) + len(data) <= HOLD:
+                self._held += data
+                return
+            self._write_all(self._held)
+            self._held = None
         self._write_all(data)
 
     def hexdigest(self) -> str:
@@ -73,12 +88,17 @@ class StagedFile:
             size=self.size,
             sha256=self.hexdigest(),
             stored_at=time.time(),
+            xxh3=self._fast_hash.hexdigest(),
         )
         trailer = encode_trailer(meta)
+        file_size = self.size + len(trailer)
+        if self._held is not None:
+            trailer = bytes(self._held) + trailer
+            self._held = None
         self._write_all(trailer)
         os.close(self._fd)
         self._fd = -1
-        return meta, self.size + len(trailer)
+        return meta, file_size
 
     def discard(self) -> None:
         """Close and remove the file, unless the coordinator has claimed it; idempotent."""
