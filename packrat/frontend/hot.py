@@ -432,7 +432,11 @@ class UploadRequest(HotRequest):
         self.respond(200, fields, body)
 
     def fail(self, error: PackratError) -> None:
-        """Answer ``error`` in the JSON shape of ``BaseHandler.write_error``."""
+        """Answer ``error`` in the JSON shape of ``BaseHandler.write_error``.
+
+        The staging file goes first, before the client hears of the failure.
+        """
+        self.release()
         if self.logged:
             return
         self.failure = error
