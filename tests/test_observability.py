@@ -149,13 +149,19 @@ def test_healthz_and_readyz_follow_the_coordinator(make_server, wait_for):
     assert reply.status_code == 503
     assert reply.headers["Retry-After"].isdigit()
     assert reply.json()["error"] == "coordinator_unavailable"
+    assert requests.head(frontend.url + "/readyz", timeout=10).status_code == 503
     live = requests.get(frontend.url + "/healthz", timeout=10)
     assert live.status_code == 200 and live.json() == {"live": True, "frontend": 0}
+    # Probes that ask with HEAD get the same status, headers only.
+    head = requests.head(frontend.url + "/healthz", timeout=10)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Length"] == live.headers["Content-Length"]
     samples = scrape(frontend)  # the front end's own part still answers
     assert total(samples, "packrat_coordinator_up") == 0
-    assert total(samples, "packrat_http_requests_total", route="/readyz", status="503") == 1
+    assert total(samples, "packrat_http_requests_total", route="/readyz", status="503") == 2
     make_server("coordinator")
     wait_for(lambda: requests.get(frontend.url + "/readyz", timeout=10).status_code == 200)
+    assert requests.head(frontend.url + "/readyz", timeout=10).status_code == 200
 
 
 def test_api_stats(make_server):

@@ -45,6 +45,8 @@ class HealthHandler(BaseHandler):
     def get(self) -> None:
         self.write_json({"live": True, "frontend": self.frontend.number})
 
+    head = get  # probes that ask with HEAD (Tornado sends the headers only)
+
 
 class ReadyHandler(BaseHandler):
     """``GET /readyz``: 200 when the coordinator answers, 503 otherwise."""
@@ -57,6 +59,8 @@ class ReadyHandler(BaseHandler):
     async def get(self) -> None:
         await self.frontend.coordinator.stats(timeout=probe_timeout(self))
         self.write_json({"ready": True, "frontend": self.frontend.number})
+
+    head = get
 
 
 class MetricsHandler(BaseHandler):
