@@ -62,8 +62,35 @@ def content_address(key: str) -> str | None:
     return None
 
 
-def upload_too_large(limit: int) -> TooLarge:
-    return TooLarge(f"the upload is larger than the limit of {limit} bytes")
+@dataclass(frozen=True)
+class SizeLimit:
+    """The one size rule of an upload, checked as early as each number is known.
+
+    The file may have at most ``file`` bytes (``[limits] max_file_size``);
+    the request body at most ``body``: the file plus, for a multipart form,
+    ``MULTIPART_SLACK`` for boundaries, part headers and small fields.  A
+    declared ``Content-Length`` is checked before a byte is read, the body as
+    it arrives, the file before each write.
+
+    >>> limit = SizeLimit.of(1000, multipart=True)
+    >>> limit.check(body=1000 + MULTIPART_SLACK), limit.check(file=1000)
+    (None, None)
+    >>> limit.check(file=1001)
+    Traceback (most recent call last):
+    packrat.errors.TooLarge: the upload is larger than the limit of 1000 bytes
+    """
+
+    file: int
+    body: int
+
+    @classmethod
+    def of(cls, max_file_size: int, multipart: bool) -> SizeLimit:
+        return cls(max_file_size, max_file_size + (MULTIPART_SLACK if multipart else 0))
+
+    def check(self, *, file: int = 0, body: int = 0) -> None:
+        """Raise the 413 when the file or the body is over its bound."""
+        if file > self.file or body > self.body:
+            raise TooLarge(f"the upload is larger than the limit of {self.file} bytes")
 
 
 def declared_length(value: str | None) -> int | None:
@@ -90,10 +117,9 @@ def declared_length(value: str | None) -> int | None:
 class Upload:
     """One upload's body on its way to a staging file, then its commit."""
 
-    def __init__(self, layout: Layout, limit: int, content_type: str | None) -> None:
+    def __init__(self, layout: Layout, limit: SizeLimit, content_type: str | None) -> None:
         """``content_type`` is the request's for a multipart ``POST``, None for a raw body."""
         self.limit = limit
-        self.body_limit = limit + (MULTIPART_SLACK if content_type is not None else 0)
         self.received = 0
         self.form = (
             MultipartForm(content_type, self._write_file) if content_type is not None else None
@@ -106,8 +132,7 @@ class Upload:
     def feed(self, chunk: bytes) -> None:
         """Take one body chunk; raises the ``PackratError`` that ends the upload."""
         self.received += len(chunk)
-        if self.received > self.body_limit:
-            raise upload_too_large(self.limit)
+        self.limit.check(body=self.received)
         if self.form is not None:
             self.form.feed(chunk)
         else:
@@ -170,8 +195,7 @@ class Upload:
         staged = self.staged
         if staged is None:
             return
-        if staged.size + len(data) > self.limit:
-            raise upload_too_large(self.limit)
+        self.limit.check(file=staged.size + len(data))
         try:
             staged.write(data)
         except NoSpace as e:
@@ -264,10 +288,8 @@ class BodyReceiver:
         self.headers = headers
         self.fail = fail
         self.error: PackratError | None = None
-        limit = frontend.settings.max_file_size
-        declared = declared_length(headers.get("Content-Length"))
-        if declared is not None and declared > limit + (MULTIPART_SLACK if multipart else 0):
-            raise upload_too_large(limit)
+        limit = SizeLimit.of(frontend.settings.max_file_size, multipart)
+        limit.check(body=declared_length(headers.get("Content-Length")) or 0)
         self.slot = frontend.uploads.take(connection.close)
         try:
             content_type = headers.get("Content-Type", "") if multipart else None
