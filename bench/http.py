@@ -43,9 +43,10 @@ Packrat.
 
 Without ``wrk`` nothing can be measured and it says what to install; without
 ``nginx`` it measures the other two and leaves docs/benchmarks.md as it is.
-It installs nothing itself.  Results go to docs/benchmarks.md (the block of
-the mode that ran; the rest of the file is kept) and, with ``--json``, to a
-file for scripts.
+It installs nothing itself.  ``--dir`` puts every server's files (objects,
+uploads, Packrat's cache root) on a chosen file system.  Results go to
+docs/benchmarks.md (the block of the mode that ran; the rest of the file is
+kept) and, with ``--json``, to a file for scripts.
 """
 
 from __future__ import annotations
@@ -593,6 +594,19 @@ def machine() -> dict[str, str]:
     }
 
 
+def filesystem(path: Path) -> str:
+    """The file system ``path`` is on and its mount options, from /proc/self/mounts."""
+    path = path.resolve()
+    best = ("", "unknown", "")
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            _, point, kind, options, *_ = line.split()
+            inside = path == Path(point) or Path(point) in path.parents
+            if inside and len(point) >= len(best[0]):
+                best = (point, kind, options)
+    return f"{best[1]} ({best[2]})"
+
+
 def version(argv: list[str], starts: str) -> str:
     """The first line of a tool's version output that starts with ``starts``."""
     done = subprocess.run(argv, capture_output=True, text=True)
@@ -688,6 +702,7 @@ def render(
         f"- command: `{args.command}`",
         f"- machine: {info['nproc']} CPUs, {info['cpu']}, Linux {info['kernel']};"
         f" Python {info['python']}, {versions['nginx']}, wrk {versions['wrk']}",
+        f"- files on {info['filesystem']}",
         f"- commit {info['commit']}, run {info['date']}; 1-minute load average"
         f" {info['load']} before, {os.getloadavg()[0]:.1f} after",
         f"- each run: {args.warmup} s warm-up (dropped), then {args.duration} s measured;"
@@ -771,6 +786,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=DOC, help="markdown file to update")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--json", type=Path, help="also write every run's numbers here")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        help="where every server's files go (default: a temporary directory); put it on"
+        " the file system, or the mount options, to be measured",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup, args.idle_wait = 1, 0, min(args.idle_wait, 2.0)
@@ -811,9 +832,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench/http.py: {mode_line(args)}", flush=True)
     started = time.monotonic()
     info = machine()  # the commit the servers are about to run
+    info["filesystem"] = filesystem(args.dir or Path(tempfile.gettempdir()))
     results: list[Result] = []
     waits: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="packrat-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="packrat-bench-", dir=args.dir) as tmp:
         work = Path(tmp)
         (work / "bodies").mkdir()
         workloads = make_workloads(work / "bodies")
