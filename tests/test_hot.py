@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tornado.escape import url_unescape
 
-from packrat.frontend.hot import _key, _query_argument
+from packrat.frontend.hot.routes import _key, _query_argument
 from packrat.keys import InvalidKey, validate_key
 
 TOKEN = "w" * 8 + "-write-token-0001"

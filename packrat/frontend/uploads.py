@@ -273,7 +273,7 @@ class BodyReceiver:
     while the body streams is handed to ``fail`` (which answers it) at once
     and ends the request: Tornado then closes the connection instead of
     reading the rest.  ``UploadReceiver`` adapts it to a ``RequestHandler``;
-    ``hot.UploadRequest`` uses it without one.
+    ``hot.uploads.UploadRequest`` uses it without one.
     """
 
     def __init__(
