@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--dir", help="where to build the test cache (default: a temp dir)")
     parser.add_argument("--drop-caches", action="store_true", help="cold page cache (root)")
     args = parser.parse_args()
+    if args.dir:
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="packrat-rebuild-", dir=args.dir))
     try:
         populate(Layout(root), args.objects)
