@@ -23,6 +23,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from packrat.pids import alive
+
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -82,15 +84,5 @@ def forget_dead_processes(directory: Path) -> None:
 
     for path in directory.glob("gauge_live*_*.db"):
         pid = path.stem.rsplit("_", 1)[1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             multiprocess.mark_process_dead(int(pid), str(directory))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True

@@ -87,8 +87,8 @@ def test_front_ends_are_running_until_silent_and_a_new_pid_replaces_the_old():
     rows = activity.frontend_rows(DAY + SILENT_AFTER + 1)
     assert [r["state"] for r in rows] == ["silent", "running"]
     activity.reads(DAY + 20, 0, 0, 0, 0, number=0, pid=200)  # restarted
-    rows = activity.frontend_rows(DAY + 20)
-    assert rows[0]["pid"] == 200 and rows[0]["last_seen_seconds"] == 0
+    rows = activity.frontend_rows(DAY + 20, running=lambda pid: pid != 100)
+    assert [r["pid"] for r in rows] == [200, 101] and rows[0]["last_seen_seconds"] == 0
 
 
 def test_coordinator_stats_follow_commits_reads_deletes_and_evictions(tmp_path):
@@ -132,3 +132,29 @@ def test_coordinator_stats_follow_commits_reads_deletes_and_evictions(tmp_path):
     buckets = stats["history"]["buckets"]
     totals = {name: sum(b[name] for b in buckets) for name in History.FIELDS}
     assert totals == {"hits": 2, "misses": 3, "uploads": 30, "bytes_in": 7, "bytes_out": 9}
+
+
+def test_front_end_rows_forget_a_replaced_process_but_show_two_at_once():
+    activity = Activity()
+    running = {101, 102, 200}
+    activity.reads(DAY, 0, 0, 0, 0, number=0, pid=101)
+    activity.reads(DAY, 0, 0, 0, 0, number=1, pid=200)
+    # Front end 0 restarted: 102 replaces 101, which has exited.
+    running.discard(101)
+    activity.reads(DAY + 1, 0, 0, 0, 0, number=0, pid=102)
+    rows = activity.frontend_rows(DAY + 2, running.__contains__)
+    assert [(r["number"], r["pid"], r["state"]) for r in rows] == [
+        (0, 102, "running"),
+        (1, 200, "running"),
+    ]
+    # A second process under number 1 while the first still runs: both listed.
+    activity.reads(DAY + 3, 0, 0, 0, 0, number=1, pid=201)
+    running.add(201)
+    rows = activity.frontend_rows(DAY + 4, running.__contains__)
+    assert [(r["number"], r["pid"]) for r in rows] == [(0, 102), (1, 200), (1, 201)]
+    # One not heard of for SILENT_AFTER stays listed, as silent, while it is the newest.
+    rows = activity.frontend_rows(DAY + 4 + SILENT_AFTER + 1, lambda pid: False)
+    assert [(r["number"], r["pid"], r["state"]) for r in rows] == [
+        (0, 102, "silent"),
+        (1, 201, "silent"),
+    ]

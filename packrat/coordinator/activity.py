@@ -10,8 +10,11 @@ the same code is tested with a made-up clock.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from packrat.pids import alive
 
 HISTORY_INTERVAL = 60  # seconds per bucket of the history
 HISTORY_BUCKETS = 60  # the last hour
@@ -73,12 +76,6 @@ class History:
         return rows
 
 
-@dataclass(slots=True)
-class FrontendSeen:
-    pid: int
-    last_seen: float
-
-
 @dataclass(frozen=True, slots=True)
 class RecentUpload:
     key: str
@@ -92,7 +89,7 @@ class Activity:
 
     def __init__(self) -> None:
         self.history = History()
-        self.frontends: dict[int, FrontendSeen] = {}
+        self.frontends: dict[tuple[int, int], float] = {}  # (number, pid): last seen
         self._recent: OrderedDict[str, RecentUpload] = OrderedDict()
 
     def reads(
@@ -108,11 +105,7 @@ class Activity:
         """One batch of reads (a ``Touch``) from front end ``number`` (``pid`` 0: anonymous)."""
         self.history.add(now, hits=hits, misses=misses, bytes_in=bytes_in, bytes_out=bytes_out)
         if pid:
-            seen = self.frontends.get(number)
-            if seen is None or seen.pid != pid:
-                self.frontends[number] = FrontendSeen(pid, now)
-            else:
-                seen.last_seen = now
+            self.frontends[(number, pid)] = now
 
     def uploaded(self, now: float, key: str, size: int, filename: str) -> None:
         self.history.add(now, uploads=1)
@@ -133,16 +126,29 @@ class Activity:
             for r in reversed(self._recent.values())
         ]
 
-    def frontend_rows(self, now: float) -> list[dict[str, Any]]:
+    def frontend_rows(
+        self, now: float, running: Callable[[int], bool] = alive
+    ) -> list[dict[str, Any]]:
+        """A row per front-end process, by number then pid.
+
+        A process replaced by a newer one of the same number (a restart) is
+        forgotten once it has exited; two that run at once under one number
+        (a set-up mistake) both stay listed, so the status page shows it.
+        """
+        newest: dict[int, float] = {}
+        for (number, _), last_seen in self.frontends.items():
+            newest[number] = max(newest.get(number, last_seen), last_seen)
+        for (number, pid), last_seen in list(self.frontends.items()):
+            if last_seen < newest[number] and not running(pid):
+                del self.frontends[(number, pid)]
         rows = []
-        for number in sorted(self.frontends):
-            seen = self.frontends[number]
-            age = max(now - seen.last_seen, 0.0)
+        for (number, pid), last_seen in sorted(self.frontends.items()):
+            age = max(now - last_seen, 0.0)
             rows.append(
                 {
                     "role": "frontend",
                     "number": number,
-                    "pid": seen.pid,
+                    "pid": pid,
                     "last_seen_seconds": round(age, 3),
                     "state": "running" if age <= SILENT_AFTER else "silent",
                 }

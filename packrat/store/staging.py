@@ -21,6 +21,7 @@ import time
 
 import xxhash
 
+from packrat.pids import alive
 from packrat.store.format import ObjectMeta, encode_trailer
 from packrat.store.layout import Layout
 
@@ -160,7 +161,7 @@ def sweep_staging(layout: Layout, stale_after: float, everything: bool = False) 
             and name.endswith(PART)
             and stat.S_ISREG(info.st_mode)
             and owner is not None
-            and _alive(owner)
+            and alive(owner)
             and now - info.st_mtime <= stale_after
         )
         if not keep and _remove(layout, name, info):
@@ -187,14 +188,4 @@ def _remove(layout: Layout, name: str, info: os.stat_result | None) -> bool:
         return False
     except OSError:  # a non-empty directory someone put there: leave it
         return False
-    return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
