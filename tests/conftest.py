@@ -22,6 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+import trustme
 
 from packrat.coordinator.client import CoordinatorClient
 from packrat.store.accounting import charge
@@ -247,6 +248,62 @@ def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def read_after_stalling(port: int, path: str, stall: float) -> int:
+    """GET ``path`` with a small receive buffer, read nothing for ``stall`` seconds,
+    then read until the server closes; return the bytes it sent, headers included."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        time.sleep(stall)
+        sock.settimeout(10)
+        received = 0
+        try:
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+    return received
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """``(certfile, keyfile, cafile)`` for 127.0.0.1 and localhost, from a CA made here."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    certfile, keyfile, cafile = tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(str(certfile))
+    for pem in cert.cert_chain_pems[1:]:
+        pem.write_to_path(str(certfile), append=True)
+    cert.private_key_pem.write_to_path(str(keyfile))
+    ca.cert_pem.write_to_path(str(cafile))
+    return certfile, keyfile, cafile
+
+
+@pytest.fixture
+def stalled_read():
+    """``stalled_read(port, path, stall)``: bytes a server sent a reader that stalled."""
+    return read_after_stalling
+
+
+@pytest.fixture
+def https_server(make_server, certificate) -> tuple[PackratProcess, str]:
+    """A server answering HTTPS with ``certificate``, and its URL, once it is ready."""
+    certfile, keyfile, cafile = certificate
+    server = make_server(wait=False, server={"certfile": certfile, "keyfile": keyfile})
+    url = f"https://127.0.0.1:{server.port}"
+
+    def ready() -> bool:
+        assert server.process.poll() is None, server.log()
+        try:
+            return requests.get(url + "/readyz", verify=str(cafile), timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_until(ready, timeout=START_TIMEOUT)
+    return server, url
 
 
 @pytest.fixture

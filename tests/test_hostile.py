@@ -159,22 +159,11 @@ def test_oversized_headers_are_refused(make_server):
     assert reply.status_code == 200
 
 
-def test_slow_reader_is_cut_off(make_server):
+def test_slow_reader_is_cut_off(make_server, stalled_read):
     server = make_server(frontend={"idle_timeout": 1}, cache={"max_size": "64M"})
     data = b"r" * (24 << 20)
     assert requests.put(server.url + "/big", data=data, timeout=30).status_code == 200
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", server.port))
-        sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(3)  # read nothing for a while
-        sock.settimeout(10)
-        received = 0
-        try:
-            while chunk := sock.recv(1 << 20):
-                received += len(chunk)
-        except ConnectionResetError:
-            pass
+    received = stalled_read(server.port, "/big", 3)  # read nothing for a while
     assert received < len(data), "a stalled reader kept its connection"
     assert requests.get(server.url + "/exists/big", timeout=5).json() == {"present": True}
 

@@ -11,13 +11,10 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import socket
-import time
 
 import msgpack
 import pytest
 import requests
-import trustme
 
 from packrat.frontend.downloads import SEGMENT, SMALL
 from packrat.store import Layout
@@ -116,43 +113,17 @@ def test_objects_stored_before_xxh3_are_served_and_checked(server, wait_for):
         wait_for(lambda key=key: server.get(key).status_code == 404)
 
 
-def test_stalled_reader_is_cut_off(server):
+def test_stalled_reader_is_cut_off(server, stalled_read):
     data = _data(16 << 20)
     assert requests.put(server.url + "/big", data=data, timeout=30).status_code == 200
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", server.port))
-        sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(2.5)  # read nothing for longer than idle_timeout
-        sock.settimeout(10)
-        received = 0
-        try:
-            while chunk := sock.recv(1 << 20):
-                received += len(chunk)
-        except ConnectionResetError:
-            pass
+    received = stalled_read(server.port, "/big", 2.5)  # longer than idle_timeout
     assert received < len(data)
     assert server.get("big").content == data  # the server is fine
 
 
-def test_large_object_over_tls(make_server, tmp_path):
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    certfile, keyfile, cafile = tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(certfile))
-    cert.private_key_pem.write_to_path(str(keyfile))
-    ca.cert_pem.write_to_path(str(cafile))
-    server = make_server(wait=False, server={"certfile": certfile, "keyfile": keyfile})
-    url = f"https://127.0.0.1:{server.port}"
-    deadline = time.monotonic() + 20
-    while True:
-        assert server.process.poll() is None, server.log()
-        try:
-            requests.get(url + "/healthz", verify=str(cafile), timeout=1)
-            break
-        except requests.ConnectionError:
-            assert time.monotonic() < deadline, server.log()
-            time.sleep(0.05)
+def test_large_object_over_tls(https_server, certificate):
+    _, url = https_server
+    cafile = certificate[2]
     data = _data(3 * SEGMENT + 17)
     reply = requests.put(url + "/tls/big", data=data, verify=str(cafile), timeout=30)
     assert reply.status_code == 200, reply.text

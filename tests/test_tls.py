@@ -2,41 +2,15 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
-import trustme
 
 from packrat import config
 
 
-@pytest.fixture
-def certificate(tmp_path):
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    certfile, keyfile, cafile = tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"
-    cert.cert_chain_pems[0].write_to_path(str(certfile))
-    for pem in cert.cert_chain_pems[1:]:
-        pem.write_to_path(str(certfile), append=True)
-    cert.private_key_pem.write_to_path(str(keyfile))
-    ca.cert_pem.write_to_path(str(cafile))
-    return certfile, keyfile, cafile
-
-
-def test_https_round_trip(make_server, certificate):
-    certfile, keyfile, cafile = certificate
-    server = make_server(wait=False, server={"certfile": certfile, "keyfile": keyfile})
-    url = f"https://127.0.0.1:{server.port}"
-    deadline = time.monotonic() + 20
-    while True:
-        assert server.process.poll() is None, server.log()
-        try:
-            if requests.get(url + "/", verify=str(cafile), timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            assert time.monotonic() < deadline, server.log()
-            time.sleep(0.05)
+def test_https_round_trip(https_server, certificate):
+    server, url = https_server
+    cafile = certificate[2]
     reply = requests.put(url + "/secure/doc", data=b"over tls", verify=str(cafile), timeout=10)
     assert reply.status_code == 200, reply.text
     reply = requests.get(url + "/secure/doc", verify=str(cafile), timeout=10)
