@@ -106,7 +106,7 @@ def test_machine_busy_includes_our_own_work() -> None:
         pass
     after = Reading.take()
     ours = after.ours - before.ours
-    assert ours >= 0.29, ours
+    assert ours >= 0.29 - 1e-9, ours  # 29 ticks of 10 ms; the sum of floats may fall short
     assert (after.busy - before.busy) >= ours - 0.03, (after.busy - before.busy, ours)
 
 

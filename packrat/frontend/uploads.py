@@ -212,7 +212,7 @@ def _disk_full(error: NoSpace) -> InsufficientStorage:
 class Slot:
     """One upload's place among the process's uploads, and its progress."""
 
-    cut_off: Callable[[], None]  # closes the client's connection
+    cut_off: Callable[[], None]  # removes the staging file, then closes the connection
     last_progress: float = field(default_factory=time.monotonic)
     receiving: bool = True  # the body is still arriving
 
@@ -290,7 +290,8 @@ class BodyReceiver:
         self.error: PackratError | None = None
         limit = SizeLimit.of(frontend.settings.max_file_size, multipart)
         limit.check(body=declared_length(headers.get("Content-Length")) or 0)
-        self.slot = frontend.uploads.take(connection.close)
+        self.connection = connection
+        self.slot = frontend.uploads.take(self._cut_off)
         try:
             content_type = headers.get("Content-Type", "") if multipart else None
             self.upload = Upload(frontend.layout, limit, content_type)
@@ -340,6 +341,11 @@ class BodyReceiver:
         return await self.upload.commit(
             self.frontend.coordinator, key, filename, content_type, headers.get(DIGEST_HEADER)
         )
+
+    def _cut_off(self) -> None:
+        """A stalled body: its staging file goes before the client hears of it."""
+        self.upload.discard()
+        self.connection.close()
 
     def end(self) -> None:
         """Remove the staging file unless committed and free the slot; idempotent."""
