@@ -166,6 +166,22 @@ class PackratProcess:
     def staging_files(self) -> list[Path]:
         return list((self.cache / "staging").glob("*"))
 
+    def stats(self) -> dict:
+        """``GET /api/stats``."""
+        reply = requests.get(f"{self.url}/api/stats", timeout=10)
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+    def stats_grown(self, before: dict, **at_least: int) -> dict:
+        """``stats()`` once each named figure has grown by at least so much since
+        ``before`` (reads reach the coordinator in batches, a little later)."""
+
+        def grown() -> dict | None:
+            now = self.stats()
+            return now if all(now[k] - before[k] >= n for k, n in at_least.items()) else None
+
+        return wait_until(grown)
+
     def coordinator_stats(self) -> dict:
         """The running coordinator's figures, asked over its own socket."""
         endpoint = f"ipc://{self.root}/run/coordinator.sock"
@@ -330,6 +346,20 @@ def config_for(tmp_path: Path):
 @pytest.fixture
 def packrat_server(make_server) -> PackratProcess:
     return make_server()
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PackratProcess]:
+    """One server shared by a whole test module: the real tools' tests start slow
+    tools once and count what each test adds to its figures (``stats_delta``)."""
+    root = tmp_path_factory.mktemp("module-server")
+    port = free_port()
+    server = PackratProcess(["serve"], write_config(root / "packrat.ini", root, port), root, port)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
