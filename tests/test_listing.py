@@ -9,11 +9,18 @@ dict, or one kept in order) must pass these.
 from __future__ import annotations
 
 import bisect
+import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from packrat import protocol
+from packrat.config import Settings
 from packrat.coordinator.index import Index
+from packrat.coordinator.service import Coordinator
+from packrat.protocol import Commit, ListKeys, Purge
+from packrat.store import StagedFile, open_object
 
 SEGMENTS = st.sampled_from(["a", "b", "ab", "a-b", "a.b", "b0", "z", "~", "A"])
 KEYS = st.lists(st.lists(SEGMENTS, min_size=1, max_size=4).map("/".join), max_size=40)
@@ -88,3 +95,50 @@ def test_removed_and_evicted_keys_are_not_listed():
     assert index.list_keys("a/", collections=True) == (["a/1", "a/b/"], False)
     assert index.list_keys("", limit=1, collections=True) == (["a/"], True)
     assert index.list_keys("", after="a/", collections=True) == (["b/"], False)
+
+
+@pytest.fixture
+def coordinator(tmp_path) -> Coordinator:
+    coord = Coordinator(Settings(cache_root=tmp_path / "cache", cache_max_size=1 << 24))
+    coord.load()
+    yield coord
+    coord.close()
+
+
+def store(coord: Coordinator, key: str) -> None:
+    staged = StagedFile(coord.layout)
+    staged.write(key.encode())
+    _, file_size = staged.seal(key, "f", "text/plain")
+    assert coord.handle(Commit(1, time.time() + 5, key, staged.name, file_size)).ok
+
+
+def ask(coord: Coordinator, request: ListKeys | Purge) -> protocol.Reply:
+    """Through the wire format both ways, as a front end's request and reply go."""
+    reply = coord.handle(protocol.decode_request(protocol.encode(request)))
+    assert reply is not None
+    return protocol.decode_reply(protocol.encode(reply))
+
+
+def test_the_coordinator_lists_pages_and_purges_in_batches(coordinator):
+    keys = [f"ci/{n:03}" for n in range(7)] + ["ci/x/1", "other"]
+    for key in keys:
+        store(coordinator, key)
+    deadline = time.time() + 5
+    page = ask(coordinator, ListKeys(2, deadline, "ci/", "ci/002", 3, collections=True))
+    assert page.keys == ("ci/003", "ci/004", "ci/005") and page.more
+    last = ask(coordinator, ListKeys(3, deadline, "ci/", "ci/005", 3, collections=True))
+    assert last.keys == ("ci/006", "ci/x/") and not last.more
+
+    removed: list[str] = []
+    for _ in range(4):  # 8 keys in batches of 3: three batches, the last says no more
+        batch = ask(coordinator, Purge(4, deadline, "ci/", 3))
+        removed += batch.keys
+        if not batch.more:
+            break
+    assert sorted(removed) == sorted(keys[:-1])
+    assert ask(coordinator, ListKeys(5, deadline, "")).keys == ("other",)
+    for key in removed:  # gone from the disk too, and from the status page
+        assert open_object(coordinator.layout, key) is None
+    assert [u["key"] for u in coordinator.stats()["recent_uploads"]] == ["other"]
+    again = ask(coordinator, Purge(6, deadline, "ci/", 3))  # a rerun: nothing left, no error
+    assert again.ok and again.keys == () and not again.more
