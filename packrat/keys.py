@@ -58,3 +58,24 @@ def validate_key(key: str) -> str:
     if key in RESERVED_KEYS:
         raise InvalidKey(f"the key {key!r} is reserved by the API")
     return key
+
+
+def validate_prefix(prefix: str) -> str:
+    """Return ``prefix`` if some key could start with it, else raise ``InvalidKey``.
+
+    Empty (every key), or the start of a key: whole segments, perhaps a
+    partial last one, perhaps a trailing ``/`` (a collection).
+
+    >>> validate_prefix("bazel/ac/"), validate_prefix("bazel/a"), validate_prefix("")
+    ('bazel/ac/', 'bazel/a', '')
+    """
+    if not prefix:
+        return prefix
+    if len(prefix.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise InvalidKey(f"the prefix is longer than {MAX_KEY_BYTES} bytes")
+    if not _KEY_RE.fullmatch(prefix.removesuffix("/")):
+        raise InvalidKey(
+            "a prefix is the start of a key: segments of letters, digits and "
+            "._~!$&'()*+,;=:@- separated by single '/' (no empty segment, no leading '/')"
+        )
+    return prefix

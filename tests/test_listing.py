@@ -9,9 +9,11 @@ dict, or one kept in order) must pass these.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import time
 
 import pytest
+import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -142,3 +144,108 @@ def test_the_coordinator_lists_pages_and_purges_in_batches(coordinator):
     assert [u["key"] for u in coordinator.stats()["recent_uploads"]] == ["other"]
     again = ask(coordinator, Purge(6, deadline, "ci/", 3))  # a rerun: nothing left, no error
     assert again.ok and again.keys == () and not again.more
+
+
+# -- over HTTP: GET and DELETE /api/keys, and who may see key names -----------------
+
+READER = "reader-token-0123456789"
+WRITER = "writer-token-0123456789"
+LISTER = "lister-token-0123456789"
+ADMIN = "admin-token-0123456789"  # in write_tokens and list_tokens
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def test_pages_of_keys_with_their_details_and_a_purge_in_batches(packrat_server):
+    url = packrat_server.url
+    keys = [f"ci/{n}" for n in range(5)] + ["ci/sub/a", "ci/sub/b", "cj"]
+    for key in keys:
+        assert requests.put(f"{url}/{key}", data=key.encode(), timeout=10).status_code == 200
+    listed, after = [], ""
+    for _ in range(5):
+        reply = requests.get(
+            f"{url}/api/keys", params={"prefix": "ci/", "after": after, "limit": 2}, timeout=10
+        )
+        assert reply.status_code == 200, reply.text
+        page = reply.json()
+        assert len(page["keys"]) <= 2 and page["collections"] == []
+        listed += page["keys"]
+        if page["next"] is None:
+            break
+        after = page["next"]
+    assert [entry["key"] for entry in listed] == sorted(keys[:-1])
+    first = listed[0]
+    assert first["size"] == 4 and first["sha256"] == hashlib.sha256(b"ci/0").hexdigest()
+    assert first["content_type"] and first["stored_at"] > 0
+
+    rolled = requests.get(
+        f"{url}/api/keys", params={"prefix": "ci/", "delimiter": "/"}, timeout=10
+    ).json()
+    assert [e["key"] for e in rolled["keys"]] == [f"ci/{n}" for n in range(5)]
+    assert rolled["collections"] == ["ci/sub/"] and rolled["next"] is None
+
+    for params, error in (
+        ({"limit": 0}, "bad_request"),
+        ({"limit": protocol.MAX_PAGE + 1}, "bad_request"),
+        ({"limit": "x"}, "bad_request"),
+        ({"prefix": "/ci"}, "invalid_key"),
+        ({"prefix": "a//b"}, "invalid_key"),
+        ({"delimiter": "-"}, "bad_request"),
+    ):
+        reply = requests.get(f"{url}/api/keys", params=params, timeout=10)
+        assert (reply.status_code, reply.json()["error"]) == (400, error), params
+    reply = requests.delete(f"{url}/api/keys", timeout=10)  # no prefix: no purge of everything
+    assert (reply.status_code, reply.json()["error"]) == (400, "missing_field")
+
+    removed = []
+    for _ in range(5):
+        reply = requests.delete(f"{url}/api/keys", params={"prefix": "ci/", "limit": 3}, timeout=10)
+        assert reply.status_code == 200, reply.text
+        removed += reply.json()["keys"]
+        if not reply.json()["more"]:
+            break
+    assert sorted(removed) == sorted(keys[:-1])
+    assert [packrat_server.exists(key) for key in keys] == [False] * 7 + [True]
+    everything = requests.get(f"{url}/api/keys", timeout=10).json()
+    assert [e["key"] for e in everything["keys"]] == ["cj"]
+
+
+def test_key_names_need_the_list_right_even_with_anonymous_read(make_server):
+    server = make_server(
+        wait=False,
+        auth={
+            "enabled": "true",
+            "anonymous_read": "true",
+            "read_tokens": READER,
+            "write_tokens": f"{WRITER} {ADMIN}",
+            "list_tokens": f"{LISTER} {ADMIN}",
+        },
+    )
+    server.wait_ready()
+    url = server.url
+    key = "secret/unguessable-0123456789abcdef"
+    assert requests.put(f"{url}/{key}", data=b"x", headers=bearer(WRITER), timeout=10).ok
+
+    for token, status in ((None, 401), (READER, 403), (WRITER, 403), (LISTER, 200), (ADMIN, 200)):
+        reply = requests.get(f"{url}/api/keys", headers=bearer(token), timeout=10)
+        assert reply.status_code == status, (token, reply.text)
+        recent = server.stats(token)["recent_uploads"] if token != WRITER else None
+        page = requests.get(url + "/", headers=bearer(token), timeout=10).text
+        if status == 200:
+            assert reply.json()["keys"][0]["key"] == key
+            assert recent[0]["key"] == key and key in page
+        else:  # anonymous_read shows the figures, never the names
+            assert recent is None and key not in page
+            assert "shown only to credentials with the list right" in page
+    assert requests.get(f"{url}/{key}", timeout=10).content == b"x"  # reading still works
+
+    purge = {"prefix": "secret/"}
+    for token, status in ((None, 401), (READER, 403), (WRITER, 403), (LISTER, 403)):
+        reply = requests.delete(f"{url}/api/keys", params=purge, headers=bearer(token), timeout=10)
+        assert reply.status_code == status, token
+    assert server.exists(key)
+    reply = requests.delete(f"{url}/api/keys", params=purge, headers=bearer(ADMIN), timeout=10)
+    assert reply.status_code == 200 and reply.json()["keys"] == [key]
+    assert not server.exists(key)

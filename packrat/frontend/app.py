@@ -35,6 +35,7 @@ from packrat.frontend.handlers import (
     StatusHandler,
 )
 from packrat.frontend.hot import HotRoutes
+from packrat.frontend.listing import KeysHandler
 from packrat.frontend.metrics import FrontendMetrics
 from packrat.frontend.observability import (
     HealthHandler,
@@ -103,6 +104,7 @@ def make_app(frontend: Frontend) -> Application:
             (r"/favicon\.ico", FaviconHandler, deps),
             (r"/api/openapi\.json", OpenAPIHandler, deps),
             (r"/api/stats", StatsHandler, deps),
+            (r"/api/keys", KeysHandler, deps),
             (r"/healthz", HealthHandler, deps),
             (r"/readyz", ReadyHandler, deps),
             (r"/metrics", MetricsHandler, deps),

@@ -1,8 +1,14 @@
 """Access control: bearer tokens and HTTP Basic against an htpasswd file.
 
-Off by default; ``[auth] enabled = true`` turns it on.  Two rights exist:
-``read`` (``GET``/``HEAD`` of objects, ``/exists/``, the status page) and
-``write`` (``POST``, ``PUT``, ``DELETE``), which implies ``read``.
+Off by default; ``[auth] enabled = true`` turns it on.  Three rights exist:
+``read`` (``GET``/``HEAD`` of objects, ``/exists/``, the status page),
+``write`` (``POST``, ``PUT``, ``DELETE``), which implies ``read``, and
+``list``: seeing key names (``GET /api/keys``, WebDAV listings, the recent
+uploads of the status page and ``/api/stats``), which implies ``read`` too.
+Build-cache keys are often meant to be unguessable, so no credential lists
+unless it is given the right (``list_tokens``, ``list_users``), not even
+``anonymous_read``'s nobody; purging by prefix needs both ``write`` and
+``list``.
 
 * Bearer tokens (``Authorization: Bearer <token>``) come from
   ``read_tokens`` and ``write_tokens``.  The offered token is compared with
@@ -42,6 +48,7 @@ from packrat.errors import Forbidden, Unauthorized
 
 READ = "read"
 WRITE = "write"
+LIST = "list"
 REALM = "packrat"
 BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 SHA_CRYPT = {"$5$": sha256_crypt, "$6$": sha512_crypt}
@@ -93,15 +100,17 @@ class Authenticator:
         self.anonymous_read = settings.auth_anonymous_read
         self._read_tokens = [t.encode() for t in settings.auth_read_tokens]
         self._write_tokens = [t.encode() for t in settings.auth_write_tokens]
+        self._list_tokens = [t.encode() for t in settings.auth_list_tokens]
         self._users = load_htpasswd(settings.auth_htpasswd) if settings.auth_htpasswd else {}
         self._write_users = set(settings.auth_write_users)
+        self._list_users = set(settings.auth_list_users)
         # Checked when the user is unknown, so that answer takes as long as a wrong password.
         self._dummy_hash = next(iter(self._users.values()), "")
         self._remembered: OrderedDict[bytes, None] = OrderedDict()
         self._key = secrets.token_bytes(32)
         self._executor: ThreadPoolExecutor | None = None
         challenges = []
-        if self._read_tokens or self._write_tokens:
+        if self._read_tokens or self._write_tokens or self._list_tokens:
             challenges.append(f'Bearer realm="{REALM}"')
         if self._users:
             challenges.append(f'Basic realm="{REALM}", charset="UTF-8"')
@@ -122,7 +131,15 @@ class Authenticator:
         if rights is None:
             raise Unauthorized("the credentials are not valid", self.challenges)
         if right not in rights:
-            raise Forbidden(f"these credentials do not allow {right}s")
+            what = "listing keys" if right == LIST else f"{right}s"
+            raise Forbidden(f"these credentials do not allow {what}")
+
+    async def allows(self, right: str, authorization: str | None) -> bool:
+        """Whether ``authorization`` grants ``right`` (for what a page shows, not refuses)."""
+        if not self.enabled or (right == READ and self.anonymous_read):
+            return True
+        rights = await self.rights(authorization) if authorization else None
+        return rights is not None and right in rights
 
     async def rights(self, authorization: str) -> frozenset[str] | None:
         """The rights ``authorization`` grants, or None if it proves nobody."""
@@ -136,14 +153,18 @@ class Authenticator:
         return None
 
     def _token_rights(self, offered: bytes) -> frozenset[str] | None:
-        write = read = False
-        for token in self._write_tokens:  # every comparison runs: no early exit
-            write |= hmac.compare_digest(token, offered)
-        for token in self._read_tokens:
-            read |= hmac.compare_digest(token, offered)
-        if write:
-            return frozenset((READ, WRITE))
-        return frozenset((READ,)) if read else None
+        rights: set[str] = set()
+        for tokens, granted in (
+            (self._read_tokens, (READ,)),
+            (self._write_tokens, (READ, WRITE)),
+            (self._list_tokens, (READ, LIST)),
+        ):
+            match = False
+            for token in tokens:  # every comparison runs: no early exit
+                match |= hmac.compare_digest(token, offered)
+            if match:
+                rights.update(granted)
+        return frozenset(rights) or None
 
     async def _basic_rights(self, credentials: str) -> frozenset[str] | None:
         try:
@@ -173,6 +194,9 @@ class Authenticator:
                     self._remembered.popitem(last=False)
         if not ok:
             return None
+        rights = {READ}
         if "*" in self._write_users or user in self._write_users:
-            return frozenset((READ, WRITE))
-        return frozenset((READ,))
+            rights.add(WRITE)
+        if "*" in self._list_users or user in self._list_users:
+            rights.add(LIST)
+        return frozenset(rights)

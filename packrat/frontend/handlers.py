@@ -31,6 +31,7 @@ from packrat.frontend import page
 from packrat.frontend.access import Counted
 from packrat.frontend.base import BaseHandler, security_headers
 from packrat.frontend.downloads import object_exists, send_object
+from packrat.frontend.observability import shown_to
 from packrat.frontend.uploads import UploadReceiver
 from packrat.keys import validate_key
 
@@ -107,7 +108,9 @@ class StatusHandler(BaseHandler):
 
     async def get(self) -> None:
         try:
-            stats: dict[str, Any] | None = await self.frontend.coordinator.stats()
+            stats: dict[str, Any] | None = await shown_to(
+                self, await self.frontend.coordinator.stats()
+            )
         except CoordinatorUnavailable:
             stats = None
         self.render("status.html", **page.status_args(stats, self.frontend.settings.max_file_size))
