@@ -11,8 +11,8 @@ import pytest
 import requests
 from passlib.hash import sha512_crypt
 
-from packrat import config
-from packrat.errors import Forbidden, Unauthorized
+from packrat.core import settings as config
+from packrat.core.errors import Forbidden, Unauthorized
 from packrat.frontend.auth import READ, WRITE, Authenticator, load_htpasswd, verify_password
 
 READER = "r" * 8 + "-read-token-0001"

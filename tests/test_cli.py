@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from packrat import __version__
-from packrat.cli_client import Exit
+from packrat.cli.client_commands import Exit
 
 TOKEN = "t" * 16 + "-write-token"
 

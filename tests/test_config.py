@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from packrat import config
+from packrat.core import settings as config
 
 EXAMPLE = Path(__file__).parent.parent / "etc" / "packrat.ini.example"
 

@@ -9,12 +9,12 @@ from dataclasses import replace
 import msgpack
 import pytest
 
-from packrat import protocol
-from packrat.config import Settings
+from packrat.coordinator import protocol
+from packrat.coordinator.protocol import Commit, Delete, Drop, Stats, Touch
 from packrat.coordinator.server import CoordinatorServer
 from packrat.coordinator.service import Coordinator
-from packrat.errors import ErrorCode
-from packrat.protocol import Commit, Delete, Drop, Stats, Touch
+from packrat.core.errors import ErrorCode
+from packrat.core.settings import Settings
 from packrat.store import StagedFile, key_digest, open_entry, open_object
 from packrat.store.accounting import charge
 from packrat.store.layout import FANOUT

@@ -298,7 +298,7 @@ def test_systemd_units_run_packrat_as_documented() -> None:
 def test_container_file_runs_serve_as_a_user_with_the_cache_on_a_volume() -> None:
     """The Containerfile cannot be built here (no container engine): check what it
     says against the configuration it ships, which must load."""
-    from packrat import config
+    from packrat.core import settings as config
 
     containerfile = (DEPLOY / "Containerfile").read_text()
     settings = config.load(DEPLOY / "container.ini")

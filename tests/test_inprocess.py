@@ -15,9 +15,9 @@ import time
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from packrat.config import Settings
-from packrat.coordinator.client import AsyncCoordinatorClient
+from packrat.coordinator.connection import AsyncCoordinatorClient
 from packrat.coordinator.server import CoordinatorServer
+from packrat.core.settings import Settings
 from packrat.frontend.app import make_app, make_frontend, make_server
 from packrat.frontend.base import BaseHandler
 from packrat.store.accounting import charge

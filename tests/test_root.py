@@ -21,8 +21,8 @@ import msgpack
 import requests
 import zmq
 
-from packrat import protocol
-from packrat.coordinator.client import CoordinatorClient
+from packrat.coordinator import protocol
+from packrat.coordinator.connection import CoordinatorClient
 from packrat.store.layout import FIXED_OVERHEAD
 from packrat.store.layout import key_digest as digest_of
 

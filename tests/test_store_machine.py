@@ -28,10 +28,10 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from packrat.config import Settings
+from packrat.coordinator.protocol import Commit, Delete, Touch
 from packrat.coordinator.service import Coordinator
-from packrat.errors import ErrorCode
-from packrat.protocol import Commit, Delete, Touch
+from packrat.core.errors import ErrorCode
+from packrat.core.settings import Settings
 from packrat.store import StagedFile, open_entry, open_object
 from packrat.store.accounting import charge
 from packrat.store.layout import BLOCK, FANOUT, FIXED_OVERHEAD

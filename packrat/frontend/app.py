@@ -17,14 +17,15 @@ from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
-from packrat import metrics
-from packrat.config import Settings
-from packrat.coordinator.client import AsyncCoordinatorClient
-from packrat.fdlimit import raise_open_file_limit
-from packrat.frontend.access import RequestLog
+from packrat.coordinator.connection import AsyncCoordinatorClient
+from packrat.core import metrics_directory
+from packrat.core.fdlimit import raise_open_file_limit
+from packrat.core.logs import flush_logs
+from packrat.core.settings import Settings
+from packrat.frontend.accesslog import RequestLog
 from packrat.frontend.auth import Authenticator
 from packrat.frontend.base import BaseHandler
-from packrat.frontend.context import Frontend
+from packrat.frontend.dependencies import Frontend
 from packrat.frontend.handlers import (
     ExistsHandler,
     FaviconHandler,
@@ -45,7 +46,6 @@ from packrat.frontend.observability import (
 from packrat.frontend.server import PackratHTTPServer
 from packrat.frontend.uploads import UploadSlots
 from packrat.frontend.webdav import CollectionHandler
-from packrat.logs import flush_logs
 from packrat.store import Layout
 
 log = logging.getLogger("packrat.frontend")
@@ -66,7 +66,7 @@ def make_frontend(
     """The process's shared dependencies, with the cache directories open.
 
     Its metrics are shared with the other processes if ``serve`` set
-    ``packrat.metrics.use_directory`` first.
+    ``packrat.core.metrics_directory.use_directory`` first.
     """
     layout = Layout(settings.cache_root)
     layout.create()
@@ -91,7 +91,7 @@ def make_frontend(
 
 def make_app(frontend: Frontend) -> Application:
     deps = {"frontend": frontend}
-    # Keep in step with packrat.keys.RESERVED_PREFIXES and openapi.json.
+    # Keep in step with packrat.core.keys.RESERVED_PREFIXES and openapi.json.
     return Application(
         [
             (r"/", StatusHandler, deps),
@@ -158,7 +158,7 @@ async def serve(settings: Settings, number: int = 0) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting and finish."""
     raise_open_file_limit()
     sockets = listen(settings)
-    metrics.use_directory(settings.metrics_directory)
+    metrics_directory.use_directory(settings.metrics_directory)
     coordinator = AsyncCoordinatorClient(
         settings.coordinator_endpoint,
         settings.coordinator_timeout,

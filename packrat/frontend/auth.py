@@ -37,8 +37,8 @@ from pathlib import Path
 import bcrypt
 from passlib.hash import sha256_crypt, sha512_crypt
 
-from packrat.config import Settings
-from packrat.errors import Forbidden, Unauthorized
+from packrat.core.errors import Forbidden, Unauthorized
+from packrat.core.settings import Settings
 
 READ = "read"
 WRITE = "write"

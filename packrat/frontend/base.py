@@ -8,10 +8,10 @@ from typing import Any
 
 from tornado.web import HTTPError, RequestHandler
 
-from packrat.errors import PackratError, Unauthorized
-from packrat.frontend.access import Counted
+from packrat.core.errors import PackratError, Unauthorized
+from packrat.frontend.accesslog import Counted
 from packrat.frontend.auth import READ, WRITE
-from packrat.frontend.context import Frontend
+from packrat.frontend.dependencies import Frontend
 from packrat.frontend.uploads import UploadReceiver
 
 JSON_TYPE = "application/json; charset=UTF-8"

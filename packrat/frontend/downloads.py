@@ -43,8 +43,8 @@ from tornado.httputil import HTTPHeaders, format_timestamp
 from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
 from tornado.web import RequestHandler
 
-from packrat.errors import NotFound, PackratError, RangeNotSatisfiable, TooBusy
-from packrat.frontend.context import Frontend
+from packrat.core.errors import NotFound, PackratError, RangeNotSatisfiable, TooBusy
+from packrat.frontend.dependencies import Frontend
 from packrat.frontend.headers import content_disposition, etag_in, parse_http_date, parse_range
 from packrat.store import Checker, CorruptObject, ObjectMeta, key_digest, open_to_read, read_data
 from packrat.store.format import MAX_METADATA, TAIL_SIZE

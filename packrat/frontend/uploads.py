@@ -28,15 +28,21 @@ from tornado.httputil import HTTPConnection, HTTPHeaders
 from tornado.ioloop import PeriodicCallback
 from tornado.web import RequestHandler
 
-from packrat.coordinator.client import AsyncCoordinatorClient
-from packrat.errors import ChecksumMismatch, InsufficientStorage, PackratError, TooBusy, TooLarge
+from packrat.coordinator.connection import AsyncCoordinatorClient
+from packrat.core.errors import (
+    ChecksumMismatch,
+    InsufficientStorage,
+    PackratError,
+    TooBusy,
+    TooLarge,
+)
+from packrat.core.keys import validate_key
 from packrat.frontend.headers import clean_content_type, disposition_filename
 from packrat.frontend.multipart import MultipartForm, clean_filename
-from packrat.keys import validate_key
 from packrat.store import Layout, NoSpace, StagedFile
 
 if TYPE_CHECKING:
-    from packrat.frontend.context import Frontend
+    from packrat.frontend.dependencies import Frontend
 
 log = logging.getLogger("packrat.frontend")
 
@@ -77,7 +83,7 @@ class SizeLimit:
     (None, None)
     >>> limit.check(file=1001)
     Traceback (most recent call last):
-    packrat.errors.TooLarge: the upload is larger than the limit of 1000 bytes
+    packrat.core.errors.TooLarge: the upload is larger than the limit of 1000 bytes
     """
 
     file: int

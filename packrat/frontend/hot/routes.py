@@ -13,13 +13,13 @@ from tornado import httputil
 from tornado.escape import parse_qs_bytes
 from tornado.http1connection import HTTP1Connection
 
-from packrat.errors import PackratError
-from packrat.frontend.access import RequestLog
-from packrat.frontend.context import Frontend
+from packrat.core.errors import PackratError
+from packrat.core.keys import validate_key
+from packrat.frontend.accesslog import RequestLog
+from packrat.frontend.dependencies import Frontend
 from packrat.frontend.downloads import open_object, plan, small_body
 from packrat.frontend.hot.reads import ExistsRead, ObjectRead
 from packrat.frontend.hot.uploads import UploadRequest
-from packrat.keys import validate_key
 from packrat.store import CorruptObject
 
 SERVER = f"TornadoServer/{tornado.version}"  # what RequestHandler answers

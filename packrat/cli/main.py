@@ -1,7 +1,7 @@
 """The ``packrat`` command.
 
 Server side: ``serve``, ``coordinator``, ``frontend``, ``fsck``, ``config``,
-``simulate``; client side (``packrat.cli_client``): ``put``, ``get``,
+``simulate``; client side (``packrat.cli.client_commands``): ``put``, ``get``,
 ``exists``, ``rm``, ``stat``.
 """
 
@@ -12,7 +12,10 @@ import signal
 import sys
 from pathlib import Path
 
-from packrat import __version__, cli_client, config, exits, logs
+from packrat import __version__
+from packrat.cli import client_commands
+from packrat.core import exits, logs
+from packrat.core import settings as config
 from packrat.frontend.app import CannotListen
 from packrat.store import LayoutError, RootLocked
 
@@ -40,10 +43,10 @@ def _setup(
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from packrat import supervisor
+    from packrat.supervisor import serve
 
     settings, path = _setup("supervisor", args, title="serve")
-    return supervisor.serve(settings, path)
+    return serve.serve(settings, path)
 
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
@@ -66,7 +69,7 @@ def cmd_frontend(args: argparse.Namespace) -> int:
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:
-    from packrat import fsck
+    from packrat.cli import fsck
 
     settings, _ = _setup("fsck", args)
     return fsck.run(settings, repair=args.repair)
@@ -127,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "simulate", help="replay a trace through the eviction policies", add_help=False
     )
-    cli_client.add_commands(commands)
+    client_commands.add_commands(commands)
     return parser
 
 

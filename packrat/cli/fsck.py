@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from packrat.config import Settings
-from packrat.coordinator.client import CoordinatorClient
-from packrat.errors import PackratError
+from packrat.coordinator.connection import CoordinatorClient
+from packrat.core.errors import PackratError
+from packrat.core.settings import Settings
 from packrat.store import CorruptObject, Layout, RootLocked, lock_root, open_entry
 from packrat.store.layout import FANOUT
 from packrat.store.reader import data_matches

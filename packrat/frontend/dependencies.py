@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from packrat.config import Settings
-from packrat.coordinator.client import AsyncCoordinatorClient
+from packrat.coordinator.connection import AsyncCoordinatorClient
+from packrat.core.settings import Settings
 from packrat.frontend.auth import Authenticator
 from packrat.frontend.metrics import FrontendMetrics
 from packrat.frontend.uploads import UploadSlots
