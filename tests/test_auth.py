@@ -13,7 +13,8 @@ from passlib.hash import sha512_crypt
 
 from packrat.core import settings as config
 from packrat.core.errors import Forbidden, Unauthorized
-from packrat.frontend.auth import READ, WRITE, Authenticator, load_htpasswd, verify_password
+from packrat.core.htpasswd import load_htpasswd, verify_password
+from packrat.frontend.auth import READ, WRITE, Authenticator
 
 READER = "r" * 8 + "-read-token-0001"
 WRITER = "w" * 8 + "-write-token-0001"

@@ -10,6 +10,7 @@ wrong; the CLI prints it and exits with 2.
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import os
 import re
 import ssl
@@ -168,7 +169,7 @@ def _readable_file(text: str) -> Path:
 
 
 def _htpasswd(text: str) -> Path:
-    from packrat.frontend.auth import load_htpasswd
+    from packrat.core.htpasswd import load_htpasswd  # bcrypt and passlib: only when used
 
     path = _readable_file(text)
     load_htpasswd(path)  # raises ValueError naming the bad line
@@ -197,6 +198,25 @@ def _endpoint(text: str) -> str:
     if not re.match(r"^(ipc|tcp)://.+", text):
         raise ValueError(f"{text!r} is not a ZeroMQ endpoint (ipc://PATH or tcp://HOST:PORT)")
     return text
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether a ZeroMQ endpoint is reachable only from this host.
+
+    >>> [is_loopback(e) for e in ("ipc:///run/p.sock", "tcp://127.0.0.1:5555", "tcp://[::1]:1")]
+    [True, True, True]
+    >>> [is_loopback(e) for e in ("tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://eth0:5555")]
+    [False, False, False]
+    """
+    if endpoint.startswith("ipc://"):
+        return True
+    host = endpoint.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "*", an interface name, a host name
 
 
 def _curve_keys(text: str) -> Path:
@@ -312,8 +332,6 @@ def load(path: Path | None) -> Settings:
         settings.ssl_context()
     except (OSError, ssl.SSLError) as e:
         raise ConfigError(f"{path}: [server] certfile: cannot load the certificate: {e}") from None
-    from packrat.coordinator.curve import is_loopback
-
     if settings.coordinator_curve_keys is None and not is_loopback(settings.coordinator_endpoint):
         raise ConfigError(
             f"{path}: [coordinator] endpoint: {settings.coordinator_endpoint} is reachable from "
