@@ -44,7 +44,7 @@ from packrat.frontend.observability import (
     StatsHandler,
 )
 from packrat.frontend.server import PackratHTTPServer
-from packrat.frontend.uploads import UploadSlots
+from packrat.frontend.upload_slots import UploadSlots
 from packrat.frontend.webdav import CollectionHandler
 from packrat.store import Layout
 

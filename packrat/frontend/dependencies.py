@@ -8,7 +8,7 @@ from packrat.coordinator.connection import AsyncCoordinatorClient
 from packrat.core.settings import Settings
 from packrat.frontend.auth import Authenticator
 from packrat.frontend.metrics import FrontendMetrics
-from packrat.frontend.uploads import UploadSlots
+from packrat.frontend.upload_slots import UploadSlots
 from packrat.store import Layout
 
 
