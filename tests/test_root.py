@@ -23,6 +23,7 @@ import zmq
 
 from packrat.coordinator import protocol
 from packrat.coordinator.connection import CoordinatorClient
+from packrat.core.exits import ExitStatus
 from packrat.store.layout import FIXED_OVERHEAD
 from packrat.store.layout import key_digest as digest_of
 
@@ -80,7 +81,7 @@ def test_overwrites_abandoned_right_after_their_body_leak_nothing(make_server):
     assert server.staging_files() == []
 
 
-def test_a_second_instance_on_the_same_root_exits_1_and_harms_nothing(make_server, wait_for):
+def test_a_second_instance_on_the_same_root_exits_in_use_and_harms_nothing(make_server, wait_for):
     first = make_server()
     sock = socket.create_connection(("127.0.0.1", first.port), timeout=10)
     body = os.urandom(2 * MiB)
@@ -90,7 +91,7 @@ def test_a_second_instance_on_the_same_root_exits_1_and_harms_nothing(make_serve
     )
     wait_for(lambda: first.staging_files())
     second = packrat("serve", "--config", str(first.config))
-    assert second.returncode == 1
+    assert second.returncode == ExitStatus.IN_USE
     lines = second.stderr.strip().splitlines()
     assert len(lines) == 1 and "is in use by pid" in lines[0], second.stderr
     sock.sendall(body[MiB:])  # the first instance's upload was left alone
@@ -100,10 +101,10 @@ def test_a_second_instance_on_the_same_root_exits_1_and_harms_nothing(make_serve
     assert first.get("in-flight").content == body
 
 
-def test_a_coordinator_alone_on_a_held_root_exits_1(make_server):
+def test_a_coordinator_alone_on_a_held_root_exits_in_use(make_server):
     first = make_server()
     alone = packrat("coordinator", "--config", str(first.config))
-    assert alone.returncode == 1
+    assert alone.returncode == ExitStatus.IN_USE
     assert "in use by pid" in alone.stderr and "Traceback" not in alone.stderr
 
 
@@ -184,14 +185,14 @@ def test_fsck_repair_removes_a_misnamed_object_for_real(make_server):
     def fsck(*args: str) -> subprocess.CompletedProcess[str]:
         return packrat("fsck", "--config", str(server.config), *args)
 
-    assert fsck().returncode == 1
+    assert fsck().returncode == ExitStatus.CORRUPT_LEFT
     repaired = fsck("--repair")
-    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert repaired.returncode == ExitStatus.OK, repaired.stdout + repaired.stderr
     assert "-> removed" in repaired.stdout
     assert not path_b.exists()
     stats = server.coordinator_stats()  # through the coordinator: its index stays exact
     assert stats["objects"] == 1 and stats["bytes"] == server.charged_on_disk()
-    assert fsck().returncode == 0
+    assert fsck().returncode == ExitStatus.OK
 
 
 def test_fsck_repair_offline_removes_and_exits_0(make_server):

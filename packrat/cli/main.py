@@ -1,132 +1,25 @@
-"""The ``packrat`` command.
+"""The ``packrat`` command: its parser and its entry point.
 
-Server side: ``serve``, ``coordinator``, ``frontend``, ``fsck``, ``config``,
-``simulate``; client side (``packrat.cli.client_commands``): ``put``, ``get``,
-``exists``, ``rm``, ``stat``.
+Server side (``server_commands``): ``serve``, ``coordinator``, ``frontend``,
+``fsck``, ``config``, ``keygen``, and ``simulate`` (``packrat.simulator``);
+client side (``client_commands``): ``put``, ``get``, ``exists``, ``rm``,
+``stat``.  Every subcommand exits with a status from ``core.exits``.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-from pathlib import Path
 
 from packrat import __version__
-from packrat.cli import client_commands
-from packrat.core import exits, logs
-from packrat.core import settings as config
-from packrat.frontend.app import CannotListen
-from packrat.store import LayoutError, RootLocked
-
-
-def _setup(
-    role: str, args: argparse.Namespace, title: str | None = None, buffered_log: bool = False
-) -> tuple[config.Settings, Path | None]:
-    """Name the process, load settings (exit 2 on a bad file), configure logging."""
-    try:
-        from setproctitle import setproctitle
-    except ImportError:  # optional: the command line already names the role
-        pass
-    else:
-        # "packrat <role>" and the options as typed: `ps` shows the role, and
-        # `pkill -f "packrat serve --config x.ini"` finds what was started.
-        setproctitle(" ".join(["packrat", title or role, *sys.argv[2:]]))
-    path, _ = config.find_config(args.config)
-    try:
-        settings = config.load(path)
-    except config.ConfigError as e:
-        print(f"packrat: {e}", file=sys.stderr)
-        raise SystemExit(exits.CONFIG) from None
-    logs.configure(role, settings, buffered=buffered_log)
-    return settings, path
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from packrat.supervisor import serve
-
-    settings, path = _setup("supervisor", args, title="serve")
-    return serve.serve(settings, path)
-
-
-def cmd_coordinator(args: argparse.Namespace) -> int:
-    from packrat.coordinator import server
-
-    settings, _ = _setup("coordinator", args)
-    server.run(settings)
-    return 0
-
-
-def cmd_frontend(args: argparse.Namespace) -> int:
-    from packrat.frontend import app
-
-    settings, _ = _setup(f"frontend {args.number}", args, buffered_log=True)
-    # A file-size limit (RLIMIT_FSIZE) must fail the write (EFBIG -> 507),
-    # not kill the process.
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    app.run(settings, args.number)
-    return 0
-
-
-def cmd_fsck(args: argparse.Namespace) -> int:
-    from packrat.cli import fsck
-
-    settings, _ = _setup("fsck", args)
-    return fsck.run(settings, repair=args.repair)
-
-
-def cmd_keygen(args: argparse.Namespace) -> int:
-    from packrat.coordinator.curve import generate_keys
-
-    generate_keys(Path(args.directory))
-    print(
-        f"CURVE keys written to {args.directory}; set [coordinator] curve_keys = {args.directory}"
-    )
-    return 0
-
-
-def cmd_config(args: argparse.Namespace) -> int:
-    path, how = config.find_config(args.config)
-    try:
-        text = config.describe(path, how)
-    except config.ConfigError as e:
-        print(f"packrat: {e}", file=sys.stderr)
-        return exits.CONFIG
-    sys.stdout.write(text)
-    return 0
+from packrat.cli import client_commands, server_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="packrat", description="A networked file cache.")
     parser.add_argument("--version", action="version", version=f"packrat {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    searched = ", ".join(str(path) for path in config.SEARCH_PATH)
-    config_help = (
-        f"configuration file (default: ${config.ENV_VAR}, else the first of {searched}, "
-        "else built-in defaults)"
-    )
-    serve = commands.add_parser("serve", help="run the coordinator and the front ends")
-    serve.set_defaults(func=cmd_serve)
-    coordinator = commands.add_parser("coordinator", help="run the coordinator alone")
-    coordinator.set_defaults(func=cmd_coordinator)
-    frontend = commands.add_parser("frontend", help="run one front end alone")
-    frontend.add_argument("--number", type=int, default=0, help="front-end number, for logs")
-    frontend.set_defaults(func=cmd_frontend)
-    check = commands.add_parser("fsck", help="check every object against its digest and the index")
-    check.add_argument("--repair", action="store_true", help="remove what is corrupt")
-    check.set_defaults(func=cmd_fsck)
-    show = commands.add_parser(
-        "config", help="print the effective settings and where each came from"
-    )
-    show.set_defaults(func=cmd_config)
-    for sub in (serve, coordinator, frontend, check, show):
-        sub.add_argument("--config", help=config_help)
-    keygen = commands.add_parser(
-        "keygen",
-        help="make CURVE keys for a coordinator reached over TCP ([coordinator] curve_keys)",
-    )
-    keygen.add_argument("directory", help="where to write them (created mode 0700)")
-    keygen.set_defaults(func=cmd_keygen)
+    server_commands.add_commands(commands)
     commands.add_parser(
         "simulate", help="replay a trace through the eviction policies", add_help=False
     )
@@ -141,17 +34,4 @@ def main(argv: list[str] | None = None) -> int:
 
         return simulate(argv[1:])
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except RootLocked as e:
-        return _cannot_run(e, exits.IN_USE)
-    except LayoutError as e:
-        return _cannot_run(e, exits.BROKEN_ROOT)
-    except CannotListen as e:
-        return _cannot_run(e, exits.CANNOT_LISTEN)
-
-
-def _cannot_run(error: Exception, status: int) -> int:
-    """One line for the operator, no traceback: these are situations, not bugs."""
-    print(f"packrat: {error}", file=sys.stderr)
-    return status
+    return args.func(args)

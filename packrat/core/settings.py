@@ -4,7 +4,7 @@ The file is INI (``etc/packrat.ini``).  Every option has a default here, so
 Packrat runs with no file at all; a file overrides what it sets.  Any unknown
 section or option, or a value that does not parse, raises ``ConfigError``
 whose text is one line naming the file, the section, the option and what is
-wrong; the CLI prints it and exits with 2.
+wrong; the CLI prints it and exits with ``ExitStatus.CONFIG`` (78).
 """
 
 from __future__ import annotations

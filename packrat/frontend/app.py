@@ -19,6 +19,7 @@ from tornado.web import Application
 
 from packrat.coordinator.connection import AsyncCoordinatorClient
 from packrat.core import metrics_directory
+from packrat.core.exits import CannotListen
 from packrat.core.fdlimit import raise_open_file_limit
 from packrat.core.logs import flush_logs
 from packrat.core.settings import Settings
@@ -54,10 +55,6 @@ HERE = Path(__file__).parent
 SHUTDOWN_GRACE = 5.0  # seconds in-flight requests get after SIGTERM
 SMALL_BODY = 64 * 1024  # the most any request that is not an upload may carry
 LOG_FLUSH_MS = 1000  # buffered access lines reach the log at least this often
-
-
-class CannotListen(Exception):
-    """The HTTP address cannot be bound (in use, or the host does not resolve)."""
 
 
 def make_frontend(

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from prometheus_client import Counter
 
-from packrat.core import exits, metrics_directory
+from packrat.core import metrics_directory
+from packrat.core.exits import FATAL
 from packrat.core.settings import Settings
 from packrat.frontend.app import listen
 from packrat.store import Layout, lock_root, sweep_staging
@@ -144,7 +145,7 @@ def serve(settings: Settings, config_path: Path | None) -> int:
                 if pid is not None:
                     for name in remove_staging_of(layout, pid):
                         log.info("removed %s left by pid %d", name, pid)
-                if exit_status in exits.FATAL:
+                if exit_status in FATAL:
                     log.error("%s cannot run (exit status %d); stopping", child.name, exit_status)
                     stopping, status = True, exit_status
                     break
