@@ -117,7 +117,7 @@ def test_a_port_held_by_another_program_exits_with_one_line(make_server, tmp_pat
         status = server.process.wait(30)
     finally:
         holder.close()
-    assert status == 3
+    assert status == ExitStatus.CANNOT_LISTEN
     log = server.log()
     assert "cannot listen on 127.0.0.1:" in log and "Traceback" not in log
     assert "started coordinator" not in log  # refused before any child ran
@@ -125,7 +125,7 @@ def test_a_port_held_by_another_program_exits_with_one_line(make_server, tmp_pat
 
 def test_an_unresolvable_host_exits_with_one_line(make_server):
     server = make_server(server={"host": "no-such-host.invalid"}, wait=False)
-    assert server.process.wait(30) == 3
+    assert server.process.wait(30) == ExitStatus.CANNOT_LISTEN
     log = server.log()
     assert "does not resolve" in log and "Traceback" not in log
 
@@ -236,7 +236,7 @@ def test_the_ipc_socket_is_private_and_strangers_cannot_crash_it(make_server):
 
 def test_a_non_loopback_tcp_endpoint_needs_curve_keys(make_server, free_tcp_port, tmp_path):
     refused = make_server(coordinator={"endpoint": f"tcp://0.0.0.0:{free_tcp_port}"}, wait=False)
-    assert refused.process.wait(30) == 2
+    assert refused.process.wait(30) == ExitStatus.CONFIG
     assert "curve_keys" in refused.log()
     keys = tmp_path / "curve"
     assert packrat("keygen", str(keys)).returncode == 0
