@@ -40,7 +40,7 @@ class Traffic:
         pass
 
 
-class Frontend:
+class Dependencies:
     def __init__(self, counters) -> None:
         self.metrics = counters
         self.coordinator = Traffic()
@@ -77,7 +77,7 @@ def main() -> None:
         from packrat.frontend.accesslog import RequestLog
         from packrat.frontend.metrics import FrontendMetrics
 
-        request_log = RequestLog(Frontend(FrontendMetrics()))
+        request_log = RequestLog(Dependencies(FrontendMetrics()))
         log_file = open(work / "stderr.log", "w")  # noqa: SIM115 (closed below)
         saved = os.dup(2)
         os.dup2(log_file.fileno(), 2)

@@ -102,7 +102,7 @@ class Settings:
         return context
 
 
-def _positive_int(text: str) -> int:
+def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise ValueError(f"{text!r} must not be negative")
@@ -236,13 +236,13 @@ _OPTIONS = {
     ("server", "port"): _port,
     ("server", "certfile"): _readable_file,
     ("server", "keyfile"): _readable_file,
-    ("frontend", "processes"): _positive_int,
+    ("frontend", "processes"): _non_negative_int,
     ("frontend", "touch_interval"): _seconds,
     ("frontend", "idle_timeout"): _seconds,
     ("frontend", "body_timeout"): _seconds,
     ("frontend", "max_header_size"): _positive_size,
-    ("frontend", "max_uploads"): _positive_int,
-    ("frontend", "cache_max_age"): _positive_int,
+    ("frontend", "max_uploads"): _non_negative_int,
+    ("frontend", "cache_max_age"): _non_negative_int,
     ("auth", "enabled"): _bool,
     ("auth", "read_tokens"): _tokens,
     ("auth", "write_tokens"): _tokens,

@@ -25,7 +25,7 @@ from packrat.core.errors import PackratError
 from packrat.core.logs import ACCESS_LOGGER, Event
 
 if TYPE_CHECKING:
-    from packrat.frontend.dependencies import Frontend
+    from packrat.frontend.dependencies import Dependencies
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 CLIENT_CLOSED = 499
@@ -144,7 +144,7 @@ def describe(failure: BaseException | None, status: int) -> tuple[str | None, st
 class RequestLog:
     """The ``log_function`` of one front end's application."""
 
-    def __init__(self, frontend: Frontend) -> None:
+    def __init__(self, frontend: Dependencies) -> None:
         self.frontend = frontend
 
     def __call__(self, handler: RequestHandler) -> None:

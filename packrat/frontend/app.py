@@ -26,7 +26,7 @@ from packrat.core.settings import Settings
 from packrat.frontend.accesslog import RequestLog
 from packrat.frontend.auth import Authenticator
 from packrat.frontend.base import BaseHandler
-from packrat.frontend.dependencies import Frontend
+from packrat.frontend.dependencies import Dependencies
 from packrat.frontend.handlers import (
     ExistsHandler,
     FaviconHandler,
@@ -57,9 +57,9 @@ SMALL_BODY = 64 * 1024  # the most any request that is not an upload may carry
 LOG_FLUSH_MS = 1000  # buffered access lines reach the log at least this often
 
 
-def make_frontend(
+def make_dependencies(
     settings: Settings, coordinator: AsyncCoordinatorClient, number: int = 0
-) -> Frontend:
+) -> Dependencies:
     """The process's shared dependencies, with the cache directories open.
 
     Its metrics are shared with the other processes if ``serve`` set
@@ -71,7 +71,7 @@ def make_frontend(
     counters = FrontendMetrics()
     coordinator.number = number
     coordinator.observe = counters.observe_round_trip
-    return Frontend(
+    return Dependencies(
         settings=settings,
         layout=layout,
         coordinator=coordinator,
@@ -86,7 +86,7 @@ def make_frontend(
     )
 
 
-def make_app(frontend: Frontend) -> Application:
+def make_app(frontend: Dependencies) -> Application:
     deps = {"frontend": frontend}
     # Keep in step with packrat.core.keys.RESERVED_PREFIXES and openapi.json.
     return Application(
@@ -163,7 +163,7 @@ async def serve(settings: Settings, number: int = 0) -> None:
         settings.coordinator_curve_keys,
     )
     coordinator.start()
-    frontend = make_frontend(settings, coordinator, number)
+    frontend = make_dependencies(settings, coordinator, number)
     server = make_server(make_app(frontend), settings)
     server.add_sockets(sockets)
     log_flusher = PeriodicCallback(flush_logs, LOG_FLUSH_MS)

@@ -11,7 +11,7 @@ from tornado.web import HTTPError, RequestHandler
 from packrat.core.errors import PackratError, Unauthorized
 from packrat.frontend.accesslog import Counted
 from packrat.frontend.auth import READ, WRITE
-from packrat.frontend.dependencies import Frontend
+from packrat.frontend.dependencies import Dependencies
 from packrat.frontend.uploads import UploadReceiver
 
 JSON_TYPE = "application/json; charset=UTF-8"
@@ -40,7 +40,7 @@ class BaseHandler(Counted):
     counted = False
     receiver: UploadReceiver | None = None
 
-    def initialize(self, frontend: Frontend) -> None:
+    def initialize(self, frontend: Dependencies) -> None:
         self.frontend = frontend
         BaseHandler.in_flight += 1
         self.counted = True

@@ -13,7 +13,7 @@ from packrat.store import Layout
 
 
 @dataclass
-class Frontend:
+class Dependencies:
     """One front end's dependencies, handed to every handler (``initialize``)."""
 
     settings: Settings

@@ -37,7 +37,7 @@ from packrat.frontend.multipart import MultipartForm, clean_filename
 from packrat.store import Layout, NoSpace, StagedFile
 
 if TYPE_CHECKING:
-    from packrat.frontend.dependencies import Frontend
+    from packrat.frontend.dependencies import Dependencies
 
 log = logging.getLogger("packrat.frontend")
 
@@ -67,7 +67,7 @@ def content_address(key: str) -> str | None:
 class SizeLimit:
     """The one size rule of an upload, checked as early as each number is known.
 
-    The file may have at most ``file`` bytes (``[limits] max_file_size``);
+    The file may have at most ``file`` bytes (``[cache] max_file_size``);
     the request body at most ``body``: the file plus, for a multipart form,
     ``MULTIPART_SLACK`` for boundaries, part headers and small fields.  A
     declared ``Content-Length`` is checked before a byte is read, the body as
@@ -222,7 +222,7 @@ class BodyReceiver:
 
     def __init__(
         self,
-        frontend: Frontend,
+        frontend: Dependencies,
         headers: HTTPHeaders,
         connection: HTTPConnection,
         multipart: bool,
@@ -301,7 +301,7 @@ class UploadReceiver(BodyReceiver):
     """A handler's side of one upload: created in ``prepare``, fed from
     ``data_received``, ended from ``on_finish``/``on_connection_close``."""
 
-    def __init__(self, handler: RequestHandler, frontend: Frontend, multipart: bool) -> None:
+    def __init__(self, handler: RequestHandler, frontend: Dependencies, multipart: bool) -> None:
         self.handler = handler
         request = handler.request
         super().__init__(frontend, request.headers, request.connection, multipart, self._answer)
