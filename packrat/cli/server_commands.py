@@ -14,7 +14,6 @@ import signal
 import sys
 from pathlib import Path
 
-from packrat.core import logs
 from packrat.core.exits import CannotListen, ExitStatus
 from packrat.core.settings import (
     ENV_VAR,
@@ -31,6 +30,8 @@ def _setup(
     role: str, args: argparse.Namespace, title: str | None = None, buffered_log: bool = False
 ) -> tuple[Settings, Path | None]:
     """Name the process, load settings (``ExitStatus.CONFIG`` on a bad file), configure logging."""
+    from packrat.core import logs  # not for the client commands, which share this parser
+
     try:
         from setproctitle import setproctitle
     except ImportError:  # optional: the command line already names the role
