@@ -17,12 +17,12 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from packrat import protocol
-from packrat.config import Settings
+from packrat.coordinator import protocol
 from packrat.coordinator.index import Index
+from packrat.coordinator.protocol import Commit, ListKeys, Purge
 from packrat.coordinator.service import Coordinator
-from packrat.protocol import Commit, ListKeys, Purge
-from packrat.store import StagedFile, open_object
+from packrat.core.settings import Settings
+from packrat.store import StagedFile, open_key
 
 SEGMENTS = st.sampled_from(["a", "b", "ab", "a-b", "a.b", "b0", "z", "~", "A"])
 KEYS = st.lists(st.lists(SEGMENTS, min_size=1, max_size=4).map("/".join), max_size=40)
@@ -140,7 +140,7 @@ def test_the_coordinator_lists_pages_and_purges_in_batches(coordinator):
     assert sorted(removed) == sorted(keys[:-1])
     assert ask(coordinator, ListKeys(5, deadline, "")).keys == ("other",)
     for key in removed:  # gone from the disk too, and from the status page
-        assert open_object(coordinator.layout, key) is None
+        assert open_key(coordinator.layout, key) is None
     assert [u["key"] for u in coordinator.stats()["recent_uploads"]] == ["other"]
     again = ask(coordinator, Purge(6, deadline, "ci/", 3))  # a rerun: nothing left, no error
     assert again.ok and again.keys == () and not again.more

@@ -22,20 +22,20 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from packrat.errors import BadRequest, MissingField
+from packrat.coordinator.protocol import MAX_PAGE
+from packrat.core.errors import BadRequest, MissingField
+from packrat.core.keys import validate_prefix
 from packrat.frontend.auth import LIST, WRITE
 from packrat.frontend.base import BaseHandler
-from packrat.frontend.context import Frontend
-from packrat.keys import validate_prefix
-from packrat.protocol import MAX_PAGE
-from packrat.store import CorruptObject, ObjectMeta, open_object
+from packrat.frontend.dependencies import Dependencies
+from packrat.store import CorruptObject, ObjectMeta, open_key
 
 
-def read_meta(frontend: Frontend, key: str) -> ObjectMeta | None:
+def read_meta(frontend: Dependencies, key: str) -> ObjectMeta | None:
     """The metadata of ``key``'s object, from its trailer; None if it is gone or unreadable
     (a listing shows what can be read; a read of the object finds and drops a corrupt one)."""
     try:
-        opened = open_object(frontend.layout, key)
+        opened = open_key(frontend.layout, key)
     except (OSError, CorruptObject):
         return None
     if opened is None:
@@ -45,7 +45,7 @@ def read_meta(frontend: Frontend, key: str) -> ObjectMeta | None:
 
 
 async def list_page(
-    frontend: Frontend, prefix: str, after: str, limit: int, collections: bool
+    frontend: Dependencies, prefix: str, after: str, limit: int, collections: bool
 ) -> tuple[list[ObjectMeta | str], str | None]:
     """A page under ``prefix``: each key's metadata, or a collection's name (ending in
     ``/``), in order; and the cursor of the next page (None after the last).

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from packrat import __version__
-from packrat.errors import PackratError
+from packrat.core.errors import PackratError
 from packrat.frontend.auth import LIST
 from packrat.frontend.base import BaseHandler
 from packrat.frontend.metrics import exposition

@@ -41,7 +41,7 @@ from typing import Any
 
 import msgpack
 
-from packrat.errors import ErrorCode
+from packrat.core.errors import ErrorCode
 
 VERSION = 4
 MAX_PAGE = 1000  # the most keys one List or Purge names: every reply stays small

@@ -28,10 +28,9 @@ from typing import Any
 
 import zmq
 
-from packrat import protocol
+from packrat.coordinator import protocol
 from packrat.coordinator.curve import secure_client
-from packrat.errors import CoordinatorUnavailable, PackratError
-from packrat.protocol import (
+from packrat.coordinator.protocol import (
     MAX_PAGE,
     Commit,
     Delete,
@@ -43,6 +42,7 @@ from packrat.protocol import (
     Stats,
     Touch,
 )
+from packrat.core.errors import CoordinatorUnavailable, PackratError
 
 log = logging.getLogger("packrat.coordinator.client")
 
