@@ -233,6 +233,28 @@ class Client:
         """Remove the object; raises ``NotFound`` when there is none."""
         self._send("DELETE", _path(key))
 
+    def list_keys(self, prefix: str = "") -> Iterator[dict[str, Any]]:
+        """Every object under ``prefix``, in key order, one page (``GET /api/keys``) at a
+        time: dicts of ``key``, ``size``, ``sha256``, ``stored_at``, ``content_type``,
+        ``filename``.  Needs the list right."""
+        after = ""
+        while True:
+            page = self._send("GET", "/api/keys", params={"prefix": prefix, "after": after}).json()
+            yield from page["keys"]
+            if page["next"] is None:
+                return
+            after = page["next"]
+
+    def purge(self, prefix: str) -> Iterator[list[str]]:
+        """Remove every object under ``prefix``, a batch (``DELETE /api/keys``) at a time,
+        yielding the keys of each batch.  Stopped at any point, running it again finishes
+        the job.  Needs the write and list rights."""
+        while True:
+            batch = self._send("DELETE", "/api/keys", params={"prefix": prefix}).json()
+            yield batch["keys"]
+            if not batch["more"]:
+                return
+
     def stat(self) -> dict[str, Any]:
         """The server's figures (``GET /api/stats``): objects, bytes, hits, hit_ratio, ..."""
         result: dict[str, Any] = self._send("GET", "/api/stats").json()
