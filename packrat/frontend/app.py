@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
+from tornado.routing import Rule
 from tornado.web import Application
 
 from packrat.coordinator.connection import AsyncCoordinatorClient
@@ -47,7 +48,7 @@ from packrat.frontend.observability import (
 )
 from packrat.frontend.server import PackratHTTPServer
 from packrat.frontend.upload_slots import UploadSlots
-from packrat.frontend.webdav import CollectionHandler
+from packrat.frontend.webdav import DAVHandler, DAVMethods
 from packrat.store import Layout
 
 log = logging.getLogger("packrat.frontend")
@@ -92,6 +93,8 @@ def make_app(frontend: Dependencies) -> Application:
     # Keep in step with packrat.core.keys.RESERVED_PREFIXES and openapi.json.
     return Application(
         [
+            # WebDAV's own methods, whatever the path (PROPFIND /key included).
+            Rule(DAVMethods(r"/(.*)"), DAVHandler, deps),
             (r"/", StatusHandler, deps),
             (
                 r"/static/(packrat\.css|packrat\.js|favicon\.svg)",
@@ -106,7 +109,7 @@ def make_app(frontend: Dependencies) -> Application:
             (r"/readyz", ReadyHandler, deps),
             (r"/metrics", MetricsHandler, deps),
             (r"/exists/(.+)", ExistsHandler, deps),
-            (r"/(.+/)", CollectionHandler, deps),
+            (r"/(.+/)", DAVHandler, deps),  # a collection: every method
             (r"/(.+)", ObjectHandler, deps),
         ],
         default_handler_class=NotFoundHandler,
