@@ -114,7 +114,9 @@ def test_mkcol_proppatch_delete_options_and_the_methods_refused(packrat_server):
     def request(method: str, path: str, **kw) -> requests.Response:
         return requests.request(method, url + path, timeout=10, **kw)
 
-    assert request("MKCOL", "/new/").status_code == 201  # nothing to store: it exists implicitly
+    assert propfind(f"{url}/new/").status_code == 404
+    assert request("MKCOL", "/new/").status_code == 201  # nothing to store:
+    assert propfind(f"{url}/new/").status_code == 404  # a collection exists while keys lie below
     assert request("MKCOL", "/tree/a").status_code == 405  # an object has that name
     assert request("MKCOL", "/x/", data=b"<x/>").status_code == 415
     patch = (
@@ -161,8 +163,10 @@ def test_listing_over_webdav_needs_the_list_right(guarded):
     assert propfind(f"{url}/hidden/k").status_code == 207  # read: anyone may
     assert propfind(f"{url}/hidden/", depth="1").status_code == 401
     assert propfind(f"{url}/hidden/", depth="1", headers=writer).status_code == 403
-    # A name without '/' is found to be a collection only by one who may list.
+    # Whether a collection holds keys is told only to one who may list names.
     assert propfind(f"{url}/hidden").status_code == 404
+    assert propfind(f"{url}/nothing/").status_code == 207
+    assert propfind(f"{url}/nothing/", headers=lister).status_code == 404
     listed = responses(propfind(f"{url}/hidden", depth="1", headers=lister))
     assert list(listed) == ["/hidden/", "/hidden/k"]
     delete = requests.delete(f"{url}/hidden/", headers=writer, timeout=10)

@@ -1,10 +1,14 @@
 """WebDAV (RFC 4918, class 1) over the keys, for file tools: rclone, sccache, litmus.
 
-Keys have no directories, so collections are implicit: a path ending in
-``/`` names the collection of the keys under it, which exists whether or not
-it holds any (``MKCOL`` answers 201 and stores nothing; a key-value store
-has no empty directories to keep).  A path without the ``/`` is an object
-when one is stored under it, else a collection when keys lie below it.
+Keys have no directories, so collections are implicit: ``/a/b/`` is the
+collection of the keys starting with ``a/b/``, and it exists while there are
+some (a key-value store keeps no empty directories: ``MKCOL`` answers 201 and
+stores nothing, as object stores' WebDAV gateways do).  The root always
+exists.  A path without the trailing ``/`` is an object when one is stored
+under it, else the collection of that name.  Telling whether a collection
+holds keys tells of their names, so to a caller without the ``list`` right a
+path ending in ``/`` is a collection whatever it holds (sccache's writers
+need no more), and any other path only an object.
 
 ``PROPFIND``  ``Depth: 0`` describes the object or collection; ``Depth: 1``
               adds what the collection holds, its keys and sub-collections, a
@@ -16,7 +20,7 @@ when one is stored under it, else a collection when keys lie below it.
               quoted sha256), ``getcontenttype``, ``displayname``; an unknown
               property asked for by name is 404 in its ``propstat``
 ``PROPPATCH`` 403 for every property: only the live ones above exist
-``MKCOL``     201 (405 where an object is stored under that name; 415 with a body)
+``MKCOL``     201, storing nothing (405 where an object has that name; 415 with a body)
 ``DELETE``    of a collection: every key under it, in the purge's batches
 ``OPTIONS``   ``DAV: 1`` and the methods allowed
 ``GET``, ``HEAD``, ``PUT``, ``POST``, ``DELETE`` of an object stay the
@@ -265,20 +269,31 @@ class DAVHandler(BaseHandler):
         self.finish()
 
     async def _resolve(self) -> ObjectMeta | str:
-        """What the path names: an object's metadata, or a collection's prefix ('' is the root)."""
+        """What the path names: an object's metadata, or a collection's prefix ('' is the root).
+
+        A collection exists while keys lie below it; to a caller who may not
+        list names, whose answer would tell of them, a path ending in ``/`` is
+        a collection whatever it holds, and any other path only an object.
+        """
         path = self.path
-        if path == "" or path.endswith("/"):
+        if path == "":
             return path
-        validate_key(path)
-        meta = read_meta(self.frontend, path)
-        if meta is not None:
-            return meta
-        authorization = self.request.headers.get("Authorization")
-        if await self.frontend.auth.allows(LIST, authorization):
-            below, _ = await self.frontend.coordinator.list_keys(path + "/", "", 1)
+        if not path.endswith("/"):
+            validate_key(path)
+            meta = read_meta(self.frontend, path)
+            if meta is not None:
+                return meta
+            path += "/"
+        elif not await self._may(LIST):
+            return path
+        if await self._may(LIST):
+            below, _ = await self.frontend.coordinator.list_keys(path, "", 1)
             if below:
-                return path + "/"
-        raise NotFound(f"no object or collection under {path!r}")
+                return path
+        raise NotFound(f"no object or collection under {self.path!r}")
+
+    async def _may(self, right: str) -> bool:
+        return await self.frontend.auth.allows(right, self.request.headers.get("Authorization"))
 
     async def _require(self, right: str) -> None:
         await self.frontend.auth.require(right, self.request.headers.get("Authorization"))
