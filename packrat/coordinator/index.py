@@ -150,15 +150,20 @@ class Index:
         holds the contract (against a sorted-list model) that an index with
         its keys in order, which answers a page without a scan, must pass.
         """
+        keys = self.policy.sizes
+        if not collections:
+            page = heapq.nsmallest(
+                limit + 1, (k for k in keys if k > after and k.startswith(prefix))
+            )
+            return page[:limit], len(page) > limit
         found: set[str] = set()
         start = len(prefix)
-        for key in self.policy.sizes:
+        for key in keys:
             if not key.startswith(prefix):
                 continue
-            if collections:
-                cut = key.find("/", start)
-                if cut >= 0:
-                    key = key[: cut + 1]
+            cut = key.find("/", start)
+            if cut >= 0:
+                key = key[: cut + 1]
             if key > after:
                 found.add(key)
         page = heapq.nsmallest(limit + 1, found)
