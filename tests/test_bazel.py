@@ -24,6 +24,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
+
+from packrat.buildtools.reapi import output_digests
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bazel") is None or shutil.which("cc") is None,
@@ -131,6 +134,16 @@ def test_a_build_after_clean_expunge_takes_every_action_from_packrat(bazel, modu
     uploads = [upload["key"] for upload in stored["recent_uploads"]]
     assert sum(key.startswith("bazel/ac/") for key in uploads) == ACTIONS
     assert all(key.startswith(("bazel/ac/", "bazel/cas/")) for key in uploads)
+    # Each action result names its output, stored in cas/ with the size it says, and
+    # its empty stdout and stderr (the empty blob, which needs no storage).
+    results = requests.get(f"{server.url}/api/keys", params={"prefix": "bazel/ac/"}, timeout=10)
+    assert len(results.json()["keys"]) == ACTIONS
+    for entry in results.json()["keys"]:
+        output, stdout, stderr = output_digests(server.get(entry["key"]).content)
+        assert stdout.size == stderr.size == 0
+        stored_blob = server.get(f"bazel/cas/{output.hash}")
+        assert stored_blob.status_code == 200 and len(stored_blob.content) == output.size > 0
+    stored = server.stats_grown(stored, hits=2 * ACTIONS)  # the reads just made
 
     assert bazel("clean", "--expunge").returncode == 0  # outputs, caches and the server
     assert not (bazel.workspace / "bazel-bin").exists()
