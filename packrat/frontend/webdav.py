@@ -41,6 +41,7 @@ from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 from tornado.httputil import HTTPServerRequest, format_timestamp
+from tornado.iostream import StreamClosedError
 from tornado.routing import PathMatches
 from tornado.web import HTTPError, RequestHandler
 
@@ -182,7 +183,7 @@ class DAVHandler(BaseHandler):
         "MKCOL": WRITE,
         "OPTIONS": READ,
     }
-    route = "webdav"
+    route = "webdav"  # WebDAV methods on any path, and collections: one label
     path = ""  # the request's path without its leading '/'
 
     async def prepare(self) -> None:
@@ -224,7 +225,10 @@ class DAVHandler(BaseHandler):
             self.write("".join(response(entry, mode, asked) for entry in entries))
             if cursor is None:
                 break
-            await self.flush()
+            try:
+                await self.flush()
+            except StreamClosedError:
+                return  # the client left; its access line says so
             entries, cursor = await list_page(
                 self.frontend, target, cursor, MAX_PAGE, collections=True
             )
