@@ -1,6 +1,6 @@
 """The ``packrat`` command.
 
-Server side: ``serve``, ``coordinator``, ``frontend``, ``fsck``, ``config``,
+Server side: ``serve``, ``coordinator``, ``frontend``, ``uploader``, ``fsck``, ``config``,
 ``simulate``; client side (``packrat.cli_client``): ``put``, ``get``,
 ``exists``, ``rm``, ``stat``.
 """
@@ -65,6 +65,18 @@ def cmd_frontend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_uploader(args: argparse.Namespace) -> int:
+    from packrat.objectstore import uploader
+
+    settings, path = _setup("uploader", args)
+    if not settings.objectstore_enabled:
+        where = path or "the built-in defaults"
+        print(f"packrat: {where}: [objectstore] bucket is not set", file=sys.stderr)
+        return exits.CONFIG
+    uploader.run(settings)
+    return 0
+
+
 def cmd_fsck(args: argparse.Namespace) -> int:
     from packrat import fsck
 
@@ -109,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     frontend = commands.add_parser("frontend", help="run one front end alone")
     frontend.add_argument("--number", type=int, default=0, help="front-end number, for logs")
     frontend.set_defaults(func=cmd_frontend)
+    uploader = commands.add_parser(
+        "uploader", help="run the object store's uploader alone ([objectstore])"
+    )
+    uploader.set_defaults(func=cmd_uploader)
     check = commands.add_parser("fsck", help="check every object against its digest and the index")
     check.add_argument("--repair", action="store_true", help="remove what is corrupt")
     check.set_defaults(func=cmd_fsck)
@@ -116,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         "config", help="print the effective settings and where each came from"
     )
     show.set_defaults(func=cmd_config)
-    for sub in (serve, coordinator, frontend, check, show):
+    for sub in (serve, coordinator, frontend, uploader, check, show):
         sub.add_argument("--config", help=config_help)
     keygen = commands.add_parser(
         "keygen",

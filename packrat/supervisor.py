@@ -102,6 +102,8 @@ def children_for(settings: Settings, config_path: Path | None, lock_fd: int) -> 
         children.append(
             Child(f"frontend {number}", [*base, "frontend", "--number", str(number), *config])
         )
+    if settings.objectstore_enabled:
+        children.append(Child("uploader", [*base, "uploader", *config]))
     return children
 
 
@@ -174,7 +176,7 @@ def _restart_counter() -> Counter:
         ["role"],
         registry=None,
     )
-    for role in ("coordinator", "frontend"):
+    for role in ("coordinator", "frontend", "uploader"):
         counter.labels(role)
     return counter
 
@@ -182,13 +184,15 @@ def _restart_counter() -> Counter:
 def stop_all(children: list[Child]) -> None:
     """Stop the front ends, then the coordinator, each within a grace period.
 
-    Front ends first: they finish the requests under way (uploads included,
-    which still need the coordinator to commit), then exit; the coordinator
-    goes last and saves its snapshot.  Whatever outlives its grace is killed.
+    Front ends first, with the uploader: they finish the requests under way
+    (uploads included, which still need the coordinator to commit), and the
+    uploader gives its uploads under way 3 s (the rest are found again at the
+    next start); the coordinator goes last and saves its snapshot.  Whatever
+    outlives its grace is killed.
     """
-    frontends = [c.process for c in children if c.process and c.name != "coordinator"]
-    coordinator = [c.process for c in children if c.process and c.name == "coordinator"]
-    _terminate(frontends, FRONTEND_GRACE)
+    first = [c.process for c in children if c.process and c.role != "coordinator"]
+    coordinator = [c.process for c in children if c.process and c.role == "coordinator"]
+    _terminate(first, FRONTEND_GRACE)
     _terminate(coordinator, COORDINATOR_GRACE)
     log.info("all processes stopped")
 

@@ -58,7 +58,15 @@ class ReadyHandler(BaseHandler):
 
     async def get(self) -> None:
         await self.frontend.coordinator.stats(timeout=probe_timeout(self))
-        self.write_json({"ready": True, "frontend": self.frontend.number})
+        answer: dict[str, object] = {"ready": True, "frontend": self.frontend.number}
+        if self.frontend.readthrough is not None:
+            from packrat.objectstore.status import objectstore_status
+
+            # Still ready when the store is not: local reads and writes go on, and a
+            # balancer that took every node out of its pool would stop them too.
+            status = await objectstore_status(self.frontend, probe_timeout(self))
+            answer["objectstore"] = status["state"]
+        self.write_json(answer)
 
     head = get
 
@@ -88,4 +96,8 @@ class StatsHandler(BaseHandler):
 
     async def get(self) -> None:
         stats = await self.frontend.coordinator.stats()
+        if self.frontend.readthrough is not None:
+            from packrat.objectstore.status import objectstore_status
+
+            stats["objectstore"] = await objectstore_status(self.frontend, probe_timeout(self))
         self.write_json({"version": __version__, **stats})
