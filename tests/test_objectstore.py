@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from tests.conftest import BUCKET, PackratProcess, free_port, wait_until, write_config
 
 from bench.seaweedfs import SECRET_KEY
+from tests.conftest import BUCKET, PackratProcess, free_port, wait_until, write_config
 
 
 def start_node(
@@ -145,3 +145,220 @@ def test_write_through_then_read_through_on_an_empty_node(seaweedfs, objectstore
     assert in_store(seaweedfs, objectstore, "wt/small.txt") is None
     assert second.get("wt/small.txt").status_code == 404
     assert requests.delete(second.url + "/wt/small.txt", timeout=10).status_code == 404
+
+
+def put_as_packrat(seaweedfs, objectstore: dict, key: str, data: bytes, **overrides) -> None:
+    """Put ``key`` in the store as another Packrat node would (its metadata), bypassing ours."""
+    metadata = {
+        "packrat-sha256": hashlib.sha256(data).hexdigest(),
+        "packrat-version": str(time.time_ns()),
+        "packrat-stored-at": repr(time.time()),
+        "packrat-filename": "from-the-store.bin",
+        **overrides,
+    }
+    seaweedfs.client().put_object(
+        Bucket=BUCKET,
+        Key=store_key(objectstore, key),
+        Body=data,
+        Metadata=metadata,
+        ContentType="application/octet-stream",
+    )
+
+
+def kill_group(node: PackratProcess) -> None:
+    """``kill -9`` of every process of ``packrat serve``, the supervisor first."""
+    processes = [node.psutil, *node.children()]
+    for process in processes:
+        process.send_signal(signal.SIGKILL)
+    node.process.wait(10)
+    for process in processes:
+        process.wait(10)
+
+
+def stats(node: PackratProcess) -> dict:
+    reply = requests.get(node.url + "/api/stats", timeout=10)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def test_the_backlog_survives_kill_9_and_drains_when_the_store_is_back(
+    seaweedfs, objectstore, nodes, tmp_path
+):
+    node = start_node(tmp_path / "a", objectstore)
+    nodes.append(node)
+    seaweedfs.stop()
+    try:
+        objects = {f"backlog/{n}": secrets.token_bytes(1000 + n) for n in range(12)}
+        for key, data in objects.items():
+            assert node.upload(key, data).status_code == 200  # local writes go on
+        for key, data in objects.items():
+            assert node.get(key).content == data  # and local reads
+        wait_until(lambda: stats(node)["objectstore"]["state"] == "degraded")
+        figures = stats(node)["objectstore"]
+        assert figures["uploader"]["backlog_objects"] == len(objects), figures
+        ready = requests.get(node.url + "/readyz", timeout=10)
+        assert ready.status_code == 200  # the node still serves: the balancer keeps it
+        assert ready.json()["objectstore"] == "degraded"
+        assert metric(node, "packrat_objectstore_backlog_objects") == len(objects)
+        assert metric(node, "packrat_objectstore_up") == 0
+        kill_group(node)
+    finally:
+        seaweedfs.start()
+        seaweedfs.wait_ready()
+    for key in objects:
+        assert in_store(seaweedfs, objectstore, key) is None
+    restarted = start_node(tmp_path / "a", objectstore)
+    nodes.append(restarted)
+    for key, data in objects.items():
+        wait_until(lambda key=key: in_store(seaweedfs, objectstore, key), timeout=30)
+        assert store_bytes(seaweedfs, objectstore, key) == data
+    wait_until(lambda: stats(restarted)["objectstore"]["uploader"]["backlog_objects"] == 0)
+    assert stats(restarted)["objectstore"]["state"] == "ok"
+
+
+def test_the_store_stopped_and_started_mid_traffic(seaweedfs, objectstore, nodes, tmp_path):
+    node = start_node(tmp_path / "a", objectstore)
+    nodes.append(node)
+    assert node.upload("mid/local", b"local bytes").status_code == 200
+    remote = secrets.token_bytes(5000)
+    put_as_packrat(seaweedfs, objectstore, "mid/remote", remote)
+    wait_until(lambda: in_store(seaweedfs, objectstore, "mid/local"))
+    seaweedfs.stop()
+    try:
+        # Misses answer 404; once each front end's breaker is open, without asking the
+        # store (but for a probe every few seconds); hits and uploads go on.
+        for _ in range(8):
+            assert node.get("mid/remote").status_code == 404
+        asked = metric(node, "packrat_objectstore_requests_total", 'op="get"')
+        for _ in range(20):
+            assert node.get("mid/remote").status_code == 404
+            assert not node.exists("mid/remote")
+        probes = metric(node, "packrat_objectstore_requests_total", 'op="get"') - asked
+        assert probes <= 4, probes
+        assert node.get("mid/local").content == b"local bytes"
+        assert node.upload("mid/while-down", b"written while the store was down").status_code == 200
+        assert requests.delete(node.url + "/mid/local", timeout=10).status_code == 503
+        assert node.get("mid/local").content == b"local bytes"  # nothing deleted
+        assert metric(node, "packrat_objectstore_errors_total", 'kind="unavailable",op="get"') > 0
+    finally:
+        seaweedfs.start()
+        seaweedfs.wait_ready()
+    # Back: the backlog drains, misses are fetched again.
+    wait_until(lambda: in_store(seaweedfs, objectstore, "mid/while-down"), timeout=30)
+    wait_until(lambda: node.get("mid/remote").status_code == 200, timeout=30)
+    assert node.get("mid/remote").content == remote
+    assert requests.delete(node.url + "/mid/local", timeout=10).status_code == 200
+    assert in_store(seaweedfs, objectstore, "mid/local") is None
+
+
+@pytest.mark.parametrize("size", [10, 1_000_000])
+def test_a_corrupted_object_in_the_store_is_never_a_clean_200(
+    seaweedfs, objectstore, nodes, tmp_path, size
+):
+    node = start_node(tmp_path / "a", objectstore)
+    nodes.append(node)
+    good = secrets.token_bytes(size)
+    bad = bytes([good[0] ^ 1]) + good[1:]
+    put_as_packrat(
+        seaweedfs,
+        objectstore,
+        "bad/object",
+        bad,
+        **{"packrat-sha256": hashlib.sha256(good).hexdigest()},
+    )
+    for _ in range(2):
+        try:
+            reply = node.get("bad/object")
+        except requests.exceptions.RequestException:
+            continue  # cut off: what a client must see
+        assert not (reply.status_code == 200 and reply.content == bad)
+        assert reply.status_code != 200 or len(reply.content) < size
+    assert not local_file(node, "bad/object").exists()
+    assert metric(node, "packrat_objectstore_fetches_total", 'outcome="corrupt"') == 2
+    assert node.get("bad/absent").status_code == 404
+
+
+def test_an_older_version_never_replaces_a_newer_one_in_the_store(
+    seaweedfs, objectstore, nodes, tmp_path
+):
+    first = start_node(tmp_path / "a", objectstore)
+    second = start_node(tmp_path / "b", objectstore)
+    nodes += [first, second]
+    uploader = first.children("uploader")
+    assert len(uploader) == 1
+    uploader[0].suspend()  # the first node's uploads wait
+    try:
+        assert first.upload("versions/key", b"older").status_code == 200
+        time.sleep(0.01)
+        assert second.upload("versions/key", b"newer").status_code == 200
+        wait_until(lambda: in_store(seaweedfs, objectstore, "versions/key"))
+    finally:
+        uploader[0].resume()
+    wait_until(
+        lambda: metric(first, "packrat_objectstore_uploads_total", 'outcome="newer_in_store"')
+    )
+    assert store_bytes(seaweedfs, objectstore, "versions/key") == b"newer"
+    # Within one node, the last commit is what the store ends with.
+    for n in range(5):
+        assert first.upload("versions/many", f"version {n}".encode()).status_code == 200
+    stamp = local_file(first, "versions/many").stat().st_mtime_ns
+    wait_until(
+        lambda: (
+            (in_store(seaweedfs, objectstore, "versions/many") or {})
+            .get("Metadata", {})
+            .get("packrat-version")
+            == str(stamp)
+        )
+    )
+    assert store_bytes(seaweedfs, objectstore, "versions/many") == b"version 4"
+
+
+def test_credentials_never_show(seaweedfs, objectstore, nodes, tmp_path, monkeypatch):
+    from bench.seaweedfs import ACCESS_KEY
+
+    node = start_node(tmp_path / "a", objectstore)
+    nodes.append(node)
+    assert node.upload("creds/k", b"x").status_code == 200
+    wait_until(lambda: in_store(seaweedfs, objectstore, "creds/k"))
+    shown = [
+        requests.get(node.url + "/api/stats", timeout=10).text,
+        requests.get(node.url + "/metrics", timeout=10).text,
+        requests.get(node.url + "/", timeout=10).text,
+    ]
+    # packrat config, with credentials from the file and from the environment
+    import subprocess
+    import sys
+
+    for environment in ({}, seaweedfs.environment()):
+        settings = {
+            k: v for k, v in objectstore.items() if environment == {} or k != "credentials_file"
+        }
+        config = write_config(tmp_path / "c.ini", tmp_path / "c", free_port(), objectstore=settings)
+        out = subprocess.run(
+            [sys.executable, "-m", "packrat", "config", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **environment},
+            check=True,
+        )
+        assert "[objectstore]" in out.stdout
+        assert "not shown" in out.stdout
+        assert ACCESS_KEY not in out.stdout  # cut short, recognisable
+        shown += [out.stdout, out.stderr]
+    # Wrong credentials: the store refuses them, the node goes on, the logs name no secret.
+    wrong = tmp_path / "wrong-credentials"
+    wrong.write_text(
+        f"[default]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = not-{SECRET_KEY}\n"
+    )
+    refused = start_node(tmp_path / "b", {**objectstore, "credentials_file": wrong})
+    nodes.append(refused)
+    assert refused.upload("creds/local", b"y").status_code == 200
+    assert refused.get("creds/k").status_code == 404
+    wait_until(lambda: stats(refused)["objectstore"]["state"] == "degraded")
+    shown.append(requests.get(refused.url + "/api/stats", timeout=10).text)
+    node.stop()
+    refused.stop()
+    shown += [node.log(), refused.log()]
+    assert "SignatureDoesNotMatch" in shown[-3] or "credentials" in shown[-3]
+    for text in shown:
+        assert SECRET_KEY not in text

@@ -26,9 +26,10 @@ from packrat.config import Settings
 for _name in ("botocore", "boto3", "s3transfer", "urllib3"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
-# boto3's own retries: one more try on a connection error or a throttle; the
-# breaker and the uploader's back-off handle longer outages.
-MAX_ATTEMPTS = 2
+# boto3's own retries: none.  Its back-off would hold a miss for up to a second
+# for each failure; a failed read is a miss, a failed upload waits its turn again,
+# and the breaker and the uploader's back-off handle outages.
+MAX_ATTEMPTS = 1
 
 
 def read_credentials_file(path: Path, profile: str | None) -> dict[str, str]:

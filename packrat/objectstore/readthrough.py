@@ -218,6 +218,8 @@ class ReadThrough:
         finally:
             if fetch is None:
                 await self._run(self._unlock, offset)
+        if fetch is None:
+            return None
         self.fetches[key] = fetch
         task = asyncio.ensure_future(self._complete(key, fetch, offset))
         self.tasks.add(task)
