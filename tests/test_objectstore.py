@@ -199,7 +199,8 @@ def test_the_backlog_survives_kill_9_and_drains_when_the_store_is_back(
         ready = requests.get(node.url + "/readyz", timeout=10)
         assert ready.status_code == 200  # the node still serves: the balancer keeps it
         assert ready.json()["objectstore"] == "degraded"
-        assert metric(node, "packrat_objectstore_backlog_objects") == len(objects)
+        # (the uploader's gauges are written once a second)
+        wait_until(lambda: metric(node, "packrat_objectstore_backlog_objects") == len(objects))
         assert metric(node, "packrat_objectstore_up") == 0
         kill_group(node)
     finally:

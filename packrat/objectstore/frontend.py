@@ -10,29 +10,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from tornado.iostream import StreamClosedError
 from tornado.web import RequestHandler
 
-from packrat.errors import NotFound
+from packrat.core.errors import NotFound
 from packrat.objectstore.readthrough import LOCAL, Fetch, FetchFailed
 
 if TYPE_CHECKING:
-    from packrat.frontend.context import Frontend
+    from packrat.frontend.dependencies import Dependencies as Frontend
 
 log = logging.getLogger("packrat.objectstore")
 
 ANSWERED = "answered"
+Plan = Callable[..., Any]  # (frontend, request headers, meta, with_body) -> downloads.Answer
 
 
 async def answer_miss(
-    handler: RequestHandler, frontend: Frontend, key: str, with_body: bool
+    handler: RequestHandler, frontend: Frontend, key: str, with_body: bool, plan: Plan
 ) -> str | None:
     """Answer a local miss from the store: ``ANSWERED``, ``LOCAL`` (read the disk again),
-    or None (not in the store, or the store is unavailable: a 404)."""
-    from packrat.frontend.downloads import plan
+    or None (not in the store, or the store is unavailable: a 404).
 
+    ``plan`` is the object path's (``downloads.plan``): the status and headers of
+    an answer, as for a local object.
+    """
     readthrough = frontend.readthrough
     assert readthrough is not None
     if not with_body:

@@ -1,6 +1,6 @@
 """The object store's Prometheus metrics, counted by the front ends and the uploader.
 
-Created after ``packrat.metrics.use_directory``, they land in the shared
+Created after ``core.metrics_directory.use_directory``, they land in the shared
 directory like the front ends' own, so any front end's ``GET /metrics``
 shows them all.  One instance per process (``store_metrics``).
 """

@@ -35,12 +35,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from packrat.config import Settings
-from packrat.errors import PackratError
+from packrat.core.errors import PackratError
+from packrat.core.settings import Settings
 from packrat.objectstore.breaker import OPEN
 from packrat.objectstore.metadata import Stored
 from packrat.objectstore.store import ObjectStore, StoreUnavailable
-from packrat.store import Layout, ObjectMeta, StagedFile, key_digest, open_object
+from packrat.store import Layout, ObjectMeta, StagedFile, key_digest, open_key
 
 log = logging.getLogger("packrat.objectstore")
 
@@ -320,7 +320,7 @@ class ReadThrough:
 
     def _is_local(self, key: str) -> bool:
         try:
-            opened = open_object(self.layout, key)
+            opened = open_key(self.layout, key)
         except Exception:  # corrupt or unreadable: the local path deals with it
             return False
         if opened is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from packrat.frontend.context import Frontend
+    from packrat.frontend.dependencies import Dependencies as Frontend
 
 
 async def objectstore_status(frontend: Frontend, timeout: float) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from packrat.config import Settings
+from packrat.core.settings import Settings
 from packrat.objectstore.breaker import Breaker
 from packrat.objectstore.connect import make_client
 from packrat.objectstore.metadata import Stored, decode, encode, store_key

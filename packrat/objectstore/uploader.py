@@ -42,10 +42,10 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from packrat import metrics
-from packrat.config import Settings
 from packrat.coordinator.server import _bind  # one rule for binding a local socket
-from packrat.fdlimit import raise_open_file_limit
+from packrat.core import metrics_directory
+from packrat.core.fdlimit import raise_open_file_limit
+from packrat.core.settings import Settings
 from packrat.objectstore import messages
 from packrat.objectstore.backlog import Backlog
 from packrat.objectstore.store import ObjectStore, PreconditionFailed, Refused, StoreUnavailable
@@ -402,5 +402,5 @@ def _files_after(layout: Layout, mark: int) -> list[tuple[int, str, int]]:
 
 def run(settings: Settings) -> None:
     raise_open_file_limit()
-    metrics.use_directory(settings.metrics_directory)
+    metrics_directory.use_directory(settings.metrics_directory)
     asyncio.run(Uploader(settings).run())

@@ -9,7 +9,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from packrat.errors import ObjectStoreUnavailable
+from packrat.core.errors import ObjectStoreUnavailable
 from packrat.objectstore import messages
 
 UNREACHABLE = "the object store's uploader is not reachable; nothing was deleted, retry shortly"

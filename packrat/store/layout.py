@@ -9,7 +9,7 @@
     <root>/state/snapshot                 the coordinator's index snapshot
     <root>/state/clean                    mark of a clean shutdown (names a snapshot)
     <root>/state/lock                     held (flock) by the instance that owns the root
-    <root>/state/metrics/                 Prometheus counters of every process (``packrat.metrics``)
+    <root>/state/metrics/                 Prometheus values of each process (core.metrics_directory)
     <root>/state/uploaded                 what reached the object store (``packrat.objectstore``)
     <root>/state/fetching                 locked by byte ranges while a key is fetched from it
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import msgpack
 
-from packrat.errors import ErrorCode
+from packrat.core.errors import ErrorCode
 
 VERSION = 3
 
