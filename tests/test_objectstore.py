@@ -14,7 +14,10 @@ import hashlib
 import os
 import re
 import secrets
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,7 +25,7 @@ import pytest
 import requests
 
 from bench.seaweedfs import SECRET_KEY
-from tests.conftest import BUCKET, PackratProcess, free_port, wait_until, write_config
+from tests.conftest import BUCKET, REPO, PackratProcess, free_port, wait_until, write_config
 
 
 def start_node(
@@ -310,9 +313,6 @@ def test_credentials_never_show(seaweedfs, objectstore, nodes, tmp_path, monkeyp
         requests.get(node.url + "/", timeout=10).text,
     ]
     # packrat config, with credentials from the file and from the environment
-    import subprocess
-    import sys
-
     for environment in ({}, seaweedfs.environment()):
         settings = {
             k: v for k, v in objectstore.items() if environment == {} or k != "credentials_file"
@@ -348,3 +348,76 @@ def test_credentials_never_show(seaweedfs, objectstore, nodes, tmp_path, monkeyp
     assert "SignatureDoesNotMatch" in shown[-3] or "credentials" in shown[-3]
     for text in shown:
         assert SECRET_KEY not in text
+
+
+def test_nodes_sharing_a_bucket_behind_haproxy_round_robin(seaweedfs, objectstore, nodes, tmp_path):
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    if not os.access(haproxy, os.X_OK):
+        pytest.skip("haproxy is not installed (apt-get install haproxy)")
+    pair = [
+        start_node(tmp_path / name, objectstore, frontend={"processes": 1}, wait=False)
+        for name in ("a", "b")
+    ]
+    nodes += pair
+    for node in pair:
+        node.wait_ready()
+    # deploy/haproxy-objectstore.cfg with loopback addresses for the example ones
+    text = (REPO / "deploy" / "haproxy-objectstore.cfg").read_text()
+    port = free_port()
+    assert "bind :80" in text
+    text = text.replace("bind :80", f"bind 127.0.0.1:{port}")
+    servers = [
+        f"    server node{n} 127.0.0.1:{node.port} check inter 2s fall 2 rise 2"
+        for n, node in enumerate(pair)
+    ]
+    text = re.sub(r"(?m)^\s*server node\d 10\.0\.0\.\d+:5050.*\n", "", text) + "\n".join(servers)
+    (tmp_path / "haproxy.cfg").write_text(text + "\n")
+    log = open(tmp_path / "haproxy.log", "wb")  # noqa: SIM115 (closed below)
+    balancer = subprocess.Popen(
+        [haproxy, "-db", "-f", str(tmp_path / "haproxy.cfg")], stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(url + "/readyz"))
+        objects = {f"shared/{n}": secrets.token_bytes(2000 + n) for n in range(8)}
+        for key, data in objects.items():
+            reply = requests.post(f"{url}/{key}", files={"file": ("f", data)}, timeout=10)
+            assert reply.status_code == 200, reply.text
+        # Round-robin put the uploads on both nodes, each on one disk.
+        holders = {
+            key: [n for n, node in enumerate(pair) if local_file(node, key).exists()]
+            for key in objects
+        }
+        assert all(len(found) == 1 for found in holders.values()), holders
+        assert {found[0] for found in holders.values()} == {0, 1}, holders
+        for key in objects:
+            wait_until(lambda key=key: in_store(seaweedfs, objectstore, key))
+        # Every key is served through the balancer, and by either node.
+        for _ in range(2):
+            for key, data in objects.items():
+                reply = requests.get(f"{url}/{key}", timeout=10)
+                assert reply.status_code == 200 and reply.content == data, key
+                assert requests.get(f"{url}/exists/{key}", timeout=10).json()["present"]
+        for key, data in objects.items():
+            for node in pair:
+                assert node.exists(key)
+                assert node.get(key).content == data
+        for key in objects:
+            for node in pair:
+                wait_until(lambda node=node, key=key: local_file(node, key).exists())
+        # A node that starts with an empty disk serves everything in the bucket.
+        empty = start_node(tmp_path / "c", objectstore, frontend={"processes": 1})
+        nodes.append(empty)
+        for key, data in objects.items():
+            assert empty.get(key).content == data
+    finally:
+        balancer.terminate()
+        balancer.wait(10)
+        log.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
