@@ -38,6 +38,7 @@ import json
 import os
 import resource
 import secrets
+import socket
 import statistics
 import sys
 import tempfile
@@ -243,11 +244,151 @@ def clients_table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+# -- reads through Packrat -------------------------------------------------------
+
+
+def _timed_get(connection, path: str) -> tuple[float, float, int]:
+    """(seconds to the first body byte, seconds to the last, bytes) of one ``GET``."""
+    started = time.perf_counter()
+    connection.request("GET", path)
+    reply = connection.getresponse()
+    assert reply.status == 200, reply.status
+    first = reply.read(1)
+    first_byte = time.perf_counter() - started
+    size = len(first)
+    while chunk := reply.read(CHUNK):
+        size += len(chunk)
+    return first_byte, time.perf_counter() - started, size
+
+
+def _timed_direct(client, bucket: str, key: str) -> tuple[float, float, int]:
+    started = time.perf_counter()
+    body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    first = body.read(1)
+    first_byte = time.perf_counter() - started
+    size = len(first)
+    while chunk := body.read(CHUNK):
+        size += len(chunk)
+    return first_byte, time.perf_counter() - started, size
+
+
+def bench_reads(store: SeaweedFS, tmp: Path, repeat: int) -> list[dict[str, object]]:
+    """Read-through, local hit and a direct boto3 download of the same objects."""
+    import hashlib
+    import http.client
+    import subprocess
+
+    import requests
+
+    bucket = store.create_bucket("reads")
+    root = tmp / "packrat"
+    root.mkdir()
+    credentials = tmp / "credentials"
+    credentials.write_text(
+        f"[default]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = root / "packrat.ini"
+    config.write_text(
+        f"[server]\nport = {port}\n[frontend]\nprocesses = 2\n"
+        f"[cache]\nroot = {root}/cache\nmax_size = 2G\n"
+        f"[coordinator]\nendpoint = ipc://{root}/run/coordinator.sock\n"
+        f"[metrics]\ndirectory = {root}/run/metrics\n"
+        f"[log]\naccess = off\n"
+        f"[objectstore]\nbucket = {bucket}\nendpoint_url = {store.endpoint}\n"
+        f"addressing_style = path\ncredentials_file = {credentials}\n"
+        f"uploader_endpoint = ipc://{root}/run/uploader.sock\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "packrat", "serve", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = boto3_client(store.endpoint)
+    rows = []
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("packrat serve did not start")
+            time.sleep(0.1)
+        for size in READ_SIZES:
+            timings: dict[str, list[tuple[float, float, int]]] = {
+                "read-through": [],
+                "local hit": [],
+                "direct boto3": [],
+            }
+            for n in range(repeat + 1):  # the first of each is a warm-up, dropped
+                key = f"r{size}-{n}"
+                data = secrets.token_bytes(size)
+                client.put_object(
+                    Bucket=bucket,
+                    Key=key,
+                    Body=data,
+                    Metadata={
+                        "packrat-sha256": hashlib.sha256(data).hexdigest(),
+                        "packrat-version": str(time.time_ns()),
+                        "packrat-stored-at": repr(time.time()),
+                        "packrat-filename": key,
+                    },
+                )
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                direct = _timed_direct(client, bucket, key)
+                through = _timed_get(connection, f"/{key}")
+                time.sleep(0.2)  # the commit
+                hit = _timed_get(connection, f"/{key}")
+                connection.close()
+                if n:
+                    timings["direct boto3"].append(direct)
+                    timings["read-through"].append(through)
+                    timings["local hit"].append(hit)
+            for name, runs in timings.items():
+                first = statistics.median(r[0] for r in runs)
+                total = statistics.median(r[1] for r in runs)
+                rows.append(
+                    {
+                        "size": size,
+                        "path": name,
+                        "first_byte_ms": round(first * 1000, 2),
+                        "total_ms": round(total * 1000, 2),
+                        "mb_per_s": round(size / MB / total, 1),
+                    }
+                )
+                print(rows[-1], flush=True)
+    finally:
+        server.terminate()
+        server.wait(20)
+    return rows
+
+
+def reads_table(rows: list[dict[str, object]]) -> str:
+    lines = [
+        "| object | path | first byte (ms, median) | whole (ms, median) | MB/s |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        size = int(row["size"])  # type: ignore[arg-type]
+        shown = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
+        lines.append(
+            f"| {shown} | {row['path']} | {row['first_byte_ms']} | {row['total_ms']} | "
+            f"{row['mb_per_s']} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=("clients", "reads", "all"), default="all")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5, help="objects per size (reads)")
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args()
     results: dict[str, object] = {"load_before": os.getloadavg()}
@@ -259,6 +400,10 @@ def main() -> int:
                 rows = bench_clients(store, args.concurrency, args.rounds)
                 results["clients"] = rows
                 print(clients_table(rows))
+            if args.part in ("reads", "all"):
+                rows = bench_reads(store, Path(tmp), args.repeat)
+                results["reads"] = rows
+                print(reads_table(rows))
         finally:
             store.stop()
     results["load_after"] = os.getloadavg()
