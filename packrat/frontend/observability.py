@@ -25,6 +25,7 @@ from packrat.frontend.base import BaseHandler
 from packrat.frontend.metrics import exposition
 
 PROBE_TIMEOUT = 2.0  # seconds a readiness probe or a scrape waits for the coordinator
+UPLOADER_PROBE_TIMEOUT = 0.5  # ... and for the object store's uploader (it only informs)
 # Prometheus' text format 0.0.4, which every Prometheus reads (our names need
 # none of version 1.0.0's escaping).
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -64,7 +65,7 @@ class ReadyHandler(BaseHandler):
 
             # Still ready when the store is not: local reads and writes go on, and a
             # balancer that took every node out of its pool would stop them too.
-            status = await objectstore_status(self.frontend, probe_timeout(self))
+            status = await objectstore_status(self.frontend, UPLOADER_PROBE_TIMEOUT)
             answer["objectstore"] = status["state"]
         self.write_json(answer)
 

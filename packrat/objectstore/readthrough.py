@@ -107,6 +107,10 @@ class Fetch:
                     raise FetchFailed("the staging file is shorter than written")
                 offset += len(chunk)
                 yield chunk
+            while not self._verified:  # an empty answer, too, waits for the digest
+                if self.failure is not None:
+                    raise FetchFailed(self.failure)
+                await self._changed.wait()
         finally:
             self._readers -= 1
             self._close_reader()
@@ -137,6 +141,7 @@ class ReadThrough:
         self.layout = layout
         self.commit = commit
         self.store = ObjectStore(settings, pool_size=THREADS)
+        self.max_size = settings.max_file_size  # larger objects are not fetched
         self.metrics = self.store.metrics
         self.pool = ThreadPoolExecutor(THREADS, thread_name_prefix="objectstore")
         self.fetches: dict[str, Fetch] = {}
@@ -237,6 +242,16 @@ class ReadThrough:
             self.metrics.fetches.labels("absent").inc()
             return None
         stored, body = got
+        if stored.meta.size > self.max_size:
+            body.close()
+            log.warning(
+                "not fetching %r from the store: %d bytes, more than max_file_size (%d)",
+                key,
+                stored.meta.size,
+                self.max_size,
+            )
+            self.metrics.fetches.labels("absent").inc()
+            return None
         try:
             staged = StagedFile(self.layout)
         except OSError as e:
