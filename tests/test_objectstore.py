@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -421,3 +422,40 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=2).status_code == 200
     except requests.RequestException:
         return False
+
+
+def test_concurrent_misses_of_one_key_make_one_fetch(seaweedfs, objectstore, nodes, tmp_path):
+    node = start_node(tmp_path / "a", objectstore)  # two front ends: both levels of the lock
+    nodes.append(node)
+    data = secrets.token_bytes(6_000_000)
+    put_as_packrat(seaweedfs, objectstore, "flight/big", data)
+    asked = metric(node, "packrat_objectstore_requests_total", 'op="get"')
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda _: node.get("flight/big"), range(8)))
+    assert all(reply.status_code == 200 and reply.content == data for reply in replies)
+    assert metric(node, "packrat_objectstore_requests_total", 'op="get"') - asked == 1
+    assert metric(node, "packrat_objectstore_fetches_total", 'outcome="fetched"') == 1
+
+
+def test_objects_evicted_before_they_reach_the_store_are_counted(
+    seaweedfs, objectstore, nodes, tmp_path
+):
+    node = start_node(
+        tmp_path / "a", objectstore, frontend={"processes": 1}, cache={"max_size": "1M"}
+    )
+    nodes.append(node)
+    uploader = node.children("uploader")[0]
+    uploader.suspend()
+    try:
+        for n in range(4):
+            assert node.upload(f"evicted/{n}", secrets.token_bytes(400_000)).status_code == 200
+    finally:
+        uploader.resume()
+    gone = [n for n in range(4) if not local_file(node, f"evicted/{n}").exists()]
+    assert gone, "nothing was evicted"
+    wait_until(lambda: stats(node)["objectstore"]["uploader"]["backlog_objects"] == 0)
+    figures = stats(node)["objectstore"]["uploader"]
+    assert figures["lost_before_upload"] == len(gone), figures
+    assert metric(node, "packrat_objectstore_lost_before_upload_total") == len(gone)
+    for n in range(4):
+        assert (in_store(seaweedfs, objectstore, f"evicted/{n}") is None) == (n in gone)

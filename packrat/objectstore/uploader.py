@@ -149,25 +149,29 @@ class Uploader:
     # -- finding work ---------------------------------------------------------
 
     def _on_events(self, watcher: Watcher) -> None:
+        lost: set[str] = set()  # in this batch (a file committed twice, then evicted, is one)
         for name, arrived in watcher.read():
             if name is None:  # the kernel's queue overflowed: walk the directories
                 log.warning("inotify lost events; looking at the whole cache again")
                 self._want_rescan()
             elif arrived:
-                self._found(name)
+                if not self._found(name) and name not in self.deleted:
+                    lost.add(name)  # committed, and gone before we could even look
             elif self.backlog.drop(name):
-                self.lost += 1
-                self.metrics.lost.inc()
-                log.warning(
-                    "object file %s left the disk before it reached the store (evicted)", name
-                )
+                lost.add(name)
+        for name in lost:
+            self.lost += 1
+            self.metrics.lost.inc()
+            log.warning("object file %s left the disk before it reached the store (evicted)", name)
 
-    def _found(self, name: str) -> None:
+    def _found(self, name: str) -> bool:
+        """Take a file that arrived; False when it is gone already."""
         try:
             info = os.stat(name, dir_fd=self.layout.fanout_fd(name), follow_symlinks=False)
         except FileNotFoundError:
-            return
+            return False
         self._add(name, info.st_mtime_ns, info.st_size)
+        return True
 
     def _add(self, name: str, stamp: int, size: int) -> None:
         if stamp <= self.mark:
