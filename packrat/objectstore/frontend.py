@@ -3,7 +3,18 @@
 The logic is in ``readthrough`` and ``uploader_client``; this module only
 answers with it through a Tornado ``RequestHandler``: a ``GET`` or ``HEAD``
 of a key the disk does not have (``answer_miss``), ``exists`` of one
-(``exists_in_store``), and a ``DELETE`` (``delete``).
+(``exists_in_store``), and a ``DELETE`` (``delete``).  Another object path
+does the same with its own way of writing an answer:
+
+* ``GET`` miss: ``fetched = await readthrough.fetch(key)``; None is a 404,
+  ``LOCAL`` means read the disk again (a hit), a ``Fetch`` has ``meta``
+  (an ``ObjectMeta``: plan the status and headers from it as for a local
+  object, ranges and conditional requests included), then send
+  ``async for chunk in fetched.read(start, stop)``, and on ``FetchFailed``
+  close the connection (the last byte only comes once the object is
+  verified).  Count it as a miss.
+* ``HEAD`` and ``exists`` miss: ``await readthrough.head(key)``: the meta, or None.
+* ``DELETE``: ``delete(frontend, key)`` below, instead of the coordinator's delete.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -48,6 +49,7 @@ THREADS = 8  # store requests and fetches under way at once in one front end
 CHUNK = 256 * 1024  # bytes read from the store at a time
 LOCK_SPAN = 1 << 62  # offsets in state/fetching drawn from keys
 WAIT_POLL = 0.05  # seconds between looks while another process fetches a key
+WAIT_MAX = 300.0  # seconds before giving up on it (a 404)
 LOCAL = "local"  # fetch(): the object is on the disk now
 
 
@@ -154,10 +156,6 @@ class ReadThrough:
         self.pool.shutdown(wait=False, cancel_futures=True)
         os.close(self._lock_fd)
 
-    @property
-    def degraded(self) -> bool:
-        return not self.store.breaker.is_closed
-
     def status(self) -> dict[str, Any]:
         breaker = self.store.breaker
         return {"breaker": breaker.state, "last_error": self.store.last_error or None}
@@ -173,14 +171,14 @@ class ReadThrough:
         if pending is None:
             pending = asyncio.get_running_loop().create_future()
             self.heads[key] = pending
+            stored: Stored | None = None
             try:
                 stored = await self._run(self.store.head, key)
             except StoreUnavailable:
-                stored = None
                 self.metrics.fetches.labels("unavailable").inc()
             finally:
                 del self.heads[key]
-            pending.set_result(stored)
+                pending.set_result(stored)  # the others asking meanwhile get it too
         stored = await asyncio.shield(pending)
         return None if stored is None else stored.meta
 
@@ -210,11 +208,15 @@ class ReadThrough:
     async def _begin(self, key: str) -> Fetch | str | None:
         """Take the key's lock (waiting for another front end's fetch), then start."""
         offset = int(key_digest(key)[:15], 16) % LOCK_SPAN
+        give_up = time.monotonic() + WAIT_MAX
         while not await self._run(self._try_lock, offset):
             # Another front end fetches it: wait until it is local (or the lock is free).
             await asyncio.sleep(WAIT_POLL)
             if self._is_local(key):
                 return LOCAL
+            if time.monotonic() > give_up:
+                log.warning("gave up waiting for another front end's fetch of %r", key)
+                return None
         fetch: Fetch | None = None
         try:
             if self._is_local(key):
