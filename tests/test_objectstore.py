@@ -459,3 +459,44 @@ def test_objects_evicted_before_they_reach_the_store_are_counted(
     assert metric(node, "packrat_objectstore_lost_before_upload_total") == len(gone)
     for n in range(4):
         assert (in_store(seaweedfs, objectstore, f"evicted/{n}") is None) == (n in gone)
+
+
+def test_large_objects_go_in_parts(seaweedfs, objectstore, tmp_path, monkeypatch):
+    """The multipart path of ``ObjectStore.put`` (above 512 MiB in production), in parts of
+    5 MiB (S3's smallest) against the real store, and its version check."""
+    from packrat.core.settings import Settings
+    from packrat.objectstore import store as store_module
+    from packrat.objectstore.store import ObjectStore, PreconditionFailed
+    from packrat.store import ObjectMeta
+
+    monkeypatch.setattr(store_module, "MULTIPART_THRESHOLD", 5 << 20)
+    monkeypatch.setattr(store_module, "PART_SIZE", 5 << 20)
+    settings = Settings(**{f"objectstore_{name}": value for name, value in objectstore.items()})
+    store = ObjectStore(settings)
+    data = secrets.token_bytes(12 << 20)
+    path = tmp_path / "object"
+    path.write_bytes(data + b"trailer bytes, not sent")
+    meta = ObjectMeta(
+        "parts/big",
+        "big.bin",
+        "application/x-test",
+        len(data),
+        hashlib.sha256(data).hexdigest(),
+        time.time(),
+    )
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        store.put("parts/big", fd, meta, 7, None)
+        assert store_bytes(seaweedfs, objectstore, "parts/big") == data
+        seen = store.look("parts/big")
+        assert seen is not None and seen[0] == 7
+        with pytest.raises(PreconditionFailed):  # absent was the condition
+            store.put("parts/big", fd, meta, 8, None)
+        store.put("parts/big", fd, meta, 9, seen[1])
+        assert store.look("parts/big")[0] == 9
+    finally:
+        os.close(fd)
+    assert store_key(objectstore, "parts/big") not in [  # the refused one was aborted
+        upload["Key"]
+        for upload in seaweedfs.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+    ]
