@@ -125,7 +125,8 @@ def serve(settings: Settings, config_path: Path | None) -> int:
         log.info("removed %d leftover staging files", removed)
     metrics_directory.use_directory(settings.metrics_directory)
     metrics_directory.clear_directory(settings.metrics_directory)
-    restarts = _restart_counter()
+    children = children_for(settings, config_path, lock_fd)
+    restarts = _restart_counter({child.role for child in children})
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -134,7 +135,6 @@ def serve(settings: Settings, config_path: Path | None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    children = children_for(settings, config_path, lock_fd)
     for child in children:
         child.start()
     status = 0
@@ -169,15 +169,15 @@ def serve(settings: Settings, config_path: Path | None) -> int:
     return status
 
 
-def _restart_counter() -> Counter:
-    """``packrat_restarts_total{role}``, both roles shown from zero (after ``use_directory``)."""
+def _restart_counter(roles: set[str]) -> Counter:
+    """``packrat_restarts_total{role}``, each role shown from zero (after ``use_directory``)."""
     counter = Counter(
         "packrat_restarts",
         "Processes restarted by packrat serve after they exited, by role",
         ["role"],
         registry=None,
     )
-    for role in ("coordinator", "frontend", "uploader"):
+    for role in sorted(roles):
         counter.labels(role)
     return counter
 
