@@ -73,6 +73,11 @@ def metric(node: PackratProcess, name: str, labels: str = "") -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def headers(reply: requests.Response) -> dict[str, str]:
+    """A reply's headers, names in lower case, without ``Date``."""
+    return {name.lower(): value for name, value in reply.headers.items() if name != "Date"}
+
+
 def local_file(node: PackratProcess, key: str) -> Path:
     digest = hashlib.sha256(key.encode()).hexdigest()
     return node.cache / "objects" / digest[:2] / digest
@@ -119,8 +124,10 @@ def test_write_through_then_read_through_on_an_empty_node(seaweedfs, objectstore
     assert second.exists("wt/small.txt")
     assert not second.exists("wt/absent")
     assert not local_file(second, "wt/medium.bin").exists()
+    first_answers = {"HEAD": requests.head(second.url + "/wt/large.bin", timeout=10)}
     # A range of an object only in the store.
     ranged = second.get("wt/large.bin", headers={"Range": "bytes=1000-2999"})
+    first_answers["GET"] = ranged
     assert ranged.status_code == 206
     assert ranged.content == objects["wt/large.bin"][1000:3000]
     assert ranged.headers["Content-Range"] == "bytes 1000-2999/3000000"
@@ -133,6 +140,11 @@ def test_write_through_then_read_through_on_an_empty_node(seaweedfs, objectstore
     assert second.get("wt/absent").status_code == 404
     for key in objects:
         wait_until(lambda key=key: local_file(second, key).exists())
+    # The answers from the store are the answers of the object once local (but Date).
+    for method, extra in (("HEAD", {}), ("GET", {"Range": "bytes=1000-2999"})):
+        local = requests.request(method, second.url + "/wt/large.bin", headers=extra, timeout=10)
+        assert local.status_code == first_answers[method].status_code
+        assert headers(local) == headers(first_answers[method])
     # A local hit never asks the store.
     gets = metric(second, "packrat_objectstore_requests_total", 'op="get"')
     heads = metric(second, "packrat_objectstore_requests_total", 'op="head"')
