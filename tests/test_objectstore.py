@@ -512,3 +512,15 @@ def test_large_objects_go_in_parts(seaweedfs, objectstore, tmp_path, monkeypatch
         upload["Key"]
         for upload in seaweedfs.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
     ]
+
+
+def test_a_fan_out_directory_replaced_under_the_uploader(seaweedfs, objectstore, nodes, tmp_path):
+    node = start_node(tmp_path / "a", objectstore, frontend={"processes": 1})
+    nodes.append(node)
+    keys = [f"fan/{n}" for n in range(5000)]
+    fanout = hashlib.sha256(keys[0].encode()).hexdigest()[:2]
+    same = [key for key in keys if hashlib.sha256(key.encode()).hexdigest()[:2] == fanout][:2]
+    (node.cache / "objects" / fanout).rmdir()  # the coordinator makes it again at its next commit
+    for key in same:
+        assert node.upload(key, key.encode()).status_code == 200
+        wait_until(lambda key=key: in_store(seaweedfs, objectstore, key))

@@ -49,7 +49,7 @@ from packrat.core.settings import Settings
 from packrat.objectstore import messages
 from packrat.objectstore.backlog import Backlog
 from packrat.objectstore.store import ObjectStore, PreconditionFailed, Refused, StoreUnavailable
-from packrat.objectstore.watch import Watcher
+from packrat.objectstore.watch import ARRIVED, DIRECTORY, LEFT, Watcher
 from packrat.store import CorruptObject, Layout, key_digest, open_entry
 from packrat.store.layout import FANOUT
 from packrat.store.scan import OBJECT_NAME
@@ -129,6 +129,8 @@ class Uploader:
                 for _ in range(self.settings.objectstore_concurrency)
             ),
         ]
+        for task in tasks:
+            task.add_done_callback(_log_failure)
         await self.stopping.wait()
         self.wake.set()
         deadline = loop.time() + STOP_GRACE
@@ -150,15 +152,19 @@ class Uploader:
 
     def _on_events(self, watcher: Watcher) -> None:
         lost: set[str] = set()  # in this batch (a file committed twice, then evicted, is one)
-        for name, arrived in watcher.read():
-            if name is None:  # the kernel's queue overflowed: walk the directories
-                log.warning("inotify lost events; looking at the whole cache again")
-                self._want_rescan()
-            elif arrived:
+        for kind, name in watcher.read():
+            if kind == ARRIVED:
                 if not self._found(name) and name not in self.deleted:
                     lost.add(name)  # committed, and gone before we could even look
-            elif self.backlog.drop(name):
-                lost.add(name)
+            elif kind == LEFT:
+                if self.backlog.drop(name):
+                    lost.add(name)
+            elif kind == DIRECTORY:  # a fan-out directory made again: a new one
+                self.layout.reopen_fanout(name)
+                self._want_rescan()
+            else:
+                log.warning("inotify lost events; looking at the whole cache again")
+                self._want_rescan()
         for name in lost:
             self.lost += 1
             self.metrics.lost.inc()
@@ -192,6 +198,7 @@ class Uploader:
         task = asyncio.ensure_future(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(_log_failure)
 
     async def _scan(self) -> None:
         """Walk the fan-out directories for files committed after the mark."""
@@ -385,6 +392,12 @@ class Uploader:
             "lost_before_upload": self.lost,
             "scanning": self.scanning,
         }
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    """A background task that failed is a bug: say so (the process goes on)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("uploader task failed", exc_info=task.exception())
 
 
 def _files_after(layout: Layout, mark: int) -> list[tuple[int, str, int]]:
