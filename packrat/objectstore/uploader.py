@@ -241,11 +241,11 @@ class Uploader:
                 continue
             name, stamp = taken
             done = self.finished[name] = asyncio.Event()
-            retry = False
+            retry = True  # unless it ends: a stop mid-upload leaves it to the next start
             try:
                 outcome = await loop.run_in_executor(self.pool, self._upload, name, stamp)
+                retry = False
             except StoreUnavailable:
-                retry = True
                 outcome = "unavailable"
             finally:
                 self.backlog.finished(name, stamp, retry=retry)
