@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -207,3 +208,33 @@ class BacklogMachine(RuleBasedStateMachine):
 
 BacklogMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40)
 test_backlog = BacklogMachine.TestCase
+
+
+# -- settings ------------------------------------------------------------------------
+
+
+def test_objectstore_settings_are_checked_with_clear_errors(tmp_path):
+    import pytest
+
+    from packrat.core.settings import ConfigError, load
+
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[default]\naws_access_key_id = AKIAEXAMPLEKEY1\n")
+    cases = {
+        "bucket = B": "is not a bucket name",
+        "bucket = ok-name\nendpoint_url = ftp://x": "is not an http:// or https:// URL",
+        "bucket = ok-name\nuploader_endpoint = tcp://0.0.0.0:5": "must be ipc:// or a loopback",
+        "bucket = ok-name\nconcurrency = 0": "must be at least 1",
+        f"bucket = ok-name\ncredentials_file = {credentials}": "lacks aws_secret_access_key",
+        f"bucket = ok-name\ncredentials_file = {credentials}\nprofile = ci": "has no [ci] section",
+        "bucket = a.b.c\naddressing_style = virtual": "use addressing_style = path",
+    }
+    for body, problem in cases.items():
+        path = tmp_path / "p.ini"
+        path.write_text(f"[objectstore]\n{body}\n")
+        with pytest.raises(ConfigError, match=re.escape(problem)):
+            load(path)
+    path.write_text("[objectstore]\nbucket = ok-name\n")
+    settings = load(path)
+    assert settings.objectstore_enabled and settings.objectstore_prefix == ""
+    assert not load(None).objectstore_enabled
