@@ -46,7 +46,7 @@ from packrat.store import Layout, ObjectMeta, StagedFile, key_digest, open_key
 log = logging.getLogger("packrat.objectstore")
 
 THREADS = 8  # store requests and fetches under way at once in one front end
-CHUNK = 256 * 1024  # bytes read from the store at a time
+CHUNK = 1 << 20  # bytes read from the store, and sent to a reader, at a time
 LOCK_SPAN = 1 << 62  # offsets in state/fetching drawn from keys
 WAIT_POLL = 0.05  # seconds between looks while another process fetches a key
 WAIT_MAX = 300.0  # seconds before giving up on it (a 404)
