@@ -23,7 +23,7 @@ import os
 from typing import Any
 
 from packrat.coordinator.protocol import MAX_PAGE
-from packrat.core.errors import BadRequest, MissingField
+from packrat.core.errors import BadRequest, ErrorCode, MissingField, PackratError
 from packrat.core.keys import validate_prefix
 from packrat.frontend.auth import LIST, WRITE
 from packrat.frontend.base import BaseHandler
@@ -60,6 +60,21 @@ async def list_page(
         elif (meta := read_meta(frontend, entry)) is not None:
             entries.append(meta)
     return entries, page[-1] if more and page else None
+
+
+def refuse_purge_with_object_store(frontend: Dependencies) -> None:
+    """A purge removes what the index names, and the index knows only this cache's
+    disk: with an object store behind it, the keys held only there would survive
+    (and be read through again), so a purge by prefix is refused rather than
+    reported done.  Single keys are deleted in both places (``DELETE /<key>``)."""
+    if frontend.uploader is not None:
+        error = PackratError(
+            "purging by prefix is not available with an object store behind the cache "
+            "(it would leave the keys held only in the store); delete keys one by one",
+            code=ErrorCode.METHOD_NOT_ALLOWED,
+        )
+        error.headers["Allow"] = "GET"
+        raise error
 
 
 def describe(meta: ObjectMeta) -> dict[str, Any]:
@@ -107,6 +122,7 @@ class KeysHandler(BaseHandler):
         if prefix is None:
             raise MissingField("a purge names its prefix: ?prefix=... (empty: every key)")
         validate_prefix(prefix)
+        refuse_purge_with_object_store(self.frontend)
         removed, more = await self.frontend.coordinator.purge(prefix, self._limit())
         self.write_json(
             {

@@ -50,7 +50,7 @@ from packrat.core.errors import BadRequest, NotFound
 from packrat.core.keys import validate_key, validate_prefix
 from packrat.frontend.auth import LIST, READ, WRITE
 from packrat.frontend.base import BaseHandler
-from packrat.frontend.listing import list_page, read_meta
+from packrat.frontend.listing import list_page, read_meta, refuse_purge_with_object_store
 from packrat.store import ObjectMeta
 
 DAV = "DAV:"
@@ -265,6 +265,7 @@ class DAVHandler(BaseHandler):
     async def delete(self, _: str) -> None:
         """``DELETE /<prefix>/``: the collection, that is every key under it."""
         await self._require(LIST)
+        refuse_purge_with_object_store(self.frontend)
         while True:
             _, more = await self.frontend.coordinator.purge(self.path)
             if not more:
