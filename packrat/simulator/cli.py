@@ -7,7 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from packrat.config import Settings
 from packrat.policies import POLICIES
+from packrat.simulator.charges import CHARGES, make_charge
 from packrat.simulator.replay import ADMISSIONS, Result, replay
 from packrat.simulator.sizes import parse_size
 from packrat.simulator.traces import READERS, read_trace, unique_bytes
@@ -17,7 +19,10 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="packrat simulate",
         description="Replay a request trace through Packrat's eviction policies and "
-        "print object and byte miss ratios per policy and cache size.",
+        "print object and byte miss ratios per policy and cache size. By default each "
+        "object is charged and evicted as `packrat serve` does it, so the hit ratio is "
+        "the server's; for libCacheSim's numbers: --charge bytes --low-water 1 "
+        "--admission policy.",
     )
     p.add_argument("--trace", required=True, type=Path, help="trace file (.xz/.gz/.bz2 ok)")
     p.add_argument(
@@ -35,14 +40,30 @@ def _parser() -> argparse.ArgumentParser:
         "--size",
         action="append",
         metavar="SIZE",
-        help="cache size, repeatable: 10%% of the trace's unique bytes, or 64M, 2G... "
-        "(default: 1%%, 5%%, 10%%, 25%%)",
+        help="cache size (max_size), repeatable: 10%% of what the trace's distinct objects "
+        "take (as charged), or 64M, 2G... (default: 1%%, 5%%, 10%%, 25%%)",
+    )
+    p.add_argument(
+        "--charge",
+        choices=CHARGES,
+        default="server",
+        help="what an object costs: server: its file (data and metadata) in whole blocks "
+        "plus its index row, as packrat serve counts (default); bytes: its data bytes, "
+        "as libCacheSim counts",
+    )
+    p.add_argument(
+        "--root",
+        type=Path,
+        metavar="DIR",
+        help="the cache root: blocks are counted in its file system's block size "
+        "(default: 4 KiB, the least the server counts)",
     )
     p.add_argument(
         "--low-water",
         type=float,
-        default=1.0,
-        help="evict down to this fraction of the cache when full (default: 1.0)",
+        default=Settings.cache_low_water,
+        help="evict down to this fraction of the cache when full "
+        f"(default: {Settings.cache_low_water}, as [cache] low_water)",
     )
     p.add_argument(
         "--admission",
@@ -83,13 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         policies = _policies(args.policy)
+        charge = make_charge(args.charge, args.root)
         requests = read_trace(args.trace, args.format)
-        total = unique_bytes(requests)
+        total = unique_bytes(requests, charge)
         sizes = [parse_size(s, total) for s in args.size or ["1%", "5%", "10%", "25%"]]
     except (OSError, ValueError) as e:
         parser.error(str(e))
     results = [
-        replay(requests, name, size, args.low_water, args.admission)
+        replay(requests, name, size, args.low_water, args.admission, charge)
         for size in sizes
         for name in policies
     ]
@@ -98,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(r.as_dict()))
     else:
         print(
-            f"{args.trace.name}: {len(requests):,} requests, {total:,} unique bytes, "
+            f"{args.trace.name}: {len(requests):,} requests, {unique_bytes(requests):,} "
+            f"unique bytes ({total:,} as charged: {args.charge}), "
             f"admission {args.admission}, low water {args.low_water}"
         )
         print(_table(results))

@@ -107,9 +107,13 @@ def read_trace(path: str | Path, fmt: str | None = None) -> list[Request]:
     return list(READERS[fmt or guess_format(path)](path))
 
 
-def unique_bytes(requests: list[Request]) -> int:
-    """Sum of the sizes of the distinct objects: what ``10%`` is a fraction of."""
+def unique_bytes(
+    requests: list[Request], charge: Callable[[Hashable, int], int] | None = None
+) -> int:
+    """Sum of the sizes (or ``charge``) of the distinct objects: what ``10%`` is a fraction of."""
     sizes: dict[Hashable, int] = {}
     for key, size in requests:
         sizes[key] = max(size, sizes.get(key, 0))
-    return sum(sizes.values())
+    if charge is None:
+        return sum(sizes.values())
+    return sum(charge(key, size) for key, size in sizes.items())
