@@ -179,11 +179,59 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     assert png.read_bytes().startswith(b"\x89PNG")
 
 
-def test_bad_arguments_exit_with_usage() -> None:
-    with pytest.raises(SystemExit):
-        main(["--trace", str(DATA / "nasa_19950801_head3000.tsv"), "--policy", "nope"])
-    with pytest.raises(SystemExit):
-        main(["--trace", str(DATA / "nasa_19950801_head3000.tsv"), "--size", "big"])
+def test_plot_without_matplotlib_says_so_before_replaying(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    trace = str(DATA / "nasa_19950801_head3000.tsv")
+    with pytest.raises(SystemExit) as exited:
+        main(["--trace", trace, "--policy", "lru", "--plot", str(tmp_path / "out.png")])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and out == ""
+    assert "--plot needs matplotlib: pip install matplotlib" in err
+    assert "Traceback" not in err
+
+
+def test_bad_arguments_exit_with_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    trace = str(DATA / "nasa_19950801_head3000.tsv")
+    for argv in (["--policy", "nope"], ["--size", "big"], ["--low-water", "0"]):
+        with pytest.raises(SystemExit) as exited:
+            main(["--trace", trace, *argv])
+        assert exited.value.code == 2
+    assert "--low-water must be more than 0 and at most 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "error"),
+    [
+        ("log.csv", "time,key,size\n1,a,10\n2,b,ten\n", "line 3 is not csv 'time,key,size'"),
+        ("log.csv", "key size\na 10\n", "line 1 is not csv 'time,key,size'"),
+        ("log.csv", "time,key,size\n", "no requests read as csv 'time,key,size'"),
+        ("log.csv", "1,a,1\n2,b,\u00b2\n", "line 2 is not csv"),
+        ("log.txt", "1,a,10\n", "line 1 is not webcachesim text: 'time id size'"),
+        ("log.tsv", "a header\nnothing\tof\tNASA's\n", "no requests read as NASA-HTTP tsv"),
+    ],
+)
+def test_a_trace_in_another_format_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str, error: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(SystemExit) as exited:
+        main(["--trace", str(path)])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and out == ""
+    assert error in err, err
+
+
+def test_a_csv_trace_reads_with_or_without_its_header(tmp_path: Path) -> None:
+    with_header = tmp_path / "a.csv"
+    with_header.write_text("time,key,size\n1,a,10\n2,b c,20\n3,a,10\n")
+    bare = tmp_path / "b.csv"
+    bare.write_text("1,a,10\n2,b c,20\n3,a,10\n")
+    assert read_trace(with_header) == read_trace(bare) == [("a", 10), ("b c", 20), ("a", 10)]
 
 
 @pytest.fixture(scope="module", params=sorted(TRACES))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -12,7 +13,9 @@ from packrat.policies import POLICIES
 from packrat.simulator.charges import CHARGES, make_charge
 from packrat.simulator.replay import ADMISSIONS, Result, replay
 from packrat.simulator.sizes import parse_size
-from packrat.simulator.traces import READERS, read_trace, unique_bytes
+from packrat.simulator.traces import FORMATS, read_trace, unique_bytes
+
+PLOT_NEEDS = "--plot needs matplotlib: pip install matplotlib (in Packrat's venv)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,11 +26,15 @@ def _parser() -> argparse.ArgumentParser:
         "object is charged and evicted as `packrat serve` does it, so the hit ratio is "
         "the server's; for libCacheSim's numbers: --charge bytes --low-water 1 "
         "--admission policy.",
+        epilog="trace formats: "
+        + "; ".join(f"{name}: {what}" for name, what in FORMATS.items())
+        + ". The format is guessed from the file name (.tsv nasa, .csv csv, "
+        "oracleGeneral or .bin oracleGeneral, else webcachesim).",
     )
     p.add_argument("--trace", required=True, type=Path, help="trace file (.xz/.gz/.bz2 ok)")
     p.add_argument(
         "--format",
-        choices=sorted(READERS),
+        choices=sorted(FORMATS),
         help="trace format (default: guessed from the file name)",
     )
     p.add_argument(
@@ -102,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        parser.error(PLOT_NEEDS)
     try:
+        if not 0 < args.low_water <= 1:
+            raise ValueError(f"--low-water must be more than 0 and at most 1, not {args.low_water}")
         policies = _policies(args.policy)
         charge = make_charge(args.charge, args.root)
         requests = read_trace(args.trace, args.format)
@@ -126,11 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(_table(results))
     if args.plot:
-        try:
-            from packrat.simulator.plot import plot
-        except ImportError:
-            print("--plot needs matplotlib: pip install 'packrat[plot]'", file=sys.stderr)
-            return 2
+        from packrat.simulator.plot import plot
+
         plot(results, args.plot, args.trace.name)
     return 0
 
