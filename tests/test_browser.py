@@ -47,6 +47,12 @@ FLAGS = [
     "--disable-sync",
 ]
 TIMEOUT_MS = 20_000
+# The lines each value of the result page's table takes, as laid out.
+LINES_PER_VALUE = """() => [...document.querySelectorAll("table.details td")].map((td) => {
+  const range = document.createRange();
+  range.selectNodeContents(td);
+  return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+})"""
 MiB = 1 << 20
 # Collects the values every <progress> of the upload queue takes.
 WATCH_PROGRESS = """() => {
@@ -203,28 +209,56 @@ def test_files_picked_by_keyboard_or_dropped_each_get_their_own_key(make_server,
     )
 
 
-def test_an_api_error_is_shown_in_words(make_server, open_context, tmp_path):
+def test_a_file_too_large_is_flagged_and_not_sent(make_server, open_context, tmp_path):
     server = make_server(cache={"max_size": "8M", "max_file_size": "1M"})
-    path, _ = _file(tmp_path, "large.bin", 2 * MiB)
+    large, _ = _file(tmp_path, "large.bin", 2 * MiB)
+    small, data = _file(tmp_path, "small.bin", 1000)
+    page = open_context().new_page()
+    posts: list[str] = []
+    page.on(
+        "request", lambda request: posts.append(request.url) if request.method == "POST" else None
+    )
+    page.goto(server.url + "/")
+    page.set_input_files("#file", [str(large), str(small)])
+    flagged = page.locator(".item").nth(0)
+    assert flagged.locator(".status").inner_text() == (
+        "Larger than the largest file this server accepts (1 MiB): it will not be sent."
+    )
+    assert "failed" in flagged.get_attribute("class")
+    assert flagged.locator(".item-key").count() == 0
+    assert page.inner_text("#send") == "Upload"  # one file to send, not two
+    page.click("#send")
+    page.locator(".item.done").wait_for()
+    assert posts == [server.url + "/"]  # the small file only
+    assert server.get("small.bin").content == data
+    assert server.exists("large.bin") is False
+    # Only the flagged file left: nothing is sent, and the page says why.
+    page.click("#send")
+    assert page.inner_text("#queue-hint") == "Nothing this server accepts to send."
+    assert posts == [server.url + "/"]
+    assert server.staging_files() == []
+
+
+def test_an_api_error_is_shown_in_words(make_server, open_context, tmp_path):
+    server = make_server()
+    path, _ = _file(tmp_path, "notes.bin", 1000)
     page = open_context().new_page()
     page.goto(server.url + "/")
     page.set_input_files("#file", str(path))
     item = page.locator(".item")
-    # Warned at once, but the server has the last word.
-    assert item.locator(".status").inner_text() == (
-        "Larger than the largest file this server accepts (1 MiB)."
-    )
+    key = item.locator(".item-key")
+    key.fill("api/notes.bin")  # a key the browser cannot tell is reserved
     page.click("#send")
     page.locator(".item.failed").wait_for()
     assert item.locator(".status").inner_text() == (
-        "Not stored. The upload is larger than the limit of 1048576 bytes. (too_large, HTTP 413)"
+        "Not stored. Invalid key: keys starting with 'api' are reserved by the API."
+        " (invalid_key, HTTP 400)"
     )
     assert item.locator("progress").is_hidden()
-    assert server.exists("large.bin") is False
+    assert server.object_bytes() == 0
     assert server.staging_files() == []
     # A key the browser can tell is wrong is not sent at all.
-    key = item.locator(".item-key")
-    key.fill("a key with spaces")
+    key.fill("a//b")
     assert key.evaluate("input => input.validity.patternMismatch") is True
     key.fill("ok/a(1)+b=c;d@e")
     assert key.evaluate("input => input.validity.valid") is True
@@ -245,6 +279,14 @@ def test_without_javascript_the_form_answers_a_page_with_a_link_back(
     assert navigation.value.status == 200
     assert page.inner_text("h2") == "Stored"
     assert hashlib.sha256(data).hexdigest() in page.inner_text(".digest")
+    # Each figure on one line, no word cut in two (they were tiles a few
+    # characters wide: "nojs/pla|in.txt", the sha256 over eight lines).
+    assert page.evaluate(LINES_PER_VALUE) == [1, 1, 1, 1, 1]
+    page.set_viewport_size({"width": 360, "height": 740})
+    lines = page.evaluate(LINES_PER_VALUE)
+    assert lines[:3] == [1, 1, 1] and lines[4] == 1 and lines[3] <= 3, lines  # digest wraps
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    page.set_viewport_size({"width": 1280, "height": 720})
     assert server.get("nojs/plain.txt").content == data
     page.click("text=Back to the status page")
     page.locator("#recent a", has_text="nojs/plain.txt").wait_for()

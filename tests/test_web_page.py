@@ -314,7 +314,7 @@ def test_a_browsers_form_gets_an_html_answer_with_a_link_back(make_server):
 
     too_large = _form_post(server.url, "form/big", b"z" * (2 * MiB), BROWSER_ACCEPT)
     assert too_large.status_code == 413
-    assert "The upload is larger than the limit of 1048576 bytes." in too_large.text
+    assert "The upload is larger than the limit of 1 MiB (1,048,576 bytes)." in too_large.text
     assert server.exists("form/big") is False
     assert server.staging_files() == []
 

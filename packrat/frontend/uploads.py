@@ -32,6 +32,7 @@ from packrat.coordinator.client import AsyncCoordinatorClient
 from packrat.errors import ChecksumMismatch, InsufficientStorage, PackratError, TooBusy, TooLarge
 from packrat.frontend.headers import clean_content_type, disposition_filename
 from packrat.frontend.multipart import MultipartForm, clean_filename
+from packrat.frontend.page import human_bytes
 from packrat.keys import validate_key
 from packrat.store import Layout, NoSpace, StagedFile
 
@@ -77,7 +78,7 @@ class SizeLimit:
     (None, None)
     >>> limit.check(file=1001)
     Traceback (most recent call last):
-    packrat.errors.TooLarge: the upload is larger than the limit of 1000 bytes
+    packrat.errors.TooLarge: the upload is larger than the limit of 1000 B (1,000 bytes)
     """
 
     file: int
@@ -90,7 +91,10 @@ class SizeLimit:
     def check(self, *, file: int = 0, body: int = 0) -> None:
         """Raise the 413 when the file or the body is over its bound."""
         if file > self.file or body > self.body:
-            raise TooLarge(f"the upload is larger than the limit of {self.file} bytes")
+            raise TooLarge(
+                f"the upload is larger than the limit of {human_bytes(self.file)} "
+                f"({self.file:,} bytes)"
+            )
 
 
 def declared_length(value: str | None) -> int | None:

@@ -317,7 +317,8 @@ function schedule() {
 
 // -- Uploads ------------------------------------------------------------------
 
-const queue = []; // {file, li, key, progress, status, state: waiting|sending|done|failed}
+// {file, li, key, progress, status, state: waiting|sending|done|failed|too-large}
+const queue = [];
 let sending = false;
 
 function busy() {
@@ -382,13 +383,19 @@ function addFiles(files) {
     const status = document.createElement("p");
     status.className = "status";
     status.setAttribute("role", "status");
+    // A file the server would refuse is not sent: its bytes would cross the
+    // network only to be answered 413.
     const largest = Number($("upload").dataset.maxFileSize);
-    if (file.size > largest) {
-      status.textContent = `Larger than the largest file this server accepts (${humanBytes(largest)}).`;
+    const tooLarge = file.size > largest;
+    if (tooLarge) {
+      li.classList.add("failed");
+      status.textContent =
+        `Larger than the largest file this server accepts (${humanBytes(largest)}): it will not be sent.`;
     }
 
-    li.append(head, label, progress, status);
-    const item = { file, li, key, label, progress, status, remove, state: "waiting", xhr: null };
+    li.append(head, ...(tooLarge ? [] : [label]), progress, status);
+    const state = tooLarge ? "too-large" : "waiting";
+    const item = { file, li, key, label, progress, status, remove, state, xhr: null };
     remove.addEventListener("click", () => {
       if (item.xhr) {
         item.xhr.abort();
@@ -558,7 +565,8 @@ function setUpUploads() {
     event.preventDefault();
     queue.forEach(retryable);
     if (!queue.some((item) => item.state === "waiting")) {
-      setText("queue-hint", "Choose or drop a file first.");
+      const refused = queue.some((item) => item.state === "too-large");
+      setText("queue-hint", refused ? "Nothing this server accepts to send." : "Choose or drop a file first.");
       input.focus();
       return;
     }
