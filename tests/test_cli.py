@@ -225,3 +225,60 @@ def test_help_names_the_url_and_token(command):
     result = packrat(command, "--help")
     assert result.returncode == 0
     assert b"--url" in result.stdout and b"PACKRAT_TOKEN" in result.stdout
+
+
+# -- a hostile server: exit statuses keep their documented meanings ----------
+
+
+def test_a_hostile_servers_answers_exit_5_in_one_line(hostile_server, tmp_path):
+    """What a server sends that the API never does is "the exchange failed" (5):
+    never 1 ("no such key"), 7 ("local file problem") or a traceback."""
+    present = b"{}"
+    hostile_server.reply("200 OK", {"Content-Length": len(present)}, present)
+    page = b"<html>stored</html>"
+    hostile_server.reply("200 OK", {"Content-Length": len(page)}, page)
+    hostile_server.reply_endless(
+        "200 OK",
+        {"Content-Length": 1100, "Transfer-Encoding": "chunked", "ETag": f'"{"0" * 64}"'},
+        b"4000\r\n" + b"x" * 0x4000 + b"\r\n",
+    )
+    hostile_server.reply("200 OK", {"Content-Length": "\u00b2", "ETag": f'"{"0" * 64}"'}, b"xx")
+    source = tmp_path / "f"
+    source.write_bytes(b"data")
+    url = hostile_server.url
+    results = [
+        packrat("exists", "k", url=url),
+        packrat("put", str(source), "k", url=url),
+        packrat("get", "k", url=url),
+        packrat("get", "k", url=url),
+    ]
+    for result in results:
+        assert result.returncode == Exit.UNAVAILABLE, result.stderr
+        assert result.stderr.startswith(b"packrat: ") and result.stderr.count(b"\n") == 1
+        assert result.stdout == b""
+
+
+def test_a_retry_after_that_is_not_a_delay_is_retried(hostile_server):
+    error = b'{"success": false, "error": "too_busy", "message": "busy"}'
+    hostile_server.reply("503 Service Unavailable", {"Retry-After": "\u00b2"}, error)
+    present = b'{"present": true}'
+    hostile_server.reply("200 OK", {"Content-Length": len(present)}, present)
+    result = packrat("exists", "k", url=hostile_server.url)
+    assert result.returncode == Exit.OK and result.stderr == b"", result.stderr
+
+
+def test_put_reads_dev_stdin_and_process_substitution(packrat_server):
+    """Paths that are pipes cannot seek: they are read once into a temporary file."""
+    result = packrat("put", "/dev/stdin", "from/dev-stdin", url=packrat_server.url, stdin=b"one")
+    assert result.returncode == Exit.OK, result.stderr
+    assert packrat_server.get("from/dev-stdin").content == b"one"
+    script = f"{sys.executable} -m packrat put <(printf two) from/substitution"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PACKRAT_")}
+    shell = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        timeout=60,
+        env={**environ, "PACKRAT_URL": packrat_server.url},
+    )
+    assert shell.returncode == Exit.OK, shell.stderr
+    assert packrat_server.get("from/substitution").content == b"two"
