@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from packrat.config import Settings
+from packrat.core.settings import Settings
 from packrat.policies import POLICIES
 from packrat.simulator.charges import CHARGES, make_charge
 from packrat.simulator.replay import ADMISSIONS, Result, replay
