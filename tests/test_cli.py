@@ -64,6 +64,7 @@ def test_put_get_exists_rm_stat(packrat_server, tmp_path):
         "key": "notes.txt",  # FILE's name when no KEY is given
         "size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
+        "evicted": 0,
     }
     assert put.stderr == b""  # no progress bar when stderr is not a terminal
     assert packrat("put", str(source), "dir/notes", url=url).returncode == ExitStatus.OK
@@ -283,3 +284,14 @@ def test_put_reads_dev_stdin_and_process_substitution(packrat_server):
     )
     assert shell.returncode == ExitStatus.OK, shell.stderr
     assert packrat_server.get("from/substitution").content == b"two"
+
+
+def test_put_reports_the_evictions_and_the_coordinator_logs_them(make_server, tmp_path):
+    server = make_server(cache={"max_size": "64K", "low_water": 1.0, "policy": "lru"})
+    source = tmp_path / "f"
+    source.write_bytes(b"x" * 20_000)
+    answers = [packrat("put", str(source), f"k{i}", url=server.url) for i in range(3)]
+    assert [json.loads(a.stdout)["evicted"] for a in answers[:2]] == [0, 0]
+    assert json.loads(answers[2].stdout)["evicted"] == 1
+    logged = [line for line in server.log().splitlines() if "evicted 'k0'" in line]
+    assert len(logged) == 1 and " INFO " in logged[0], server.log()[-2000:]

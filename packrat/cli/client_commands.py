@@ -70,7 +70,8 @@ def cmd_put(args: argparse.Namespace) -> int:
     size = None if args.file == "-" else _size_of(args.file)
     with _client(args) as client, _progress(size) as progress:
         stored = client.put(key, source, progress=progress)
-    print(json.dumps({"key": stored.key, "size": stored.size, "sha256": stored.sha256}))
+    answer = {"key": stored.key, "size": stored.size, "sha256": stored.sha256}
+    print(json.dumps({**answer, "evicted": stored.evicted}))
     return ExitStatus.OK
 
 
