@@ -295,3 +295,25 @@ def test_put_reports_the_evictions_and_the_coordinator_logs_them(make_server, tm
     assert json.loads(answers[2].stdout)["evicted"] == 1
     logged = [line for line in server.log().splitlines() if "evicted 'k0'" in line]
     assert len(logged) == 1 and " INFO " in logged[0], server.log()[-2000:]
+
+
+def test_a_server_that_cannot_be_used_is_one_line_a_person_can_act_on(free_tcp_port, tmp_path):
+    closed = f"http://127.0.0.1:{free_tcp_port}"
+    nothing = packrat("get", "x", "-o", str(tmp_path / "y"), url=closed)
+    assert nothing.returncode == ExitStatus.UNAVAILABLE
+    assert nothing.stderr.decode() == (
+        f"packrat: cannot connect to 127.0.0.1:{free_tcp_port}: connection refused"
+        " (is the server running?)\n"
+    )
+    no_scheme = packrat("stat", "--url", "127.0.0.1:5051")
+    assert no_scheme.returncode == ExitStatus.USAGE
+    assert no_scheme.stderr.decode() == (
+        "packrat: --url: not an http:// or https:// URL: '127.0.0.1:5051'"
+        " (try http://127.0.0.1:5051)\n"
+    )
+    other = packrat("stat", url="ftp://127.0.0.1:5051")
+    assert other.returncode == ExitStatus.USAGE
+    assert other.stderr.startswith(b"packrat: $PACKRAT_URL: not an http:// or https:// URL")
+    bad_port = packrat("stat", "--url", "http://127.0.0.1:99999")
+    assert bad_port.returncode == ExitStatus.USAGE and b"port" in bad_port.stderr
+    assert not (tmp_path / "y").exists()

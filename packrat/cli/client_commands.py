@@ -105,12 +105,18 @@ def cmd_stat(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
+class UsageError(Exception):
+    """An argument (or ``$PACKRAT_URL``) the command cannot use: exit 2."""
+
+
 def run(args: argparse.Namespace) -> int:
     """Run a client command, turning every failure into one line and its exit status."""
     from packrat import client
 
     try:
         return int(args.action(args))
+    except UsageError as e:
+        return _fail(ExitStatus.USAGE, str(e))
     except client.NotFound as e:
         return _fail(ExitStatus.NOT_FOUND, str(e))
     except client.IntegrityError as e:  # ChecksumMismatch too
@@ -140,7 +146,12 @@ def _client(args: argparse.Namespace) -> Iterator[Client]:
 
     url = args.url or os.environ.get("PACKRAT_URL") or DEFAULT_URL
     token = args.token or os.environ.get("PACKRAT_TOKEN") or None
-    with Client(url, token) as client:
+    try:
+        client = Client(url, token)
+    except ValueError as e:
+        given = "--url" if args.url else "$PACKRAT_URL"
+        raise UsageError(f"{given}: {e}") from None
+    with client:
         yield client
 
 

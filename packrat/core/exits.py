@@ -20,7 +20,7 @@ class ExitStatus(IntEnum):
     USAGE = 2  # bad arguments (argparse's status too)
     REFUSED = 3  # the server refused the request (its error code is printed)
     DENIED = 4  # 401 unauthorized or 403 forbidden: a missing, wrong or read-only token
-    UNAVAILABLE = 5  # unreachable, cut off, timed out, or 503 after every retry
+    UNAVAILABLE = 5  # unreachable, cut off, timed out, not Packrat's answer, or 503 after retries
     INTEGRITY = 6  # bytes that do not match their sha256 (nothing is kept)
     LOCAL = 7  # a local file could not be read or written
     CORRUPT_LEFT = 65  # EX_DATAERR: `fsck` found corrupt objects it did not remove
