@@ -49,17 +49,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from packrat import __version__
+from packrat.core.keys import InvalidKey, key_path, validate_key
 
 log = logging.getLogger("packrat.client")
 
 CHUNK = 64 * 1024
 DIGEST_HEADER = "X-Packrat-Sha256"
 MAX_ANSWER = 1 << 20  # bytes: the most of a JSON answer read (Packrat's are a few KiB)
-# Characters a key may hold that need no percent-encoding in a URL path.
-_KEY_SAFE = "/._~!$&'()*+,;=:@-"
 _LENGTH = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() takes "²"
 _ETAG = re.compile(r'"([0-9a-f]{64})"')
 _SECONDS = re.compile(r"[0-9]{1,9}")
@@ -92,6 +91,14 @@ class APIError(ClientError):
 
 class NotFound(APIError, KeyError):
     """No object under that key (404); also a ``KeyError``, as a dict would raise."""
+
+
+class KeyRefused(APIError):
+    """A key the server would refuse (400 ``invalid_key``), refused before anything is
+    sent; the message is the server's (``packrat.core.keys``)."""
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
 
 
 class Unavailable(APIError):
@@ -473,8 +480,12 @@ class _Body:
 
 
 def _path(key: str) -> str:
-    """The URL path of ``key`` (percent-encoding anything a key may not hold)."""
-    return "/" + quote(key, safe=_KEY_SAFE)
+    """The URL path of ``key``; a key the server would refuse is refused here, before
+    any byte is sent, with the server's code and message (400 ``invalid_key``)."""
+    try:
+        return key_path(validate_key(key))
+    except InvalidKey as e:
+        raise KeyRefused(e.status, e.code.value, e.message) from None
 
 
 def _hash(f: IO[bytes]) -> tuple[str, int]:

@@ -16,12 +16,15 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
+from packrat.core.keys import FORBIDDEN_CLASS, KEY_PATTERN, key_path, validate_key
 from packrat.frontend import page as server_page
 
 sync_api = pytest.importorskip(
@@ -194,7 +197,7 @@ def test_files_picked_by_keyboard_or_dropped_each_get_their_own_key(make_server,
     assert [keys.nth(i).input_value() for i in range(3)] == [
         "picked.txt",
         "one.txt",
-        "two_words.bin",
+        "two words.bin",  # a name is a key as it is
     ]
     keys.nth(1).fill("dropped/one.txt")
     assert page.inner_text("#send") == "Upload 3 files"
@@ -203,8 +206,8 @@ def test_files_picked_by_keyboard_or_dropped_each_get_their_own_key(make_server,
     assert page.locator(".item.failed").count() == 0
     assert server.get("picked.txt").content == b"picked"
     assert server.get("dropped/one.txt").content == b"first file\n"
-    assert server.get("two_words.bin").content == bytes(i % 251 for i in range(300000))
-    assert server.get("two_words.bin").headers["Content-Disposition"] == (
+    assert server.get("two words.bin").content == bytes(i % 251 for i in range(300000))
+    assert server.get("two words.bin").headers["Content-Disposition"] == (
         'attachment; filename="two words.bin"'
     )
 
@@ -251,7 +254,7 @@ def test_an_api_error_is_shown_in_words(make_server, open_context, tmp_path):
     page.click("#send")
     page.locator(".item.failed").wait_for()
     assert item.locator(".status").inner_text() == (
-        "Not stored. Invalid key: keys starting with 'api' are reserved by the API."
+        "Not stored. Invalid key 'api/notes.bin': keys starting with 'api' are reserved by the API."
         " (invalid_key, HTTP 400)"
     )
     assert item.locator("progress").is_hidden()
@@ -297,7 +300,7 @@ def test_without_javascript_the_form_answers_a_page_with_a_link_back(
         page.click("#send")
     assert navigation.value.status == 400
     assert page.inner_text(".error") == (
-        "Invalid key: keys starting with 'api' are reserved by the API."
+        "Invalid key 'api/refused': keys starting with 'api' are reserved by the API."
     )
     assert page.get_attribute("text=Back to the status page", "href") == "/"
 
@@ -388,3 +391,51 @@ def test_a_phone_sees_the_whole_page_without_scrolling_sideways(make_server, ope
     page.locator("#recent a").first.wait_for()
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     assert page.locator("table.figures tr").first.bounding_box()["width"] <= 360
+
+
+# Keys the page's pattern and script see, with what packrat.core.keys says of them.
+KEYS_TO_CHECK = [
+    "Q1 report.pdf",
+    "rapports/été/q1",
+    "日本語/ファイル",
+    "family \U0001f468\u200d\U0001f469\u200d\U0001f467.jpg",
+    "100%/a?b#c&d",
+    "a//b",
+    "/a",
+    "a/",
+    "a\\b",
+    "tab\there",
+    "x\u0085y",
+    "bidi\u202etxt.exe",
+    "iso\u2066late",
+    "line\u2028sep",
+    "(){}[]|/-&&!!",
+    "\U0001f600",
+]
+
+
+def test_the_page_checks_and_makes_keys_by_the_servers_rule(make_server, open_context):
+    """The input's pattern and the script's default keys, from the data the server renders,
+    agree with packrat.core.keys in Chromium (the pattern compiles with the v flag)."""
+    server = make_server()
+    page = open_context().new_page()
+    page.goto(server.url + "/")
+    module = "import(document.querySelector('script[type=module]').src)"
+    found = page.evaluate(
+        f"""async (keys) => {{
+        const m = await {module};
+        const input = document.getElementById("key");
+        return keys.map((key) => {{
+          input.value = key;
+          return [!input.validity.patternMismatch, m.defaultKey(key), m.keyPath(key)];
+        }});
+    }}""",
+        KEYS_TO_CHECK,
+    )
+    for key, (valid, default, path) in zip(KEYS_TO_CHECK, found, strict=True):
+        assert valid == bool(re.fullmatch(KEY_PATTERN, key)), key
+        assert default == re.sub(f"[{FORBIDDEN_CLASS}]", "_", key), key
+        if "/" not in key:
+            assert validate_key(default) == default  # a file's name always makes a key
+        # Both encodings decode to the key (they differ only in what they leave as is).
+        assert unquote(path) == unquote(key_path(key)) == "/" + key, key

@@ -317,3 +317,22 @@ def test_a_server_that_cannot_be_used_is_one_line_a_person_can_act_on(free_tcp_p
     bad_port = packrat("stat", "--url", "http://127.0.0.1:99999")
     assert bad_port.returncode == ExitStatus.USAGE and b"port" in bad_port.stderr
     assert not (tmp_path / "y").exists()
+
+
+def test_ordinary_file_names_are_keys_and_a_refusal_says_why(packrat_server, tmp_path):
+    """As in S3: spaces and accents are fine; what is refused is named, with its place."""
+    report = tmp_path / "Q1 report.pdf"
+    report.write_bytes(b"%PDF")
+    put = packrat("put", str(report), url=packrat_server.url)
+    assert put.returncode == ExitStatus.OK, put.stderr
+    assert json.loads(put.stdout)["key"] == "Q1 report.pdf"
+    accents = packrat("put", str(report), "rapports/été/q1", url=packrat_server.url)
+    assert accents.returncode == ExitStatus.OK, accents.stderr
+    got = packrat("get", "rapports/été/q1", url=packrat_server.url)
+    assert got.returncode == ExitStatus.OK and got.stdout == b"%PDF"
+    refused = packrat("put", str(report), "rapports\\q1", url=packrat_server.url)
+    assert refused.returncode == ExitStatus.REFUSED
+    assert refused.stderr.decode() == (
+        "packrat: invalid_key: invalid key 'rapports\\\\q1': U+005C at character 9"
+        " is a backslash (use '/' between segments)\n"
+    )

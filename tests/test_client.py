@@ -31,6 +31,7 @@ from packrat.client import (
     Client,
     ClientError,
     IntegrityError,
+    KeyRefused,
     NotFound,
     TransferError,
     Unavailable,
@@ -108,15 +109,22 @@ def test_a_pipe_is_spooled_so_it_is_verified_and_retryable(packrat_server):
 
 
 def test_keys_are_sent_as_the_server_reads_them(packrat_server, tmp_path):
-    key = "a/b:c@d/e=f;g,h+i/$&'()*!~x"
+    keys = ["a/b:c@d/e=f;g,h+i/$&'()*!~x", "Q1 report.pdf", "rapports/été/q1", "100%/a?b#c"]
     with Client(packrat_server.url) as cache:
-        cache.put(key, io.BytesIO(b"odd key"))
-        assert cache.exists(key)
-        assert packrat_server.exists(key)
-        with pytest.raises(APIError) as refused:
-            cache.put("bad key/with space", io.BytesIO(b"x"))
+        for key in keys:
+            cache.put(key, io.BytesIO(key.encode()))
+            assert cache.exists(key)
+            out = io.BytesIO()
+            assert cache.get(key, out).key == key and out.getvalue() == key.encode()
+        # A key the server would refuse is refused before anything is sent.
+        with pytest.raises(KeyRefused) as refused:
+            cache.put("bad key/with\ttab", io.BytesIO(b"x"))
     assert refused.value.status == 400 and refused.value.code == "invalid_key"
-    assert "invalid_key" in str(refused.value)
+    assert str(refused.value) == (
+        "invalid_key: invalid key 'bad key/with\\ttab': U+0009 at character 13"
+        " is a control character"
+    )
+    assert packrat_server.coordinator_stats()["objects"] == len(keys)
 
 
 def test_exists_delete_and_not_found(packrat_server):
