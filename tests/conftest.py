@@ -318,6 +318,18 @@ def free_tcp_port() -> int:
     return free_port()
 
 
+@pytest.fixture(scope="session")
+def config_writer():
+    """``write_config(path, root, port, **sections)``, for fixtures wider than a test."""
+    return write_config
+
+
+@pytest.fixture(scope="session")
+def port_picker():
+    """``free_port()``, for fixtures wider than a test."""
+    return free_port
+
+
 @pytest.fixture
 def config_for(tmp_path: Path):
     """Factory: ``config_for(port, **sections)`` writes a test config and returns its path."""

@@ -374,41 +374,6 @@ def test_transfers_stream_in_constant_memory(make_server, tmp_path):
         )
 
 
-# -- README ---------------------------------------------------------------
-
-README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-def readme_examples() -> list[str]:
-    """The Python blocks of README's "Using it" section."""
-    text = README.read_text()
-    section = text[text.index("## Using it") : text.index("## API")]
-    return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
-
-
-def test_readme_has_both_python_examples():
-    examples = readme_examples()
-    assert len(examples) == 2
-    assert "from packrat.client import Client" in examples[0]
-    assert "import requests" in examples[1] and "files=" not in examples[1]
-
-
-@pytest.mark.parametrize("number", [0, 1])
-def test_readme_python_examples_run_as_shown(packrat_server, tmp_path, number):
-    """Each example, unchanged but for the server's port, with a report.pdf beside it."""
-    code = readme_examples()[number]
-    assert code.count("http://127.0.0.1:5050") == 1
-    code = code.replace("http://127.0.0.1:5050", packrat_server.url)
-    data = os.urandom(500_000)
-    (tmp_path / "report.pdf").write_bytes(data)
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "q1.pdf").read_bytes() == data
-    assert "True" in result.stdout
-
-
 # -- a hostile server: the client trusts it no further than the API promises --
 
 CHUNK_OF_X = b"4000\r\n" + b"x" * 0x4000 + b"\r\n"  # one 16 KiB chunk, sent forever

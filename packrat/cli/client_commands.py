@@ -4,7 +4,7 @@ Each talks to a server through ``packrat.client.Client``; the server is
 ``--url`` (else ``$PACKRAT_URL``, else http://127.0.0.1:5050) and the bearer
 token ``--token`` (else ``$PACKRAT_TOKEN``).  A progress bar is drawn on
 stderr for transfers of 1 MiB or more when stderr is a terminal.  The exit
-status (``core.exits.ExitStatus``, listed in README too) tells scripts what happened.
+status (``core.exits.ExitStatus``, listed in docs/client.md too) tells scripts what happened.
 """
 
 from __future__ import annotations

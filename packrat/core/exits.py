@@ -1,7 +1,7 @@
 """The exit statuses of the ``packrat`` command: one table for every subcommand.
 
-Scripts rely on the client commands' statuses (0-7, 130: README lists
-them); supervisord, systemd and ``packrat serve`` act on the server roles'
+Scripts rely on the client commands' statuses (0-7, 130: docs/client.md
+lists them); supervisord, systemd and ``packrat serve`` act on the server roles'
 (``FATAL``).  The server-side situations take values from BSD's
 ``sysexits.h`` where one fits, so no status means two things.  Any uncaught
 exception exits with Python's 1, which is why no server situation uses it.
