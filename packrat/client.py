@@ -31,6 +31,7 @@ Anything else is ``BadAnswer``.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import email.message
 import email.utils
@@ -49,7 +50,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 from packrat import __version__
 from packrat.core.keys import InvalidKey, key_path, validate_key
@@ -151,11 +152,13 @@ class Client:
     :arg url: the server's base URL, e.g. ``http://127.0.0.1:5050`` (``https://``
         verifies the server's certificate against the system's CAs, or
         ``$SSL_CERT_FILE``, unless ``ssl_context`` says otherwise).
-    :arg token: a bearer token when the server's ``[auth]`` is on.
+    :arg token: a bearer token when the server's ``[auth]`` is on (or HTTP Basic:
+        ``http://USER:PASSWORD@host:port``).
     :arg retries: how many times a 503 is retried before ``Unavailable``.
     :arg max_wait: the most seconds one wait for ``Retry-After`` lasts.
     :arg timeout: seconds to connect, and for each read from the server.
-    :raises ValueError: when ``url`` is not an ``http://`` or ``https://`` URL.
+    :raises ValueError: when ``url`` is not an ``http://`` or ``https://`` URL, or
+        ``token`` is not printable ASCII.
     """
 
     def __init__(
@@ -191,7 +194,15 @@ class Client:
         self._used = False  # whether the connection has carried a request already
         self.headers = {"User-Agent": f"packrat-client/{__version__}"}
         if token:
+            if not (token.isascii() and token.isprintable()):
+                raise ValueError("a token is printable ASCII (a header carries it)")
             self.headers["Authorization"] = f"Bearer {token}"
+        elif parts.username is not None:
+            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            basic = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
+            self.headers["Authorization"] = f"Basic {basic}"
+        # Credentials in the URL stay out of messages.
+        self.url = self.url.replace(parts.netloc, parts.netloc.rpartition("@")[2], 1)
 
     def __enter__(self) -> Client:
         return self
@@ -222,11 +233,12 @@ class Client:
         ``/dev/stdin``, a terminal) is first copied to a temporary file, so
         that its digest can be sent ahead and the upload can be retried.
         """
+        path = _path(key)  # a key the server would refuse: before reading the file
         with _seekable(file_or_path) as (f, name):
             start = f.tell()
             digest, size = _hash(f)
             name = filename or name
-            path = _path(key) + ("?" + urlencode({"filename": name}) if name else "")
+            path += "?" + urlencode({"filename": name}) if name else ""
             headers = {DIGEST_HEADER: digest}
             if content_type:
                 headers["Content-Type"] = content_type

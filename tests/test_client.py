@@ -6,6 +6,7 @@ own verification, which a real Packrat never gives cause to fail.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import http.server
@@ -502,3 +503,16 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(make_server):
         cache.put("kept", io.BytesIO(b"alive"))
         time.sleep(1.5)  # the server closes the idle keep-alive connection
         assert cache.exists("kept")
+
+
+def test_credentials_in_the_url_are_sent_as_basic_and_never_shown(hostile_server):
+    page = b"<html>Bad Gateway</html>"
+    hostile_server.reply("502 Bad Gateway", {"Content-Length": len(page)}, page)
+    url = hostile_server.url.replace("http://", "http://ci:p%40ss%20word@")
+    with Client(url) as cache, pytest.raises(APIError):
+        cache.exists("k")
+    assert cache.url == hostile_server.url
+    expected = base64.b64encode(b"ci:p@ss word").decode()
+    assert f"Authorization: Basic {expected}".encode() in hostile_server.requests[0]
+    with pytest.raises(ValueError, match="token"):
+        Client(hostile_server.url, "line\r\nX-Injected: 1")

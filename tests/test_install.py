@@ -117,7 +117,9 @@ def test_the_wheel_holds_the_package_and_its_data(wheel):
     assert "License-Expression: MIT" in metadata
     for requirement in ("tornado", "pyzmq", "tqdm"):
         assert f"Requires-Dist: {requirement}" in metadata, requirement
-    assert "Requires-Dist: requests" not in metadata  # the client speaks http.client
+    # The client speaks http.client: requests is for the tests only.
+    assert 'Requires-Dist: requests>=2.31; extra == "test"\n' in metadata
+    assert "Requires-Dist: requests>=2.31\n" not in metadata
     assert b"packrat = packrat.cli.main:main" in entry_points
 
 

@@ -149,7 +149,10 @@ def _client(args: argparse.Namespace) -> Iterator[Client]:
     try:
         client = Client(url, token)
     except ValueError as e:
-        given = "--url" if args.url else "$PACKRAT_URL"
+        if "token" in str(e):
+            given = "--token" if args.token else "$PACKRAT_TOKEN"
+        else:
+            given = "--url" if args.url else "$PACKRAT_URL"
         raise UsageError(f"{given}: {e}") from None
     with client:
         yield client
