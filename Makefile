@@ -30,7 +30,7 @@ venv: $(VENV)/.installed-run ## make .venv with Packrat installed (editable): .v
 run: $(VENV)/.installed-run ## serve on http://127.0.0.1:5050 (etc/packrat.ini, else the example); Ctrl-C stops
 	exec $(BIN)/packrat serve $(if $(PACKRAT_CONFIG),,--config $(CONFIG))
 
-test: $(VENV)/.installed-test ## ruff, then the whole suite against real processes (about 6 min on 2 cores)
+test: $(VENV)/.installed-test ## ruff, then the whole suite against real processes (6-9 min on 2 cores)
 	$(BIN)/ruff check packrat tests bench
 	$(BIN)/ruff format --check packrat tests bench
 	$(BIN)/pytest
