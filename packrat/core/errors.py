@@ -33,6 +33,7 @@ class ErrorCode(StrEnum):
     STAGING_MISSING = "staging_missing"  # the staged upload vanished before its commit
     TOO_BUSY = "too_busy"
     INSUFFICIENT_STORAGE = "insufficient_storage"
+    OBJECTSTORE_UNAVAILABLE = "objectstore_unavailable"  # a DELETE could not reach the store
 
 
 STATUS: dict[ErrorCode, int] = {
@@ -55,6 +56,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.STAGING_MISSING: 503,
     ErrorCode.TOO_BUSY: 503,
     ErrorCode.INSUFFICIENT_STORAGE: 507,
+    ErrorCode.OBJECTSTORE_UNAVAILABLE: 503,
 }
 RETRY_AFTER_SECONDS = 1  # sent with every 503: each of them is worth retrying soon
 
@@ -145,3 +147,9 @@ class TooBusy(PackratError):
 
 class InsufficientStorage(PackratError):
     code = ErrorCode.INSUFFICIENT_STORAGE
+
+
+class ObjectStoreUnavailable(PackratError):
+    """A ``DELETE`` could not be applied to the object store; nothing was deleted."""
+
+    code = ErrorCode.OBJECTSTORE_UNAVAILABLE

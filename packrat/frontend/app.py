@@ -71,7 +71,7 @@ def make_dependencies(
     counters = FrontendMetrics()
     coordinator.number = number
     coordinator.observe = counters.observe_round_trip
-    return Dependencies(
+    frontend = Dependencies(
         settings=settings,
         layout=layout,
         coordinator=coordinator,
@@ -84,6 +84,21 @@ def make_dependencies(
         number=number,
         metrics=counters,
     )
+    if settings.objectstore_enabled:
+        from packrat.objectstore.readthrough import ReadThrough
+        from packrat.objectstore.uploader_client import UploaderClient
+
+        async def commit_fetched(
+            key: str, staging: str, file_size: int, size: int, filename: str
+        ) -> bool:
+            reply = await coordinator.commit(key, staging, file_size, size, filename, True)
+            return not reply.present
+
+        frontend.readthrough = ReadThrough(settings, layout, commit_fetched)
+        frontend.uploader = UploaderClient(
+            settings.objectstore_uploader_endpoint, settings.coordinator_timeout
+        )
+    return frontend
 
 
 def make_app(frontend: Dependencies) -> Application:
@@ -188,6 +203,9 @@ async def serve(settings: Settings, number: int = 0) -> None:
     except TimeoutError:
         log.warning("connections did not close in 1 s; exiting anyway")
     await coordinator.close()
+    if frontend.readthrough is not None and frontend.uploader is not None:
+        frontend.readthrough.close()
+        frontend.uploader.close()
     frontend.layout.close_dirs()
     log_flusher.stop()
 

@@ -80,6 +80,16 @@ async def send_object(
 ) -> None:
     """Answer ``GET``/``HEAD`` of ``key`` through ``handler``."""
     opened = await open_or_drop(frontend, key)
+    if opened is None and frontend.readthrough is not None:  # the object store's turn
+        from packrat.objectstore.frontend import ANSWERED, answer_miss
+
+        outcome = await answer_miss(handler, frontend, key, with_body, plan)
+        if outcome == ANSWERED:
+            frontend.coordinator.miss()
+            frontend.metrics.misses.inc()
+            return
+        if outcome is not None:  # fetched meanwhile by another front end
+            opened = await open_or_drop(frontend, key)
     if opened is None:
         frontend.coordinator.miss()
         frontend.metrics.misses.inc()
@@ -113,6 +123,10 @@ async def object_exists(frontend: Dependencies, key: str) -> bool:
     """Whether a readable object is stored under ``key``, from the disk alone."""
     opened = await open_or_drop(frontend, key)
     if opened is None:
+        if frontend.readthrough is not None:
+            from packrat.objectstore.frontend import exists_in_store
+
+            return await exists_in_store(frontend, key)
         return False
     os.close(opened[0])
     return True

@@ -74,7 +74,12 @@ class ObjectHandler(BaseHandler):
             self.write_json(await self.receiver.commit_raw(self.key, filename))
 
     async def delete(self, _: str) -> None:
-        await self.frontend.coordinator.delete(self.key)
+        if self.frontend.uploader is not None:
+            from packrat.objectstore.frontend import delete
+
+            await delete(self.frontend, self.key)  # in the object store too
+        else:
+            await self.frontend.coordinator.delete(self.key)
         self.write_json({"success": True, "key": self.key})
 
 

@@ -135,6 +135,8 @@ class HotRoutes:
             return None
         if opened is not None:
             os.close(opened[0])
+        elif self.frontend.readthrough is not None:
+            return None  # a miss: the handler asks the object store
         return ExistsRead(self, connection, start_line, headers, path, opened is not None)
 
     def common_fields(self, json_body: bool) -> list[tuple[str, str]]:
