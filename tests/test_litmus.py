@@ -22,6 +22,7 @@ PASSING = {
         "begin",
         "options",
         "put_get",
+        "put_get_utf8_segment",
         "mkcol_over_plain",
         "delete",
         "delete_null",

@@ -44,9 +44,11 @@ def responses(reply: requests.Response) -> dict[str, dict[str, str | None]]:
 def test_an_object_and_the_collections_above_it(packrat_server):
     url = packrat_server.url
     body = b"hello webdav"
-    reply = requests.put(f"{url}/dav/a b&c.txt", data=body, timeout=10)
-    assert reply.status_code == 400  # a space is not in a key: WebDAV names keys, nothing more
-    assert requests.put(f"{url}/dav/sub/file.txt", data=body, timeout=10).status_code == 200
+    for key in ("dav/a b&c.txt", "dav/été.txt", "dav/sub/file.txt"):
+        assert requests.put(f"{url}/{key}", data=body, timeout=10).status_code == 200
+    listed = responses(propfind(f"{url}/dav/", depth="1"))  # hrefs percent-encoded, XML-escaped
+    assert list(listed) == ["/dav/", "/dav/a%20b&c.txt", "/dav/sub/", "/dav/%C3%A9t%C3%A9.txt"]
+    assert listed["/dav/%C3%A9t%C3%A9.txt"]["displayname"] == "été.txt"
 
     (one,) = responses(propfind(f"{url}/dav/sub/file.txt", body=ALLPROP)).items()
     href, props = one

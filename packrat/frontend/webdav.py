@@ -37,7 +37,6 @@ from __future__ import annotations
 import time
 import xml.etree.ElementTree as ET
 from typing import Any
-from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 from tornado.httputil import HTTPServerRequest, format_timestamp
@@ -47,7 +46,7 @@ from tornado.web import HTTPError, RequestHandler
 
 from packrat.coordinator.protocol import MAX_PAGE
 from packrat.core.errors import BadRequest, NotFound
-from packrat.core.keys import validate_key, validate_prefix
+from packrat.core.keys import key_path, validate_key, validate_prefix
 from packrat.frontend.auth import LIST, READ, WRITE
 from packrat.frontend.base import BaseHandler
 from packrat.frontend.listing import list_page, read_meta, refuse_purge_with_object_store
@@ -68,11 +67,6 @@ class DAVMethods(PathMatches):
 
     def match(self, request: HTTPServerRequest) -> dict[str, Any] | None:
         return super().match(request) if request.method in DAV_METHODS else None
-
-
-def href(path: str) -> str:
-    """``/path`` percent-encoded: every byte but letters, digits, ``-._~`` and ``/``."""
-    return "/" + quote(path, safe="/")
 
 
 def parse_propfind(body: bytes) -> tuple[str, list[tuple[str, str]]]:
@@ -135,7 +129,7 @@ def response(entry: ObjectMeta | str, mode: str, asked: list[tuple[str, str]]) -
     """One ``<D:response>`` of a multistatus for an object or a collection."""
     props = live_props(entry)
     path = entry if isinstance(entry, str) else entry.key
-    parts = [f"<D:response><D:href>{href(path)}</D:href>"]
+    parts = [f"<D:response><D:href>{escape(key_path(path))}</D:href>"]
     if mode == "propname":
         names = "".join(f"<D:{name}/>" for name in props)
         parts.append(_propstat(names, "200 OK"))
@@ -246,7 +240,7 @@ class DAVHandler(BaseHandler):
         self.set_status(207)
         self.set_header("Content-Type", XML_TYPE)
         self.finish(
-            f"{HEAD}<D:response><D:href>{href(path)}</D:href>"
+            f"{HEAD}<D:response><D:href>{escape(key_path(path))}</D:href>"
             f"{_propstat(props, '403 Forbidden')}"
             "<D:responsedescription>Packrat keeps only the live properties of what it "
             "stores</D:responsedescription></D:response>" + TAIL
