@@ -4,8 +4,9 @@
 # [frontend] cache_max_age = 0 (the default): any cache may keep them but
 # must check each use with the origin.  Varnish's built-in VCL never stores
 # a no-cache answer, so without this file every request goes through whole.
-# Here such an answer is kept, stale after a millisecond (Varnish revalidates
-# only objects that had a TTL), for `keep` more: each hit becomes a
+# Here such an answer is kept, stale after a microsecond (Varnish revalidates
+# only objects that had a TTL: 0 is never revalidated, and VCL writes no
+# smaller duration), for `keep` more: each hit becomes a
 # conditional GET (If-None-Match with the stored ETag), which Packrat answers
 # 304 without the bytes, and an object overwritten in Packrat is fetched
 # anew at once.  Ranges are served from the stored copy.
@@ -25,7 +26,7 @@ backend packrat {
 
 sub vcl_backend_response {
     if (beresp.http.Cache-Control ~ "(^|,)\s*public\b" && beresp.http.Cache-Control ~ "\bno-cache\b") {
-        set beresp.ttl = 0.001s;
+        set beresp.ttl = 0.001ms;
         set beresp.grace = 0s;
         set beresp.keep = 7d;
         return (deliver);
