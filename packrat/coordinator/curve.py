@@ -17,7 +17,6 @@ front ends and tools use); copy it to every host that runs a role.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from pathlib import Path
 from typing import Any
@@ -28,25 +27,6 @@ from zmq.auth.thread import ThreadAuthenticator
 
 SERVER = "server"
 CLIENT = "client"
-
-
-def is_loopback(endpoint: str) -> bool:
-    """Whether a ZeroMQ endpoint is reachable only from this host.
-
-    >>> [is_loopback(e) for e in ("ipc:///run/p.sock", "tcp://127.0.0.1:5555", "tcp://[::1]:1")]
-    [True, True, True]
-    >>> [is_loopback(e) for e in ("tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://eth0:5555")]
-    [False, False, False]
-    """
-    if endpoint.startswith("ipc://"):
-        return True
-    host = endpoint.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # "*", an interface name, a host name
 
 
 def generate_keys(directory: Path) -> None:

@@ -7,11 +7,11 @@ from typing import Any
 
 from tornado.web import HTTPError, RequestHandler
 
-from packrat.errors import PackratError
+from packrat.core.errors import PackratError
 from packrat.frontend import envelope
-from packrat.frontend.access import Counted
+from packrat.frontend.accesslog import Counted
 from packrat.frontend.auth import READ, WRITE
-from packrat.frontend.context import Frontend
+from packrat.frontend.dependencies import Dependencies
 from packrat.frontend.uploads import UploadReceiver
 
 JSON_TYPE = envelope.JSON_TYPE
@@ -37,7 +37,7 @@ class BaseHandler(Counted):
     route = "other"
     receiver: UploadReceiver | None = None
 
-    def initialize(self, frontend: Frontend) -> None:
+    def initialize(self, frontend: Dependencies) -> None:
         self.frontend = frontend
 
     def on_finish(self) -> None:

@@ -5,7 +5,7 @@ the key and its metadata is in the file.  Reads are reported in batches; a
 corrupt object (found on opening, or by its digest while it is sent) is
 dropped through the coordinator before the client hears of it.
 
-The object path (``objects``) opens the object (``open_object``), builds
+The object path (``objects``) opens the object (``open_to_send``), builds
 the answer with ``plan`` and sends the bytes:
 
 * an object of at most ``SMALL`` bytes is read whole, trailer included, in
@@ -38,13 +38,13 @@ from typing import TYPE_CHECKING
 
 from tornado.httputil import format_timestamp
 
-from packrat.errors import PackratError, RangeNotSatisfiable
+from packrat.core.errors import PackratError, RangeNotSatisfiable
 from packrat.frontend.headers import content_disposition, etag_in, parse_http_date, parse_range
 from packrat.store import Checker, ObjectMeta, key_digest, open_to_read, read_data
 from packrat.store.format import MAX_METADATA, TAIL_SIZE
 
 if TYPE_CHECKING:
-    from packrat.frontend.context import Frontend
+    from packrat.frontend.dependencies import Dependencies
     from packrat.frontend.http1 import Exchange
 
 log = logging.getLogger("packrat.frontend")
@@ -73,8 +73,8 @@ class Answer:
     whole: bool  # the body is the whole object, to check against its digest
 
 
-def open_object(
-    frontend: Frontend, key: str
+def open_to_send(
+    frontend: Dependencies, key: str
 ) -> tuple[int, ObjectMeta, tuple[int, int], memoryview | None] | None:
     """Open ``key``'s object: ``(fd, meta, inode, data)``, ``data`` for small ones; None if absent.
 
@@ -87,7 +87,7 @@ def open_object(
     return fd, meta, (info.st_dev, info.st_ino), data
 
 
-async def drop_corrupt(frontend: Frontend, key: str, inode: tuple[int, int]) -> None:
+async def drop_corrupt(frontend: Dependencies, key: str, inode: tuple[int, int]) -> None:
     """Have the coordinator remove exactly the bad file (not a newer one in its place)."""
     try:
         await frontend.coordinator.drop(key_digest(key), inode, key)
@@ -95,7 +95,7 @@ async def drop_corrupt(frontend: Frontend, key: str, inode: tuple[int, int]) -> 
         log.warning("could not drop the corrupt object of key %r: %s", key, e.message)
 
 
-def cache_control(frontend: Frontend) -> str:
+def cache_control(frontend: Dependencies) -> str:
     """Shared caches (a CDN) may keep objects only when anyone may read them."""
     scope = "public" if frontend.auth.public_reads else "private"
     max_age = frontend.settings.frontend_cache_max_age
@@ -142,7 +142,7 @@ def http_date(seconds: int) -> str:
 
 
 def plan(
-    frontend: Frontend, headers: Mapping[str, str], meta: ObjectMeta, with_body: bool
+    frontend: Dependencies, headers: Mapping[str, str], meta: ObjectMeta, with_body: bool
 ) -> Answer:
     """The status, headers and bytes of the answer; ``RangeNotSatisfiable`` for a 416."""
     etag = f'"{meta.sha256}"'
@@ -180,7 +180,7 @@ def small_body(data: memoryview, meta: ObjectMeta, answer: Answer) -> memoryview
 
 async def send_body(
     exchange: Exchange,
-    frontend: Frontend,
+    frontend: Dependencies,
     fd: int,
     meta: ObjectMeta,
     inode: tuple[int, int],
@@ -212,7 +212,7 @@ async def send_body(
 
 async def _cut(
     exchange: Exchange,
-    frontend: Frontend,
+    frontend: Dependencies,
     meta: ObjectMeta,
     inode: tuple[int, int],
     problem: str,
@@ -241,7 +241,7 @@ async def _cut(
 
 async def _send_chunks(
     exchange: Exchange,
-    frontend: Frontend,
+    frontend: Dependencies,
     fd: int,
     start: int,
     stop: int,
@@ -273,7 +273,7 @@ async def _send_chunks(
 
 async def _sendfile(
     exchange: Exchange,
-    frontend: Frontend,
+    frontend: Dependencies,
     fd: int,
     start: int,
     stop: int,

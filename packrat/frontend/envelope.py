@@ -19,7 +19,7 @@ from typing import Any
 from tornado.httputil import format_timestamp
 
 from packrat import __version__
-from packrat.errors import PackratError, Unauthorized
+from packrat.core.errors import PackratError, Unauthorized
 
 SERVER = f"Packrat/{__version__}"
 JSON_TYPE = "application/json; charset=UTF-8"
@@ -70,7 +70,7 @@ def error_fields(error: PackratError) -> list[tuple[str, str]]:
 def error_answer(error: PackratError) -> tuple[int, list[tuple[str, str]], bytes]:
     """``(status, headers, body)`` of the answer to ``error``.
 
-    >>> from packrat.errors import TooBusy
+    >>> from packrat.core.errors import TooBusy
     >>> status, fields, body = error_answer(TooBusy("retry shortly"))
     >>> status, ("Retry-After", "1") in fields, body
     (503, True, b'{"success": false, "error": "too_busy", "message": "retry shortly"}\\n')

@@ -18,9 +18,9 @@ from typing import Any
 
 from tornado.web import StaticFileHandler, stream_request_body
 
-from packrat.errors import CoordinatorUnavailable, NotFound, PackratError, Unauthorized
+from packrat.core.errors import CoordinatorUnavailable, NotFound, PackratError, Unauthorized
 from packrat.frontend import page
-from packrat.frontend.access import Counted
+from packrat.frontend.accesslog import Counted
 from packrat.frontend.base import BaseHandler, security_headers
 from packrat.frontend.uploads import UploadReceiver
 

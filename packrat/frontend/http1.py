@@ -67,15 +67,13 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import httptools
 
-from packrat.errors import BadRequest, PackratError, TooLarge
+from packrat.core.errors import BadRequest, PackratError, TooLarge
 from packrat.frontend import envelope
-
-if TYPE_CHECKING:
-    from packrat.frontend.server import Server
 
 log = logging.getLogger("packrat.frontend")
 
@@ -90,6 +88,31 @@ _HOST = re.compile(
 )
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _END = object()  # the end of a request body, in an exchange's inbox
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A front end's limits on what one client may send or hold."""
+
+    max_header_size: int  # bytes of request line and headers
+    max_body_size: int  # bytes of body, unless the delegate raises it (uploads)
+    idle_timeout: float  # seconds to wait for a request's headers
+    body_timeout: float  # seconds to receive one request body
+
+
+class Listener(Protocol):
+    """What connections need of their server (``server.Server``)."""
+
+    limits: Limits
+    in_flight: int  # exchanges begun and not yet recorded
+
+    def route(self, exchange: Exchange) -> Delegate: ...
+
+    def record(self, exchange: Exchange, status: int) -> None: ...
+
+    def connection_made(self, connection: Connection) -> None: ...
+
+    def connection_lost(self, connection: Connection) -> None: ...
 
 
 class Request:
@@ -494,7 +517,7 @@ class _Refused(Exception):
 class Connection(asyncio.Protocol):
     """One client connection: bytes in through httptools, exchanges answered in order."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Listener) -> None:
         self.server = server
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None

@@ -69,7 +69,7 @@ from urllib.parse import unquote_to_bytes
 
 from tornado.escape import parse_qs_bytes
 
-from packrat.errors import (
+from packrat.core.errors import (
     BadRequest,
     CoordinatorUnavailable,
     ErrorCode,
@@ -77,22 +77,22 @@ from packrat.errors import (
     PackratError,
     TooBusy,
 )
+from packrat.core.keys import validate_key
 from packrat.frontend import envelope
 from packrat.frontend.auth import READ, WRITE
 from packrat.frontend.downloads import (
     drop_corrupt,
-    open_object,
+    open_to_send,
     plan,
     send_body,
     small_body,
 )
 from packrat.frontend.http1 import Delegate, Exchange
 from packrat.frontend.uploads import BodyReceiver
-from packrat.keys import validate_key
 from packrat.store import CorruptObject
 
 if TYPE_CHECKING:
-    from packrat.frontend.context import Frontend
+    from packrat.frontend.dependencies import Dependencies
 
 log = logging.getLogger("packrat.frontend")
 
@@ -132,7 +132,7 @@ class MethodNotAllowed(PackratError):
 class ObjectPath:
     """One front end's object path: its checks, its second tier, its requests."""
 
-    def __init__(self, frontend: Frontend) -> None:
+    def __init__(self, frontend: Dependencies) -> None:
         self.frontend = frontend
         self.checks: list[Check] = [self.authorize]
         self.second_tier: SecondTier | None = None
@@ -224,7 +224,7 @@ class ObjectRequest(Delegate):
         frontend = self.frontend
         key = self.key
         try:
-            opened = open_object(frontend, key)
+            opened = open_to_send(frontend, key)
         except CorruptObject as e:
             return self._drop_then_miss(e, with_body)
         except OSError as e:
@@ -291,7 +291,7 @@ class ObjectRequest(Delegate):
 
     def _exists(self) -> Awaitable[None] | None:
         try:
-            opened = open_object(self.frontend, self.key)
+            opened = open_to_send(self.frontend, self.key)
         except CorruptObject as e:
             return self._drop_then_miss(e)
         except OSError as e:

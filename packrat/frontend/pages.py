@@ -25,7 +25,7 @@ from tornado import httputil
 from tornado.concurrent import Future
 from tornado.web import Application
 
-from packrat.errors import BadRequest
+from packrat.core.errors import BadRequest
 from packrat.frontend.http1 import Delegate, Exchange
 
 _CR_OR_LF = re.compile(r"[\r\n]")

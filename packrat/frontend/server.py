@@ -31,10 +31,9 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from packrat.frontend.http1 import Connection, Delegate, Exchange
+from packrat.frontend.http1 import Connection, Delegate, Exchange, Limits
 
 log = logging.getLogger("packrat.frontend")
 
@@ -43,16 +42,6 @@ ACCEPT_BATCH = 128  # connections accepted per readiness event at most
 TLS_HANDSHAKE_TIMEOUT = 10.0  # seconds
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _WARN_EVERY = 10.0  # seconds between two warnings about exhausted descriptors
-
-
-@dataclass(frozen=True)
-class Limits:
-    """A front end's limits on what one client may send or hold."""
-
-    max_header_size: int  # bytes of request line and headers
-    max_body_size: int  # bytes of body, unless the delegate raises it (uploads)
-    idle_timeout: float  # seconds to wait for a request's headers
-    body_timeout: float  # seconds to receive one request body
 
 
 class Server:

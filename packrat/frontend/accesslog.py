@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 from tornado import httputil
 from tornado.web import HTTPError, RequestHandler
 
-from packrat.errors import PackratError
-from packrat.logs import ACCESS_LOGGER, Event
+from packrat.core.errors import PackratError
+from packrat.core.logs import ACCESS_LOGGER, Event
 
 if TYPE_CHECKING:
-    from packrat.frontend.context import Frontend
+    from packrat.frontend.dependencies import Dependencies
     from packrat.frontend.http1 import Exchange
 
 access_log = logging.getLogger(ACCESS_LOGGER)
@@ -137,7 +137,7 @@ class RequestLog:
     route and error over to the exchange, which is recorded when it ends.
     """
 
-    def __init__(self, frontend: Frontend) -> None:
+    def __init__(self, frontend: Dependencies) -> None:
         self.frontend = frontend
 
     def __call__(self, handler: RequestHandler) -> None:

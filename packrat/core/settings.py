@@ -4,12 +4,13 @@ The file is INI (``etc/packrat.ini``).  Every option has a default here, so
 Packrat runs with no file at all; a file overrides what it sets.  Any unknown
 section or option, or a value that does not parse, raises ``ConfigError``
 whose text is one line naming the file, the section, the option and what is
-wrong; the CLI prints it and exits with 2.
+wrong; the CLI prints it and exits with ``ExitStatus.CONFIG`` (78).
 """
 
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import os
 import re
 import ssl
@@ -101,7 +102,7 @@ class Settings:
         return context
 
 
-def _positive_int(text: str) -> int:
+def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise ValueError(f"{text!r} must not be negative")
@@ -168,7 +169,7 @@ def _readable_file(text: str) -> Path:
 
 
 def _htpasswd(text: str) -> Path:
-    from packrat.frontend.auth import load_htpasswd
+    from packrat.core.htpasswd import load_htpasswd  # bcrypt and passlib: only when used
 
     path = _readable_file(text)
     load_htpasswd(path)  # raises ValueError naming the bad line
@@ -199,6 +200,25 @@ def _endpoint(text: str) -> str:
     return text
 
 
+def is_loopback(endpoint: str) -> bool:
+    """Whether a ZeroMQ endpoint is reachable only from this host.
+
+    >>> [is_loopback(e) for e in ("ipc:///run/p.sock", "tcp://127.0.0.1:5555", "tcp://[::1]:1")]
+    [True, True, True]
+    >>> [is_loopback(e) for e in ("tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://eth0:5555")]
+    [False, False, False]
+    """
+    if endpoint.startswith("ipc://"):
+        return True
+    host = endpoint.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "*", an interface name, a host name
+
+
 def _curve_keys(text: str) -> Path:
     path = Path(text.strip())
     names = ("server.key", "server.key_secret", "client.key", "client.key_secret")
@@ -216,13 +236,13 @@ _OPTIONS = {
     ("server", "port"): _port,
     ("server", "certfile"): _readable_file,
     ("server", "keyfile"): _readable_file,
-    ("frontend", "processes"): _positive_int,
+    ("frontend", "processes"): _non_negative_int,
     ("frontend", "touch_interval"): _seconds,
     ("frontend", "idle_timeout"): _seconds,
     ("frontend", "body_timeout"): _seconds,
     ("frontend", "max_header_size"): _positive_size,
-    ("frontend", "max_uploads"): _positive_int,
-    ("frontend", "cache_max_age"): _positive_int,
+    ("frontend", "max_uploads"): _non_negative_int,
+    ("frontend", "cache_max_age"): _non_negative_int,
     ("auth", "enabled"): _bool,
     ("auth", "read_tokens"): _tokens,
     ("auth", "write_tokens"): _tokens,
@@ -312,8 +332,6 @@ def load(path: Path | None) -> Settings:
         settings.ssl_context()
     except (OSError, ssl.SSLError) as e:
         raise ConfigError(f"{path}: [server] certfile: cannot load the certificate: {e}") from None
-    from packrat.coordinator.curve import is_loopback
-
     if settings.coordinator_curve_keys is None and not is_loopback(settings.coordinator_endpoint):
         raise ConfigError(
             f"{path}: [coordinator] endpoint: {settings.coordinator_endpoint} is reachable from "
