@@ -227,8 +227,8 @@ async def _cut(
         log.error("object %r failed its digest check while being sent", meta.key)
         exchange.failure = PackratError("the object is corrupt", log_message="corrupt; cut")
         exchange.done(exchange.status)
+        await drop_corrupt(frontend, meta.key, inode)  # before the client hears of it
         exchange.close()
-        await drop_corrupt(frontend, meta.key, inode)
         return
     if problem == "short":
         log.error("object %r: file shorter than its trailer says; cut the response", meta.key)

@@ -704,7 +704,7 @@ class Connection(asyncio.Protocol):
         if exchange is None:
             exchange = self.reading
         if exchange is None or exchange.response_complete:
-            exchange = Exchange(self, _unread_request(self._url))
+            exchange = Exchange(self, self._unread_request())
         error = BadRequest(problem)
         for queued in self.waiting:
             if queued is not exchange:
@@ -723,6 +723,18 @@ class Connection(asyncio.Protocol):
         self.current = exchange
         exchange.request.keep_alive = False
         exchange.fail(error)
+
+    def _unread_request(self) -> Request:
+        """What was read of a request whose line or headers could not be read, for its record."""
+        try:
+            method = self.parser.get_method().decode("ascii", "replace")
+        except httptools.HttpParserError:
+            method = "-"
+        headers = {}
+        for name, value in self._fields:
+            headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        target = self._url.decode("latin-1") if self._url else "-"
+        return Request(method or "-", target, "HTTP/1.1", [], headers, False)
 
     def _upgrade_requested(self, data: bytes, offset: int) -> None:
         """llhttp stops at a request that asks to switch protocols; we never switch:
@@ -824,12 +836,6 @@ def host_problem(host: str | None, count: int) -> str | None:
     if not _HOST.fullmatch(host):
         return f"the Host header is not a host name and port: {host!r}"
     return None
-
-
-def _unread_request(url: bytes) -> Request:
-    """A stand-in for a request whose line or headers could not be read."""
-    target = url.decode("latin-1") if url else "-"
-    return Request("-", target, "HTTP/1.1", [], {}, False)
 
 
 def _reason(error: Exception) -> str:

@@ -338,10 +338,15 @@ class ObjectRequest(Delegate):
         return self._commit(receiver)
 
     async def _commit(self, receiver: BodyReceiver) -> None:
-        if self.exchange.request.method == "POST":
-            result = await receiver.commit_form(self.key)
-        else:
-            result = await receiver.commit_raw(self.key, self._filename())
+        try:
+            if self.exchange.request.method == "POST":
+                result = await receiver.commit_form(self.key)
+            else:
+                result = await receiver.commit_raw(self.key, self._filename())
+        except BaseException:
+            receiver.end()  # the staging file goes before the error is answered
+            raise
+        receiver.end()  # its slot, for the next upload
         if self.exchange.closed:
             return  # the client left meanwhile; the object is stored all the same
         self._json(result)
