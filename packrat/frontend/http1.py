@@ -201,6 +201,7 @@ class Exchange:
         "_begun",
         "_blocked",
         "_chunked",
+        "_delivered",
         "_inbox",
         "_inbox_bytes",
         "connection",
@@ -233,6 +234,7 @@ class Exchange:
         self.logged = False
         self.max_body_size = connection.server.limits.max_body_size
         self._chunked = False
+        self._delivered = 0  # body bytes handed to the delegate
         self._begun = False
         self._blocked = False
         self._inbox: collections.deque[Any] | None = None
@@ -259,9 +261,6 @@ class Exchange:
 
     def body_chunk(self, data: bytes) -> None:
         self.received += len(data)
-        if self.received > self.max_body_size and not self.response_complete:
-            self.fail(TooLarge(f"the request body is larger than {self.max_body_size} bytes"))
-            return
         self._deliver(data)
 
     def body_end(self) -> None:
@@ -296,6 +295,10 @@ class Exchange:
             if item is _END:
                 self._call(delegate.finish)
             else:
+                # Checked as the delegate gets it: it may have raised the limit meanwhile.
+                self._delivered += len(item)
+                if self._delivered > self.max_body_size:
+                    raise TooLarge(f"the request body is larger than {self.max_body_size} bytes")
                 self._call(delegate.data_received, item)
         except PackratError as error:
             self.fail(error)
