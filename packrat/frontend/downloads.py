@@ -135,6 +135,9 @@ def requested_range(
         raise RangeNotSatisfiable(str(e), meta.size) from None
 
 
+disposition = functools.lru_cache(maxsize=4096)(content_disposition)  # per name, once
+
+
 @functools.lru_cache(maxsize=4096)
 def http_date(seconds: int) -> str:
     """An HTTP date (``Last-Modified``), remembered: objects are read again and again."""
@@ -156,7 +159,7 @@ def plan(
         return Answer(304, fields, False, 0, 0, False)
     fields += [
         ("Content-Type", meta.content_type),
-        ("Content-Disposition", content_disposition(meta.filename)),
+        ("Content-Disposition", disposition(meta.filename)),
         ("Content-Security-Policy", OBJECT_CSP),
     ]
     span = requested_range(headers, etag, meta) if with_body else None

@@ -334,6 +334,8 @@ class Exchange:
 
     def _pump(self) -> None:
         """Hand over what waited while the delegate was busy."""
+        if self.response_complete:
+            return
         inbox = self._inbox
         if not inbox:
             self._expect_body()

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import hashlib
 import logging
 import os
@@ -377,11 +378,15 @@ class ObjectRequest(Delegate):
         self.exchange.respond(200, fields, body)
 
 
+@functools.lru_cache(maxsize=4096)
 def decode_key(raw: str) -> str:
     """The key of a path's tail, decoded as Tornado decodes path arguments.
 
-    >>> decode_key("a%20b/c")
-    'a b/c'
+    Remembered: a cache is asked for the same keys again and again (a refused
+    one raises, and is not remembered).
+
+    >>> decode_key("a%2Bb/c")
+    'a+b/c'
     """
     try:
         key = unquote_to_bytes(raw).decode("utf-8")

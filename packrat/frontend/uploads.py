@@ -7,11 +7,9 @@ multipart ``POST`` body goes through ``MultipartForm`` and only the ``file``
 part reaches the staging file; a ``PUT`` body is the file.  The staging file
 is removed on every path that does not commit it.
 
-``UploadReceiver`` is the glue between a request handler and its
-``Upload``.  ``UploadSlots`` bounds the uploads one front end receives at once
-(``[frontend] max_uploads``) and frees the slot of an upload whose body
-made no progress for ``idle_timeout`` seconds: a client that sends a few
-bytes and stalls cannot hold a slot for the whole ``body_timeout``.
+``BodyReceiver`` receives one for the object path; ``UploadReceiver`` adapts it
+to the status page's form handler; each upload holds one of the process's
+``upload_slots``.
 """
 
 from __future__ import annotations
@@ -71,7 +69,7 @@ def content_address(key: str) -> str | None:
 class SizeLimit:
     """The one size rule of an upload, checked as early as each number is known.
 
-    The file may have at most ``file`` bytes (``[limits] max_file_size``);
+    The file may have at most ``file`` bytes (``[cache] max_file_size``);
     the request body at most ``body``: the file plus, for a multipart form,
     ``MULTIPART_SLACK`` for boundaries, part headers and small fields.  A
     declared ``Content-Length`` is checked before a byte is read, the body as
@@ -82,7 +80,7 @@ class SizeLimit:
     (None, None)
     >>> limit.check(file=1001)
     Traceback (most recent call last):
-    packrat.errors.TooLarge: the upload is larger than the limit of 1000 bytes
+    packrat.core.errors.TooLarge: the upload is larger than the limit of 1000 bytes
     """
 
     file: int
