@@ -9,6 +9,7 @@ and a test fails if any is left behind.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -30,6 +31,8 @@ from packrat.store.format import read_trailer
 from packrat.store.layout import BLOCK
 
 START_TIMEOUT = 20.0
+TOKEN = "test-write-token-0123456789"  # the write token of servers with [auth] on
+AUTH_MODES = ("auth off", "auth on")
 
 
 def free_port() -> int:
@@ -61,8 +64,15 @@ class PackratProcess:
     """One ``python -m packrat <role>`` process group with helpers for tests."""
 
     def __init__(
-        self, argv: list[str], config: Path, root: Path, port: int, preexec_fn=None
+        self,
+        argv: list[str],
+        config: Path,
+        root: Path,
+        port: int,
+        preexec_fn=None,
+        token: str | None = None,
     ) -> None:
+        self.token = token  # sent as a bearer token by ``http`` and the helpers
         self.config = config
         self.root = root
         self.port = port
@@ -80,6 +90,18 @@ class PackratProcess:
     @property
     def cache(self) -> Path:
         return self.root / "cache"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The request headers that carry this server's credential (none when auth is off)."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    @functools.cached_property
+    def http(self) -> requests.Session:
+        """A session that sends the credential with every request when auth is on."""
+        session = requests.Session()
+        session.headers.update(self.auth)
+        return session
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -102,7 +124,7 @@ class PackratProcess:
             if self.process.poll() is not None:
                 raise AssertionError(f"packrat exited early:\n{self.log()}")
             try:
-                reply = requests.get(self.url + "/", timeout=2)
+                reply = self.http.get(self.url + "/", timeout=2)
                 if reply.status_code == 200 and (not writable or "Objects" in reply.text):
                     return
             except (requests.ConnectionError, requests.Timeout):
@@ -142,15 +164,15 @@ class PackratProcess:
     # -- HTTP shortcuts ---------------------------------------------------
 
     def upload(self, key: str, data: bytes, filename: str = "blob.bin", **kw) -> requests.Response:
-        return requests.post(
+        return self.http.post(
             f"{self.url}/{key}", files={"file": (filename, data)}, timeout=30, **kw
         )
 
     def get(self, key: str, **kw) -> requests.Response:
-        return requests.get(f"{self.url}/{key}", timeout=30, **kw)
+        return self.http.get(f"{self.url}/{key}", timeout=30, **kw)
 
     def exists(self, key: str) -> bool:
-        reply = requests.get(f"{self.url}/exists/{key}", timeout=10)
+        reply = self.http.get(f"{self.url}/exists/{key}", timeout=10)
         assert reply.status_code == 200, reply.text
         return reply.json()["present"]
 
@@ -330,6 +352,32 @@ def config_for(tmp_path: Path):
 @pytest.fixture
 def packrat_server(make_server) -> PackratProcess:
     return make_server()
+
+
+@pytest.fixture(scope="module", params=AUTH_MODES)
+def server(request, tmp_path_factory) -> Iterator[PackratProcess]:
+    """One ``packrat serve`` per test module and auth mode, shared by the module's tests.
+
+    The HTTP semantics run with access control off and on, as uvicorn runs its
+    suite over both of its protocol classes: with ``auth on`` the server has
+    ``[auth]`` enabled and one write token, and ``server.http`` (and the
+    helpers ``upload``, ``get``, ``exists``) send it; raw requests add
+    ``server.auth``.  Tests on a shared server use keys of their own.
+    """
+    root = tmp_path_factory.mktemp("shared-server")
+    port = free_port()
+    sections: dict[str, dict[str, object]] = {"cache": {"max_size": "64M"}}
+    token = None
+    if request.param == "auth on":
+        token = TOKEN
+        sections["auth"] = {"enabled": "true", "write_tokens": TOKEN}
+    config = write_config(root / "packrat.ini", root, port, **sections)
+    process = PackratProcess(["serve"], config, root, port, token=token)
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
 
 
 @pytest.fixture
