@@ -126,7 +126,9 @@ def test_invalid_keys_are_400_json(server):
 
 
 def test_missing_file_field_is_400(server):
-    reply = server.http.post(f"{server.url}/no-file-field", files={"other": ("f", b"data")}, timeout=10)
+    reply = server.http.post(
+        f"{server.url}/no-file-field", files={"other": ("f", b"data")}, timeout=10
+    )
     assert reply.status_code == 400
     assert reply.json()["error"] == "missing_field"
     assert server.exists("no-file-field") is False

@@ -12,10 +12,12 @@ A request is refused with a JSON ``400 bad_request`` (``envelope``), and the
 connection closed after the answer (where a next request would start is
 unknown), when:
 
-* the request line is malformed: not ``method SP target SP version``, a
-  method that is not a token llhttp knows (an unknown one is 400 here, as
-  in nginx; Tornado answered 405), a target with spaces or control
-  characters, a version other than HTTP/1.0 or HTTP/1.1;
+* the request line is malformed: not ``method SP target SP version`` (llhttp,
+  like nginx, lets several spaces stand for one), a method that is not one
+  llhttp knows, in capitals (an unknown one is 400 here, as in nginx;
+  Tornado answered 405), a target with spaces or control characters, a
+  version other than HTTP/1.0 or HTTP/1.1 (HTTP/0.9's bare ``GET /`` and
+  HTTP/2.0 included);
 * a header line is malformed: a name that is not a token, whitespace
   before the colon, a control character in a value, a line folded with
   obs-fold, a bare CR, lines not ended by CRLF;
@@ -664,6 +666,8 @@ class Connection(asyncio.Protocol):
         problem = None
         if size > self.server.limits.max_header_size:
             problem = self._head_too_large()
+        elif version != "HTTP/1.1" and version != "HTTP/1.0":
+            problem = f"{version} is not served here: HTTP/1.1 or HTTP/1.0"
         elif version == "HTTP/1.1" or "host" in headers:
             problem = host_problem(headers.get("host"), sum(n.lower() == "host" for n, _ in fields))
         if problem is None and parser.should_upgrade() and request.body_expected:
