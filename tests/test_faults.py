@@ -278,7 +278,7 @@ def test_a_503_commit_was_not_stored_under_a_coordinator_stopped_and_resumed(mak
         while not stop.is_set():
             coordinator.suspend()
             # Commits sent just before wait until about their deadline, or past it.
-            time.sleep(pauses.uniform(0.9, 1.2))
+            time.sleep(pauses.uniform(0.95, 1.05))
             coordinator.resume()
             time.sleep(0.03)  # they run then, and their replies come late
         coordinator.resume()
