@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,18 @@ if TYPE_CHECKING:
     from packrat.frontend.http1 import Exchange
 
 access_log = logging.getLogger(ACCESS_LOGGER)
+_PLAIN = re.compile(r"[ !#-\[\]-~]*")  # printable ASCII but the quote and the backslash
+
+
+def quoted(text: str) -> str:
+    """``text`` as a JSON string: plain ASCII as it is, anything else escaped by ``json``.
+
+    >>> print(quoted("curl/8.0"), quoted('say "hi"'))
+    "curl/8.0" "say \\"hi\\""
+    """
+    return f'"{text}"' if _PLAIN.fullmatch(text) else json.dumps(text)
+
+
 CLIENT_CLOSED = 499
 
 
@@ -87,11 +100,11 @@ class AccessEntry(Event):
     def __str__(self) -> str:
         # Client-chosen text is quoted and escaped as JSON strings, so a
         # line cannot be forged or broken by a path or a user agent.
-        method = self.method if self.method.isalpha() else json.dumps(self.method)
+        method = self.method if self.method.isalpha() else quoted(self.method)
         line = (
-            f"{self.remote} {method} {json.dumps(self.path)} {self.status} "
+            f"{self.remote} {method} {quoted(self.path)} {self.status} "
             f"sent={self.sent} received={self.received} {self.duration * 1000:.1f}ms "
-            f"{json.dumps(self.user_agent)}"
+            f"{quoted(self.user_agent)}"
         )
         if self.error is not None:
             line += f" error={self.error} {json.dumps(self.detail)}"
