@@ -362,11 +362,15 @@ def server(request, tmp_path_factory) -> Iterator[PackratProcess]:
     suite over both of its protocol classes: with ``auth on`` the server has
     ``[auth]`` enabled and one write token, and ``server.http`` (and the
     helpers ``upload``, ``get``, ``exists``) send it; raw requests add
-    ``server.auth``.  Tests on a shared server use keys of their own.
+    ``server.auth``.  Tests on a shared server use keys of their own.  A
+    module's ``SERVER_SECTIONS`` (``{"cache": {"max_size": "4M"}}``) adds to
+    its configuration.
     """
     root = tmp_path_factory.mktemp("shared-server")
     port = free_port()
     sections: dict[str, dict[str, object]] = {"cache": {"max_size": "64M"}}
+    for section, values in getattr(request.module, "SERVER_SECTIONS", {}).items():
+        sections.setdefault(section, {}).update(values)
     token = None
     if request.param == "auth on":
         token = TOKEN
