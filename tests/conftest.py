@@ -272,13 +272,14 @@ def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05):
     raise AssertionError(f"condition not met within {timeout}s")
 
 
-def read_after_stalling(port: int, path: str, stall: float) -> int:
+def read_after_stalling(port: int, path: str, stall: float, headers: dict | None = None) -> int:
     """GET ``path`` with a small receive buffer, read nothing for ``stall`` seconds,
     then read until the server closes; return the bytes it sent, headers included."""
+    lines = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", port))
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{lines}\r\n".encode())
         time.sleep(stall)
         sock.settimeout(10)
         received = 0
@@ -366,17 +367,37 @@ def server(request, tmp_path_factory) -> Iterator[PackratProcess]:
     module's ``SERVER_SECTIONS`` (``{"cache": {"max_size": "4M"}}``) adds to
     its configuration.
     """
+    sections = getattr(request.module, "SERVER_SECTIONS", {})
+    with shared_server(tmp_path_factory, request.param, sections) as process:
+        yield process
+
+
+@pytest.fixture(scope="session")
+def start_shared_server():
+    """``shared_server`` for modules whose server fixture has more parameters than the mode."""
+    return shared_server
+
+
+@contextlib.contextmanager
+def shared_server(
+    tmp_path_factory, mode: str, sections: dict, environment: dict[str, str] | None = None
+) -> Iterator[PackratProcess]:
+    """A ``packrat serve`` for a module, in ``mode`` (one of ``AUTH_MODES``), with
+    ``sections`` added to its configuration and ``environment`` to its own."""
     root = tmp_path_factory.mktemp("shared-server")
     port = free_port()
-    sections: dict[str, dict[str, object]] = {"cache": {"max_size": "64M"}}
-    for section, values in getattr(request.module, "SERVER_SECTIONS", {}).items():
-        sections.setdefault(section, {}).update(values)
+    options: dict[str, dict[str, object]] = {"cache": {"max_size": "64M"}}
+    for section, values in sections.items():
+        options.setdefault(section, {}).update(values)
     token = None
-    if request.param == "auth on":
+    if mode == "auth on":
         token = TOKEN
-        sections["auth"] = {"enabled": "true", "write_tokens": TOKEN}
-    config = write_config(root / "packrat.ini", root, port, **sections)
-    process = PackratProcess(["serve"], config, root, port, token=token)
+        options["auth"] = {"enabled": "true", "write_tokens": TOKEN}
+    config = write_config(root / "packrat.ini", root, port, **options)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (environment or {}).items():
+            patch.setenv(name, value)
+        process = PackratProcess(["serve"], config, root, port, token=token)
     try:
         process.wait_ready()
         yield process
