@@ -13,9 +13,10 @@ Off by default; ``[auth] enabled = true`` turns it on.  Two rights exist:
   sha-crypt (``$5$``/``$6$``, ``mkpasswd -m sha-512``) hashes.  Hashing runs
   on a small thread pool so the event loop never waits on it (a bcrypt
   check costs 1.6 ms of CPU at ``htpasswd -B``'s default cost of 5, 51 ms at
-  10, 200 ms at 12, measured here).  A verified ``Authorization`` value is remembered, keyed by a keyed
-  BLAKE2b MAC of it under a per-process random key (never in clear), in a
-  bounded LRU of ``MAX_REMEMBERED`` entries: a client that sends the same
+  10, 200 ms at 12, measured here).  A verified ``Authorization`` value is
+  remembered, keyed by a keyed BLAKE2b MAC of it under a per-process random
+  key (never in clear), in a bounded LRU of ``MAX_REMEMBERED`` entries (a
+  hash of the key never has to be recomputed): a client that sends the same
   credentials on every request costs one hash, then one MAC and one
   dictionary lookup per request.  Unknown users are checked against a dummy
   hash, so they take as long as known ones.

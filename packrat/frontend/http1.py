@@ -651,6 +651,7 @@ class Connection(asyncio.Protocol):
         fields = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._fields]
         headers: dict[str, str] = {}
         size = len(self._url) + len(method) + 12
+        hosts = 0
         for name, value in fields:
             lower = name.lower()
             size += len(name) + len(value) + LINE_OVERHEAD
@@ -658,6 +659,8 @@ class Connection(asyncio.Protocol):
                 headers[lower] += "," + value
             else:
                 headers[lower] = value
+            if lower == "host":
+                hosts += 1
         request = Request(method, target, version, fields, headers, parser.should_keep_alive())
         if request.body_expected:
             self.body_started = request.started
@@ -669,7 +672,7 @@ class Connection(asyncio.Protocol):
         elif version != "HTTP/1.1" and version != "HTTP/1.0":
             problem = f"{version} is not served here: HTTP/1.1 or HTTP/1.0"
         elif version == "HTTP/1.1" or "host" in headers:
-            problem = host_problem(headers.get("host"), sum(n.lower() == "host" for n, _ in fields))
+            problem = host_problem(headers.get("host"), hosts)
         if problem is None and parser.should_upgrade() and request.body_expected:
             problem = "a request that asks to switch protocols (Upgrade) cannot carry a body here"
         if problem is not None:
