@@ -15,8 +15,8 @@ Off by default; ``[auth] enabled = true`` turns it on.  Two rights exist:
   check costs 1.6 ms of CPU at ``htpasswd -B``'s default cost of 5, 51 ms at
   10, 200 ms at 12, measured here).  A verified ``Authorization`` value is
   remembered, keyed by a keyed BLAKE2b MAC of it under a per-process random
-  key (never in clear), in a bounded LRU of ``MAX_REMEMBERED`` entries (a
-  hash of the key never has to be recomputed): a client that sends the same
+  key (never in clear), in a bounded LRU of ``MAX_REMEMBERED`` entries, so a
+  password is never hashed again per request: a client that sends the same
   credentials on every request costs one hash, then one MAC and one
   dictionary lookup per request.  Unknown users are checked against a dummy
   hash, so they take as long as known ones.
