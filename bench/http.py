@@ -68,6 +68,7 @@ import platform
 import pwd
 import random
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -892,7 +893,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.servers = [s for s in SERVERS if s in chosen]
     args.frontends = list(dict.fromkeys(args.frontends or [len(args.server_cpus or cores)]))
     args.command = "python bench/http.py" + (
-        " " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else ""
+        " " + shlex.join(sys.argv[1:]) if argv is None and sys.argv[1:] else ""
     )
     return args
 
