@@ -39,6 +39,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/http.py
 	$(BIN)/python bench/http.py --pin
+	$(BIN)/python bench/objectstore.py
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

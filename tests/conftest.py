@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -30,9 +32,15 @@ from packrat.store.accounting import charge
 from packrat.store.format import read_trailer
 from packrat.store.layout import BLOCK
 
+REPO = Path(__file__).resolve().parent.parent
+sys.path.append(str(REPO))  # bench/ is not installed: its modules import as bench.<name>
+
+from bench.seaweedfs import ACCESS_KEY, SECRET_KEY, SeaweedFS  # noqa: E402
+
 START_TIMEOUT = 20.0
 TOKEN = "test-write-token-0123456789"  # the write token of servers with [auth] on
 AUTH_MODES = ("auth off", "auth on")
+BUCKET = "packrat-tests"
 
 
 def free_port() -> int:
@@ -434,3 +442,38 @@ def mount_tmpfs(tmp_path):
 def _no_stray_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PACKRAT_CONFIG", raising=False)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """One real S3-compatible store (SeaweedFS on loopback ports) for every test that needs
+    one; each test gets a key prefix of its own in ``BUCKET`` (``objectstore``)."""
+    store = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        store.wait_ready()
+        store.create_bucket(BUCKET)
+        yield store
+    finally:
+        store.stop()
+
+
+@pytest.fixture
+def objectstore(seaweedfs: SeaweedFS, tmp_path: Path, request: pytest.FixtureRequest) -> dict:
+    """``[objectstore]`` settings for this test: the shared store, a prefix of its own,
+    credentials in a file (AWS format), short timeouts."""
+    credentials = tmp_path / "s3-credentials"
+    credentials.write_text(
+        f"[default]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"
+    )
+    credentials.chmod(0o600)
+    name = re.sub(r"[^A-Za-z0-9-]", "-", request.node.name)[:60]
+    return {
+        "bucket": BUCKET,
+        "endpoint_url": seaweedfs.endpoint,
+        "prefix": f"{name}-{secrets.token_hex(4)}/",
+        "addressing_style": "path",
+        "credentials_file": credentials,
+        "connect_timeout": 1,
+        "read_timeout": 2,
+        "uploader_endpoint": f"ipc://{tmp_path}/run/uploader.sock",
+    }

@@ -232,7 +232,12 @@ def test_supervisord_group_on_a_fresh_checkout(free_tcp_port: int, tmp_path: Pat
 
 # -- systemd and the container ----------------------------------------------
 
-UNITS = ["packrat-coordinator.service", "packrat-frontend@.service", "packrat.target"]
+UNITS = [
+    "packrat-coordinator.service",
+    "packrat-frontend@.service",
+    "packrat-uploader.service",
+    "packrat.target",
+]
 
 
 @pytest.fixture
@@ -266,12 +271,16 @@ def test_systemd_units_verify_cleanly(units: Path) -> None:
         "verify",
         str(units / "packrat-coordinator.service"),
         str(units / "packrat-frontend@0.service"),
+        str(units / "packrat-uploader.service"),
         str(units / "packrat.target"),
     )
     assert result.returncode == 0 and not result.stdout + result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("unit", ["packrat-coordinator.service", "packrat-frontend@0.service"])
+@pytest.mark.parametrize(
+    "unit",
+    ["packrat-coordinator.service", "packrat-frontend@0.service", "packrat-uploader.service"],
+)
 def test_systemd_units_are_sandboxed(units: Path, unit: str) -> None:
     """`systemd-analyze security` rates each service's exposure 2.0 or less of 10."""
     result = systemd_analyze(
@@ -293,6 +302,9 @@ def test_systemd_units_run_packrat_as_documented() -> None:
     never_restarted = "RestartPreventExitStatus=" + " ".join(str(s) for s in sorted(FATAL))
     assert f"\n{never_restarted}\n" in coordinator and f"\n{never_restarted}\n" in frontend
     assert "packrat-coordinator.service packrat-frontend@0.service" in target
+    uploader = (DEPLOY / "systemd" / "packrat-uploader.service").read_text()
+    assert "ExecStart=/opt/packrat/bin/packrat uploader\n" in uploader
+    assert f"\n{never_restarted}\n" in uploader
     readme = (DEPLOY / "README.md").read_text()
     for name in UNITS:
         assert f"systemd/{name}" in readme, name

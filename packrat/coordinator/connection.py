@@ -54,9 +54,24 @@ class _Requests:
         self._ids = itertools.count(1)
 
     def commit(
-        self, key: str, staging: str, file_size: int, size: int = 0, filename: str = ""
+        self,
+        key: str,
+        staging: str,
+        file_size: int,
+        size: int = 0,
+        filename: str = "",
+        only_if_absent: bool = False,
     ) -> Commit:
-        return Commit(self._next_id(), self._deadline(), key, staging, file_size, size, filename)
+        return Commit(
+            self._next_id(),
+            self._deadline(),
+            key,
+            staging,
+            file_size,
+            size,
+            filename,
+            only_if_absent,
+        )
 
     def delete(self, key: str) -> Delete:
         return Delete(self._next_id(), self._deadline(), key)
@@ -154,9 +169,17 @@ class AsyncCoordinatorClient:
         self._context.term()
 
     async def commit(
-        self, key: str, staging: str, file_size: int, size: int = 0, filename: str = ""
+        self,
+        key: str,
+        staging: str,
+        file_size: int,
+        size: int = 0,
+        filename: str = "",
+        only_if_absent: bool = False,
     ) -> Reply:
-        return await self.request(self.requests.commit(key, staging, file_size, size, filename))
+        return await self.request(
+            self.requests.commit(key, staging, file_size, size, filename, only_if_absent)
+        )
 
     async def delete(self, key: str) -> Reply:
         return await self.request(self.requests.delete(key))

@@ -12,7 +12,10 @@ Requests (front end -> coordinator):
 
 ``Commit``  publish a staged upload (``file_size``: its bytes, trailer included;
             ``size`` and ``filename``: its data bytes and name, for the
-            status page's recent uploads)
+            status page's recent uploads; ``only_if_absent``: not committed
+            when the key has an object, and the reply says ``present``: an
+            object fetched from the object store never replaces one stored
+            here meanwhile)
 ``Delete``  remove an object (a client's ``DELETE``)
 ``Drop``    remove a corrupt object file, found by a reader or fsck: the file
             called ``name`` in ``objects/``, only if it is still the file
@@ -60,6 +63,7 @@ class Commit:
     file_size: int
     size: int = 0  # data bytes
     filename: str = ""
+    only_if_absent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,7 @@ class Reply:
     error: ErrorCode | None = None
     message: str = ""
     evicted: int = 0  # Commit: objects evicted to make room
+    present: bool = False  # Commit only_if_absent: the key had an object; nothing was done
     stats: dict[str, Any] = field(default_factory=dict)  # Stats: the index's figures
 
     @property
@@ -189,6 +194,8 @@ def _check(request: Request) -> str | None:
         if not all(isinstance(s, str) for s in (request.key, request.staging, request.filename)):
             return "key, staging and filename must be strings"
         sizes_ok = _count(request.file_size) and _count(request.size)
+        if type(request.only_if_absent) is not bool:
+            return "only_if_absent must be a boolean"
         return None if sizes_ok else "file_size and size must be counts"
     if isinstance(request, Delete) and not isinstance(request.key, str):
         return "key must be a string"

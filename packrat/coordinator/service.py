@@ -130,6 +130,8 @@ class Coordinator:
 
     def commit(self, request: Commit) -> Reply:
         key = request.key
+        if request.only_if_absent and key in self.index:
+            return Reply(request.id, present=True)
         try:
             claimed = self.writer.claim(request.staging, request.file_size, key)
         except StagingMissing as e:

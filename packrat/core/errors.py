@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     OUTCOME_UNKNOWN = "outcome_unknown"  # the coordinator claimed an upload, then fell silent
     TOO_BUSY = "too_busy"
     INSUFFICIENT_STORAGE = "insufficient_storage"
+    OBJECTSTORE_UNAVAILABLE = "objectstore_unavailable"  # a DELETE could not reach the store
 
 
 STATUS: dict[ErrorCode, int] = {
@@ -57,6 +58,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.OUTCOME_UNKNOWN: 503,
     ErrorCode.TOO_BUSY: 503,
     ErrorCode.INSUFFICIENT_STORAGE: 507,
+    ErrorCode.OBJECTSTORE_UNAVAILABLE: 503,
 }
 RETRY_AFTER_SECONDS = 1  # sent with every 503: each of them is worth retrying soon
 
@@ -153,3 +155,9 @@ class TooBusy(PackratError):
 
 class InsufficientStorage(PackratError):
     code = ErrorCode.INSUFFICIENT_STORAGE
+
+
+class ObjectStoreUnavailable(PackratError):
+    """A ``DELETE`` could not be applied to the object store; nothing was deleted."""
+
+    code = ErrorCode.OBJECTSTORE_UNAVAILABLE

@@ -80,6 +80,26 @@ class Settings:
     log_access: bool = True  # one line per HTTP request
     metrics_public: bool = False  # GET /metrics without credentials when [auth] is on
     metrics_directory: Path = Path("var/run/packrat-metrics")  # shared by the processes
+    # [objectstore]: an S3-compatible store behind the cache, off while bucket is unset
+    # (docs/objectstore.md).  No secret is ever a setting: credentials come from the
+    # environment, credentials_file, or the platform (an instance role).
+    objectstore_bucket: str | None = None
+    objectstore_endpoint_url: str | None = None  # None: AWS S3 for the region
+    objectstore_prefix: str = ""  # prepended to every key in the bucket
+    objectstore_region: str = "us-east-1"
+    objectstore_addressing_style: str = "auto"  # auto, path or virtual (bucket.host)
+    objectstore_credentials_file: Path | None = None  # AWS shared-credentials format
+    objectstore_profile: str | None = None  # the section of credentials_file to use
+    objectstore_connect_timeout: float = 2.0  # seconds to connect to the store
+    objectstore_read_timeout: float = 5.0  # seconds a store request may wait for bytes
+    objectstore_upload_checksum: bool = True  # the store checks each upload's sha256
+    objectstore_concurrency: int = 4  # uploads under way at once
+    objectstore_max_backlog: int = 100_000  # objects the uploader tracks in memory
+    objectstore_uploader_endpoint: str = "ipc://var/run/packrat-uploader.sock"
+
+    @property
+    def objectstore_enabled(self) -> bool:
+        return self.objectstore_bucket is not None
 
     @property
     def max_file_size(self) -> int:
@@ -219,6 +239,46 @@ def is_loopback(endpoint: str) -> bool:
         return False  # "*", an interface name, a host name
 
 
+def _bucket(text: str) -> str:
+    """An S3 bucket name (the rules every S3-compatible store accepts)."""
+    name = text.strip()
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", name):
+        raise ValueError(
+            f"{name!r} is not a bucket name (3-63 lowercase letters, digits, '.' and '-')"
+        )
+    return name
+
+
+def _url(text: str) -> str:
+    url = text.strip()
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
+        raise ValueError(f"{url!r} is not an http:// or https:// URL")
+    return url.rstrip("/")
+
+
+def _prefix(text: str) -> str:
+    """A key prefix: keys' characters, usually ending with '/'."""
+    prefix = text.strip()
+    if prefix and not re.fullmatch(r"[A-Za-z0-9._~!$&'()*+,;=:@/-]+", prefix):
+        raise ValueError(f"{prefix!r} may hold only the characters keys may")
+    return prefix
+
+
+def _count_at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{text!r} must be at least 1")
+    return value
+
+
+def _local_endpoint(text: str) -> str:
+    """A ZeroMQ endpoint on this host only (the uploader's: it needs the cache's disk)."""
+    endpoint = _endpoint(text)
+    if not is_loopback(endpoint):
+        raise ValueError(f"{text!r} must be ipc:// or a loopback tcp:// address")
+    return endpoint
+
+
 def _curve_keys(text: str) -> Path:
     path = Path(text.strip())
     names = ("server.key", "server.key_secret", "client.key", "client.key_secret")
@@ -264,6 +324,19 @@ _OPTIONS = {
     ("log", "access"): _bool,
     ("metrics", "public"): _bool,
     ("metrics", "directory"): Path,
+    ("objectstore", "bucket"): _bucket,
+    ("objectstore", "endpoint_url"): _url,
+    ("objectstore", "prefix"): _prefix,
+    ("objectstore", "region"): str.strip,
+    ("objectstore", "addressing_style"): _choice("auto", "path", "virtual"),
+    ("objectstore", "credentials_file"): _readable_file,
+    ("objectstore", "profile"): str.strip,
+    ("objectstore", "connect_timeout"): _seconds,
+    ("objectstore", "read_timeout"): _seconds,
+    ("objectstore", "upload_checksum"): _bool,
+    ("objectstore", "concurrency"): _count_at_least_one,
+    ("objectstore", "max_backlog"): _count_at_least_one,
+    ("objectstore", "uploader_endpoint"): _local_endpoint,
 }
 
 
@@ -344,6 +417,13 @@ def load(path: Path | None) -> Settings:
         raise ConfigError(
             f"{path}: [auth] enabled: no read_tokens, write_tokens or htpasswd to check against"
         )
+    if settings.objectstore_enabled:
+        from packrat.core.objectstore_settings import check_settings
+
+        try:
+            check_settings(settings)
+        except ValueError as e:
+            raise ConfigError(f"{path}: [objectstore] {e}") from None
     return settings
 
 
@@ -406,4 +486,8 @@ def describe(path: Path | None, how: str) -> str:
             lines.append(f"; {option} =  ; not set, {source}")
         else:
             lines.append(f"{option} = {text}  ; {source}")
+    if settings.objectstore_enabled:
+        from packrat.core.objectstore_settings import describe_credentials
+
+        lines.append(f"; credentials: {describe_credentials(settings)}")
     return "\n".join(lines) + "\n"

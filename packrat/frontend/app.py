@@ -92,7 +92,7 @@ def make_dependencies(
     counters = FrontendMetrics()
     coordinator.number = number
     coordinator.observe = counters.observe_round_trip
-    return Dependencies(
+    frontend = Dependencies(
         settings=settings,
         layout=layout,
         coordinator=coordinator,
@@ -105,6 +105,21 @@ def make_dependencies(
         number=number,
         metrics=counters,
     )
+    if settings.objectstore_enabled:
+        from packrat.objectstore.readthrough import ReadThrough
+        from packrat.objectstore.uploader_client import UploaderClient
+
+        async def commit_fetched(
+            key: str, staging: str, file_size: int, size: int, filename: str
+        ) -> bool:
+            reply = await coordinator.commit(key, staging, file_size, size, filename, True)
+            return not reply.present
+
+        frontend.readthrough = ReadThrough(settings, layout, commit_fetched)
+        frontend.uploader = UploaderClient(
+            settings.objectstore_uploader_endpoint, settings.coordinator_timeout
+        )
+    return frontend
 
 
 def make_app(frontend: Dependencies) -> Application:
@@ -162,6 +177,7 @@ def make_server(app: Application, settings: Settings) -> Server:
     """
     frontend: Dependencies = app.settings["frontend"]
     objects = ObjectPath(frontend)
+    objects.second_tier = frontend.readthrough  # [objectstore]: local misses read through
     limits = Limits(
         max_header_size=settings.frontend_max_header_size,
         max_body_size=SMALL_BODY,  # uploads raise it per request
@@ -216,6 +232,9 @@ async def serve(settings: Settings, number: int = 0) -> None:
     server.stop()  # no new connections; requests under way may finish
     await server.drain(SHUTDOWN_GRACE)
     await coordinator.close()
+    if frontend.readthrough is not None and frontend.uploader is not None:
+        frontend.readthrough.close()
+        frontend.uploader.close()
     frontend.layout.close_dirs()
     log_flusher.stop()
 

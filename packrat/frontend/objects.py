@@ -65,7 +65,7 @@ import logging
 import os
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from tornado.escape import parse_qs_bytes
@@ -90,7 +90,7 @@ from packrat.frontend.downloads import (
 )
 from packrat.frontend.http1 import Delegate, Exchange
 from packrat.frontend.uploads import BodyReceiver
-from packrat.store import CorruptObject
+from packrat.store import CorruptObject, ObjectMeta
 
 if TYPE_CHECKING:
     from packrat.frontend.dependencies import Dependencies
@@ -115,10 +115,17 @@ Check = Callable[[Exchange], Awaitable[None] | None]
 
 
 class SecondTier(Protocol):
-    """Where a local miss is looked up (an object store behind the cache)."""
+    """Where a local miss is looked up: an object store behind the cache
+    (``objectstore.readthrough.ReadThrough``)."""
 
-    async def fetch(self, key: str) -> bool:
-        """Store ``key``'s object locally from the second tier; False when it has none."""
+    async def head(self, key: str) -> ObjectMeta | None:
+        """The metadata of ``key``'s object in the second tier, or None."""
+        ...
+
+    async def fetch(self, key: str) -> Any:
+        """``key``'s object: None (absent or unreachable: a miss), ``LOCAL`` (it is on
+        the disk now: read it there) or a fetch with ``meta`` and ``read(start, stop)``,
+        an async iterator of its verified bytes (``FetchFailed`` when it cannot end)."""
         ...
 
 
@@ -221,7 +228,7 @@ class ObjectRequest(Delegate):
 
     # -- reads
 
-    def _read(self, with_body: bool) -> Awaitable[None] | None:
+    def _read(self, with_body: bool, second_tier: bool = True) -> Awaitable[None] | None:
         frontend = self.frontend
         key = self.key
         try:
@@ -231,7 +238,7 @@ class ObjectRequest(Delegate):
         except OSError as e:
             raise _os_error(e) from None
         if opened is None:
-            return self._miss(with_body)
+            return self._miss(with_body, second_tier)
         fd, meta, inode, data = opened
         frontend.coordinator.touch(key)
         frontend.metrics.hits.inc()
@@ -257,9 +264,9 @@ class ObjectRequest(Delegate):
                 os.close(fd)
         return None
 
-    def _miss(self, with_body: bool = True) -> Awaitable[None] | None:
+    def _miss(self, with_body: bool = True, second_tier: bool = True) -> Awaitable[None] | None:
         tier = self.path.second_tier
-        if tier is not None:
+        if tier is not None and second_tier:
             return self._from_second_tier(tier, with_body)
         self._count_miss()
         raise NotFound(f"no object under key {self.key!r}")
@@ -269,12 +276,55 @@ class ObjectRequest(Delegate):
         self.frontend.metrics.misses.inc()
 
     async def _from_second_tier(self, tier: SecondTier, with_body: bool) -> None:
-        if not await tier.fetch(self.key):
+        """A local miss answered from the second tier (a miss all the same, in the counts).
+
+        ``HEAD`` asks for the metadata only; ``GET`` fetches the object,
+        which the tier stores locally as it streams it: the answer is planned
+        from its metadata as for a local object (ranges, 304), and cut if the
+        fetch fails before its last, verified byte.
+        """
+        from packrat.objectstore.readthrough import LOCAL, FetchFailed  # only then: boto3
+
+        key = self.key
+        exchange = self.exchange
+        if not with_body:
+            meta = await tier.head(key)
+            if meta is None:
+                self._count_miss()
+                raise NotFound(f"no object under key {key!r}")
             self._count_miss()
-            raise NotFound(f"no object under key {self.key!r}")
-        more = self._exists() if self.exists else self._read(with_body)
-        if more is not None:
-            await more
+            answer = plan(self.frontend, exchange.request.headers, meta, with_body=False)
+            exchange.respond(answer.status, envelope.common_fields() + answer.headers, b"")
+            return
+        fetched = await tier.fetch(key)
+        if fetched is None:
+            self._count_miss()
+            raise NotFound(f"no object under key {key!r}")
+        if fetched == LOCAL:  # on the disk now (fetched meanwhile by another front end)
+            more = self._read(with_body, second_tier=False)
+            if more is not None:
+                await more
+            return
+        self._count_miss()
+        answer = plan(self.frontend, exchange.request.headers, fetched.meta, with_body=True)
+        exchange.start(answer.status, envelope.common_fields() + answer.headers)
+        if not answer.body:
+            exchange.end()  # a 304: the fetch goes on and stores the object
+            return
+        idle = self.frontend.settings.frontend_idle_timeout
+        try:
+            async for chunk in fetched.read(answer.start, answer.stop):
+                exchange.write(chunk)
+                async with asyncio.timeout(idle):
+                    await exchange.drain()
+        except FetchFailed as e:
+            log.error("cut the answer of %r fetched from the object store: %s", key, e)
+            exchange.close()
+            return
+        except (ConnectionResetError, TimeoutError):
+            exchange.close()
+            return
+        exchange.end()
 
     async def _drop_then_miss(self, error: CorruptObject, with_body: bool = True) -> None:
         """A corrupt object: dropped through the coordinator before the client hears of it."""
@@ -307,7 +357,7 @@ class ObjectRequest(Delegate):
         return None
 
     async def _exists_in_second_tier(self, tier: SecondTier) -> None:
-        self._present(await tier.fetch(self.key))
+        self._present(await tier.head(self.key) is not None)
 
     def _present(self, present: bool) -> None:
         body = EXISTS_BODY[present]
@@ -323,7 +373,13 @@ class ObjectRequest(Delegate):
     # -- delete
 
     async def _delete(self) -> None:
-        await self.frontend.coordinator.delete(self.key)
+        frontend = self.frontend
+        if frontend.uploader is not None:  # in the object store too
+            from packrat.objectstore.frontend import delete  # only with [objectstore]
+
+            await delete(frontend, self.key)
+        else:
+            await frontend.coordinator.delete(self.key)
         self._json({"success": True, "key": self.key})
 
     # -- uploads

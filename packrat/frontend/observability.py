@@ -25,6 +25,7 @@ from packrat.frontend.base import BaseHandler
 from packrat.frontend.metrics import exposition
 
 PROBE_TIMEOUT = 2.0  # seconds a readiness probe or a scrape waits for the coordinator
+UPLOADER_PROBE_TIMEOUT = 0.5  # ... and for the object store's uploader (it only informs)
 # Prometheus' text format 0.0.4, which every Prometheus reads (our names need
 # none of version 1.0.0's escaping).
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -58,7 +59,15 @@ class ReadyHandler(BaseHandler):
 
     async def get(self) -> None:
         await self.frontend.coordinator.stats(timeout=probe_timeout(self))
-        self.write_json({"ready": True, "frontend": self.frontend.number})
+        answer: dict[str, object] = {"ready": True, "frontend": self.frontend.number}
+        if self.frontend.readthrough is not None:
+            from packrat.objectstore.status import objectstore_status
+
+            # Still ready when the store is not: local reads and writes go on, and a
+            # balancer that took every node out of its pool would stop them too.
+            status = await objectstore_status(self.frontend, UPLOADER_PROBE_TIMEOUT)
+            answer["objectstore"] = status["state"]
+        self.write_json(answer)
 
     head = get
 
@@ -88,4 +97,8 @@ class StatsHandler(BaseHandler):
 
     async def get(self) -> None:
         stats = await self.frontend.coordinator.stats()
+        if self.frontend.readthrough is not None:
+            from packrat.objectstore.status import objectstore_status
+
+            stats["objectstore"] = await objectstore_status(self.frontend, probe_timeout(self))
         self.write_json({"version": __version__, **stats})

@@ -10,6 +10,8 @@
     <root>/state/clean                    mark of a clean shutdown (names a snapshot)
     <root>/state/lock                     held (flock) by the instance that owns the root
     <root>/state/metrics/                 Prometheus values of each process (core.metrics_directory)
+    <root>/state/uploaded                 what reached the object store (``packrat.objectstore``)
+    <root>/state/fetching                 locked by byte ranges while a key is fetched from it
 
 Keys never become paths: an object's name is the sha256 of its key, so a
 front end finds it without asking the coordinator.  The fan-out is fixed at
@@ -79,6 +81,12 @@ class Layout:
 
     def lock_path(self) -> Path:
         return self.state / "lock"
+
+    def uploaded_mark_path(self) -> Path:
+        return self.state / "uploaded"
+
+    def fetch_lock_path(self) -> Path:
+        return self.state / "fetching"
 
     # -- directories ------------------------------------------------------
 
