@@ -266,3 +266,19 @@ def test_every_refusal_is_recorded_once_in_the_access_log_and_the_metrics(make_s
     metrics = server.http.get(server.url + "/metrics", timeout=10).text
     counts = re.findall(r'packrat_http_requests_total\{[^}]*status="400"[^}]*\} (\S+)', metrics)
     assert sum(float(n) for n in counts) == 3, counts
+
+
+def test_an_upgrade_is_never_made_and_a_body_with_one_is_refused(server):
+    """``curl --http2`` on plain HTTP asks for h2c: answered in HTTP/1.1, and the next
+    request on the connection too; a body with an upgrade request is refused."""
+    upgrade = (
+        b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+    )
+    first = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + upgrade + b"\r\n"
+    last = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    replies = answers(exchange(server, first + last))
+    assert [status for status, _ in replies] == [200, 200], replies
+    put = b"PUT /h/upgraded HTTP/1.1\r\nHost: x\r\n" + upgrade + credential(server)
+    refused(server, put + b"Content-Length: 3\r\n\r\nabc")
+    assert server.exists("h/upgraded") is False
