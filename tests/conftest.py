@@ -18,8 +18,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -348,6 +349,18 @@ def free_tcp_port() -> int:
     return free_port()
 
 
+@pytest.fixture(scope="session")
+def config_writer():
+    """``write_config(path, root, port, **sections)``, for fixtures wider than a test."""
+    return write_config
+
+
+@pytest.fixture(scope="session")
+def port_picker():
+    """``free_port()``, for fixtures wider than a test."""
+    return free_port
+
+
 @pytest.fixture
 def config_for(tmp_path: Path):
     """Factory: ``config_for(port, **sections)`` writes a test config and returns its path."""
@@ -442,6 +455,95 @@ def mount_tmpfs(tmp_path):
 def _no_stray_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PACKRAT_CONFIG", raising=False)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+# -- a server that lies, for the client ------------------------------------------
+
+
+class HostileServer:
+    """An HTTP server on loopback that answers each request with the next answer queued.
+
+    ``reply`` queues an answer exactly as given (only ``Connection: close``
+    is added); ``reply_endless`` one whose body never ends.  Request heads
+    are kept in ``requests``; each connection is closed after its answer.
+    The thread stops by itself when the fixture ends.
+    """
+
+    def __init__(self) -> None:
+        self.answers: list[Callable[[socket.socket], None]] = []
+        self.requests: list[bytes] = []
+        self.sent = 0  # body bytes an endless answer got out
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def head(status: str, headers: dict[str, object]) -> bytes:
+        lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        return f"HTTP/1.1 {status}\r\n{lines}Connection: close\r\n\r\n".encode()
+
+    def reply(self, status: str, headers: dict[str, object], body: bytes = b"") -> None:
+        self.answers.append(lambda conn: conn.sendall(self.head(status, headers) + body))
+
+    def reply_endless(self, status: str, headers: dict[str, object], piece: bytes) -> None:
+        """The head, then ``piece`` again and again until the client leaves (10 s at most)."""
+
+        def send(conn: socket.socket) -> None:
+            conn.sendall(self.head(status, headers))
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                conn.sendall(piece)
+                self.sent += len(piece)
+
+        self.answers.append(send)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            # OSError: the client went away, which is what some tests check.
+            with conn, contextlib.suppress(OSError):
+                conn.settimeout(10)
+                self._answer(conn)
+
+    def _answer(self, conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        self.requests.append(head)
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            body += chunk
+        if self.answers:
+            self.answers.pop(0)(conn)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+        self._listener.close()
+
+
+@pytest.fixture
+def hostile_server() -> Iterator[HostileServer]:
+    server = HostileServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="session")

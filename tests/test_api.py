@@ -125,12 +125,23 @@ def test_invalid_keys_are_400_json(server):
     assert sorted(p.name for p in server.cache.iterdir()) == ["objects", "staging", "state"]
 
 
-def test_missing_file_field_is_400(server):
-    reply = server.http.post(
-        f"{server.url}/no-file-field", files={"other": ("f", b"data")}, timeout=10
-    )
-    assert reply.status_code == 400
-    assert reply.json()["error"] == "missing_field"
+def test_missing_file_field_is_400_naming_the_field_found(server):
+    url = f"{server.url}/no-file-field"
+    big = b"x" * 100_000
+    for form, found in (
+        ({"files": {"other": ("f", b"data")}}, "before field 'other' (a file)"),
+        ({"files": {"upload": ("notes.bin", big)}}, "before field 'upload' (a file)"),
+        # curl -F upload=<notes.bin: the file's bytes as a plain field
+        ({"files": {"upload": (None, big)}}, "before field 'upload' (longer than 1024 bytes"),
+        ({"data": {"sha256": "0" * 64}, "files": {}}, "(fields found: 'sha256', 'note')"),
+    ):
+        if not form["files"]:  # a form with no file at all
+            form["files"] = {"note": (None, b"hello")}
+        reply = server.http.post(url, timeout=10, **form)
+        assert reply.status_code == 400, reply.text
+        body = reply.json()
+        assert body["error"] == "missing_field", body
+        assert "the form has no field 'file'" in body["message"] and found in body["message"]
     assert server.exists("no-file-field") is False
     assert server.staging_files() == []
 

@@ -19,6 +19,7 @@ The load-balancer tests are skipped when nginx or haproxy is not installed.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import re
@@ -290,6 +291,51 @@ def test_systemd_units_are_sandboxed(units: Path, unit: str) -> None:
     text = (DEPLOY / "systemd" / unit.replace("@0", "@")).read_text()
     for setting in ("LimitNOFILE=", "ProtectSystem=strict", "StateDirectory=packrat"):
         assert setting in text, setting
+
+
+def capability_checks(units: Path) -> dict[str, bool]:
+    """``systemd-analyze security``'s capability checks of front end 0: name -> safe."""
+    result = systemd_analyze(
+        units,
+        "security",
+        "--offline=yes",
+        "--json=short",
+        str(units / "packrat-frontend@0.service"),
+    )
+    return {
+        check["name"]: check["set"]
+        for check in json.loads(result.stdout)
+        if check["name"].startswith(("CapabilityBoundingSet=", "AmbientCapabilities="))
+    }
+
+
+def test_the_low_port_drop_in_grants_binding_and_nothing_else(units: Path) -> None:
+    """Installed as README says, the drop-in gives the front ends CAP_NET_BIND_SERVICE
+    (the unit's own empty CapabilityBoundingSet= used to reset it), and keeps the
+    sandbox's rating."""
+    bind = "CapabilityBoundingSet=~CAP_NET_(BIND_SERVICE|BROADCAST|RAW)"
+    sandboxed = capability_checks(units)
+    assert sandboxed[bind] is True  # no capability without the drop-in
+    drop_ins = units / "packrat-frontend@.service.d"
+    drop_ins.mkdir()
+    shutil.copy(DEPLOY / "systemd" / "low-port.conf", drop_ins)
+    granted = capability_checks(units)
+    assert granted[bind] is False  # the front end may bind a low port
+    changed = {name for name in granted if granted[name] != sandboxed[name]}
+    assert changed <= {bind, "AmbientCapabilities="}, changed
+    result = systemd_analyze(
+        units,
+        "security",
+        "--offline=yes",
+        "--threshold=20",
+        str(units / "packrat-frontend@0.service"),
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    readme = (DEPLOY / "README.md").read_text()
+    assert "/etc/systemd/system/packrat-frontend@.service.d/low-port.conf" in readme
+    assert "CapabilityBoundingSet=CAP_NET_BIND_SERVICE" not in (
+        DEPLOY / "systemd" / "packrat-frontend@.service"
+    ).read_text().replace("# ", "")
 
 
 def test_systemd_units_run_packrat_as_documented() -> None:

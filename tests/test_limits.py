@@ -74,7 +74,7 @@ def test_file_larger_than_cache_is_413(make_server):
     assert reply.json() == {
         "success": False,
         "error": "too_large",
-        "message": "the upload is larger than the limit of 262144 bytes",
+        "message": "the upload is larger than the limit of 256 KiB (262,144 bytes)",
     }
     assert server.staging_files() == []
 

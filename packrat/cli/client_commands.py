@@ -4,7 +4,7 @@ Each talks to a server through ``packrat.client.Client``; the server is
 ``--url`` (else ``$PACKRAT_URL``, else http://127.0.0.1:5050) and the bearer
 token ``--token`` (else ``$PACKRAT_TOKEN``).  A progress bar is drawn on
 stderr for transfers of 1 MiB or more when stderr is a terminal.  The exit
-status (``core.exits.ExitStatus``, listed in README too) tells scripts what happened.
+status (``core.exits.ExitStatus``, listed in docs/client.md too) tells scripts what happened.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def cmd_put(args: argparse.Namespace) -> int:
     size = None if args.file == "-" else _size_of(args.file)
     with _client(args) as client, _progress(size) as progress:
         stored = client.put(key, source, progress=progress)
-    print(json.dumps({"key": stored.key, "size": stored.size, "sha256": stored.sha256}))
+    answer = {"key": stored.key, "size": stored.size, "sha256": stored.sha256}
+    print(json.dumps({**answer, "evicted": stored.evicted}))
     return ExitStatus.OK
 
 
@@ -104,12 +105,18 @@ def cmd_stat(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
+class UsageError(Exception):
+    """An argument (or ``$PACKRAT_URL``) the command cannot use: exit 2."""
+
+
 def run(args: argparse.Namespace) -> int:
     """Run a client command, turning every failure into one line and its exit status."""
     from packrat import client
 
     try:
         return int(args.action(args))
+    except UsageError as e:
+        return _fail(ExitStatus.USAGE, str(e))
     except client.NotFound as e:
         return _fail(ExitStatus.NOT_FOUND, str(e))
     except client.IntegrityError as e:  # ChecksumMismatch too
@@ -139,7 +146,15 @@ def _client(args: argparse.Namespace) -> Iterator[Client]:
 
     url = args.url or os.environ.get("PACKRAT_URL") or DEFAULT_URL
     token = args.token or os.environ.get("PACKRAT_TOKEN") or None
-    with Client(url, token) as client:
+    try:
+        client = Client(url, token)
+    except ValueError as e:
+        if "token" in str(e):
+            given = "--token" if args.token else "$PACKRAT_TOKEN"
+        else:
+            given = "--url" if args.url else "$PACKRAT_URL"
+        raise UsageError(f"{given}: {e}") from None
+    with client:
         yield client
 
 

@@ -229,7 +229,7 @@ class Coordinator:
         for key, cost in victims:
             self.writer.remove(key)
             self.activity.removed(key)
-            log.debug("evicted %r (%d bytes)", key, cost)
+            log.info("evicted %r (%d bytes)", key, cost)
         if victims:
             self.changes += 1
         return len(victims)

@@ -22,8 +22,18 @@ ENV_VAR = "PACKRAT_CONFIG"
 # Looked for in this order when neither --config nor $PACKRAT_CONFIG names a file.
 SEARCH_PATH = (Path("etc/packrat.ini"), Path("/etc/packrat/packrat.ini"))
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+# A number, then a unit: K M G T or KiB MiB GiB TiB (powers of 1024, as nginx
+# and bazel-remote count), KB MB GB TB (powers of 1000, as disks are sold), B.
+_SIZE_RE = re.compile(
+    r"\s*(?P<number>[0-9]+(?:\.[0-9]+)?)\s*(?:(?P<prefix>[KMGT])(?P<kind>iB|B)?|B)?\s*",
+    re.IGNORECASE,
+)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SI_UNITS = {"K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_NOT_A_SIZE = (
+    "is not a size: use bytes, or a number and K, M, G, T (powers of 1024; also KiB...) "
+    "or KB, MB, GB, TB (powers of 1000), e.g. 64M or 1.5G"
+)
 
 
 class ConfigError(Exception):
@@ -31,17 +41,22 @@ class ConfigError(Exception):
 
 
 def parse_size(text: str) -> int:
-    """Parse ``1048576``, ``512K``, ``64M``, ``1G``, ``2T`` (powers of 1024).
+    """Bytes in ``1048576``, ``512K``, ``64M``, ``1.5G``, ``2TiB`` (powers of 1024) or
+    ``10GB`` (powers of 1000), rounded down to a whole byte.
 
-    >>> parse_size("1G")
-    1073741824
-    >>> parse_size("512")
-    512
+    >>> parse_size("1G"), parse_size("512"), parse_size("1.5K"), parse_size("10GB")
+    (1073741824, 512, 1536, 10000000000)
     """
-    match = _SIZE_RE.match(text)
+    match = _SIZE_RE.fullmatch(text)
     if not match:
-        raise ValueError(f"{text!r} is not a size (use bytes or a K/M/G/T suffix, e.g. 64M)")
-    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+        raise ValueError(f"{text!r} {_NOT_A_SIZE}")
+    number, prefix = match["number"], (match["prefix"] or "").upper()
+    if "." in number and not prefix:
+        raise ValueError(f"{text!r} {_NOT_A_SIZE} (a fraction needs a unit)")
+    unit = _SI_UNITS[prefix] if (match["kind"] or "").upper() == "B" else _UNITS[prefix]
+    whole, _, fraction = number.partition(".")
+    # Exact arithmetic: 1.1G is 1181116006 bytes, not a float's neighbour.
+    return (int(whole + fraction) * unit) // 10 ** len(fraction)
 
 
 @dataclass(frozen=True)
@@ -122,18 +137,30 @@ class Settings:
         return context
 
 
+def _whole_number(text: str) -> int:
+    value = text.strip()
+    if not (value.isascii() and value.isdigit()):
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(value)
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+
+
 def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"{text!r} must not be negative")
-    return value
+    return _whole_number(text)
 
 
 def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError(f"{text!r} is not a TCP port (0-65535)")
-    return value
+    """A TCP port to listen on.  Not 0: each front end would bind a random port of its own."""
+    value = text.strip()
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65535:
+        raise ValueError(f"{text!r} is not a TCP port number (1 to 65535; 80 for http)")
+    return int(value)
 
 
 def _positive_size(text: str) -> int:
@@ -144,14 +171,14 @@ def _positive_size(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not value > 0:
         raise ValueError(f"{text!r} must be a positive number of seconds")
     return value
 
 
 def _fraction(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not 0 < value <= 1:
         raise ValueError(f"{text!r} must be a fraction in (0, 1]")
     return value

@@ -36,6 +36,7 @@ from packrat.core.errors import (
 from packrat.core.keys import validate_key
 from packrat.frontend.headers import clean_content_type, disposition_filename
 from packrat.frontend.multipart import MultipartForm, clean_filename
+from packrat.frontend.page import human_bytes
 from packrat.store import Layout, NoSpace, StagedFile
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ class SizeLimit:
     (None, None)
     >>> limit.check(file=1001)
     Traceback (most recent call last):
-    packrat.core.errors.TooLarge: the upload is larger than the limit of 1000 bytes
+    packrat.core.errors.TooLarge: the upload is larger than the limit of 1000 B (1,000 bytes)
     """
 
     file: int
@@ -93,7 +94,10 @@ class SizeLimit:
     def check(self, *, file: int = 0, body: int = 0) -> None:
         """Raise the 413 when the file or the body is over its bound."""
         if file > self.file or body > self.body:
-            raise TooLarge(f"the upload is larger than the limit of {self.file} bytes")
+            raise TooLarge(
+                f"the upload is larger than the limit of {human_bytes(self.file)} "
+                f"({self.file:,} bytes)"
+            )
 
 
 def declared_length(value: str | None) -> int | None:

@@ -7,6 +7,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
 from packrat.policies import Policy, admit, make_policy, make_room
+from packrat.simulator.charges import BytesCharge, Charge
 
 ADMISSIONS = ("all", "policy")
 """``all``: store every object that fits, as the server does; ``policy``: let it refuse."""
@@ -24,6 +25,7 @@ class Result:
     bytes_missed: int
     seconds: float
     admission: str = "all"
+    charge: str = "bytes"
 
     @property
     def object_miss_ratio(self) -> float:
@@ -42,6 +44,7 @@ class Result:
         return {
             "policy": self.policy,
             "admission": self.admission,
+            "charge": self.charge,
             "size_bytes": self.size_bytes,
             "requests": self.requests,
             "object_miss_ratio": self.object_miss_ratio,
@@ -56,6 +59,7 @@ def replay(
     capacity: int,
     low_water: float = 1.0,
     admission: str = "all",
+    charge: Charge | None = None,
 ) -> Result:
     """Replay ``(key, size)`` requests against a cache of ``capacity`` bytes.
 
@@ -69,6 +73,11 @@ def replay(
       S3-FIFO's refusal of objects as large as its probation queue), as
       libCacheSim does; only for comparing with libCacheSim.
 
+    ``charge`` (``packrat.simulator.charges``) is what an object costs
+    against ``capacity``: its data bytes by default, as libCacheSim counts;
+    ``ServerCharge()`` for what ``packrat serve`` counts.  Miss ratios count
+    data bytes either way.
+
     Objects larger than the cache are never stored (the server answers 413).
     A key seen again at another size is an overwrite: the old copy is removed
     and the request is a miss.
@@ -77,24 +86,34 @@ def replay(
         raise ValueError(f"admission must be one of {', '.join(ADMISSIONS)}, not {admission!r}")
     if isinstance(policy, str):
         policy = make_policy(policy)
+    charge = charge or BytesCharge()
+    room = charge.room(capacity)
     by_policy = admission == "policy"
-    sizes = policy.sizes
+    # The data size of each cached key: the policy's own sizes when it is
+    # charged data bytes (the common comparison, kept fast), else a mirror.
+    plain = isinstance(charge, BytesCharge)
+    stored: dict[Hashable, int] = policy.sizes if plain else {}
     n = misses = nbytes = missed = 0
     start = time.perf_counter()
     for key, size in requests:
         n += 1
         nbytes += size
-        cached = sizes.get(key)
+        cached = stored.get(key)
         if cached == size:
             policy.access(key)
             continue
         if cached is not None:
             policy.remove(key)
+            stored.pop(key, None)
         misses += 1
         missed += size
-        store = admit(policy, size, capacity) if by_policy else size <= capacity
-        if store:
-            make_room(policy, size, capacity, low_water)
-            policy.insert(key, size)
+        cost = size if plain else charge(key, size)
+        if admit(policy, cost, room) if by_policy else cost <= room:
+            victims = make_room(policy, cost, room, low_water)
+            if not plain:
+                for victim, _ in victims:
+                    del stored[victim]
+            policy.insert(key, cost)
+            stored[key] = size
     seconds = time.perf_counter() - start
-    return Result(policy.name, capacity, n, misses, nbytes, missed, seconds, admission)
+    return Result(policy.name, capacity, n, misses, nbytes, missed, seconds, admission, charge.name)
