@@ -9,6 +9,7 @@ and a test fails if any is left behind.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -39,6 +40,8 @@ sys.path.append(str(REPO))  # bench/ is not installed: its modules import as ben
 from bench.seaweedfs import ACCESS_KEY, SECRET_KEY, SeaweedFS  # noqa: E402
 
 START_TIMEOUT = 20.0
+TOKEN = "test-write-token-0123456789"  # the write token of servers with [auth] on
+AUTH_MODES = ("auth off", "auth on")
 BUCKET = "packrat-tests"
 
 
@@ -71,8 +74,15 @@ class PackratProcess:
     """One ``python -m packrat <role>`` process group with helpers for tests."""
 
     def __init__(
-        self, argv: list[str], config: Path, root: Path, port: int, preexec_fn=None
+        self,
+        argv: list[str],
+        config: Path,
+        root: Path,
+        port: int,
+        preexec_fn=None,
+        token: str | None = None,
     ) -> None:
+        self.token = token  # sent as a bearer token by ``http`` and the helpers
         self.config = config
         self.root = root
         self.port = port
@@ -90,6 +100,18 @@ class PackratProcess:
     @property
     def cache(self) -> Path:
         return self.root / "cache"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The request headers that carry this server's credential (none when auth is off)."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    @functools.cached_property
+    def http(self) -> requests.Session:
+        """A session that sends the credential with every request when auth is on."""
+        session = requests.Session()
+        session.headers.update(self.auth)
+        return session
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -109,14 +131,14 @@ class PackratProcess:
         self, writable: bool = True, timeout: float = START_TIMEOUT, token: str | None = None
     ) -> None:
         """Wait until HTTP answers (and, if ``writable``, the coordinator too);
-        ``token``: a bearer token that may read, when ``[auth]`` is on."""
+        ``token``: a bearer token that may read, for a server whose own is not set."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"packrat exited early:\n{self.log()}")
             try:
-                reply = requests.get(self.url + "/", headers=headers, timeout=2)
+                reply = self.http.get(self.url + "/", headers=headers, timeout=2)
                 if reply.status_code == 200 and (not writable or "Objects" in reply.text):
                     return
             except (requests.ConnectionError, requests.Timeout):
@@ -156,15 +178,15 @@ class PackratProcess:
     # -- HTTP shortcuts ---------------------------------------------------
 
     def upload(self, key: str, data: bytes, filename: str = "blob.bin", **kw) -> requests.Response:
-        return requests.post(
+        return self.http.post(
             f"{self.url}/{key}", files={"file": (filename, data)}, timeout=30, **kw
         )
 
     def get(self, key: str, **kw) -> requests.Response:
-        return requests.get(f"{self.url}/{key}", timeout=30, **kw)
+        return self.http.get(f"{self.url}/{key}", timeout=30, **kw)
 
     def exists(self, key: str) -> bool:
-        reply = requests.get(f"{self.url}/exists/{key}", timeout=10)
+        reply = self.http.get(f"{self.url}/exists/{key}", timeout=10)
         assert reply.status_code == 200, reply.text
         return reply.json()["present"]
 
@@ -281,13 +303,14 @@ def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05):
     raise AssertionError(f"condition not met within {timeout}s")
 
 
-def read_after_stalling(port: int, path: str, stall: float) -> int:
+def read_after_stalling(port: int, path: str, stall: float, headers: dict | None = None) -> int:
     """GET ``path`` with a small receive buffer, read nothing for ``stall`` seconds,
     then read until the server closes; return the bytes it sent, headers included."""
+    lines = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", port))
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{lines}\r\n".encode())
         time.sleep(stall)
         sock.settimeout(10)
         received = 0
@@ -375,18 +398,62 @@ def packrat_server(make_server) -> PackratProcess:
     return make_server()
 
 
+@pytest.fixture(scope="module", params=AUTH_MODES)
+def server(request, tmp_path_factory) -> Iterator[PackratProcess]:
+    """One ``packrat serve`` per test module and auth mode, shared by the module's tests.
+
+    The HTTP semantics run with access control off and on, as uvicorn runs its
+    suite over both of its protocol classes: with ``auth on`` the server has
+    ``[auth]`` enabled and one write token, and ``server.http`` (and the
+    helpers ``upload``, ``get``, ``exists``) send it; raw requests add
+    ``server.auth``.  Tests on a shared server use keys of their own.  A
+    module's ``SERVER_SECTIONS`` (``{"cache": {"max_size": "4M"}}``) adds to
+    its configuration.
+    """
+    sections = getattr(request.module, "SERVER_SECTIONS", {})
+    with shared_server(tmp_path_factory, request.param, sections) as process:
+        yield process
+
+
+@pytest.fixture(scope="session")
+def start_shared_server():
+    """``shared_server`` for modules whose server fixture has more parameters than the mode."""
+    return shared_server
+
+
+@contextlib.contextmanager
+def shared_server(
+    tmp_path_factory, mode: str, sections: dict, environment: dict[str, str] | None = None
+) -> Iterator[PackratProcess]:
+    """A ``packrat serve`` for a module, in ``mode`` (one of ``AUTH_MODES``), with
+    ``sections`` added to its configuration and ``environment`` to its own."""
+    root = tmp_path_factory.mktemp("shared-server")
+    port = free_port()
+    options: dict[str, dict[str, object]] = {"cache": {"max_size": "64M"}}
+    for section, values in sections.items():
+        options.setdefault(section, {}).update(values)
+    token = None
+    if mode == "auth on":
+        token = TOKEN
+        options["auth"] = {"enabled": "true", "write_tokens": TOKEN}
+    config = write_config(root / "packrat.ini", root, port, **options)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (environment or {}).items():
+            patch.setenv(name, value)
+        process = PackratProcess(["serve"], config, root, port, token=token)
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
 @pytest.fixture(scope="module")
 def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PackratProcess]:
-    """One server shared by a whole test module: the real tools' tests start slow
-    tools once and count what each test adds to its figures (``stats_delta``)."""
-    root = tmp_path_factory.mktemp("module-server")
-    port = free_port()
-    server = PackratProcess(["serve"], write_config(root / "packrat.ini", root, port), root, port)
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
+    """One server (auth off) shared by a whole test module: the real tools' tests start
+    slow tools once and count what each test adds to its figures (``stats_grown``)."""
+    with shared_server(tmp_path_factory, "auth off", {}) as process:
+        yield process
 
 
 @pytest.fixture

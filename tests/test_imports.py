@@ -19,16 +19,6 @@ from packrat.core.exits import ExitStatus
 
 PACKAGE = Path(__file__).resolve().parent.parent / "packrat"
 HEAVY = ("tornado", "zmq", "requests")
-# The one circle left: the four modules of frontend/hot/ import each other.
-# The http branch (issue 19, one path for objects) removes hot/; delete this then.
-ALLOWED_CYCLES = [
-    {
-        "packrat.frontend.hot.reads",
-        "packrat.frontend.hot.request",
-        "packrat.frontend.hot.routes",
-        "packrat.frontend.hot.uploads",
-    }
-]
 
 
 def module_files() -> dict[str, Path]:
@@ -105,7 +95,7 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 def test_no_import_circle_in_packrat():
-    found = [c for c in cycles(import_graph()) if c not in ALLOWED_CYCLES]
+    found = cycles(import_graph())
     assert not found, "import circles: " + "; ".join(" <-> ".join(sorted(c)) for c in found)
 
 

@@ -31,6 +31,7 @@ class ErrorCode(StrEnum):
     COORDINATOR_UNAVAILABLE = "coordinator_unavailable"
     STALE = "stale"  # the request expired before the coordinator ran it
     STAGING_MISSING = "staging_missing"  # the staged upload vanished before its commit
+    OUTCOME_UNKNOWN = "outcome_unknown"  # the coordinator claimed an upload, then fell silent
     TOO_BUSY = "too_busy"
     INSUFFICIENT_STORAGE = "insufficient_storage"
     OBJECTSTORE_UNAVAILABLE = "objectstore_unavailable"  # a DELETE could not reach the store
@@ -54,6 +55,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.COORDINATOR_UNAVAILABLE: 503,
     ErrorCode.STALE: 503,
     ErrorCode.STAGING_MISSING: 503,
+    ErrorCode.OUTCOME_UNKNOWN: 503,
     ErrorCode.TOO_BUSY: 503,
     ErrorCode.INSUFFICIENT_STORAGE: 507,
     ErrorCode.OBJECTSTORE_UNAVAILABLE: 503,
@@ -137,6 +139,12 @@ class TooLarge(PackratError):
 
 class CoordinatorUnavailable(PackratError):
     code = ErrorCode.COORDINATOR_UNAVAILABLE
+
+
+class OutcomeUnknown(PackratError):
+    """A commit the coordinator took but did not confirm in time: stored or not, unknown."""
+
+    code = ErrorCode.OUTCOME_UNKNOWN
 
 
 class TooBusy(PackratError):

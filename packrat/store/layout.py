@@ -27,6 +27,7 @@ root, and a fan-out directory found to be a symlink at start-up is replaced.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -48,8 +49,9 @@ class LayoutError(Exception):
     """The cache root cannot be used as it is; the text says why, for the operator."""
 
 
+@functools.lru_cache(maxsize=4096)
 def key_digest(key: str) -> str:
-    """The hex sha256 of ``key``: its object's file name."""
+    """The hex sha256 of ``key``: its object's file name (remembered for the keys in use)."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 

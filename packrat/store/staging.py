@@ -120,6 +120,20 @@ class StagedFile:
         self._fd = -1
         return meta, file_size
 
+    def withdraw(self) -> bool:
+        """Remove the sealed file unless the coordinator has claimed it; True if removed.
+
+        After a commit's reply did not come in time: if the file could be
+        removed here, the coordinator's claim (a rename of this very name)
+        can no longer succeed, so nothing was or will be stored; if it was
+        gone, the coordinator claimed it and the outcome is its own.
+        """
+        try:
+            os.unlink(self.name, dir_fd=self.layout.staging_fd)
+        except FileNotFoundError:
+            return False
+        return True
+
     def discard(self) -> None:
         """Close and remove the file, unless the coordinator has claimed it; idempotent."""
         if self._fd >= 0:
