@@ -60,6 +60,8 @@ log = logging.getLogger("packrat.client")
 CHUNK = 64 * 1024
 DIGEST_HEADER = "X-Packrat-Sha256"
 MAX_ANSWER = 1 << 20  # bytes: the most of a JSON answer read (Packrat's are a few KiB)
+# A page of key names (GET, DELETE /api/keys): 1000 keys of up to 1 KiB, escaped, with details.
+PAGE_ANSWER = 16 << 20
 _LENGTH = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() takes "²"
 _ETAG = re.compile(r'"([0-9a-f]{64})"')
 _SECONDS = re.compile(r"[0-9]{1,9}")
@@ -296,6 +298,44 @@ class Client:
         """Remove the object; raises ``NotFound`` when there is none."""
         with self._send("DELETE", _path(key)) as reply:
             _json_answer(reply)
+
+    def list_keys(self, prefix: str = "") -> Iterator[dict[str, Any]]:
+        """Every object under ``prefix``, in key order, one page (``GET /api/keys``) at a
+        time: dicts of ``key``, ``size``, ``sha256``, ``stored_at``, ``content_type``,
+        ``filename``.  Needs the list right."""
+        after = ""
+        while True:
+            query = urlencode({"prefix": prefix, "after": after})
+            with self._send("GET", f"/api/keys?{query}") as reply:
+                page = _json_answer(reply, PAGE_ANSWER)
+            _shaped(page, {"keys": list})
+            for entry in page["keys"]:
+                if not isinstance(entry, dict):
+                    raise BadAnswer(f"the server's listing holds a non-object: {entry!r:.80}")
+                _shaped(entry, {"key": str, "size": int, "stored_at": float})
+                yield entry
+            cursor = _json_cursor(page)
+            if cursor is None:
+                return
+            if cursor <= after:  # a listing that goes back would never end
+                raise BadAnswer(
+                    f"the server's listing goes back: {cursor!r:.80} after {after!r:.80}"
+                )
+            after = cursor
+
+    def purge(self, prefix: str) -> Iterator[list[str]]:
+        """Remove every object under ``prefix``, a batch (``DELETE /api/keys``) at a time,
+        yielding the keys of each batch.  Stopped at any point, running it again finishes
+        the job.  Needs the write and list rights."""
+        while True:
+            query = urlencode({"prefix": prefix})
+            with self._send("DELETE", f"/api/keys?{query}") as reply:
+                batch = _shaped(_json_answer(reply, PAGE_ANSWER), {"keys": list, "more": bool})
+            yield [str(key) for key in batch["keys"]]
+            if not batch["more"]:
+                return
+            if not batch["keys"]:  # "more", yet nothing removed: it would never end
+                raise BadAnswer("the server's purge removes nothing yet says more remain")
 
     def stat(self) -> dict[str, Any]:
         """The server's figures (``GET /api/stats``): objects, bytes, hits, hit_ratio, ..."""
@@ -581,20 +621,20 @@ def _check_framing(reply: http.client.HTTPResponse, method: str, path: str) -> N
         raise BadAnswer(f"{method} {path}: the server's answer has {problem}")
 
 
-def _read_bounded(reply: http.client.HTTPResponse) -> bytes:
-    """The whole body of a JSON answer, refused beyond ``MAX_ANSWER`` bytes."""
+def _read_bounded(reply: http.client.HTTPResponse, limit: int = MAX_ANSWER) -> bytes:
+    """The whole body of a JSON answer, refused beyond ``limit`` bytes."""
     try:
-        data = reply.read(MAX_ANSWER + 1)
+        data = reply.read(limit + 1)
     except (OSError, http.client.HTTPException) as e:
         raise TransferError(f"the answer was cut: {e!r}") from None
-    if len(data) > MAX_ANSWER:
-        raise BadAnswer(f"the server's answer is larger than {MAX_ANSWER} bytes")
+    if len(data) > limit:
+        raise BadAnswer(f"the server's answer is larger than {limit} bytes")
     return data
 
 
-def _json_answer(reply: http.client.HTTPResponse) -> dict[str, Any]:
-    """A successful answer's JSON object."""
-    data = _read_bounded(reply)
+def _json_answer(reply: http.client.HTTPResponse, limit: int = MAX_ANSWER) -> dict[str, Any]:
+    """A successful answer's JSON object (at most ``limit`` bytes)."""
+    data = _read_bounded(reply, limit)
     try:
         answer = json.loads(data)
     except ValueError:
@@ -616,6 +656,14 @@ def _shaped(answer: dict[str, Any], shape: dict[str, type]) -> dict[str, Any]:
                 f"the server's answer has no {kind.__name__} {name!r}: {json.dumps(answer)[:200]}"
             )
     return {name: answer[name] for name in shape}
+
+
+def _json_cursor(page: dict[str, Any]) -> str | None:
+    """A page's ``next``: the cursor of the page after it, or None after the last."""
+    cursor = page.get("next")
+    if cursor is not None and (type(cursor) is not str or not cursor):
+        raise BadAnswer(f"the server's answer has no usable 'next': {json.dumps(page)[:200]}")
+    return cursor
 
 
 def _describe(key: str, reply: http.client.HTTPResponse) -> Stored:

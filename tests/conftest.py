@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import re
 import secrets
@@ -126,14 +127,18 @@ class PackratProcess:
                 continue
         return found
 
-    def wait_ready(self, writable: bool = True, timeout: float = START_TIMEOUT) -> None:
-        """Wait until HTTP answers (and, if ``writable``, the coordinator too)."""
+    def wait_ready(
+        self, writable: bool = True, timeout: float = START_TIMEOUT, token: str | None = None
+    ) -> None:
+        """Wait until HTTP answers (and, if ``writable``, the coordinator too);
+        ``token``: a bearer token that may read, for a server whose own is not set."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"packrat exited early:\n{self.log()}")
             try:
-                reply = self.http.get(self.url + "/", timeout=2)
+                reply = self.http.get(self.url + "/", headers=headers, timeout=2)
                 if reply.status_code == 200 and (not writable or "Objects" in reply.text):
                     return
             except (requests.ConnectionError, requests.Timeout):
@@ -196,6 +201,23 @@ class PackratProcess:
 
     def staging_files(self) -> list[Path]:
         return list((self.cache / "staging").glob("*"))
+
+    def stats(self, token: str | None = None) -> dict:
+        """``GET /api/stats`` (with ``token`` as a bearer token)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        reply = requests.get(f"{self.url}/api/stats", headers=headers, timeout=10)
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+    def stats_grown(self, before: dict, **at_least: int) -> dict:
+        """``stats()`` once each named figure has grown by at least so much since
+        ``before`` (reads reach the coordinator in batches, a little later)."""
+
+        def grown() -> dict | None:
+            now = self.stats()
+            return now if all(now[k] - before[k] >= n for k, n in at_least.items()) else None
+
+        return wait_until(grown)
 
     def coordinator_stats(self) -> dict:
         """The running coordinator's figures, asked over its own socket."""
@@ -426,6 +448,14 @@ def shared_server(
         process.stop()
 
 
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PackratProcess]:
+    """One server (auth off) shared by a whole test module: the real tools' tests start
+    slow tools once and count what each test adds to its figures (``stats_grown``)."""
+    with shared_server(tmp_path_factory, "auth off", {}) as process:
+        yield process
+
+
 @pytest.fixture
 def mount_tmpfs(tmp_path):
     """Factory: ``mount_tmpfs("size=4m")`` mounts a real small file system (root only)."""
@@ -449,6 +479,40 @@ def mount_tmpfs(tmp_path):
     yield mount
     for mountpoint in mounted:
         subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+NODE_TOOLS = Path(__file__).parent / "node"  # package.json pins turbo and nx; .ci/run installs them
+
+
+@pytest.fixture(scope="session")
+def node_tools() -> Path:
+    """``tests/node/node_modules/.bin``, with the pinned versions installed (``npm ci``) once.
+
+    ``.ci/run`` installs them before the suite; a checkout without them gets
+    them here (the tests that need them are skipped, saying why, where npm is absent).
+    """
+    pinned = json.loads((NODE_TOOLS / "package.json").read_text())["dependencies"]
+
+    def installed() -> bool:
+        for name, version in pinned.items():
+            manifest = NODE_TOOLS / "node_modules" / name / "package.json"
+            if not manifest.exists() or json.loads(manifest.read_text())["version"] != version:
+                return False
+        return True
+
+    if not installed():
+        if shutil.which("npm") is None:
+            pytest.skip("npm is not installed (.ci/run installs Node.js)")
+        done = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"],
+            cwd=NODE_TOOLS,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if done.returncode != 0 or not installed():
+            pytest.fail(f"npm ci failed in {NODE_TOOLS}: {done.stderr[-2000:]}")
+    return NODE_TOOLS / "node_modules" / ".bin"
 
 
 @pytest.fixture(autouse=True)

@@ -220,7 +220,7 @@ def test_htpasswd_parsing_and_hashes(tmp_path):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("[auth]\nenabled = true\n", "[auth] enabled: no read_tokens, write_tokens or htpasswd"),
+        ("[auth]\nenabled = true\n", "no read_tokens, write_tokens, list_tokens or htpasswd"),
         ("[auth]\nenabled = maybe\n", "is not a boolean"),
         ("[auth]\nread_tokens = short\n", "at least 16 characters"),
         ("[auth]\nhtpasswd = /nonexistent/file\n", "is not a readable file"),

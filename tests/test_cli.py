@@ -229,6 +229,48 @@ def test_help_names_the_url_and_token(command):
     assert b"--url" in result.stdout and b"PACKRAT_TOKEN" in result.stdout
 
 
+def test_ls_and_rm_prefix_page_and_purge_in_batches(packrat_server):
+    url = packrat_server.url
+    keys = [f"big/{n:04}" for n in range(1100)]  # more than one page and one batch (1000)
+    with requests.Session() as session:
+        for key in [*keys, "big-other", "small/1"]:
+            assert session.put(f"{url}/{key}", data=b"x", timeout=10).status_code == 200
+
+    listed = packrat("ls", "big/", url=url)
+    assert listed.returncode == ExitStatus.OK, listed.stderr
+    assert listed.stdout.decode().splitlines() == keys
+    long = packrat("ls", "-l", "small/", url=url).stdout.decode().split()
+    assert long[0] == "1" and long[1].endswith("Z") and long[2] == "small/1"
+    assert len(packrat("ls", url=url).stdout.decode().splitlines()) == 1102
+
+    assert packrat("rm", url=url).returncode == ExitStatus.USAGE
+    assert packrat("rm", "small/1", "--prefix", "big/", url=url).returncode == ExitStatus.USAGE
+    empty = packrat("rm", "--prefix", "", url=url)
+    assert empty.returncode == ExitStatus.USAGE and b"every key" in empty.stderr
+
+    purged = packrat("rm", "--prefix", "big/", url=url)
+    assert purged.returncode == ExitStatus.OK, purged.stderr
+    assert json.loads(purged.stdout) == {"prefix": "big/", "deleted": 1100}
+    assert packrat("ls", url=url).stdout.decode().splitlines() == ["big-other", "small/1"]
+    again = packrat("rm", "--prefix", "big/", url=url)  # a rerun (after an interruption) ends well
+    assert json.loads(again.stdout) == {"prefix": "big/", "deleted": 0}
+
+
+def test_ls_needs_the_list_right(make_server):
+    lister = "l" * 16 + "-list-token"
+    server = make_server(
+        wait=False, auth={"enabled": "true", "write_tokens": TOKEN, "list_tokens": lister}
+    )
+    server.wait_ready(token=TOKEN)
+    assert packrat("put", "-", "k", url=server.url, stdin=b"x", env={"PACKRAT_TOKEN": TOKEN})
+    denied = packrat("ls", url=server.url, env={"PACKRAT_TOKEN": TOKEN})
+    assert denied.returncode == ExitStatus.DENIED
+    assert denied.stderr.decode().startswith("packrat: forbidden: ")
+    assert packrat("ls", url=server.url, env={"PACKRAT_TOKEN": lister}).stdout == b"k\n"
+    refused = packrat("rm", "--prefix", "k", url=server.url, env={"PACKRAT_TOKEN": lister})
+    assert refused.returncode == ExitStatus.DENIED  # purging needs write too
+
+
 # -- a hostile server: exit statuses keep their documented meanings ----------
 
 
@@ -336,3 +378,21 @@ def test_ordinary_file_names_are_keys_and_a_refusal_says_why(packrat_server, tmp
         "packrat: invalid_key: invalid key 'rapports\\\\q1': U+005C at character 9"
         " is a backslash (use '/' between segments)\n"
     )
+
+
+def test_a_hostile_servers_listing_or_purge_never_loops(hostile_server):
+    """A server whose pages go back, or whose purge says "more" while removing nothing,
+    would keep ls and rm --prefix running for ever: both stop with status 5."""
+
+    def answer(payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        hostile_server.reply("200 OK", {"Content-Length": len(body)}, body)
+
+    entry = {"key": "b", "size": 1, "stored_at": 1.0}
+    answer({"prefix": "", "keys": [entry], "collections": [], "next": "b"})
+    answer({"prefix": "", "keys": [entry], "collections": [], "next": "a"})
+    answer({"success": True, "prefix": "x", "deleted": 0, "keys": [], "more": True})
+    listed = packrat("ls", url=hostile_server.url)
+    assert listed.returncode == ExitStatus.UNAVAILABLE and b"goes back" in listed.stderr
+    purged = packrat("rm", "--prefix", "x", url=hostile_server.url)
+    assert purged.returncode == ExitStatus.UNAVAILABLE and b"removes nothing" in purged.stderr

@@ -39,7 +39,13 @@ NOT_RUN = {
     ): "make run is this module's server; make test runs the suite this test is part of",
     "python -m pip install build": "tests/test_install.py builds and installs the wheel so",
     "bazel build --remote_cache=http://127.0.0.1:5050/bazel //...": (
-        "tests/test_build_tools.py runs Bazel against Packrat in a workspace of its own"
+        "tests/test_bazel.py runs Bazel against Packrat in a workspace of its own"
+    ),
+    "export TURBO_API=http://127.0.0.1:5050": (
+        "tests/test_turborepo.py runs turbo against Packrat in a repository of its own"
+    ),
+    "export NX_SELF_HOSTED_REMOTE_CACHE_SERVER=http://127.0.0.1:5050/nx": (
+        "tests/test_nx.py runs nx against Packrat in a workspace of its own"
     ),
 }
 

@@ -535,3 +535,17 @@ def test_a_fan_out_directory_replaced_under_the_uploader(seaweedfs, objectstore,
     for key in same:
         assert node.upload(key, key.encode()).status_code == 200
         wait_until(lambda key=key: in_store(seaweedfs, objectstore, key))
+
+
+def test_a_purge_by_prefix_is_refused_with_a_store_behind(seaweedfs, objectstore, nodes, tmp_path):
+    """The index names only this node's keys: a purge would leave those held only in the
+    store, to be read through again. It is refused, and nothing is deleted anywhere."""
+    node = start_node(tmp_path / "a", objectstore)
+    nodes.append(node)
+    assert node.upload("purge/kept", b"x").status_code == 200
+    wait_until(lambda: in_store(seaweedfs, objectstore, "purge/kept"))
+    for method, path in (("DELETE", "/api/keys?prefix=purge/"), ("DELETE", "/purge/")):
+        reply = requests.request(method, node.url + path, timeout=10)
+        assert reply.status_code == 405, reply.text
+        assert reply.headers["Allow"] == "GET" and "object store" in reply.json()["message"]
+    assert node.exists("purge/kept") and in_store(seaweedfs, objectstore, "purge/kept")

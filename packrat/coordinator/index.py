@@ -8,6 +8,7 @@ after a restart whatever the policy.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -131,3 +132,39 @@ class Index:
         rows = [(key, charges[key], seen) for key, seen in self.last_access.items()]
         rows.sort(key=lambda row: row[2])
         return rows
+
+    def list_keys(
+        self, prefix: str, after: str = "", limit: int = 1000, collections: bool = False
+    ) -> tuple[list[str], bool]:
+        """A page of the keys starting with ``prefix``, in code-point order: those
+        greater than ``after``, at most ``limit`` of them, and whether more follow.
+
+        With ``collections``, a key with a ``/`` after the prefix is rolled up
+        into its collection, ``prefix`` plus its next segment plus ``/``, which
+        is listed once, where it sorts (rolling up keeps the order, since a
+        collection is a prefix of its keys).  Paging with ``after`` set to the
+        last entry of the page before lists each entry exactly once.
+
+        This is a scan of every key, one page at a time: simple and correct for
+        today's index, whose keys are in a dict.  ``tests/test_listing.py``
+        holds the contract (against a sorted-list model) that an index with
+        its keys in order, which answers a page without a scan, must pass.
+        """
+        keys = self.policy.sizes
+        if not collections:
+            page = heapq.nsmallest(
+                limit + 1, (k for k in keys if k > after and k.startswith(prefix))
+            )
+            return page[:limit], len(page) > limit
+        found: set[str] = set()
+        start = len(prefix)
+        for key in keys:
+            if not key.startswith(prefix):
+                continue
+            cut = key.find("/", start)
+            if cut >= 0:
+                key = key[: cut + 1]
+            if key > after:
+                found.add(key)
+        page = heapq.nsmallest(limit + 1, found)
+        return page[:limit], len(page) > limit

@@ -17,7 +17,17 @@ import time
 
 from packrat.coordinator.activity import Activity
 from packrat.coordinator.index import Index
-from packrat.coordinator.protocol import Commit, Delete, Drop, Reply, Request, Stats, Touch
+from packrat.coordinator.protocol import (
+    Commit,
+    Delete,
+    Drop,
+    ListKeys,
+    Purge,
+    Reply,
+    Request,
+    Stats,
+    Touch,
+)
 from packrat.core.errors import ErrorCode
 from packrat.core.keys import InvalidKey, validate_key
 from packrat.core.settings import Settings
@@ -112,9 +122,16 @@ class Coordinator:
             return _error(request.id, ErrorCode.STALE, "the request expired before it ran")
         if isinstance(request, Stats):
             return Reply(request.id, stats=self.stats())
+        if isinstance(request, ListKeys):
+            page, more = self.index.list_keys(
+                request.prefix, request.after, request.limit, request.collections
+            )
+            return Reply(request.id, keys=tuple(page), more=more)
         try:
             if isinstance(request, Drop):
                 return self.drop(request)
+            if isinstance(request, Purge):
+                return self.purge(request)
             validate_key(request.key)
             if isinstance(request, Commit):
                 return self.commit(request)
@@ -175,6 +192,19 @@ class Coordinator:
         self.activity.removed(key)
         self.changes += 1
         return Reply(request.id)
+
+    def purge(self, request: Purge) -> Reply:
+        """Remove a batch of the keys under a prefix: at most ``limit``, so a big
+        purge is many short requests, each leaving index and disk equal."""
+        page, more = self.index.list_keys(request.prefix, "", request.limit)
+        for key in page:
+            self.writer.remove(key)  # first: if it fails, the key stays in both
+            self.index.remove(key)
+            self.activity.removed(key)
+        if page:
+            self.changes += 1
+            log.info("purged %d keys under %r", len(page), request.prefix)
+        return Reply(request.id, keys=tuple(page), more=more)
 
     def drop(self, request: Drop) -> Reply:
         """Remove a corrupt file if it is still the one the reader saw; forget its key."""

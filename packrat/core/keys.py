@@ -179,3 +179,26 @@ def key_path(key: str) -> str:
     '/rapports/%C3%A9t%C3%A9/Q1%20report.pdf'
     """
     return "/" + quote(key, safe=_URL_SAFE)
+
+
+def validate_prefix(prefix: str) -> str:
+    """Return ``prefix`` if some key could start with it, else raise ``InvalidKey``.
+
+    Empty (every key), or the start of a key: whole segments, then perhaps a
+    partial one (``bazel/a``), or a trailing ``/`` (a collection: ``bazel/ac/``).
+
+    >>> validate_prefix("bazel/ac/"), validate_prefix("été/.h"), validate_prefix("")
+    ('bazel/ac/', 'été/.h', '')
+    """
+    if not prefix:
+        return prefix
+    _check_characters(prefix.removesuffix("/"))
+    _check_length(prefix)
+    segments = prefix.split("/")
+    whole = segments[:-1]  # the last is partial, or empty after a trailing '/'
+    position = 1
+    for number, segment in enumerate(whole):
+        if segment in ("", ".", ".."):
+            raise InvalidKey(prefix, _segment_problem(segment, position, number, len(segments)))
+        position += len(segment) + 1
+    return prefix

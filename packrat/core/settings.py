@@ -77,8 +77,10 @@ class Settings:
     auth_enabled: bool = False  # the one switch: require credentials
     auth_read_tokens: tuple[str, ...] = ()  # bearer tokens that may read
     auth_write_tokens: tuple[str, ...] = ()  # bearer tokens that may read and write
+    auth_list_tokens: tuple[str, ...] = ()  # bearer tokens that may read and list key names
     auth_htpasswd: Path | None = None  # user:hash lines (bcrypt, sha-crypt) for HTTP Basic
     auth_write_users: tuple[str, ...] = ("*",)  # htpasswd users that may write; * = all
+    auth_list_users: tuple[str, ...] = ()  # htpasswd users that may list key names; * = all
     auth_anonymous_read: bool = False  # reads need no credentials (writes still do)
     cache_root: Path = Path("var/cache")
     cache_max_size: int = 1 << 30  # bytes
@@ -333,8 +335,10 @@ _OPTIONS = {
     ("auth", "enabled"): _bool,
     ("auth", "read_tokens"): _tokens,
     ("auth", "write_tokens"): _tokens,
+    ("auth", "list_tokens"): _tokens,
     ("auth", "htpasswd"): _htpasswd,
     ("auth", "write_users"): _words,
+    ("auth", "list_users"): _words,
     ("auth", "anonymous_read"): _bool,
     ("cache", "root"): Path,
     ("cache", "max_size"): _positive_size,
@@ -439,10 +443,14 @@ def load(path: Path | None) -> Settings:
             "address, or set curve_keys (packrat keygen DIR)"
         )
     if settings.auth_enabled and not (
-        settings.auth_read_tokens or settings.auth_write_tokens or settings.auth_htpasswd
+        settings.auth_read_tokens
+        or settings.auth_write_tokens
+        or settings.auth_list_tokens
+        or settings.auth_htpasswd
     ):
         raise ConfigError(
-            f"{path}: [auth] enabled: no read_tokens, write_tokens or htpasswd to check against"
+            f"{path}: [auth] enabled: no read_tokens, write_tokens, list_tokens or htpasswd "
+            "to check against"
         )
     if settings.objectstore_enabled:
         from packrat.core.objectstore_settings import check_settings
@@ -455,7 +463,7 @@ def load(path: Path | None) -> Settings:
 
 
 # Options whose values ``describe`` never prints.
-_SECRETS = {("auth", "read_tokens"), ("auth", "write_tokens")}
+_SECRETS = {("auth", "read_tokens"), ("auth", "write_tokens"), ("auth", "list_tokens")}
 
 
 def format_size(size: int) -> str:

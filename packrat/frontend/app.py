@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
+from tornado.routing import Rule
 from tornado.web import Application
 
 from packrat.coordinator.connection import AsyncCoordinatorClient
@@ -40,6 +41,7 @@ from packrat.frontend.handlers import (
     StatusHandler,
 )
 from packrat.frontend.http1 import Delegate, Exchange, Limits
+from packrat.frontend.listing import KeysHandler
 from packrat.frontend.metrics import FrontendMetrics
 from packrat.frontend.objects import ObjectPath
 from packrat.frontend.observability import (
@@ -51,7 +53,7 @@ from packrat.frontend.observability import (
 from packrat.frontend.pages import TornadoDelegate
 from packrat.frontend.server import Server
 from packrat.frontend.upload_slots import UploadSlots
-from packrat.frontend.webdav import CollectionHandler
+from packrat.frontend.webdav import DAV_METHODS, DAVHandler, DAVMethods
 from packrat.store import Layout
 
 log = logging.getLogger("packrat.frontend")
@@ -62,13 +64,15 @@ SMALL_BODY = 64 * 1024  # the most any request that is not an upload may carry
 STATIC_FILES = ("packrat.css", "packrat.js", "favicon.svg")
 # The exact paths the Application answers (keep in step with make_app, with
 # packrat.keys.RESERVED_PREFIXES and with openapi.json); so do paths that
-# end with "/" (WebDAV collections) and targets that are not paths.
+# end with "/" (WebDAV collections), WebDAV's own methods whatever the path,
+# and targets that are not paths.
 PAGES = frozenset(
     (
         "/",
         "/favicon.ico",
         "/api/openapi.json",
         "/api/stats",
+        "/api/keys",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -127,6 +131,8 @@ def make_app(frontend: Dependencies) -> Application:
     # Keep in step with packrat.core.keys.RESERVED_PREFIXES and openapi.json.
     return Application(
         [
+            # WebDAV's own methods, whatever the path (PROPFIND /key included).
+            Rule(DAVMethods(r"/(.*)"), DAVHandler, deps),
             (r"/", StatusHandler, deps),
             (
                 r"/static/(" + "|".join(map(re.escape, STATIC_FILES)) + ")",
@@ -136,10 +142,11 @@ def make_app(frontend: Dependencies) -> Application:
             (r"/favicon\.ico", FaviconHandler, deps),
             (r"/api/openapi\.json", OpenAPIHandler, deps),
             (r"/api/stats", StatsHandler, deps),
+            (r"/api/keys", KeysHandler, deps),
             (r"/healthz", HealthHandler, deps),
             (r"/readyz", ReadyHandler, deps),
             (r"/metrics", MetricsHandler, deps),
-            (r"/(.+/)", CollectionHandler, deps),
+            (r"/(.+/)", DAVHandler, deps),  # a collection: every method
         ],
         default_handler_class=NotFoundHandler,
         default_handler_args=deps,
@@ -160,7 +167,12 @@ class Router:
 
     def __call__(self, exchange: Exchange) -> Delegate:
         path = exchange.request.path
-        if path in PAGES or path[:1] != "/" or path[-1] == "/":
+        if (
+            path in PAGES
+            or path[:1] != "/"
+            or path[-1] == "/"
+            or exchange.request.method in DAV_METHODS
+        ):
             return TornadoDelegate(self.application, exchange)
         if path.startswith("/exists/"):
             return self.objects.delegate(exchange, path[8:], exists=True)

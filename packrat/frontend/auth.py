@@ -1,11 +1,18 @@
 """Access control: bearer tokens and HTTP Basic against an htpasswd file.
 
-Off by default; ``[auth] enabled = true`` turns it on.  Two rights exist:
-``read`` (``GET``/``HEAD`` of objects, ``/exists/``, the status page) and
-``write`` (``POST``, ``PUT``, ``DELETE``), which implies ``read``.
+Off by default; ``[auth] enabled = true`` turns it on.  Three rights exist:
+``read`` (``GET``/``HEAD`` of objects, ``/exists/``, the status page),
+``write`` (``POST``, ``PUT``, ``DELETE``), which implies ``read``, and
+``list``: seeing key names (``GET /api/keys``, WebDAV listings, the recent
+uploads of the status page and ``/api/stats``), which implies ``read`` too.
+Build-cache keys are often meant to be unguessable, so no credential lists
+unless it is given the right (``list_tokens``, ``list_users``), not even
+``anonymous_read``'s nobody; purging by prefix needs both ``write`` and
+``list``.
 
 * Bearer tokens (``Authorization: Bearer <token>``) come from
-  ``read_tokens`` and ``write_tokens``.  The offered token is compared with
+  ``read_tokens``, ``write_tokens`` and ``list_tokens`` (a token in several
+  lists has each of their rights).  The offered token is compared with
   every configured one in constant time (``hmac.compare_digest``), all of
   them, so timing tells nothing about which or how much matched.
 * HTTP Basic checks ``user:password`` against an htpasswd-style file, as
@@ -63,6 +70,7 @@ log = logging.getLogger("packrat.frontend")
 
 READ = "read"
 WRITE = "write"
+LIST = "list"
 READ_ONLY = frozenset((READ,))
 READ_WRITE = frozenset((READ, WRITE))
 RELOAD_EVERY = 1.0  # seconds between two looks at the htpasswd file
@@ -79,6 +87,7 @@ class Authenticator:
         self.anonymous_read = settings.auth_anonymous_read
         self._read_tokens = [t.encode() for t in settings.auth_read_tokens]
         self._write_tokens = [t.encode() for t in settings.auth_write_tokens]
+        self._list_tokens = [t.encode() for t in settings.auth_list_tokens]
         self._htpasswd = Path(settings.auth_htpasswd) if settings.auth_htpasswd else None
         self._users: dict[str, str] = {}
         self._seen: tuple[int, int, int] | None = None  # the file's (inode, size, mtime)
@@ -88,11 +97,12 @@ class Authenticator:
             self._seen = _identity(self._htpasswd)
             self._looked_at = time.monotonic()
         self._write_users = set(settings.auth_write_users)
+        self._list_users = set(settings.auth_list_users)
         self._remembered: OrderedDict[bytes, frozenset[str]] = OrderedDict()
         self._key = secrets.token_bytes(32)
         self._executor: ThreadPoolExecutor | None = None
         challenges = []
-        if self._read_tokens or self._write_tokens:
+        if self._read_tokens or self._write_tokens or self._list_tokens:
             challenges.append(f'Bearer realm="{REALM}"')
         if self._htpasswd is not None:
             challenges.append(f'Basic realm="{REALM}", charset="UTF-8"')
@@ -135,21 +145,34 @@ class Authenticator:
         if waiting is not None:
             await waiting
 
+    async def allows(self, right: str, authorization: str | None) -> bool:
+        """Whether ``authorization`` grants ``right`` (for what a page shows, not refuses)."""
+        try:
+            await self.require(right, authorization)
+        except (Unauthorized, Forbidden):
+            return False
+        return True
+
     def _grant(self, right: str, rights: frozenset[str] | None) -> None:
         if rights is None:
             raise Unauthorized("the credentials are not valid", self.challenges)
         if right not in rights:
-            raise Forbidden(f"these credentials do not allow {right}s")
+            what = "listing keys" if right == LIST else f"{right}s"
+            raise Forbidden(f"these credentials do not allow {what}")
 
     def _token_rights(self, offered: bytes) -> frozenset[str] | None:
-        write = read = False
-        for token in self._write_tokens:  # every comparison runs: no early exit
-            write |= hmac.compare_digest(token, offered)
-        for token in self._read_tokens:
-            read |= hmac.compare_digest(token, offered)
-        if write:
-            return READ_WRITE
-        return READ_ONLY if read else None
+        rights: set[str] = set()
+        for tokens, granted in (
+            (self._read_tokens, READ_ONLY),
+            (self._write_tokens, READ_WRITE),
+            (self._list_tokens, frozenset((READ, LIST))),
+        ):
+            match = False
+            for token in tokens:  # every comparison runs: no early exit
+                match |= hmac.compare_digest(token, offered)
+            if match:
+                rights |= granted
+        return frozenset(rights) or None
 
     async def _check_basic(self, right: str, credentials: str, fingerprint: bytes) -> None:
         rights = await self._basic_rights(credentials)
@@ -177,9 +200,12 @@ class Authenticator:
         )
         if not ok or hashed is None or self._users is not users:
             return None  # wrong, unknown, or checked against a file replaced meanwhile
+        rights = {READ}
         if "*" in self._write_users or user in self._write_users:
-            return READ_WRITE
-        return READ_ONLY
+            rights.add(WRITE)
+        if "*" in self._list_users or user in self._list_users:
+            rights.add(LIST)
+        return frozenset(rights)
 
     def _maybe_reload(self) -> None:
         """Re-read the htpasswd file if it changed (looked at once a second at most)."""

@@ -13,14 +13,17 @@
 
 Probes and scrapes carry no credentials in most set-ups, and liveness and
 readiness say nothing about the cache's contents, so they stay public.
-Metrics name routes and counts, and ``/api/stats`` the latest keys, so they
-are protected like the status page.
+Metrics name routes and counts, so they are protected like the status page;
+``/api/stats`` names the latest keys only to a caller with the ``list`` right.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from packrat import __version__
 from packrat.core.errors import PackratError
+from packrat.frontend.auth import LIST
 from packrat.frontend.base import BaseHandler
 from packrat.frontend.metrics import exposition
 
@@ -91,7 +94,10 @@ class MetricsHandler(BaseHandler):
 
 
 class StatsHandler(BaseHandler):
-    """``GET /api/stats``: the coordinator's figures and activity, as JSON."""
+    """``GET /api/stats``: the coordinator's figures and activity, as JSON.
+
+    ``recent_uploads`` names keys: null unless the caller may list them.
+    """
 
     route = "/api/stats"
 
@@ -101,4 +107,12 @@ class StatsHandler(BaseHandler):
             from packrat.objectstore.status import objectstore_status
 
             stats["objectstore"] = await objectstore_status(self.frontend, probe_timeout(self))
-        self.write_json({"version": __version__, **stats})
+        self.write_json({"version": __version__, **await shown_to(self, stats)})
+
+
+async def shown_to(handler: BaseHandler, stats: dict[str, Any]) -> dict[str, Any]:
+    """``stats`` as ``handler``'s caller may see them: key names only with the list right."""
+    authorization = handler.request.headers.get("Authorization")
+    if await handler.frontend.auth.allows(LIST, authorization):
+        return stats
+    return {**stats, "recent_uploads": None}

@@ -237,7 +237,9 @@ def view(stats: dict[str, Any]) -> dict[str, Any]:
         "ratio_bars": ratio_bars(buckets),
         "traffic_bars": traffic,
         "traffic_top": f"{human_bytes(traffic_top)}/min",
-        "uploads": [
+        "uploads": None  # hidden: the viewer may not list key names
+        if stats["recent_uploads"] is None
+        else [
             {**u, "human_size": human_bytes(u["size"]), "ago": ago(now - u["stored_at"])}
             for u in stats["recent_uploads"]
         ],

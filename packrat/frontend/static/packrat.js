@@ -236,7 +236,7 @@ export function render(stats) {
   setText("traffic-top", `${humanBytes(top)}/min`);
 
   const recent = $("recent");
-  if (recent) {
+  if (recent && stats.recent_uploads) {  // null: this viewer may not list key names
     recent.tBodies[0].replaceChildren(
       ...stats.recent_uploads.map((u) => {
         const tr = document.createElement("tr");
