@@ -18,7 +18,7 @@ import logging
 import mimetypes
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,6 +34,7 @@ from packrat.core.errors import (
     TooLarge,
 )
 from packrat.core.keys import validate_key
+from packrat.frontend.buildcache import check_upload
 from packrat.frontend.headers import clean_content_type, disposition_filename
 from packrat.frontend.multipart import MultipartForm, clean_filename
 from packrat.frontend.page import human_bytes
@@ -50,20 +51,6 @@ DIGEST_HEADER = "x-packrat-sha256"  # X-Packrat-Sha256, looked up by its lower-c
 # Request bodies that describe a form, never a stored file's own type.
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")  # ASCII digits, and no int() of 5,000 of them
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def content_address(key: str) -> str | None:
-    """The sha256 a content-addressed key names: ``.../cas/<64 hex digits>``, as Bazel's
-    HTTP cache uses (bazel-remote refuses a body that does not hash to it, and so do we).
-
-    >>> content_address("ci/cas/" + "a" * 64) == "a" * 64, content_address("ac/" + "a" * 64)
-    (True, None)
-    """
-    parent, _, name = key.rpartition("/")
-    if parent.rpartition("/")[2] == "cas" and _SHA256.fullmatch(name):
-        return name
-    return None
 
 
 @dataclass(frozen=True)
@@ -121,6 +108,10 @@ def declared_length(value: str | None) -> int | None:
     return None
 
 
+# A check of a whole staged body before it is sealed: raises the PackratError that refuses it.
+BodyCheck = Callable[[str, StagedFile], Awaitable[None]]
+
+
 class Upload:
     """One upload's body on its way to a staging file, then its commit."""
 
@@ -152,8 +143,10 @@ class Upload:
         filename: str | None,
         content_type: str | None,
         expected_sha256: str | None,
+        check: BodyCheck | None = None,
     ) -> dict[str, Any]:
-        """Check the digest, seal the file and have the coordinator publish it.
+        """Check the digest and the body (``check``: the key's scheme, ``buildcache``),
+        seal the file and have the coordinator publish it.
 
         Returns the JSON answer for the client.
         """
@@ -164,12 +157,8 @@ class Upload:
             raise ChecksumMismatch(
                 "the upload's sha256 does not match the expected digest; nothing was stored"
             )
-        address = content_address(key)
-        if address is not None and address != digest:
-            raise ChecksumMismatch(
-                f"a key under cas/ names its content: this upload's sha256 is {digest}; "
-                "nothing was stored"
-            )
+        if check is not None:
+            await check(key, staged)
         filename = clean_filename(filename or "") or key.rsplit("/", 1)[-1]
         content_type = (
             clean_content_type(content_type)
@@ -271,6 +260,10 @@ class BodyReceiver:
         # lift it and count here (one size rule: SizeLimit).
         connection.set_max_body_size(UNLIMITED_BODY)
 
+    async def check(self, key: str, staged: StagedFile) -> None:
+        """What the key's scheme asks of the body (``buildcache``: Bazel's cas/ and ac/)."""
+        await check_upload(self.frontend, key, staged)
+
     def feed(self, chunk: bytes) -> None:
         if self.error is not None:
             return
@@ -296,7 +289,7 @@ class BodyReceiver:
             key = validate_key(form.fields.get("key", ""))
         expected = self.headers.get(DIGEST_HEADER) or form.fields.get("sha256")
         return await self.upload.commit(
-            self.frontend.coordinator, key, form.filename, form.content_type, expected
+            self.frontend.coordinator, key, form.filename, form.content_type, expected, self.check
         )
 
     async def commit_raw(self, key: str, filename: str | None) -> dict[str, Any]:
@@ -307,7 +300,12 @@ class BodyReceiver:
         if content_type.split(";", 1)[0].strip().lower() in FORM_TYPES:
             content_type = ""  # curl --data-binary's default, not the file's type
         return await self.upload.commit(
-            self.frontend.coordinator, key, filename, content_type, headers.get(DIGEST_HEADER)
+            self.frontend.coordinator,
+            key,
+            filename,
+            content_type,
+            headers.get(DIGEST_HEADER),
+            self.check,
         )
 
     def _cut_off(self) -> None:

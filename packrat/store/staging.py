@@ -18,12 +18,14 @@ import re
 import secrets
 import stat
 import time
+from collections.abc import Iterator
 
 import xxhash
 
 from packrat.core.pids import alive
 from packrat.store.format import ObjectMeta, encode_trailer
 from packrat.store.layout import Layout
+from packrat.store.reader import read_data
 
 HOLD = 64 * 1024  # bytes of an upload held in memory before its first write
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -86,6 +88,19 @@ class StagedFile:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
+
+    def data(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The bytes written so far, read back: for a check of the whole body that its
+        running digests cannot make (another digest, a message to parse) before it is
+        sealed."""
+        if self._held is not None:
+            yield bytes(self._held)
+            return
+        fd = os.open(self.name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.layout.staging_fd)
+        try:
+            yield from read_data(fd, 0, self.size, chunk_size)
+        finally:
+            os.close(fd)
 
     def seal(
         self,
