@@ -25,6 +25,10 @@ import blake3
 import pytest
 import requests
 
+from packrat.buildtools.reapi import Digest
+from tests.test_buildtools_reapi import digest as digest_field
+from tests.test_buildtools_reapi import field
+
 SOURCES = {
     f"unit{n}.c": f'#include <stdio.h>\nint unit{n}(void) {{ return printf("unit {n}\\n"); }}\n'
     for n in range(4)
@@ -155,8 +159,9 @@ def test_content_addressed_keys_refuse_a_body_that_is_not_their_digest(module_se
     reply = requests.put(f"{url}/bazel/cas/{wrong}", data=body, timeout=10)
     assert reply.status_code == 400 and reply.json()["error"] == "checksum_mismatch"
     assert server.exists(f"bazel/cas/{wrong}") is False
-    # Action-cache entries are not content-addressed.
-    assert requests.put(f"{url}/bazel/ac/{wrong}", data=body, timeout=10).status_code == 200
+    # Action-cache entries are not content-addressed: any name, an ActionResult naming the blob.
+    result = field(2, field(1, b"a.out") + field(2, digest_field(Digest(digest, len(body)), False)))
+    assert requests.put(f"{url}/bazel/ac/{wrong}", data=result, timeout=10).status_code == 200
 
 
 def _put(url: str, key: str, body: bytes) -> requests.Response:

@@ -19,6 +19,7 @@ class ErrorCode(StrEnum):
     MALFORMED_MULTIPART = "malformed_multipart"
     MISSING_FIELD = "missing_field"
     CHECKSUM_MISMATCH = "checksum_mismatch"
+    INVALID_ACTION_RESULT = "invalid_action_result"  # an ac/ entry Bazel could not use
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
@@ -43,6 +44,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.MALFORMED_MULTIPART: 400,
     ErrorCode.MISSING_FIELD: 400,
     ErrorCode.CHECKSUM_MISMATCH: 400,
+    ErrorCode.INVALID_ACTION_RESULT: 400,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.NOT_FOUND: 404,
@@ -99,6 +101,12 @@ class MissingField(PackratError):
 
 class ChecksumMismatch(PackratError):
     code = ErrorCode.CHECKSUM_MISMATCH
+
+
+class InvalidActionResult(PackratError):
+    """An ``ac/`` upload that is no ActionResult, or names blobs that are not stored."""
+
+    code = ErrorCode.INVALID_ACTION_RESULT
 
 
 class Unauthorized(PackratError):

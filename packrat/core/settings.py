@@ -87,6 +87,8 @@ class Settings:
     cache_max_file_size: int | None = None  # bytes; None means cache_max_size
     cache_policy: str = "s3gdsf"  # eviction policy; see docs/policies.md
     cache_low_water: float = 0.95  # evict down to this fraction of max_size
+    # ac/ entries must name blobs stored in the cas/ beside them (docs/build-tools.md)
+    bazel_check_action_results: bool = True
     coordinator_endpoint: str = "ipc://var/run/packrat-coordinator.sock"
     coordinator_timeout: float = 10.0  # seconds a front end waits for a reply
     coordinator_snapshot_interval: float = 60.0  # seconds between index snapshots
@@ -345,6 +347,7 @@ _OPTIONS = {
     ("cache", "max_file_size"): _positive_size,
     ("cache", "policy"): _policy,
     ("cache", "low_water"): _fraction,
+    ("bazel", "check_action_results"): _bool,
     ("coordinator", "endpoint"): _endpoint,
     ("coordinator", "timeout"): _seconds,
     ("coordinator", "snapshot_interval"): _seconds,

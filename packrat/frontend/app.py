@@ -32,6 +32,7 @@ from packrat.core.logs import flush_logs
 from packrat.core.settings import Settings
 from packrat.frontend.accesslog import RequestLog
 from packrat.frontend.auth import Authenticator
+from packrat.frontend.buildcache import ActionResultCheck
 from packrat.frontend.dependencies import Dependencies
 from packrat.frontend.handlers import (
     FaviconHandler,
@@ -190,6 +191,8 @@ def make_server(app: Application, settings: Settings) -> Server:
     frontend: Dependencies = app.settings["frontend"]
     objects = ObjectPath(frontend)
     objects.second_tier = frontend.readthrough  # [objectstore]: local misses read through
+    if settings.bazel_check_action_results:
+        objects.read_checks.append(ActionResultCheck(frontend))
     limits = Limits(
         max_header_size=settings.frontend_max_header_size,
         max_body_size=SMALL_BODY,  # uploads raise it per request

@@ -18,7 +18,9 @@ request, and its docstring lists those checks):
 3. **The key**: the path's tail percent-decoded as Tornado decodes path
    arguments; not UTF-8: ``400 bad_request``; against ``keys.validate_key``:
    ``400 invalid_key``.
-4. **Reads** (``GET``/``HEAD``): the object opened from the disk alone
+4. **Reads** (``GET``/``HEAD``): first the path's read checks
+   (``ObjectPath.read_checks``; one with something to say of the key may
+   answer it as a miss, 404); then the object opened from the disk alone
    (``downloads``): out of file descriptors: ``503 too_busy``; a file that is
    not a sound object of this key (a symlink, a FIFO, a bad trailer, another
    key): dropped through the coordinator, then a miss; a miss: the second
@@ -30,7 +32,7 @@ request, and its docstring lists those checks):
    answered as a miss), a large one segment by segment (corrupt: the
    transfer is cut and the object dropped); a reader that takes nothing for
    ``idle_timeout`` is cut off.
-5. **Exists**: the object opened as for a read (corrupt: dropped, absent;
+5. **Exists**: the read checks, then the object opened as for a read (corrupt: dropped, absent;
    out of descriptors: 503); ``If-None-Match`` against the answer's ETag
    gives 304.
 6. **Uploads** (``PUT``/``POST``, ``uploads.BodyReceiver``): the declared
@@ -50,9 +52,11 @@ request, and its docstring lists those checks):
 
 Extension points (add a concern around this path, never a second path):
 ``ObjectPath.checks`` takes more checks of a request's headers (a
-cross-site check, a key scheme); ``ObjectPath.second_tier`` is asked on a
-local miss; other routes to objects (a build tool's URL scheme) call
-``ObjectPath.delegate`` with the key they found.
+cross-site check, a key scheme); ``ObjectPath.read_checks`` look at a key
+before it is read (Bazel's ``ac/`` entries: ``buildcache``);
+``ObjectPath.second_tier`` is asked on a local miss; other routes to objects
+(a build tool's URL scheme) call ``ObjectPath.delegate`` with the key they
+found.
 """
 
 from __future__ import annotations
@@ -112,6 +116,10 @@ _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f]")  # what RequestHandler replaces i
 # A check of a request's headers: None to go on, an awaitable to wait for,
 # or a PackratError raised to refuse.
 Check = Callable[[Exchange], Awaitable[None] | None]
+# A check of a key before it is read: None when the object may be served (at
+# once, the usual case), why it cannot be (answered as a miss), or an
+# awaitable of either.
+ReadCheck = Callable[[str], str | Awaitable[str | None] | None]
 
 
 class SecondTier(Protocol):
@@ -143,6 +151,7 @@ class ObjectPath:
     def __init__(self, frontend: Dependencies) -> None:
         self.frontend = frontend
         self.checks: list[Check] = [self.authorize]
+        self.read_checks: list[ReadCheck] = []
         self.second_tier: SecondTier | None = None
         self.tasks: set[asyncio.Task[None]] = set()  # drops running in the background
 
@@ -211,10 +220,12 @@ class ObjectRequest(Delegate):
     def _answer(self) -> Awaitable[None] | None:
         self.key = decode_key(self.raw_key)
         method = self.exchange.request.method
-        if self.exists:
-            return self._exists()
-        if method == "GET" or method == "HEAD":
-            return self._read(method == "GET")
+        if self.exists or method == "GET" or method == "HEAD":
+            for check in self.path.read_checks:
+                unusable = check(self.key)
+                if unusable is not None:
+                    return self._read_unless(unusable)
+            return self._exists() if self.exists else self._read(method == "GET")
         if method == "DELETE":
             return self._delete()
         self.receiver = BodyReceiver(
@@ -227,6 +238,29 @@ class ObjectRequest(Delegate):
         return None
 
     # -- reads
+
+    def _read_unless(self, unusable: str | Awaitable[str | None]) -> Awaitable[None] | None:
+        """A read that a read check had something to say of: a miss when it says why."""
+        if not isinstance(unusable, str):
+            return self._read_after(unusable)
+        log.debug("answered %s as a miss: %s", self.exchange.request.path, unusable)
+        if self.exists:
+            self._present(False)
+            return None
+        self._count_miss()
+        raise NotFound(unusable)
+
+    async def _read_after(self, unusable: Awaitable[str | None]) -> None:
+        reason = await unusable
+        more = (
+            self._read_unless(reason)
+            if reason is not None
+            else self._exists()
+            if self.exists
+            else self._read(self.exchange.request.method == "GET")
+        )
+        if more is not None:
+            await more
 
     def _read(self, with_body: bool, second_tier: bool = True) -> Awaitable[None] | None:
         frontend = self.frontend
