@@ -312,14 +312,11 @@ def load(path: Path | None) -> Settings:
         settings.ssl_context()
     except (OSError, ssl.SSLError) as e:
         raise ConfigError(f"{path}: [server] certfile: cannot load the certificate: {e}") from None
-    from packrat.coordinator.curve import is_loopback
+    from packrat.coordinator.curve import endpoint_problem
 
-    if settings.coordinator_curve_keys is None and not is_loopback(settings.coordinator_endpoint):
-        raise ConfigError(
-            f"{path}: [coordinator] endpoint: {settings.coordinator_endpoint} is reachable from "
-            "other hosts, and anyone who reaches it can delete objects; use ipc:// or a loopback "
-            "address, or set curve_keys (packrat keygen DIR)"
-        )
+    problem = endpoint_problem(settings.coordinator_endpoint, settings.coordinator_curve_keys)
+    if problem:
+        raise ConfigError(f"{path}: [coordinator] endpoint: {problem}")
     if settings.auth_enabled and not (
         settings.auth_read_tokens or settings.auth_write_tokens or settings.auth_htpasswd
     ):

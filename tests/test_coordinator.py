@@ -322,6 +322,62 @@ def test_a_snapshot_that_lies_with_a_valid_checksum_is_checked_against_the_files
     fresh.close()
 
 
+def _resnapshot(coordinator, rows) -> None:
+    """Save ``rows`` as the snapshot, with a valid checksum and the clean mark."""
+    save_snapshot(coordinator.layout, rows, coordinator.writer.clock_ns + 1, clean=True)
+
+
+def _rows(coordinator, keys_and_files) -> list:
+    """Snapshot rows for ``(key, file's key)`` pairs, at the charges the index holds."""
+    index = coordinator.index
+    return [
+        (key, index.charge_of(owner), index.last_access[owner], bytes.fromhex(key_digest(owner)))
+        for key, owner in keys_and_files
+    ]
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [("a", "a"), ("phantom", "b")],  # a row whose key is not its file's
+        [("a", "a"), ("a", "b")],  # a key twice, naming two files
+        [("a", "a"), ("b", "b"), ("a", "a")],  # a row twice
+    ],
+)
+def test_a_snapshot_whose_rows_lie_or_repeat_is_not_trusted(coordinator, rows):
+    """A valid checksum says the file is whole, not true: the index stays the files."""
+    for key in "ab":
+        commit(coordinator, key)
+    _resnapshot(coordinator, _rows(coordinator, rows))
+    fresh = restarted(coordinator)  # used to hold a phantom key, or raise KeyError
+    assert set(fresh.index.last_access) == {"a", "b"}
+    assert_exact(fresh)
+    for n in range(40):  # evictions unlink real files
+        commit(fresh, f"more{n}")
+    assert_exact(fresh)
+    fresh.close()
+
+
+def test_a_failed_load_saves_no_snapshot(settings, coordinator):
+    """The server's stop path must not save the partial index of a load that failed."""
+    for key in "ab":
+        commit(coordinator, key)
+    coordinator.snapshot(clean=True)
+    coordinator.close()
+    before = coordinator.layout.snapshot_path().read_bytes()
+    # An old-layout directory that cannot be moved up: the rebuild fails.
+    name = key_digest("a")
+    nested = coordinator.layout.objects / name[:2] / "zz"
+    nested.mkdir()
+    (nested / name).mkdir()
+    (nested / name / "x").write_bytes(b"")
+    server = CoordinatorServer(settings)
+    with pytest.raises(OSError):
+        server.run(handle_signals=False)
+    assert coordinator.layout.snapshot_path().read_bytes() == before
+    assert not coordinator.layout.clean_mark_path().exists()
+
+
 def test_start_up_evicts_down_to_a_smaller_max_size(coordinator):
     for key in "abcdef":
         commit(coordinator, key)

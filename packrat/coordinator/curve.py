@@ -2,13 +2,14 @@
 
 Any process that can reach the coordinator's socket can commit and delete
 objects.  An ``ipc://`` socket is made mode 0600 (``server._bind``), so only
-its user can.  A ``tcp://`` endpoint on a loopback address is reachable by
-every local user, and one on any other address by other hosts: Packrat
-refuses a non-loopback endpoint unless ``[coordinator] curve_keys`` names a
-directory of ZeroMQ CURVE certificates (``packrat keygen DIR``).  Then the
-coordinator encrypts and authenticates every connection and accepts only
-clients whose public key is in that directory (ZeroMQ's ZAP handler, run by
-pyzmq's ``ThreadAuthenticator``).
+its user can.  A ``tcp://`` endpoint is reachable by every local user even
+on a loopback address (with HTTP auth on, any of them could delete objects
+behind it), and by other hosts on any other address: Packrat refuses every
+``tcp://`` endpoint unless ``[coordinator] curve_keys`` names a directory of
+ZeroMQ CURVE certificates (``packrat keygen DIR``).  Then the coordinator
+encrypts and authenticates every connection and accepts only clients whose
+public key is in that directory (ZeroMQ's ZAP handler, run by pyzmq's
+``ThreadAuthenticator``).
 
 The directory holds ``server.key`` / ``server.key_secret`` (the
 coordinator's pair) and ``client.key`` / ``client.key_secret`` (the pair
@@ -17,7 +18,6 @@ front ends and tools use); copy it to every host that runs a role.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from pathlib import Path
 from typing import Any
@@ -30,23 +30,23 @@ SERVER = "server"
 CLIENT = "client"
 
 
-def is_loopback(endpoint: str) -> bool:
-    """Whether a ZeroMQ endpoint is reachable only from this host.
+def endpoint_problem(endpoint: str, keys: Path | None) -> str | None:
+    """Why ``endpoint`` may not be served with ``keys`` (None: it may).
 
-    >>> [is_loopback(e) for e in ("ipc:///run/p.sock", "tcp://127.0.0.1:5555", "tcp://[::1]:1")]
-    [True, True, True]
-    >>> [is_loopback(e) for e in ("tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://eth0:5555")]
-    [False, False, False]
+    >>> endpoint_problem("ipc:///run/p.sock", None) is None
+    True
+    >>> endpoint_problem("tcp://127.0.0.1:5555", Path("keys")) is None
+    True
+    >>> "every local user" in endpoint_problem("tcp://127.0.0.1:5555", None)
+    True
     """
-    if endpoint.startswith("ipc://"):
-        return True
-    host = endpoint.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # "*", an interface name, a host name
+    if keys is not None or endpoint.startswith("ipc://"):
+        return None
+    return (
+        f"{endpoint} is reachable by every local user (and from other hosts unless it is a "
+        "loopback address), and anyone who reaches it can delete objects; use ipc://, or set "
+        "curve_keys (packrat keygen DIR)"
+    )
 
 
 def generate_keys(directory: Path) -> None:

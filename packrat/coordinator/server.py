@@ -20,7 +20,7 @@ import zmq
 
 from packrat import protocol
 from packrat.config import Settings
-from packrat.coordinator.curve import secure_server
+from packrat.coordinator.curve import endpoint_problem, secure_server
 from packrat.coordinator.service import Coordinator
 from packrat.errors import ErrorCode
 from packrat.fdlimit import raise_open_file_limit
@@ -55,11 +55,15 @@ class CoordinatorServer:
         coordinator = self.coordinator
         coordinator.layout.create()
         lock_fd = lock_root(coordinator.layout, "coordinator")
+        loaded = False
         try:
             coordinator.load()
+            loaded = True
             self._serve()
         finally:
-            if coordinator.snapshot(clean=True):
+            # A failed load leaves a partial index: saving it (clean, at that)
+            # would lose what it missed; the files and the old snapshot stay.
+            if loaded and coordinator.snapshot(clean=True):
                 log.info(
                     "coordinator stopped; snapshot of %d objects saved", len(coordinator.index)
                 )
@@ -72,6 +76,9 @@ class CoordinatorServer:
         socket = context.socket(zmq.ROUTER)
         socket.linger = 0
         keys = settings.coordinator_curve_keys
+        problem = endpoint_problem(settings.coordinator_endpoint, keys)
+        if problem:  # config.load refuses it too; this guards Settings made in code
+            raise ValueError(f"[coordinator] endpoint: {problem}")
         authenticator = secure_server(socket, context, keys) if keys is not None else None
         try:
             _bind(socket, settings.coordinator_endpoint)

@@ -102,6 +102,7 @@ def _parse(blob: bytes) -> tuple[Snapshot, bytes]:
         raise ValueError("checksum mismatch")
     data = msgpack.unpackb(payload, use_list=False)
     entries = data["entries"]
+    keys = set()
     for key, charge, seen, digest in entries:
         if not (
             isinstance(key, str)
@@ -112,6 +113,13 @@ def _parse(blob: bytes) -> tuple[Snapshot, bytes]:
             and len(digest) == 32
         ):
             raise ValueError(f"malformed row for {key!r}")
+        # A checksum only says the file is whole, not that it tells the truth:
+        # a row naming the wrong file would put a phantom key in the index.
+        if hashlib.sha256(key.encode("utf-8")).digest() != digest:
+            raise ValueError(f"the row for {key!r} names another key's file")
+        if key in keys:
+            raise ValueError(f"{key!r} has two rows")
+        keys.add(key)
     sequence = data["sequence"]
     if type(sequence) is not int:
         raise ValueError("malformed sequence")
