@@ -13,6 +13,7 @@ from packrat import protocol
 from packrat.config import Settings
 from packrat.coordinator.server import CoordinatorServer
 from packrat.coordinator.service import Coordinator
+from packrat.coordinator.snapshotter import BackgroundSnapshot
 from packrat.errors import ErrorCode
 from packrat.protocol import Commit, Delete, Drop, Stats, Touch
 from packrat.store import StagedFile, key_digest, open_entry, open_object
@@ -376,6 +377,40 @@ def test_a_failed_load_saves_no_snapshot(settings, coordinator):
         server.run(handle_signals=False)
     assert coordinator.layout.snapshot_path().read_bytes() == before
     assert not coordinator.layout.clean_mark_path().exists()
+
+
+def test_a_background_snapshot_holds_the_index_as_it_was_when_it_began(coordinator):
+    for key in "abcd":
+        commit(coordinator, key)
+    coordinator.handle(Touch(("a",)))
+    taken = coordinator.index.entries_by_recency()
+    background = BackgroundSnapshot(coordinator.write_snapshot)
+    assert background.start() and not background.start()  # one at a time
+    commit(coordinator, "e")  # the parent goes on meanwhile
+    coordinator.handle(Delete(2, time.time() + 5, "b"))
+    assert background.wait() is True and not background.running
+    assert [row[:3] for row in load_snapshot(coordinator.layout).entries] == taken
+    fresh = restarted(coordinator)  # kill -9: the periodic snapshot's recency, then e
+    assert [key for key, _, _ in fresh.index.entries_by_recency()] == ["c", "d", "a", "e"]
+    assert_exact(fresh)
+    fresh.close()
+
+
+def test_a_failed_background_snapshot_is_reported_and_keeps_the_last_one(coordinator):
+    commit(coordinator, "a")
+    coordinator.snapshot()
+    before = coordinator.layout.snapshot_path().read_bytes()
+    commit(coordinator, "b")
+    temp = coordinator.layout.snapshot_path().with_name("snapshot.tmp")
+    temp.mkdir()  # the child cannot write its temporary file
+    background = BackgroundSnapshot(coordinator.write_snapshot)
+    assert background.start()
+    deadline = time.monotonic() + 10
+    while (result := background.poll()) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert result is False
+    assert coordinator.layout.snapshot_path().read_bytes() == before
 
 
 def test_start_up_evicts_down_to_a_smaller_max_size(coordinator):

@@ -30,6 +30,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from packrat.config import Settings
 from packrat.coordinator.service import Coordinator
+from packrat.coordinator.snapshotter import BackgroundSnapshot
 from packrat.errors import ErrorCode
 from packrat.protocol import Commit, Delete, Touch
 from packrat.store import StagedFile, open_entry, open_object
@@ -64,12 +65,14 @@ class StoreMachine(RuleBasedStateMachine):
             cache_policy=self.policy,
         )
         self.coordinator = self._start()
+        self.background = BackgroundSnapshot(self.coordinator.write_snapshot)
         # key -> the digests it may hold: the acknowledged version, plus a
         # newer one whose commit crashed after its rename.
         self.acked: dict[str, set[str]] = {}
         self.ids = 0
 
     def teardown(self) -> None:
+        self.background.wait()
         self.coordinator.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -80,12 +83,22 @@ class StoreMachine(RuleBasedStateMachine):
         coordinator.load()
         return coordinator
 
+    def _stop(self) -> None:
+        """What the server does on the way out: reap a snapshot child, close."""
+        self.background.wait()
+        self.coordinator.close()
+
+    def _replace(self) -> None:
+        self.coordinator = self._start()
+        self.background = BackgroundSnapshot(self.coordinator.write_snapshot)
+
     def _restart(self, clean: bool) -> None:
         before = set(self.coordinator.index.last_access)
+        assert self.background.wait() is not False
         if clean:
             assert self.coordinator.snapshot(clean=True)
         self.coordinator.close()
-        self.coordinator = self._start()
+        self._replace()
         # Nothing is lost by a restart (max_size is the same).
         assert before <= set(self.coordinator.index.last_access)
 
@@ -150,7 +163,15 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule()
     def snapshot(self) -> None:
+        assert self.background.wait() is not False  # one writer at a time, as in the server
         assert self.coordinator.snapshot()
+
+    @rule()
+    def snapshot_in_background(self) -> None:
+        """A forked child writes it while the rules go on (as the server's loop does)."""
+        assert self.background.poll() is not False
+        if not self.background.running:
+            assert self.background.start()
 
     @rule()
     def restart_clean(self) -> None:
@@ -174,8 +195,8 @@ class StoreMachine(RuleBasedStateMachine):
             if stage == "renamed":
                 coordinator.writer.publish(claimed)
                 self.acked.setdefault(key, set()).add(digest)
-        coordinator.close()
-        self.coordinator = self._start()
+        self._stop()
+        self._replace()
         lost = set(self.acked) - set(self.coordinator.index.last_access)
         assert not lost, f"lost by a crash mid-commit: {lost}"
 

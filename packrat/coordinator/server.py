@@ -2,10 +2,11 @@
 
 It takes the cache root's lock, loads the index, binds, and then handles
 every queued message before looking at its timers (snapshots, the staging
-sweep) and at signals.  An ``ipc://`` socket is created with mode 0600 in a
-directory only its user may enter: any local process that can connect can
-delete objects, so the file mode is the access control (over TCP, CURVE
-keys are: see ``curve``).
+sweep) and at signals.  Periodic snapshots are written by a forked child
+(``snapshotter``), so the loop never waits for one.  An ``ipc://`` socket
+is created with mode 0600 in a directory only its user may enter: any local
+process that can connect can delete objects, so the file mode is the
+access control (over TCP, CURVE keys are: see ``curve``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from packrat import protocol
 from packrat.config import Settings
 from packrat.coordinator.curve import endpoint_problem, secure_server
 from packrat.coordinator.service import Coordinator
+from packrat.coordinator.snapshotter import BackgroundSnapshot
 from packrat.errors import ErrorCode
 from packrat.fdlimit import raise_open_file_limit
 from packrat.store import lock_root, sweep_staging
@@ -55,12 +57,14 @@ class CoordinatorServer:
         coordinator = self.coordinator
         coordinator.layout.create()
         lock_fd = lock_root(coordinator.layout, "coordinator")
+        background = BackgroundSnapshot(coordinator.write_snapshot, close_in_child=(lock_fd,))
         loaded = False
         try:
             coordinator.load()
             loaded = True
-            self._serve()
+            self._serve(background)
         finally:
+            background.wait()  # never two writers of the snapshot at once
             # A failed load leaves a partial index: saving it (clean, at that)
             # would lose what it missed; the files and the old snapshot stay.
             if loaded and coordinator.snapshot(clean=True):
@@ -70,7 +74,7 @@ class CoordinatorServer:
             coordinator.close()
             os.close(lock_fd)
 
-    def _serve(self) -> None:
+    def _serve(self, background: BackgroundSnapshot) -> None:
         settings = self.settings
         context = zmq.Context()
         socket = context.socket(zmq.ROUTER)
@@ -85,13 +89,17 @@ class CoordinatorServer:
             log.info("coordinator listening on %s", settings.coordinator_endpoint)
             next_snapshot = time.monotonic() + settings.coordinator_snapshot_interval
             next_sweep = time.monotonic() + SWEEP_INTERVAL
+            coordinator = self.coordinator
+            in_snapshot = 0  # changes the running child's snapshot holds
             while not self.stopping:
                 if socket.poll(POLL_MS):
                     self._drain(socket)
+                if background.poll() is False:
+                    coordinator.changes += in_snapshot  # not saved: the next one takes them
                 now = time.monotonic()
                 if now >= next_snapshot:
-                    if self.coordinator.changes:
-                        self.coordinator.snapshot()
+                    if coordinator.changes and background.start():
+                        in_snapshot, coordinator.changes = coordinator.changes, 0
                     next_snapshot = now + settings.coordinator_snapshot_interval
                 if now >= next_sweep:
                     sweep_staging(self.coordinator.layout, settings.coordinator_stale_staging)

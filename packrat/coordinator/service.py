@@ -74,18 +74,26 @@ class Coordinator:
         )
 
     def snapshot(self, clean: bool = False) -> bool:
-        """Save the index; a failure is logged, never fatal (the files are the truth)."""
-        rows = [
-            (key, cost, seen, bytes.fromhex(key_digest(key)))
-            for key, cost, seen in self.index.entries_by_recency()
-        ]
+        """Save the index now; a failure is logged, never fatal (the files are the truth).
+
+        The server saves periodic snapshots in a child process
+        (``snapshotter``); this is for the clean one at shutdown.
+        """
         try:
-            save_snapshot(self.layout, rows, self.writer.clock_ns, clean=clean)
+            self.write_snapshot(clean)
         except OSError as e:
             log.error("could not save the index snapshot: %s", e)
             return False
         self.changes = 0
         return True
+
+    def write_snapshot(self, clean: bool = False) -> None:
+        """Write the index as it is now to ``state/snapshot``; raises ``OSError``."""
+        rows = [
+            (key, cost, seen, bytes.fromhex(key_digest(key)))
+            for key, cost, seen in self.index.entries_by_recency()
+        ]
+        save_snapshot(self.layout, rows, self.writer.clock_ns, clean=clean)
 
     def close(self) -> None:
         self.writer.close()
