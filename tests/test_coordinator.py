@@ -83,7 +83,7 @@ def assert_exact(coord: Coordinator) -> None:
     """The index holds exactly the files on disk, at exactly their charges."""
     files = on_disk(coord)
     index = coord.index
-    assert set(files) == set(index.last_access)
+    assert set(files) == set(index.all_keys())
     assert index.used == sum(files.values())
     assert all(index.charge_of(key) == cost for key, cost in files.items())
     assert index.disk_bytes <= index.max_size
@@ -164,13 +164,13 @@ def test_staging_removed_before_the_commit_changes_nothing(coordinator):
     while coordinator.index.disk_bytes + 3 * BLOCK < coordinator.index.capacity:
         commit(coordinator, f"fill{len(coordinator.index)}")
     commit(coordinator, "victim")
-    coordinator.handle(Touch(tuple(k for k in coordinator.index.last_access if k != "victim")))
-    before = dict(coordinator.index.policy.sizes)
+    coordinator.handle(Touch(tuple(k for k in coordinator.index.all_keys() if k != "victim")))
+    before = coordinator.index.charges()
     name, size = stage(coordinator, "victim", b"z" * 40000)
     os.unlink(name, dir_fd=coordinator.layout.staging_fd)
     reply = coordinator.handle(Commit(1, time.time() + 5, "victim", name, size))
     assert reply.error == ErrorCode.STAGING_MISSING
-    assert dict(coordinator.index.policy.sizes) == before
+    assert coordinator.index.charges() == before
     assert_exact(coordinator)
 
 
@@ -332,7 +332,7 @@ def _rows(coordinator, keys_and_files) -> list:
     """Snapshot rows for ``(key, file's key)`` pairs, at the charges the index holds."""
     index = coordinator.index
     return [
-        (key, index.charge_of(owner), index.last_access[owner], bytes.fromhex(key_digest(owner)))
+        (key, index.charge_of(owner), index.last_access_of(owner), bytes.fromhex(key_digest(owner)))
         for key, owner in keys_and_files
     ]
 
@@ -351,7 +351,7 @@ def test_a_snapshot_whose_rows_lie_or_repeat_is_not_trusted(coordinator, rows):
         commit(coordinator, key)
     _resnapshot(coordinator, _rows(coordinator, rows))
     fresh = restarted(coordinator)  # used to hold a phantom key, or raise KeyError
-    assert set(fresh.index.last_access) == {"a", "b"}
+    assert set(fresh.index.all_keys()) == {"a", "b"}
     assert_exact(fresh)
     for n in range(40):  # evictions unlink real files
         commit(fresh, f"more{n}")

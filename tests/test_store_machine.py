@@ -93,14 +93,14 @@ class StoreMachine(RuleBasedStateMachine):
         self.background = BackgroundSnapshot(self.coordinator.write_snapshot)
 
     def _restart(self, clean: bool) -> None:
-        before = set(self.coordinator.index.last_access)
+        before = set(self.coordinator.index.all_keys())
         assert self.background.wait() is not False
         if clean:
             assert self.coordinator.snapshot(clean=True)
         self.coordinator.close()
         self._replace()
         # Nothing is lost by a restart (max_size is the same).
-        assert before <= set(self.coordinator.index.last_access)
+        assert before <= set(self.coordinator.index.all_keys())
 
     def _stage(self, key: str, size: int) -> tuple[StagedFile, int, str]:
         data = os.urandom(size)
@@ -115,7 +115,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     def _forget_evicted(self, before: set[str], keep: str | None = None) -> None:
         """Acknowledged keys that left the index were evicted: they may be gone."""
-        now = set(self.coordinator.index.last_access)
+        now = set(self.coordinator.index.all_keys())
         for key in before - now:
             if key != keep:
                 self.acked.pop(key, None)
@@ -125,7 +125,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(key=KEYS, size=SIZES)
     def commit(self, key: str, size: int) -> None:
         staged, file_size, digest = self._stage(key, size)
-        before = set(self.coordinator.index.last_access)
+        before = set(self.coordinator.index.all_keys())
         reply = self.coordinator.handle(
             Commit(self._next_id(), time.time() + 60, key, staged.name, file_size)
         )
@@ -133,7 +133,7 @@ class StoreMachine(RuleBasedStateMachine):
             assert reply.error == ErrorCode.TOO_LARGE
             return
         assert reply.ok, reply
-        after = set(self.coordinator.index.last_access)
+        after = set(self.coordinator.index.all_keys())
         assert len(before - after - {key}) <= reply.evicted
         self._forget_evicted(before, keep=key)
         self.acked[key] = {digest}
@@ -143,12 +143,12 @@ class StoreMachine(RuleBasedStateMachine):
         """The front end gave up and removed its file before the claim: nothing changes."""
         staged, file_size, _ = self._stage(key, size)
         staged.discard()
-        before = dict(self.coordinator.index.policy.sizes)
+        before = self.coordinator.index.charges()
         reply = self.coordinator.handle(
             Commit(self._next_id(), time.time() + 60, key, staged.name, file_size)
         )
         assert reply.error == ErrorCode.STAGING_MISSING
-        assert dict(self.coordinator.index.policy.sizes) == before
+        assert self.coordinator.index.charges() == before
 
     @rule(key=KEYS)
     def delete(self, key: str) -> None:
@@ -187,7 +187,7 @@ class StoreMachine(RuleBasedStateMachine):
         coordinator = self.coordinator
         staged, file_size, digest = self._stage(key, size)
         claimed = coordinator.writer.claim(staged.name, file_size, key)
-        before = set(coordinator.index.last_access)
+        before = set(coordinator.index.all_keys())
         if stage != "claimed" and claimed.charge <= coordinator.index.capacity:
             victims = coordinator.index.make_room(claimed.charge)
             coordinator._evict([victim for victim in victims if victim[0] != key])
@@ -197,7 +197,7 @@ class StoreMachine(RuleBasedStateMachine):
                 self.acked.setdefault(key, set()).add(digest)
         self._stop()
         self._replace()
-        lost = set(self.acked) - set(self.coordinator.index.last_access)
+        lost = set(self.acked) - set(self.coordinator.index.all_keys())
         assert not lost, f"lost by a crash mid-commit: {lost}"
 
     # -- invariants -------------------------------------------------------
@@ -215,7 +215,7 @@ class StoreMachine(RuleBasedStateMachine):
                 os.close(fd)
                 charged[meta.key] = charge(info, meta.key)
         index = coordinator.index
-        assert set(charged) == set(index.last_access)
+        assert set(charged) == set(index.all_keys())
         assert all(index.charge_of(key) == cost for key, cost in charged.items())
         assert index.used == sum(charged.values())
         assert index.overhead == coordinator.writer.dirs.total

@@ -164,8 +164,8 @@ class Coordinator:
             if replaced_victim:  # it left the index: its file goes too
                 self.writer.remove(key)
             raise
-        self.index.insert(key, claimed.charge)
-        self.activity.uploaded(self.index.last_access[key], key, request.size, request.filename)
+        stored_at = self.index.insert(key, claimed.charge)
+        self.activity.uploaded(stored_at, key, request.size, request.filename)
         self.changes += 1
         if growth:
             self.index.overhead = self.writer.dirs.total
@@ -199,7 +199,7 @@ class Coordinator:
 
     def _key_named(self, name: str) -> str | None:
         """The indexed key whose object file is ``name`` (a scan: only for rare repairs)."""
-        return next((key for key in self.index.last_access if key_digest(key) == name), None)
+        return next((key for key in self.index.all_keys() if key_digest(key) == name), None)
 
     def stats(self) -> dict[str, object]:
         """The index's figures and the activity: what ``GET /api/stats`` answers."""

@@ -6,7 +6,8 @@ import time
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
-from packrat.policies import Policy, admit, make_policy, make_room
+from packrat.policies import Policy
+from packrat.simulator.keyed import KeyedPolicy
 
 ADMISSIONS = ("all", "policy")
 """``all``: store every object that fits, as the server does; ``policy``: let it refuse."""
@@ -75,26 +76,24 @@ def replay(
     """
     if admission not in ADMISSIONS:
         raise ValueError(f"admission must be one of {', '.join(ADMISSIONS)}, not {admission!r}")
-    if isinstance(policy, str):
-        policy = make_policy(policy)
+    cache = KeyedPolicy(policy)
     by_policy = admission == "policy"
-    sizes = policy.sizes
     n = misses = nbytes = missed = 0
     start = time.perf_counter()
     for key, size in requests:
         n += 1
         nbytes += size
-        cached = sizes.get(key)
+        cached = cache.size_of(key)
         if cached == size:
-            policy.access(key)
+            cache.access(key)
             continue
         if cached is not None:
-            policy.remove(key)
+            cache.remove(key)
         misses += 1
         missed += size
-        store = admit(policy, size, capacity) if by_policy else size <= capacity
+        store = cache.admit(size, capacity) if by_policy else size <= capacity
         if store:
-            make_room(policy, size, capacity, low_water)
-            policy.insert(key, size)
+            cache.make_room(size, capacity, low_water)
+            cache.insert(key, size)
     seconds = time.perf_counter() - start
-    return Result(policy.name, capacity, n, misses, nbytes, missed, seconds, admission)
+    return Result(cache.name, capacity, n, misses, nbytes, missed, seconds, admission)
