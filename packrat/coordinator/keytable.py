@@ -26,7 +26,7 @@ from collections.abc import Iterator
 
 from packrat.structures.buckets import EMPTY, Buckets
 
-PAGE_KEYS = 128  # a page splits beyond twice this many keys
+PAGE_KEYS = 64  # a page splits beyond twice this many keys (a short binary search)
 PAGE_BYTES = 1 << 16  # offsets are 16 bits; keys are at most 1 KiB
 FREE = -1  # in ``_ref``: the slot holds no key
 

@@ -42,6 +42,7 @@ class Buckets:
         self.typecode = typecode  # of the heads: "i" while node numbers fit in 31 bits
         self.count = 0
         self._heads = array(typecode, [EMPTY]) * FIRST_SIZE
+        self._size = FIRST_SIZE  # len(self._heads)
         self._old: array | None = None  # the table being emptied into _heads
         self._moved = 0  # old buckets below this have moved
 
@@ -52,7 +53,7 @@ class Buckets:
             bucket = h & (len(old) - 1)
             if bucket >= self._moved:
                 return old[bucket]
-        return self._heads[h & (len(self._heads) - 1)]
+        return self._heads[h & (self._size - 1)]
 
     def add(self, node: int, h: int) -> None:
         table, bucket = self._bucket(h)
@@ -82,15 +83,15 @@ class Buckets:
             bucket = h & (len(old) - 1)
             if bucket >= self._moved:
                 return old, bucket
-        heads = self._heads
-        return heads, h & (len(heads) - 1)
+        return self._heads, h & (self._size - 1)
 
     def _step(self) -> None:
         old = self._old
         if old is None:
-            if self.count > len(self._heads):
+            if self.count > self._size:
                 self._old = self._heads
-                self._heads = array(self.typecode, [EMPTY]) * (2 * len(self._heads))
+                self._size *= 2
+                self._heads = array(self.typecode, [EMPTY]) * self._size
                 self._moved = 0
             return
         heads, chain, hash_of = self._heads, self.chain, self.hash_of
