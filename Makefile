@@ -36,6 +36,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/rebuild.py --objects 200000
 	$(BIN)/python bench/coordinator.py
 	$(BIN)/python bench/policies.py
+	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/http.py
 	$(BIN)/python bench/http.py --pin
 

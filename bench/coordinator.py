@@ -40,9 +40,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from packrat.coordinator.client import CoordinatorClient
+from packrat.coordinator.connection import CoordinatorClient
+from packrat.coordinator.protocol import Touch
 from packrat.policies import POLICIES
-from packrat.protocol import Touch
 from packrat.store.accounting import expected_charge
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,8 +26,8 @@ from pathlib import Path
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
 
-from packrat import logs, metrics
-from packrat.config import Settings
+from packrat.core import logs, metrics_directory
+from packrat.core.settings import Settings
 
 REQUESTS = 10_000
 RUNS = 5
@@ -40,7 +40,7 @@ class Traffic:
         pass
 
 
-class Frontend:
+class Dependencies:
     def __init__(self, counters) -> None:
         self.metrics = counters
         self.coordinator = Traffic()
@@ -72,12 +72,12 @@ def time_case(request_log) -> float:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="packrat-obs-") as temp:
         work = Path(temp)
-        metrics.use_directory(work / "metrics")
+        metrics_directory.use_directory(work / "metrics")
         # Imported after the directory is set, as in a front end.
-        from packrat.frontend.access import RequestLog
+        from packrat.frontend.accesslog import RequestLog
         from packrat.frontend.metrics import FrontendMetrics
 
-        request_log = RequestLog(Frontend(FrontendMetrics()))
+        request_log = RequestLog(Dependencies(FrontendMetrics()))
         log_file = open(work / "stderr.log", "w")  # noqa: SIM115 (closed below)
         saved = os.dup(2)
         os.dup2(log_file.fileno(), 2)

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from packrat.config import Settings
 from packrat.coordinator.service import Coordinator
+from packrat.core.settings import Settings
 from packrat.store import Layout, ObjectMeta
 from packrat.store.format import encode_trailer
 

@@ -49,8 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def build(count: int, root: Path):
-    from packrat.config import Settings
     from packrat.coordinator.service import Coordinator
+    from packrat.core.settings import Settings
     from packrat.store.accounting import expected_charge
 
     coordinator = Coordinator(Settings(cache_root=root, cache_max_size=1 << 60))

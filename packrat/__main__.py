@@ -1,3 +1,3 @@
-from packrat.cli import main
+from packrat.cli.main import main
 
 raise SystemExit(main())

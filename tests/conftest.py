@@ -24,7 +24,7 @@ import pytest
 import requests
 import trustme
 
-from packrat.coordinator.client import CoordinatorClient
+from packrat.coordinator.connection import CoordinatorClient
 from packrat.store.accounting import charge
 from packrat.store.format import read_trailer
 from packrat.store.layout import BLOCK

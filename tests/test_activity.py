@@ -7,15 +7,15 @@ import time
 from hypothesis import given
 from hypothesis import strategies as st
 
-from packrat.config import Settings
 from packrat.coordinator.activity import (
     RECENT_UPLOADS,
     SILENT_AFTER,
     Activity,
     History,
 )
+from packrat.coordinator.protocol import Commit, Delete, Stats, Touch
 from packrat.coordinator.service import Coordinator
-from packrat.protocol import Commit, Delete, Stats, Touch
+from packrat.core.settings import Settings
 from packrat.store import StagedFile
 
 DAY = 86400.0

@@ -11,9 +11,10 @@ import pytest
 import requests
 from passlib.hash import sha512_crypt
 
-from packrat import config
-from packrat.errors import Forbidden, Unauthorized
-from packrat.frontend.auth import READ, WRITE, Authenticator, load_htpasswd, verify_password
+from packrat.core import settings as config
+from packrat.core.errors import Forbidden, Unauthorized
+from packrat.core.htpasswd import load_htpasswd, verify_password
+from packrat.frontend.auth import READ, WRITE, Authenticator
 
 READER = "r" * 8 + "-read-token-0001"
 WRITER = "w" * 8 + "-write-token-0001"

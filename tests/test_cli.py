@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from packrat import __version__
-from packrat.cli_client import Exit
+from packrat.core.exits import ExitStatus
 
 TOKEN = "t" * 16 + "-write-token"
 
@@ -58,7 +58,7 @@ def test_put_get_exists_rm_stat(packrat_server, tmp_path):
     source.write_bytes(data)
 
     put = packrat("put", str(source), url=url)
-    assert put.returncode == Exit.OK, put.stderr
+    assert put.returncode == ExitStatus.OK, put.stderr
     answer = json.loads(put.stdout)
     assert answer == {
         "key": "notes.txt",  # FILE's name when no KEY is given
@@ -66,38 +66,38 @@ def test_put_get_exists_rm_stat(packrat_server, tmp_path):
         "sha256": hashlib.sha256(data).hexdigest(),
     }
     assert put.stderr == b""  # no progress bar when stderr is not a terminal
-    assert packrat("put", str(source), "dir/notes", url=url).returncode == Exit.OK
+    assert packrat("put", str(source), "dir/notes", url=url).returncode == ExitStatus.OK
 
     out = tmp_path / "out.txt"
     got = packrat("get", "dir/notes", "-o", str(out), url=url)
-    assert got.returncode == Exit.OK, got.stderr
+    assert got.returncode == ExitStatus.OK, got.stderr
     assert out.read_bytes() == data and got.stdout == b"" and got.stderr == b""
     to_stdout = packrat("get", "notes.txt", url=url)
-    assert to_stdout.returncode == Exit.OK and to_stdout.stdout == data
+    assert to_stdout.returncode == ExitStatus.OK and to_stdout.stdout == data
     assert packrat("get", "notes.txt", "-o", "-", url=url).stdout == data
 
-    assert packrat("exists", "notes.txt", url=url).returncode == Exit.OK
-    assert packrat("exists", "nothing", url=url).returncode == Exit.NOT_FOUND
-    assert packrat("rm", "notes.txt", url=url).returncode == Exit.OK
-    assert packrat("exists", "notes.txt", url=url).returncode == Exit.NOT_FOUND
+    assert packrat("exists", "notes.txt", url=url).returncode == ExitStatus.OK
+    assert packrat("exists", "nothing", url=url).returncode == ExitStatus.NOT_FOUND
+    assert packrat("rm", "notes.txt", url=url).returncode == ExitStatus.OK
+    assert packrat("exists", "notes.txt", url=url).returncode == ExitStatus.NOT_FOUND
     gone = packrat("rm", "notes.txt", url=url)
-    assert gone.returncode == Exit.NOT_FOUND
+    assert gone.returncode == ExitStatus.NOT_FOUND
     assert gone.stderr.decode().startswith("packrat: not_found: ")
     missing = packrat("get", "notes.txt", "-o", str(tmp_path / "never"), url=url)
-    assert missing.returncode == Exit.NOT_FOUND and not (tmp_path / "never").exists()
+    assert missing.returncode == ExitStatus.NOT_FOUND and not (tmp_path / "never").exists()
 
     stat = packrat("stat", url=url)
-    assert stat.returncode == Exit.OK
+    assert stat.returncode == ExitStatus.OK
     stats = json.loads(stat.stdout)
     assert stats["objects"] == 1 and stats["version"] == __version__
 
 
 def test_standard_input_and_the_url_option(packrat_server):
     result = packrat("put", "-", "from/stdin", "--url", packrat_server.url, stdin=b"piped")
-    assert result.returncode == Exit.OK, result.stderr
+    assert result.returncode == ExitStatus.OK, result.stderr
     assert packrat_server.get("from/stdin").content == b"piped"
     no_key = packrat("put", "-", url=packrat_server.url, stdin=b"x")
-    assert no_key.returncode == Exit.USAGE and b"KEY" in no_key.stderr
+    assert no_key.returncode == ExitStatus.USAGE and b"KEY" in no_key.stderr
 
 
 def test_exit_statuses_for_failures(make_server, tmp_path, free_tcp_port, wait_for):
@@ -111,30 +111,31 @@ def test_exit_statuses_for_failures(make_server, tmp_path, free_tcp_port, wait_f
     probe = f"{server.url}/exists/probe"
     wait_for(lambda: answers(probe))
     denied = packrat("put", str(source), url=server.url)
-    assert denied.returncode == Exit.DENIED
+    assert denied.returncode == ExitStatus.DENIED
     assert b"unauthorized" in denied.stderr
     assert packrat("exists", "k", url=server.url, env={"PACKRAT_TOKEN": "x" * 16}).returncode == (
-        Exit.DENIED
+        ExitStatus.DENIED
     )
 
     big = tmp_path / "big"
     big.write_bytes(b"x" * 4096)
     refused = packrat("put", str(big), url=server.url, env=with_token)
-    assert refused.returncode == Exit.REFUSED
+    assert refused.returncode == ExitStatus.REFUSED
     assert refused.stderr.decode().startswith("packrat: too_large: ")
     bad_key = packrat("put", str(source), "a//b", url=server.url, env=with_token)
-    assert bad_key.returncode == Exit.REFUSED and b"invalid_key" in bad_key.stderr
+    assert bad_key.returncode == ExitStatus.REFUSED and b"invalid_key" in bad_key.stderr
 
     unreachable = packrat("stat", url=f"http://127.0.0.1:{free_tcp_port}")
-    assert unreachable.returncode == Exit.UNAVAILABLE
+    assert unreachable.returncode == ExitStatus.UNAVAILABLE
 
     no_file = packrat("put", str(tmp_path / "absent"), url=server.url, env=with_token)
-    assert no_file.returncode == Exit.LOCAL and b"absent" in no_file.stderr
-    assert packrat("put", str(source), "k", url=server.url, env=with_token).returncode == Exit.OK
+    assert no_file.returncode == ExitStatus.LOCAL and b"absent" in no_file.stderr
+    stored = packrat("put", str(source), "k", url=server.url, env=with_token)
+    assert stored.returncode == ExitStatus.OK
     no_dir = packrat("get", "k", "-o", str(tmp_path / "no" / "dir"), url=server.url, env=with_token)
-    assert no_dir.returncode == Exit.LOCAL
+    assert no_dir.returncode == ExitStatus.LOCAL
 
-    assert packrat("put", url=server.url).returncode == Exit.USAGE  # argparse
+    assert packrat("put", url=server.url).returncode == ExitStatus.USAGE  # argparse
 
 
 def test_a_download_that_does_not_match_its_etag_exits_6(tmp_path):
@@ -159,7 +160,7 @@ def test_a_download_that_does_not_match_its_etag_exits_6(tmp_path):
         server.shutdown()
         server.server_close()
         thread.join()
-    assert result.returncode == Exit.INTEGRITY, result.stderr
+    assert result.returncode == ExitStatus.INTEGRITY, result.stderr
     assert not (tmp_path / "k").exists()
 
 
@@ -200,24 +201,24 @@ def test_progress_bar_on_a_terminal_only_for_large_transfers(packrat_server, tmp
     large = tmp_path / "large"
     large.write_bytes(os.urandom(4 << 20))
     status, screen = on_a_terminal("put", str(large), url=packrat_server.url)
-    assert status == Exit.OK
+    assert status == ExitStatus.OK
     assert b"4.00M" in screen, screen  # tqdm's bar, in units of 1024
     status, screen = on_a_terminal(
         "get", "large", "-o", str(tmp_path / "back"), url=packrat_server.url
     )
-    assert status == Exit.OK and b"4.00M" in screen, screen
+    assert status == ExitStatus.OK and b"4.00M" in screen, screen
     assert (tmp_path / "back").read_bytes() == large.read_bytes()
 
     small = tmp_path / "small"
     small.write_bytes(b"tiny")
     status, screen = on_a_terminal("put", str(small), url=packrat_server.url)
-    assert status == Exit.OK and screen == b""
+    assert status == ExitStatus.OK and screen == b""
 
 
 def test_get_refuses_to_write_binary_to_a_terminal(packrat_server):
     packrat_server.upload("bin", b"\x00\x01")
     status, screen = on_a_terminal("get", "bin", url=packrat_server.url, stdout_too=True)
-    assert status == Exit.USAGE and b"-o FILE" in screen
+    assert status == ExitStatus.USAGE and b"-o FILE" in screen
 
 
 @pytest.mark.parametrize("command", ["put", "get", "exists", "rm", "stat"])

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from packrat import config
+from packrat.core import settings as config
+from packrat.core.exits import ExitStatus
 
 EXAMPLE = Path(__file__).parent.parent / "etc" / "packrat.ini.example"
 
@@ -165,7 +166,7 @@ def test_packrat_config_says_where_each_setting_came_from(tmp_path):
 
     other.write_text("[cache]\npolicy = nope\n")
     bad = run_packrat("config", "--config", str(other), cwd=tmp_path)
-    assert bad.returncode == 2 and "unknown policy 'nope'" in bad.stderr
+    assert bad.returncode == ExitStatus.CONFIG and "unknown policy 'nope'" in bad.stderr
 
 
 @pytest.mark.skipif(
@@ -227,7 +228,7 @@ def test_bad_config_exits_2_with_one_clear_line(tmp_path, body, message):
         text=True,
         timeout=30,
     )
-    assert result.returncode == 2
+    assert result.returncode == ExitStatus.CONFIG
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"packrat: {path}: ")
@@ -235,13 +236,13 @@ def test_bad_config_exits_2_with_one_clear_line(tmp_path, body, message):
     assert "Traceback" not in result.stderr
 
 
-def test_missing_config_file_exits_2(tmp_path):
+def test_missing_config_file_exits_config(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "packrat", "coordinator", "--config", str(tmp_path / "nope.ini")],
         capture_output=True,
         text=True,
         timeout=30,
     )
-    assert result.returncode == 2
+    assert result.returncode == ExitStatus.CONFIG
     assert "cannot read configuration" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -9,14 +9,14 @@ from dataclasses import replace
 import msgpack
 import pytest
 
-from packrat import protocol
-from packrat.config import Settings
+from packrat.coordinator import protocol
+from packrat.coordinator.protocol import Commit, Delete, Drop, Stats, Touch
 from packrat.coordinator.server import CoordinatorServer
 from packrat.coordinator.service import Coordinator
 from packrat.coordinator.snapshotter import BackgroundSnapshot
-from packrat.errors import ErrorCode
-from packrat.protocol import Commit, Delete, Drop, Stats, Touch
-from packrat.store import StagedFile, key_digest, open_entry, open_object
+from packrat.core.errors import ErrorCode
+from packrat.core.settings import Settings
+from packrat.store import StagedFile, key_digest, open_entry, open_key
 from packrat.store.accounting import charge
 from packrat.store.layout import FANOUT
 from packrat.store.snapshot import load_snapshot, save_snapshot
@@ -92,7 +92,7 @@ def assert_exact(coord: Coordinator) -> None:
 def test_commit_publishes_the_object(coordinator):
     reply = commit(coordinator, "k", b"hello")
     assert reply.ok and reply.evicted == 0
-    fd, meta, _ = open_object(coordinator.layout, "k")
+    fd, meta, _ = open_key(coordinator.layout, "k")
     os.close(fd)
     assert meta.key == "k" and meta.filename == "k.txt" and meta.size == 5
     assert os.listdir(coordinator.layout.staging) == []

@@ -33,6 +33,7 @@ import psutil
 import pytest
 import requests
 
+from packrat.core.exits import FATAL
 from packrat.store import Layout
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -289,6 +290,8 @@ def test_systemd_units_run_packrat_as_documented() -> None:
     assert "ExecStart=/opt/packrat/bin/packrat coordinator\n" in coordinator
     assert "ExecStart=/opt/packrat/bin/packrat frontend --number %i\n" in frontend
     assert "After=packrat-coordinator.service" in frontend  # stopped before it
+    never_restarted = "RestartPreventExitStatus=" + " ".join(str(s) for s in sorted(FATAL))
+    assert f"\n{never_restarted}\n" in coordinator and f"\n{never_restarted}\n" in frontend
     assert "packrat-coordinator.service packrat-frontend@0.service" in target
     readme = (DEPLOY / "README.md").read_text()
     for name in UNITS:
@@ -298,7 +301,7 @@ def test_systemd_units_run_packrat_as_documented() -> None:
 def test_container_file_runs_serve_as_a_user_with_the_cache_on_a_volume() -> None:
     """The Containerfile cannot be built here (no container engine): check what it
     says against the configuration it ships, which must load."""
-    from packrat import config
+    from packrat.core import settings as config
 
     containerfile = (DEPLOY / "Containerfile").read_text()
     settings = config.load(DEPLOY / "container.ini")

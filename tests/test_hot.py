@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tornado.escape import url_unescape
 
+from packrat.core.keys import InvalidKey, validate_key
 from packrat.frontend.hot.routes import _key, _query_argument
-from packrat.keys import InvalidKey, validate_key
 
 TOKEN = "w" * 8 + "-write-token-0001"
 DATA = bytes(range(256)) * 300  # 76,800 bytes: over downloads.SMALL, sent by sendfile

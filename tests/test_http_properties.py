@@ -9,6 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from tornado.web import RequestHandler
 
+from packrat.core.keys import MAX_KEY_BYTES, RESERVED_PREFIXES, InvalidKey, validate_key
 from packrat.frontend.headers import (
     clean_content_type,
     content_disposition,
@@ -16,7 +17,6 @@ from packrat.frontend.headers import (
     parse_range,
 )
 from packrat.frontend.multipart import clean_filename
-from packrat.keys import MAX_KEY_BYTES, RESERVED_PREFIXES, InvalidKey, validate_key
 from packrat.store import Layout
 
 SEGMENT_CHARS = "ABCXYZabcxyz0189._~!$&'()*+,;=:@-"

@@ -11,7 +11,7 @@ import socket
 import requests
 from tornado.httputil import format_timestamp
 
-from packrat.keys import RESERVED_PREFIXES
+from packrat.core.keys import RESERVED_PREFIXES
 
 DATA = bytes(range(256)) * 40  # 10240 bytes, every offset distinguishable
 

@@ -15,10 +15,10 @@ import time
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from packrat.config import Settings
-from packrat.coordinator.client import AsyncCoordinatorClient
+from packrat.coordinator.connection import AsyncCoordinatorClient
 from packrat.coordinator.server import CoordinatorServer
-from packrat.frontend.app import make_app, make_frontend, make_server
+from packrat.core.settings import Settings
+from packrat.frontend.app import make_app, make_dependencies, make_server
 from packrat.frontend.base import BaseHandler
 from packrat.store.accounting import charge
 
@@ -56,7 +56,7 @@ def client(settings, coordinator, io_loop):
 
 @pytest.fixture
 def app(settings, client):
-    frontend = make_frontend(settings, client)
+    frontend = make_dependencies(settings, client)
     yield make_app(frontend)
     frontend.layout.close_dirs()
 

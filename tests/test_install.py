@@ -104,7 +104,8 @@ def test_the_wheel_holds_the_package_and_its_data(wheel):
         metadata = archive.read(f"packrat_cache-{__version__}.dist-info/METADATA").decode()
         entry_points = archive.read(f"packrat_cache-{__version__}.dist-info/entry_points.txt")
     for name in (
-        "packrat/cli.py",
+        "packrat/cli/main.py",
+        "packrat/core/settings.py",
         "packrat/client.py",
         "packrat/frontend/openapi.json",
         "packrat/frontend/templates/status.html",
@@ -116,7 +117,7 @@ def test_the_wheel_holds_the_package_and_its_data(wheel):
     assert "License-Expression: MIT" in metadata
     for requirement in ("tornado", "pyzmq", "requests", "tqdm"):
         assert f"Requires-Dist: {requirement}" in metadata, requirement
-    assert b"packrat = packrat.cli:main" in entry_points
+    assert b"packrat = packrat.cli.main:main" in entry_points
 
 
 def test_it_installs_into_a_fresh_venv_without_warnings(venv):

@@ -10,6 +10,7 @@ import time
 
 import requests
 
+from packrat.core.exits import ExitStatus
 from packrat.store import Layout
 
 
@@ -93,7 +94,7 @@ def test_fsck_reports_and_repairs(make_server):
     (layout.staging / "999999999-abandoned.part").write_bytes(b"junk")
 
     report = _fsck(packrat_server)
-    assert report.returncode == 1, report.stdout + report.stderr
+    assert report.returncode == ExitStatus.CORRUPT_LEFT, report.stdout + report.stderr
     assert "data does not match its sha256 (key 'flipped')" in report.stdout
     assert f"corrupt   {truncated}" in report.stdout
     assert "999999999-abandoned.part" in report.stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from packrat.keys import MAX_KEY_BYTES, InvalidKey, validate_key
+from packrat.core.keys import MAX_KEY_BYTES, InvalidKey, validate_key
 from packrat.store import Layout
 
 

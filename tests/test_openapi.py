@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from tornado.web import RequestHandler
 
-from packrat import errors, keys
+from packrat.core import errors, keys
 from packrat.frontend import app as frontend_app
 from packrat.frontend.handlers import OPENAPI_PATH
 
@@ -120,7 +120,7 @@ def _fuzz(operation, mode, base_url: str, session: requests.Session, failures: l
 
 
 def test_readme_documents_every_route_error_and_option():
-    from packrat import config
+    from packrat.core import settings as config
 
     readme = (OPENAPI_PATH.parents[2] / "README.md").read_text()
     api = readme[readme.index("## API") : readme.index("## Configuration")]

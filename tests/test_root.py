@@ -22,8 +22,9 @@ import pytest
 import requests
 import zmq
 
-from packrat import protocol
-from packrat.coordinator.client import CoordinatorClient
+from packrat.coordinator import protocol
+from packrat.coordinator.connection import CoordinatorClient
+from packrat.core.exits import ExitStatus
 from packrat.store.layout import FIXED_OVERHEAD
 from packrat.store.layout import key_digest as digest_of
 
@@ -81,7 +82,7 @@ def test_overwrites_abandoned_right_after_their_body_leak_nothing(make_server):
     assert server.staging_files() == []
 
 
-def test_a_second_instance_on_the_same_root_exits_1_and_harms_nothing(make_server, wait_for):
+def test_a_second_instance_on_the_same_root_exits_in_use_and_harms_nothing(make_server, wait_for):
     first = make_server()
     sock = socket.create_connection(("127.0.0.1", first.port), timeout=10)
     body = os.urandom(2 * MiB)
@@ -91,7 +92,7 @@ def test_a_second_instance_on_the_same_root_exits_1_and_harms_nothing(make_serve
     )
     wait_for(lambda: first.staging_files())
     second = packrat("serve", "--config", str(first.config))
-    assert second.returncode == 1
+    assert second.returncode == ExitStatus.IN_USE
     lines = second.stderr.strip().splitlines()
     assert len(lines) == 1 and "is in use by pid" in lines[0], second.stderr
     sock.sendall(body[MiB:])  # the first instance's upload was left alone
@@ -101,10 +102,10 @@ def test_a_second_instance_on_the_same_root_exits_1_and_harms_nothing(make_serve
     assert first.get("in-flight").content == body
 
 
-def test_a_coordinator_alone_on_a_held_root_exits_1(make_server):
+def test_a_coordinator_alone_on_a_held_root_exits_in_use(make_server):
     first = make_server()
     alone = packrat("coordinator", "--config", str(first.config))
-    assert alone.returncode == 1
+    assert alone.returncode == ExitStatus.IN_USE
     assert "in use by pid" in alone.stderr and "Traceback" not in alone.stderr
 
 
@@ -117,7 +118,7 @@ def test_a_port_held_by_another_program_exits_with_one_line(make_server, tmp_pat
         status = server.process.wait(30)
     finally:
         holder.close()
-    assert status == 3
+    assert status == ExitStatus.CANNOT_LISTEN
     log = server.log()
     assert "cannot listen on 127.0.0.1:" in log and "Traceback" not in log
     assert "started coordinator" not in log  # refused before any child ran
@@ -125,7 +126,7 @@ def test_a_port_held_by_another_program_exits_with_one_line(make_server, tmp_pat
 
 def test_an_unresolvable_host_exits_with_one_line(make_server):
     server = make_server(server={"host": "no-such-host.invalid"}, wait=False)
-    assert server.process.wait(30) == 3
+    assert server.process.wait(30) == ExitStatus.CANNOT_LISTEN
     log = server.log()
     assert "does not resolve" in log and "Traceback" not in log
 
@@ -185,14 +186,14 @@ def test_fsck_repair_removes_a_misnamed_object_for_real(make_server):
     def fsck(*args: str) -> subprocess.CompletedProcess[str]:
         return packrat("fsck", "--config", str(server.config), *args)
 
-    assert fsck().returncode == 1
+    assert fsck().returncode == ExitStatus.CORRUPT_LEFT
     repaired = fsck("--repair")
-    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert repaired.returncode == ExitStatus.OK, repaired.stdout + repaired.stderr
     assert "-> removed" in repaired.stdout
     assert not path_b.exists()
     stats = server.coordinator_stats()  # through the coordinator: its index stays exact
     assert stats["objects"] == 1 and stats["bytes"] == server.charged_on_disk()
-    assert fsck().returncode == 0
+    assert fsck().returncode == ExitStatus.OK
 
 
 def test_fsck_repair_offline_removes_and_exits_0(make_server):
@@ -238,7 +239,7 @@ def test_the_ipc_socket_is_private_and_strangers_cannot_crash_it(make_server):
 def test_a_tcp_endpoint_without_curve_keys_is_refused(make_server, free_tcp_port, host):
     """Even on loopback: every local user could reach it and delete objects behind HTTP auth."""
     refused = make_server(coordinator={"endpoint": f"tcp://{host}:{free_tcp_port}"}, wait=False)
-    assert refused.process.wait(30) == 2
+    assert refused.process.wait(30) == ExitStatus.CONFIG
     assert "curve_keys" in refused.log() and "every local user" in refused.log()
 
 

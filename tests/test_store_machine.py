@@ -28,12 +28,12 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from packrat.config import Settings
+from packrat.coordinator.protocol import Commit, Delete, Touch
 from packrat.coordinator.service import Coordinator
 from packrat.coordinator.snapshotter import BackgroundSnapshot
-from packrat.errors import ErrorCode
-from packrat.protocol import Commit, Delete, Touch
-from packrat.store import StagedFile, open_entry, open_object
+from packrat.core.errors import ErrorCode
+from packrat.core.settings import Settings
+from packrat.store import StagedFile, open_entry, open_key
 from packrat.store.accounting import charge
 from packrat.store.layout import BLOCK, FANOUT, FIXED_OVERHEAD
 from packrat.store.reader import data_matches
@@ -227,7 +227,7 @@ class StoreMachine(RuleBasedStateMachine):
     def acknowledged_objects_are_readable(self) -> None:
         layout = self.coordinator.layout
         for key, digests in self.acked.items():
-            opened = open_object(layout, key)
+            opened = open_key(layout, key)
             if opened is None:
                 assert key not in self.coordinator.index
                 continue  # evicted

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from packrat import config
+from packrat.core import settings as config
 
 
 def test_https_round_trip(https_server, certificate):

@@ -16,9 +16,9 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
+from packrat.core.keys import _KEY_RE, InvalidKey, validate_key
 from packrat.frontend import page
 from packrat.frontend.handlers import STATUS_CSP
-from packrat.keys import _KEY_RE, InvalidKey, validate_key
 
 MiB = 1 << 20
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
@@ -75,7 +75,7 @@ KEY_ALPHABET = "abcXYZ019._~!$&'()*+,;=:@-/ %<>\"\\é\n"
 
 @given(st.text(KEY_ALPHABET, min_size=1, max_size=12))
 def test_the_form_pattern_is_the_key_rule(text):
-    """The pattern browsers check agrees with packrat.keys on every key's characters."""
+    """The pattern browsers check agrees with packrat.core.keys on every key's characters."""
     assert bool(re.fullmatch(page.KEY_PATTERN, text)) == bool(_KEY_RE.fullmatch(text))
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from packrat.pids import alive
+from packrat.core.pids import alive
 
 HISTORY_INTERVAL = 60  # seconds per bucket of the history
 HISTORY_BUCKETS = 60  # the last hour

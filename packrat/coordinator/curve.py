@@ -6,10 +6,10 @@ its user can.  A ``tcp://`` endpoint is reachable by every local user even
 on a loopback address (with HTTP auth on, any of them could delete objects
 behind it), and by other hosts on any other address: Packrat refuses every
 ``tcp://`` endpoint unless ``[coordinator] curve_keys`` names a directory of
-ZeroMQ CURVE certificates (``packrat keygen DIR``).  Then the coordinator
-encrypts and authenticates every connection and accepts only clients whose
-public key is in that directory (ZeroMQ's ZAP handler, run by pyzmq's
-``ThreadAuthenticator``).
+ZeroMQ CURVE certificates (``packrat keygen DIR``; the rule is
+``core.settings.endpoint_problem``).  Then the coordinator encrypts and
+authenticates every connection and accepts only clients whose public key is
+in that directory (ZeroMQ's ZAP handler, run by pyzmq's ``ThreadAuthenticator``).
 
 The directory holds ``server.key`` / ``server.key_secret`` (the
 coordinator's pair) and ``client.key`` / ``client.key_secret`` (the pair
@@ -28,25 +28,6 @@ from zmq.auth.thread import ThreadAuthenticator
 
 SERVER = "server"
 CLIENT = "client"
-
-
-def endpoint_problem(endpoint: str, keys: Path | None) -> str | None:
-    """Why ``endpoint`` may not be served with ``keys`` (None: it may).
-
-    >>> endpoint_problem("ipc:///run/p.sock", None) is None
-    True
-    >>> endpoint_problem("tcp://127.0.0.1:5555", Path("keys")) is None
-    True
-    >>> "every local user" in endpoint_problem("tcp://127.0.0.1:5555", None)
-    True
-    """
-    if keys is not None or endpoint.startswith("ipc://"):
-        return None
-    return (
-        f"{endpoint} is reachable by every local user (and from other hosts unless it is a "
-        "loopback address), and anyone who reaches it can delete objects; use ipc://, or set "
-        "curve_keys (packrat keygen DIR)"
-    )
 
 
 def generate_keys(directory: Path) -> None:

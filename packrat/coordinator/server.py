@@ -19,13 +19,13 @@ from pathlib import Path
 
 import zmq
 
-from packrat import protocol
-from packrat.config import Settings
-from packrat.coordinator.curve import endpoint_problem, secure_server
+from packrat.coordinator import protocol
+from packrat.coordinator.curve import secure_server
 from packrat.coordinator.service import Coordinator
 from packrat.coordinator.snapshotter import BackgroundSnapshot
-from packrat.errors import ErrorCode
-from packrat.fdlimit import raise_open_file_limit
+from packrat.core.errors import ErrorCode
+from packrat.core.fdlimit import raise_open_file_limit
+from packrat.core.settings import Settings, endpoint_problem
 from packrat.store import lock_root, sweep_staging
 
 log = logging.getLogger("packrat.coordinator")

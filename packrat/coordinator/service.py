@@ -15,12 +15,12 @@ import logging
 import os
 import time
 
-from packrat.config import Settings
 from packrat.coordinator.activity import Activity
 from packrat.coordinator.index import Index
-from packrat.errors import ErrorCode
-from packrat.keys import InvalidKey, validate_key
-from packrat.protocol import Commit, Delete, Drop, Reply, Request, Stats, Touch
+from packrat.coordinator.protocol import Commit, Delete, Drop, Reply, Request, Stats, Touch
+from packrat.core.errors import ErrorCode
+from packrat.core.keys import InvalidKey, validate_key
+from packrat.core.settings import Settings
 from packrat.store import Layout, key_digest, sweep_staging
 from packrat.store.scan import OBJECT_NAME, rebuild, timestamp_granularity
 from packrat.store.snapshot import load_snapshot, save_snapshot

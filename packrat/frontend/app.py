@@ -17,14 +17,16 @@ from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
-from packrat import metrics
-from packrat.config import Settings
-from packrat.coordinator.client import AsyncCoordinatorClient
-from packrat.fdlimit import raise_open_file_limit
-from packrat.frontend.access import RequestLog
+from packrat.coordinator.connection import AsyncCoordinatorClient
+from packrat.core import metrics_directory
+from packrat.core.exits import CannotListen
+from packrat.core.fdlimit import raise_open_file_limit
+from packrat.core.logs import flush_logs
+from packrat.core.settings import Settings
+from packrat.frontend.accesslog import RequestLog
 from packrat.frontend.auth import Authenticator
 from packrat.frontend.base import BaseHandler
-from packrat.frontend.context import Frontend
+from packrat.frontend.dependencies import Dependencies
 from packrat.frontend.handlers import (
     ExistsHandler,
     FaviconHandler,
@@ -43,9 +45,8 @@ from packrat.frontend.observability import (
     StatsHandler,
 )
 from packrat.frontend.server import PackratHTTPServer
-from packrat.frontend.uploads import UploadSlots
+from packrat.frontend.upload_slots import UploadSlots
 from packrat.frontend.webdav import CollectionHandler
-from packrat.logs import flush_logs
 from packrat.store import Layout
 
 log = logging.getLogger("packrat.frontend")
@@ -56,17 +57,13 @@ SMALL_BODY = 64 * 1024  # the most any request that is not an upload may carry
 LOG_FLUSH_MS = 1000  # buffered access lines reach the log at least this often
 
 
-class CannotListen(Exception):
-    """The HTTP address cannot be bound (in use, or the host does not resolve)."""
-
-
-def make_frontend(
+def make_dependencies(
     settings: Settings, coordinator: AsyncCoordinatorClient, number: int = 0
-) -> Frontend:
+) -> Dependencies:
     """The process's shared dependencies, with the cache directories open.
 
     Its metrics are shared with the other processes if ``serve`` set
-    ``packrat.metrics.use_directory`` first.
+    ``packrat.core.metrics_directory.use_directory`` first.
     """
     layout = Layout(settings.cache_root)
     layout.create()
@@ -74,7 +71,7 @@ def make_frontend(
     counters = FrontendMetrics()
     coordinator.number = number
     coordinator.observe = counters.observe_round_trip
-    return Frontend(
+    return Dependencies(
         settings=settings,
         layout=layout,
         coordinator=coordinator,
@@ -89,9 +86,9 @@ def make_frontend(
     )
 
 
-def make_app(frontend: Frontend) -> Application:
+def make_app(frontend: Dependencies) -> Application:
     deps = {"frontend": frontend}
-    # Keep in step with packrat.keys.RESERVED_PREFIXES and openapi.json.
+    # Keep in step with packrat.core.keys.RESERVED_PREFIXES and openapi.json.
     return Application(
         [
             (r"/", StatusHandler, deps),
@@ -158,7 +155,7 @@ async def serve(settings: Settings, number: int = 0) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting and finish."""
     raise_open_file_limit()
     sockets = listen(settings)
-    metrics.use_directory(settings.metrics_directory)
+    metrics_directory.use_directory(settings.metrics_directory)
     coordinator = AsyncCoordinatorClient(
         settings.coordinator_endpoint,
         settings.coordinator_timeout,
@@ -166,7 +163,7 @@ async def serve(settings: Settings, number: int = 0) -> None:
         settings.coordinator_curve_keys,
     )
     coordinator.start()
-    frontend = make_frontend(settings, coordinator, number)
+    frontend = make_dependencies(settings, coordinator, number)
     server = make_server(make_app(frontend), settings)
     server.add_sockets(sockets)
     log_flusher = PeriodicCallback(flush_logs, LOG_FLUSH_MS)

@@ -32,57 +32,16 @@ import hmac
 import secrets
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import bcrypt
-from passlib.hash import sha256_crypt, sha512_crypt
-
-from packrat.config import Settings
-from packrat.errors import Forbidden, Unauthorized
+from packrat.core.errors import Forbidden, Unauthorized
+from packrat.core.htpasswd import load_htpasswd, verify_password
+from packrat.core.settings import Settings
 
 READ = "read"
 WRITE = "write"
 REALM = "packrat"
-BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
-SHA_CRYPT = {"$5$": sha256_crypt, "$6$": sha512_crypt}
 MAX_REMEMBERED = 1024  # verified Basic credentials kept per front end
 HASH_THREADS = 2
-
-
-def load_htpasswd(path: Path) -> dict[str, str]:
-    """Read ``user:hash`` lines (``#`` comments and blank lines skipped).
-
-    Raises ``ValueError`` naming the first bad line.
-    """
-    users: dict[str, str] = {}
-    text = Path(path).read_text(encoding="utf-8")
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        user, sep, hashed = line.partition(":")
-        if not sep or not user or not hashed:
-            raise ValueError(f"{path} line {number}: expected user:hash")
-        if not (hashed.startswith(BCRYPT_PREFIXES) or hashed[:3] in SHA_CRYPT):
-            raise ValueError(
-                f"{path} line {number}: unsupported hash for user {user!r} "
-                "(use bcrypt, htpasswd -B, or sha-crypt $5$/$6$)"
-            )
-        users[user] = hashed
-    return users
-
-
-def verify_password(password: str, hashed: str) -> bool:
-    """Whether ``password`` matches the bcrypt or sha-crypt ``hashed``."""
-    secret = password.encode("utf-8")
-    try:
-        if hashed.startswith(BCRYPT_PREFIXES):
-            # bcrypt uses at most 72 bytes (htpasswd -B truncates too).
-            return bcrypt.checkpw(secret[:72], hashed.encode("ascii"))
-        scheme = SHA_CRYPT.get(hashed[:3])
-        return scheme is not None and bool(scheme.verify(secret, hashed))
-    except (ValueError, TypeError):
-        return False
 
 
 class Authenticator:

@@ -8,10 +8,10 @@ from typing import Any
 
 from tornado.web import HTTPError, RequestHandler
 
-from packrat.errors import PackratError, Unauthorized
-from packrat.frontend.access import Counted
+from packrat.core.errors import PackratError, Unauthorized
+from packrat.frontend.accesslog import Counted
 from packrat.frontend.auth import READ, WRITE
-from packrat.frontend.context import Frontend
+from packrat.frontend.dependencies import Dependencies
 from packrat.frontend.uploads import UploadReceiver
 
 JSON_TYPE = "application/json; charset=UTF-8"
@@ -40,7 +40,7 @@ class BaseHandler(Counted):
     counted = False
     receiver: UploadReceiver | None = None
 
-    def initialize(self, frontend: Frontend) -> None:
+    def initialize(self, frontend: Dependencies) -> None:
         self.frontend = frontend
         BaseHandler.in_flight += 1
         self.counted = True

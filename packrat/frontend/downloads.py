@@ -43,8 +43,8 @@ from tornado.httputil import HTTPHeaders, format_timestamp
 from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
 from tornado.web import RequestHandler
 
-from packrat.errors import NotFound, PackratError, RangeNotSatisfiable, TooBusy
-from packrat.frontend.context import Frontend
+from packrat.core.errors import NotFound, PackratError, RangeNotSatisfiable, TooBusy
+from packrat.frontend.dependencies import Dependencies
 from packrat.frontend.headers import content_disposition, etag_in, parse_http_date, parse_range
 from packrat.store import Checker, CorruptObject, ObjectMeta, key_digest, open_to_read, read_data
 from packrat.store.format import MAX_METADATA, TAIL_SIZE
@@ -76,7 +76,7 @@ class Answer:
 
 
 async def send_object(
-    handler: RequestHandler, frontend: Frontend, key: str, with_body: bool
+    handler: RequestHandler, frontend: Dependencies, key: str, with_body: bool
 ) -> None:
     """Answer ``GET``/``HEAD`` of ``key`` through ``handler``."""
     opened = await open_or_drop(frontend, key)
@@ -109,7 +109,7 @@ async def send_object(
         os.close(fd)
 
 
-async def object_exists(frontend: Frontend, key: str) -> bool:
+async def object_exists(frontend: Dependencies, key: str) -> bool:
     """Whether a readable object is stored under ``key``, from the disk alone."""
     opened = await open_or_drop(frontend, key)
     if opened is None:
@@ -118,8 +118,8 @@ async def object_exists(frontend: Frontend, key: str) -> bool:
     return True
 
 
-def open_object(
-    frontend: Frontend, key: str
+def open_to_send(
+    frontend: Dependencies, key: str
 ) -> tuple[int, ObjectMeta, tuple[int, int], memoryview | None] | None:
     """Open ``key``'s object: ``(fd, meta, inode, data)``, ``data`` for small ones; None if absent.
 
@@ -133,15 +133,15 @@ def open_object(
 
 
 async def open_or_drop(
-    frontend: Frontend, key: str
+    frontend: Dependencies, key: str
 ) -> tuple[int, ObjectMeta, tuple[int, int], memoryview | None] | None:
-    """``open_object``; None also when corrupt (then dropped).
+    """``open_to_send``; None also when corrupt (then dropped).
 
     Out of file descriptors is a 503 ``too_busy``: the accept loop pauses
     meanwhile (``server.accept_connections``), and a retry soon succeeds.
     """
     try:
-        return open_object(frontend, key)
+        return open_to_send(frontend, key)
     except OSError as e:
         if e.errno in (errno.EMFILE, errno.ENFILE):
             raise TooBusy("the server has no file descriptor free; retry shortly") from None
@@ -153,7 +153,7 @@ async def open_or_drop(
         return None
 
 
-async def drop_corrupt(frontend: Frontend, key: str, inode: tuple[int, int]) -> None:
+async def drop_corrupt(frontend: Dependencies, key: str, inode: tuple[int, int]) -> None:
     """Have the coordinator remove exactly the bad file (not a newer one in its place)."""
     try:
         await frontend.coordinator.drop(key_digest(key), inode, key)
@@ -161,7 +161,7 @@ async def drop_corrupt(frontend: Frontend, key: str, inode: tuple[int, int]) -> 
         log.warning("could not drop the corrupt object of key %r: %s", key, e.message)
 
 
-def cache_control(frontend: Frontend) -> str:
+def cache_control(frontend: Dependencies) -> str:
     """Shared caches (a CDN) may keep objects only when anyone may read them."""
     scope = "public" if frontend.auth.public_reads else "private"
     max_age = frontend.settings.frontend_cache_max_age
@@ -201,7 +201,7 @@ def http_date(seconds: int) -> str:
     return format_timestamp(seconds)
 
 
-def plan(frontend: Frontend, headers: HTTPHeaders, meta: ObjectMeta, with_body: bool) -> Answer:
+def plan(frontend: Dependencies, headers: HTTPHeaders, meta: ObjectMeta, with_body: bool) -> Answer:
     """The status, headers and bytes of the answer; ``RangeNotSatisfiable`` for a 416."""
     etag = f'"{meta.sha256}"'
     fields = [
@@ -238,7 +238,7 @@ def small_body(data: memoryview, meta: ObjectMeta, answer: Answer) -> memoryview
 
 async def send_body(
     connection: HTTP1Connection,
-    frontend: Frontend,
+    frontend: Dependencies,
     fd: int,
     meta: ObjectMeta,
     inode: tuple[int, int],
@@ -267,7 +267,7 @@ async def send_body(
 
 async def _cut(
     connection: HTTP1Connection,
-    frontend: Frontend,
+    frontend: Dependencies,
     meta: ObjectMeta,
     inode: tuple[int, int],
     problem: str,
@@ -296,7 +296,7 @@ def _sent_around(connection: HTTP1Connection, sent: int) -> None:
 
 async def _send_chunks(
     connection: HTTP1Connection,
-    frontend: Frontend,
+    frontend: Dependencies,
     fd: int,
     start: int,
     stop: int,
@@ -329,7 +329,7 @@ async def _send_chunks(
 
 async def _sendfile(
     stream: IOStream,
-    frontend: Frontend,
+    frontend: Dependencies,
     fd: int,
     start: int,
     stop: int,

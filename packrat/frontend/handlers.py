@@ -26,13 +26,13 @@ from typing import Any
 
 from tornado.web import StaticFileHandler, stream_request_body
 
-from packrat.errors import CoordinatorUnavailable, NotFound, PackratError, Unauthorized
+from packrat.core.errors import CoordinatorUnavailable, NotFound, PackratError, Unauthorized
+from packrat.core.keys import validate_key
 from packrat.frontend import page
-from packrat.frontend.access import Counted
+from packrat.frontend.accesslog import Counted
 from packrat.frontend.base import BaseHandler, security_headers
 from packrat.frontend.downloads import object_exists, send_object
 from packrat.frontend.uploads import UploadReceiver
-from packrat.keys import validate_key
 
 OPENAPI_PATH = Path(__file__).parent / "openapi.json"
 # Only this origin's own script, stylesheet, icon and /api/stats; nothing inline.

@@ -1,7 +1,7 @@
 """The front end's Prometheus metrics, and what ``GET /metrics`` answers.
 
 Each front end counts its own requests, bytes, reads and coordinator round
-trips; with ``packrat.metrics.use_directory`` they go to the shared
+trips; with ``packrat.core.metrics_directory.use_directory`` they go to the shared
 directory and a scrape of any front end adds up all of them (and the
 supervisor's restarts).  The coordinator's figures (objects, bytes, evictions)
 are fetched with one ``Stats`` round trip per scrape and exposed by
@@ -24,7 +24,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from packrat import __version__
-from packrat.metrics import forget_dead_processes, shared_directory
+from packrat.core.metrics_directory import forget_dead_processes, shared_directory
 
 # Seconds: small reads take about a millisecond, a large upload minutes.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

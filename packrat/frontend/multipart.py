@@ -13,7 +13,7 @@ from collections.abc import Callable
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from packrat.errors import MalformedMultipart, MissingField
+from packrat.core.errors import MalformedMultipart, MissingField
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 1024  # small form fields (e.g. ``sha256``) kept in memory

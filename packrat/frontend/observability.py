@@ -20,7 +20,7 @@ are protected like the status page.
 from __future__ import annotations
 
 from packrat import __version__
-from packrat.errors import PackratError
+from packrat.core.errors import PackratError
 from packrat.frontend.base import BaseHandler
 from packrat.frontend.metrics import exposition
 

@@ -20,7 +20,7 @@ from packrat import __version__
 
 STATIC_PATH = Path(__file__).parent / "static"
 
-# packrat.keys' rule as an HTML ``pattern`` (compiled with the ``v`` flag, which
+# packrat.core.keys' rule as an HTML ``pattern`` (compiled with the ``v`` flag, which
 # wants ``(``, ``)`` and ``-`` escaped in a class); browsers check it before
 # sending, the server checks it again (with the reserved words and ``..``).
 _SEGMENT = r"[A-Za-z0-9._~!$&'\(\)*+,;=:@\-]+"

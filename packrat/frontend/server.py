@@ -38,8 +38,8 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.iostream import IOStream
 
-from packrat.errors import ErrorCode
-from packrat.frontend.access import RequestLog
+from packrat.core.errors import ErrorCode
+from packrat.frontend.accesslog import RequestLog
 from packrat.frontend.hot import HotRoutes
 
 log = logging.getLogger("packrat.frontend")

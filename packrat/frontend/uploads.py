@@ -8,10 +8,7 @@ part reaches the staging file; a ``PUT`` body is the file.  The staging file
 is removed on every path that does not commit it.
 
 ``UploadReceiver`` is the glue between a request handler and its
-``Upload``.  ``UploadSlots`` bounds the uploads one front end receives at once
-(``[frontend] max_uploads``) and frees the slot of an upload whose body
-made no progress for ``idle_timeout`` seconds: a client that sends a few
-bytes and stalls cannot hold a slot for the whole ``body_timeout``.
+``Upload``; each upload holds one of the process's ``upload_slots``.
 """
 
 from __future__ import annotations
@@ -21,22 +18,26 @@ import mimetypes
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tornado.httputil import HTTPConnection, HTTPHeaders
-from tornado.ioloop import PeriodicCallback
 from tornado.web import RequestHandler
 
-from packrat.coordinator.client import AsyncCoordinatorClient
-from packrat.errors import ChecksumMismatch, InsufficientStorage, PackratError, TooBusy, TooLarge
+from packrat.coordinator.connection import AsyncCoordinatorClient
+from packrat.core.errors import (
+    ChecksumMismatch,
+    InsufficientStorage,
+    PackratError,
+    TooLarge,
+)
+from packrat.core.keys import validate_key
 from packrat.frontend.headers import clean_content_type, disposition_filename
 from packrat.frontend.multipart import MultipartForm, clean_filename
-from packrat.keys import validate_key
 from packrat.store import Layout, NoSpace, StagedFile
 
 if TYPE_CHECKING:
-    from packrat.frontend.context import Frontend
+    from packrat.frontend.dependencies import Dependencies
 
 log = logging.getLogger("packrat.frontend")
 
@@ -66,7 +67,7 @@ def content_address(key: str) -> str | None:
 class SizeLimit:
     """The one size rule of an upload, checked as early as each number is known.
 
-    The file may have at most ``file`` bytes (``[limits] max_file_size``);
+    The file may have at most ``file`` bytes (``[cache] max_file_size``);
     the request body at most ``body``: the file plus, for a multipart form,
     ``MULTIPART_SLACK`` for boundaries, part headers and small fields.  A
     declared ``Content-Length`` is checked before a byte is read, the body as
@@ -77,7 +78,7 @@ class SizeLimit:
     (None, None)
     >>> limit.check(file=1001)
     Traceback (most recent call last):
-    packrat.errors.TooLarge: the upload is larger than the limit of 1000 bytes
+    packrat.core.errors.TooLarge: the upload is larger than the limit of 1000 bytes
     """
 
     file: int
@@ -208,63 +209,6 @@ def _disk_full(error: NoSpace) -> InsufficientStorage:
     )
 
 
-@dataclass(eq=False)
-class Slot:
-    """One upload's place among the process's uploads, and its progress."""
-
-    cut_off: Callable[[], None]  # removes the staging file, then closes the connection
-    last_progress: float = field(default_factory=time.monotonic)
-    receiving: bool = True  # the body is still arriving
-
-
-class UploadSlots:
-    """At most ``most`` uploads at once in this process (0: no limit); stalled ones are cut.
-
-    ``report(n)`` hears of every change of the number of uploads (a gauge).
-    """
-
-    def __init__(
-        self, most: int, idle_timeout: float, report: Callable[[int], None] | None = None
-    ) -> None:
-        self.most = most
-        self.idle_timeout = idle_timeout
-        self.report = report
-        self._slots: set[Slot] = set()
-        self._watchdog = PeriodicCallback(self._cut_stalled, min(idle_timeout / 4, 1.0) * 1000)
-
-    def __len__(self) -> int:
-        return len(self._slots)
-
-    def take(self, cut_off: Callable[[], None]) -> Slot:
-        """A slot, or ``TooBusy``; ``cut_off`` ends the upload if its body stalls."""
-        if self.most and len(self._slots) >= self.most:
-            raise TooBusy(f"this server is already receiving {self.most} uploads; retry shortly")
-        slot = Slot(cut_off)
-        self._slots.add(slot)
-        if self.report is not None:
-            self.report(len(self._slots))
-        if not self._watchdog.is_running():
-            self._watchdog.start()
-        return slot
-
-    def give_back(self, slot: Slot) -> None:
-        if slot not in self._slots:
-            return
-        self._slots.remove(slot)
-        if self.report is not None:
-            self.report(len(self._slots))
-        if not self._slots:
-            self._watchdog.stop()
-
-    def _cut_stalled(self) -> None:
-        now = time.monotonic()
-        for slot in list(self._slots):
-            if slot.receiving and now - slot.last_progress > self.idle_timeout:
-                log.info("an upload sent nothing for %.0fs; closing it", self.idle_timeout)
-                self.give_back(slot)
-                slot.cut_off()
-
-
 class BodyReceiver:
     """The receiving side of one upload: limits before the body, chunks, errors, cleanup.
 
@@ -278,7 +222,7 @@ class BodyReceiver:
 
     def __init__(
         self,
-        frontend: Frontend,
+        frontend: Dependencies,
         headers: HTTPHeaders,
         connection: HTTPConnection,
         multipart: bool,
@@ -357,7 +301,7 @@ class UploadReceiver(BodyReceiver):
     """A handler's side of one upload: created in ``prepare``, fed from
     ``data_received``, ended from ``on_finish``/``on_connection_close``."""
 
-    def __init__(self, handler: RequestHandler, frontend: Frontend, multipart: bool) -> None:
+    def __init__(self, handler: RequestHandler, frontend: Dependencies, multipart: bool) -> None:
         self.handler = handler
         request = handler.request
         super().__init__(frontend, request.headers, request.connection, multipart, self._answer)

@@ -17,9 +17,9 @@ from xml.sax.saxutils import escape
 from tornado.httputil import format_timestamp
 from tornado.web import RequestHandler
 
+from packrat.core.keys import validate_key
 from packrat.frontend.auth import READ, WRITE
 from packrat.frontend.base import BaseHandler
-from packrat.keys import validate_key
 
 MULTISTATUS = (
     '<?xml version="1.0" encoding="utf-8"?>\n'

@@ -9,7 +9,7 @@
     <root>/state/snapshot                 the coordinator's index snapshot
     <root>/state/clean                    mark of a clean shutdown (names a snapshot)
     <root>/state/lock                     held (flock) by the instance that owns the root
-    <root>/state/metrics/                 Prometheus counters of every process (``packrat.metrics``)
+    <root>/state/metrics/                 Prometheus values of each process (core.metrics_directory)
 
 Keys never become paths: an object's name is the sha256 of its key, so a
 front end finds it without asking the coordinator.  The fan-out is fixed at

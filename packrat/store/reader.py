@@ -74,7 +74,7 @@ def open_read(
     return fd, meta, info, None if whole is None else memoryview(whole)[: meta.size]
 
 
-def open_object(layout: Layout, key: str) -> tuple[int, ObjectMeta, os.stat_result] | None:
+def open_key(layout: Layout, key: str) -> tuple[int, ObjectMeta, os.stat_result] | None:
     """Open the object stored under ``key`` (see ``open_entry``)."""
     digest = key_digest(key)
     return open_entry(layout.fanout_fd(digest), digest, key)

@@ -21,7 +21,7 @@ import time
 
 import xxhash
 
-from packrat.pids import alive
+from packrat.core.pids import alive
 from packrat.store.format import ObjectMeta, encode_trailer
 from packrat.store.layout import Layout
 

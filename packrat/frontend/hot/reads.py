@@ -13,7 +13,7 @@ from tornado import httputil
 from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 
-from packrat.frontend.access import CLIENT_CLOSED
+from packrat.frontend.accesslog import CLIENT_CLOSED
 from packrat.frontend.downloads import Answer, send_body
 from packrat.frontend.hot.request import HotRequest
 from packrat.store import ObjectMeta

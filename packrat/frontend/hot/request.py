@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 from tornado import httputil
 from tornado.http1connection import HTTP1Connection
 
-from packrat.errors import PackratError
-from packrat.frontend.access import CLIENT_CLOSED, describe
+from packrat.core.errors import PackratError
+from packrat.frontend.accesslog import CLIENT_CLOSED, describe
 from packrat.frontend.base import BaseHandler
 
 if TYPE_CHECKING:

@@ -13,13 +13,13 @@ from tornado import httputil
 from tornado.escape import parse_qs_bytes
 from tornado.http1connection import HTTP1Connection
 
-from packrat.errors import PackratError
-from packrat.frontend.access import RequestLog
-from packrat.frontend.context import Frontend
-from packrat.frontend.downloads import open_object, plan, small_body
+from packrat.core.errors import PackratError
+from packrat.core.keys import validate_key
+from packrat.frontend.accesslog import RequestLog
+from packrat.frontend.dependencies import Dependencies
+from packrat.frontend.downloads import open_to_send, plan, small_body
 from packrat.frontend.hot.reads import ExistsRead, ObjectRead
 from packrat.frontend.hot.uploads import UploadRequest
-from packrat.keys import validate_key
 from packrat.store import CorruptObject
 
 SERVER = f"TornadoServer/{tornado.version}"  # what RequestHandler answers
@@ -31,7 +31,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f]")  # what RequestHandler replaces i
 class HotRoutes:
     """One front end's hot routes: ``take`` a request, or leave it to the application."""
 
-    def __init__(self, frontend: Frontend, request_log: RequestLog) -> None:
+    def __init__(self, frontend: Dependencies, request_log: RequestLog) -> None:
         self.frontend = frontend
         self.request_log = request_log
         self.tasks: set[asyncio.Task[None]] = set()  # bodies being sent
@@ -75,7 +75,7 @@ class HotRoutes:
     ) -> httputil.HTTPMessageDelegate | None:
         frontend = self.frontend
         try:
-            opened = open_object(frontend, key)
+            opened = open_to_send(frontend, key)
         except (OSError, CorruptObject):
             return None  # the handler answers: 503 when out of descriptors, or drops it
         if opened is None:
@@ -130,7 +130,7 @@ class HotRoutes:
         key: str,
     ) -> httputil.HTTPMessageDelegate | None:
         try:
-            opened = open_object(self.frontend, key)
+            opened = open_to_send(self.frontend, key)
         except (OSError, CorruptObject):
             return None
         if opened is not None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from tornado import httputil
 from tornado.http1connection import HTTP1Connection
 
-from packrat.errors import PackratError
+from packrat.core.errors import PackratError
 from packrat.frontend.hot.request import HotRequest
 from packrat.frontend.uploads import BodyReceiver
 

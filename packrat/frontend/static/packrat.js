@@ -13,7 +13,7 @@ const RATIO_HEIGHT = 60;
 const TRAFFIC_HEIGHT = 60;
 const REFRESH_MS = 5000;
 const SVG = "http://www.w3.org/2000/svg";
-// packrat.keys' characters; what else is wrong with a key the server says.
+// packrat.core.keys' characters; what else is wrong with a key the server says.
 const NOT_KEY = /[^A-Za-z0-9._~!$&'()*+,;=:@-]/g;
 
 // -- Formatting (mirrors page.py) ------------------------------------------

@@ -14,8 +14,9 @@ Problems found:
 ``--repair`` removes corrupt files: through the running coordinator, so its
 index stays exact, or, when no instance holds the cache root, directly
 (holding the root's lock meanwhile).  Each repair is checked on disk.  Exit
-status: 0 when nothing corrupt remains, 1 when something could not be
-repaired or was found without ``--repair``.
+status: ``OK`` when nothing corrupt remains, ``CORRUPT_LEFT`` when something
+could not be repaired or was found without ``--repair``, ``BROKEN_ROOT``
+when there is no cache to check.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from packrat.config import Settings
-from packrat.coordinator.client import CoordinatorClient
-from packrat.errors import PackratError
+from packrat.coordinator.connection import CoordinatorClient
+from packrat.core.errors import PackratError
+from packrat.core.exits import ExitStatus
+from packrat.core.settings import Settings
 from packrat.store import CorruptObject, Layout, RootLocked, lock_root, open_entry
 from packrat.store.layout import FANOUT
 from packrat.store.reader import data_matches
@@ -102,7 +104,7 @@ def run(settings: Settings, repair: bool, out: TextIO = sys.stdout) -> int:
     layout = Layout(settings.cache_root)
     if not layout.objects.is_dir():
         print(f"packrat fsck: no cache at {layout.root}", file=sys.stderr)
-        return 1
+        return ExitStatus.BROKEN_ROOT
     layout.open_dirs()
     started = time.monotonic()
     findings: list[Finding] = []
@@ -131,7 +133,7 @@ def run(settings: Settings, repair: bool, out: TextIO = sys.stdout) -> int:
         file=out,
     )
     layout.close_dirs()
-    return 1 if len(repaired) < len(corrupt) else 0
+    return ExitStatus.CORRUPT_LEFT if len(repaired) < len(corrupt) else ExitStatus.OK
 
 
 _KINDS = ("corrupt", "missing", "unindexed", "staging")

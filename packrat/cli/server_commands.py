@@ -1,8 +1,10 @@
-"""The ``packrat`` command.
+"""The server side of the ``packrat`` command: ``serve``, ``coordinator``, ``frontend``,
+``fsck``, ``config``, ``keygen``.
 
-Server side: ``serve``, ``coordinator``, ``frontend``, ``fsck``, ``config``,
-``simulate``; client side (``packrat.cli_client``): ``put``, ``get``,
-``exists``, ``rm``, ``stat``.
+Each imports its role (Tornado, ZeroMQ) only when it runs, so the parser
+stays light for the client commands.  A situation that stops a role (the
+root in use, a bad configuration, an address that cannot be bound, a broken
+root) is one line on stderr and its ``ExitStatus``, never a traceback.
 """
 
 from __future__ import annotations
@@ -12,15 +14,24 @@ import signal
 import sys
 from pathlib import Path
 
-from packrat import __version__, cli_client, config, exits, logs
-from packrat.frontend.app import CannotListen
-from packrat.store import LayoutError, RootLocked
+from packrat.core.exits import CannotListen, ExitStatus
+from packrat.core.settings import (
+    ENV_VAR,
+    SEARCH_PATH,
+    ConfigError,
+    Settings,
+    describe,
+    find_config,
+    load,
+)
 
 
 def _setup(
     role: str, args: argparse.Namespace, title: str | None = None, buffered_log: bool = False
-) -> tuple[config.Settings, Path | None]:
-    """Name the process, load settings (exit 2 on a bad file), configure logging."""
+) -> tuple[Settings, Path | None]:
+    """Name the process, load settings (``ExitStatus.CONFIG`` on a bad file), configure logging."""
+    from packrat.core import logs  # not for the client commands, which share this parser
+
     try:
         from setproctitle import setproctitle
     except ImportError:  # optional: the command line already names the role
@@ -29,21 +40,21 @@ def _setup(
         # "packrat <role>" and the options as typed: `ps` shows the role, and
         # `pkill -f "packrat serve --config x.ini"` finds what was started.
         setproctitle(" ".join(["packrat", title or role, *sys.argv[2:]]))
-    path, _ = config.find_config(args.config)
+    path, _ = find_config(args.config)
     try:
-        settings = config.load(path)
-    except config.ConfigError as e:
+        settings = load(path)
+    except ConfigError as e:
         print(f"packrat: {e}", file=sys.stderr)
-        raise SystemExit(exits.CONFIG) from None
+        raise SystemExit(ExitStatus.CONFIG) from None
     logs.configure(role, settings, buffered=buffered_log)
     return settings, path
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from packrat import supervisor
+    from packrat.supervisor import serve
 
     settings, path = _setup("supervisor", args, title="serve")
-    return supervisor.serve(settings, path)
+    return serve.serve(settings, path)
 
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
@@ -66,7 +77,7 @@ def cmd_frontend(args: argparse.Namespace) -> int:
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:
-    from packrat import fsck
+    from packrat.cli import fsck
 
     settings, _ = _setup("fsck", args)
     return fsck.run(settings, repair=args.repair)
@@ -83,39 +94,37 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    path, how = config.find_config(args.config)
+    path, how = find_config(args.config)
     try:
-        text = config.describe(path, how)
-    except config.ConfigError as e:
+        text = describe(path, how)
+    except ConfigError as e:
         print(f"packrat: {e}", file=sys.stderr)
-        return exits.CONFIG
+        return ExitStatus.CONFIG
     sys.stdout.write(text)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="packrat", description="A networked file cache.")
-    parser.add_argument("--version", action="version", version=f"packrat {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    searched = ", ".join(str(path) for path in config.SEARCH_PATH)
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the server-side subcommands on the ``packrat`` parser."""
+    searched = ", ".join(str(path) for path in SEARCH_PATH)
     config_help = (
-        f"configuration file (default: ${config.ENV_VAR}, else the first of {searched}, "
+        f"configuration file (default: ${ENV_VAR}, else the first of {searched}, "
         "else built-in defaults)"
     )
     serve = commands.add_parser("serve", help="run the coordinator and the front ends")
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=run, action=cmd_serve)
     coordinator = commands.add_parser("coordinator", help="run the coordinator alone")
-    coordinator.set_defaults(func=cmd_coordinator)
+    coordinator.set_defaults(func=run, action=cmd_coordinator)
     frontend = commands.add_parser("frontend", help="run one front end alone")
     frontend.add_argument("--number", type=int, default=0, help="front-end number, for logs")
-    frontend.set_defaults(func=cmd_frontend)
+    frontend.set_defaults(func=run, action=cmd_frontend)
     check = commands.add_parser("fsck", help="check every object against its digest and the index")
     check.add_argument("--repair", action="store_true", help="remove what is corrupt")
-    check.set_defaults(func=cmd_fsck)
+    check.set_defaults(func=run, action=cmd_fsck)
     show = commands.add_parser(
         "config", help="print the effective settings and where each came from"
     )
-    show.set_defaults(func=cmd_config)
+    show.set_defaults(func=run, action=cmd_config)
     for sub in (serve, coordinator, frontend, check, show):
         sub.add_argument("--config", help=config_help)
     keygen = commands.add_parser(
@@ -123,32 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="make CURVE keys for a coordinator reached over TCP ([coordinator] curve_keys)",
     )
     keygen.add_argument("directory", help="where to write them (created mode 0700)")
-    keygen.set_defaults(func=cmd_keygen)
-    commands.add_parser(
-        "simulate", help="replay a trace through the eviction policies", add_help=False
-    )
-    cli_client.add_commands(commands)
-    return parser
+    keygen.set_defaults(func=run, action=cmd_keygen)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["simulate"]:
-        from packrat.simulator.cli import main as simulate
+def run(args: argparse.Namespace) -> int:
+    """Run a server-side command; a situation that stops it is one line and its status."""
+    from packrat.store import LayoutError, RootLocked
 
-        return simulate(argv[1:])
-    args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        return int(args.action(args))
     except RootLocked as e:
-        return _cannot_run(e, exits.IN_USE)
+        return _cannot_run(e, ExitStatus.IN_USE)
     except LayoutError as e:
-        return _cannot_run(e, exits.BROKEN_ROOT)
+        return _cannot_run(e, ExitStatus.BROKEN_ROOT)
     except CannotListen as e:
-        return _cannot_run(e, exits.CANNOT_LISTEN)
+        return _cannot_run(e, ExitStatus.CANNOT_LISTEN)
 
 
-def _cannot_run(error: Exception, status: int) -> int:
+def _cannot_run(error: Exception, status: ExitStatus) -> int:
     """One line for the operator, no traceback: these are situations, not bugs."""
     print(f"packrat: {error}", file=sys.stderr)
     return status

@@ -28,10 +28,10 @@ from typing import Any
 
 import zmq
 
-from packrat import protocol
+from packrat.coordinator import protocol
 from packrat.coordinator.curve import secure_client
-from packrat.errors import CoordinatorUnavailable, PackratError
-from packrat.protocol import Commit, Delete, Drop, Reply, Request, Stats, Touch
+from packrat.coordinator.protocol import Commit, Delete, Drop, Reply, Request, Stats, Touch
+from packrat.core.errors import CoordinatorUnavailable, PackratError
 
 log = logging.getLogger("packrat.coordinator.client")
 

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 from tornado import httputil
 from tornado.web import HTTPError, RequestHandler
 
-from packrat.errors import PackratError
-from packrat.logs import ACCESS_LOGGER, Event
+from packrat.core.errors import PackratError
+from packrat.core.logs import ACCESS_LOGGER, Event
 
 if TYPE_CHECKING:
-    from packrat.frontend.context import Frontend
+    from packrat.frontend.dependencies import Dependencies
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 CLIENT_CLOSED = 499
@@ -144,7 +144,7 @@ def describe(failure: BaseException | None, status: int) -> tuple[str | None, st
 class RequestLog:
     """The ``log_function`` of one front end's application."""
 
-    def __init__(self, frontend: Frontend) -> None:
+    def __init__(self, frontend: Dependencies) -> None:
         self.frontend = frontend
 
     def __call__(self, handler: RequestHandler) -> None:

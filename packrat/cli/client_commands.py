@@ -4,7 +4,7 @@ Each talks to a server through ``packrat.client.Client``; the server is
 ``--url`` (else ``$PACKRAT_URL``, else http://127.0.0.1:5050) and the bearer
 token ``--token`` (else ``$PACKRAT_TOKEN``).  A progress bar is drawn on
 stderr for transfers of 1 MiB or more when stderr is a terminal.  The exit
-status (``Exit``, listed in README too) tells scripts what happened.
+status (``core.exits.ExitStatus``, listed in README too) tells scripts what happened.
 """
 
 from __future__ import annotations
@@ -15,28 +15,15 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from enum import IntEnum
 from typing import TYPE_CHECKING, Any
+
+from packrat.core.exits import ExitStatus
 
 if TYPE_CHECKING:  # the client (and requests) load only when a client command runs
     from packrat.client import Client, Progress
 
 DEFAULT_URL = "http://127.0.0.1:5050"
 PROGRESS_MIN = 1 << 20  # bytes: smaller transfers get no progress bar
-
-
-class Exit(IntEnum):
-    """The exit status of a client command."""
-
-    OK = 0  # done; `exists`: the key is present
-    NOT_FOUND = 1  # no object under the key (`exists`: absent; `get`, `rm`: 404)
-    USAGE = 2  # bad arguments (argparse's status too)
-    REFUSED = 3  # the server refused the request (its error code is printed)
-    DENIED = 4  # 401 unauthorized or 403 forbidden: a missing, wrong or read-only token
-    UNAVAILABLE = 5  # unreachable, cut off, timed out, or 503 after every retry
-    INTEGRITY = 6  # bytes that do not match their sha256 (nothing is kept)
-    LOCAL = 7  # a local file could not be read or written
-    INTERRUPTED = 130  # Ctrl-C
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -77,44 +64,44 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def cmd_put(args: argparse.Namespace) -> int:
     if args.file == "-" and not args.key:
-        return _fail(Exit.USAGE, "put: a KEY is needed when FILE is '-' (standard input)")
+        return _fail(ExitStatus.USAGE, "put: a KEY is needed when FILE is '-' (standard input)")
     key = args.key or os.path.basename(args.file)
     source = sys.stdin.buffer if args.file == "-" else args.file
     size = None if args.file == "-" else _size_of(args.file)
     with _client(args) as client, _progress(size) as progress:
         stored = client.put(key, source, progress=progress)
     print(json.dumps({"key": stored.key, "size": stored.size, "sha256": stored.sha256}))
-    return Exit.OK
+    return ExitStatus.OK
 
 
 def cmd_get(args: argparse.Namespace) -> int:
     to_stdout = args.output in (None, "-")
     if to_stdout and args.output is None and sys.stdout.isatty():
-        return _fail(Exit.USAGE, "get: standard output is a terminal; use -o FILE")
+        return _fail(ExitStatus.USAGE, "get: standard output is a terminal; use -o FILE")
     with _client(args) as client, _progress(None) as progress:
         if to_stdout:
             client.get(args.key, sys.stdout.buffer, progress=progress)
             sys.stdout.flush()
         else:
             client.get(args.key, args.output, progress=progress)
-    return Exit.OK
+    return ExitStatus.OK
 
 
 def cmd_exists(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        return Exit.OK if client.exists(args.key) else Exit.NOT_FOUND
+        return ExitStatus.OK if client.exists(args.key) else ExitStatus.NOT_FOUND
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
     with _client(args) as client:
         client.delete(args.key)
-    return Exit.OK
+    return ExitStatus.OK
 
 
 def cmd_stat(args: argparse.Namespace) -> int:
     with _client(args) as client:
         print(json.dumps(client.stat(), indent=2))
-    return Exit.OK
+    return ExitStatus.OK
 
 
 def run(args: argparse.Namespace) -> int:
@@ -124,24 +111,24 @@ def run(args: argparse.Namespace) -> int:
     try:
         return int(args.action(args))
     except client.NotFound as e:
-        return _fail(Exit.NOT_FOUND, str(e))
+        return _fail(ExitStatus.NOT_FOUND, str(e))
     except client.IntegrityError as e:  # ChecksumMismatch too
-        return _fail(Exit.INTEGRITY, str(e))
+        return _fail(ExitStatus.INTEGRITY, str(e))
     except client.APIError as e:
         if e.status in (401, 403):
-            return _fail(Exit.DENIED, str(e))
+            return _fail(ExitStatus.DENIED, str(e))
         if e.status == 503:
-            return _fail(Exit.UNAVAILABLE, str(e))
-        return _fail(Exit.REFUSED, str(e))
+            return _fail(ExitStatus.UNAVAILABLE, str(e))
+        return _fail(ExitStatus.REFUSED, str(e))
     except client.TransferError as e:
-        return _fail(Exit.UNAVAILABLE, str(e))
+        return _fail(ExitStatus.UNAVAILABLE, str(e))
     except OSError as e:
-        return _fail(Exit.LOCAL, f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
+        return _fail(ExitStatus.LOCAL, f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
     except KeyboardInterrupt:
-        return _fail(Exit.INTERRUPTED, "interrupted")
+        return _fail(ExitStatus.INTERRUPTED, "interrupted")
 
 
-def _fail(status: Exit, message: str) -> int:
+def _fail(status: ExitStatus, message: str) -> int:
     print(f"packrat: {message}", file=sys.stderr)
     return status
 

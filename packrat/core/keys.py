@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from packrat.errors import ErrorCode, PackratError
+from packrat.core.errors import ErrorCode, PackratError
 
 MAX_KEY_BYTES = 1024
 
@@ -39,7 +39,7 @@ def validate_key(key: str) -> str:
     >>> validate_key("a/../b")
     Traceback (most recent call last):
     ...
-    packrat.keys.InvalidKey: invalid key: a key segment may not be '.' or '..'
+    packrat.core.keys.InvalidKey: invalid key: a key segment may not be '.' or '..'
     """
     if not key:
         raise InvalidKey("the key is empty")

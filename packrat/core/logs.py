@@ -26,7 +26,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from packrat.config import Settings
+from packrat.core.settings import Settings
 
 ACCESS_LOGGER = "packrat.access"
 LEVELS = {

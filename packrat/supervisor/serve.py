@@ -9,7 +9,7 @@ period, before this process exits; children also get SIGTERM from the kernel
 if this process dies without cleaning up (``PR_SET_PDEATHSIG``).
 
 It also clears the shared metrics directory before any child starts and
-counts restarts there (``packrat_restarts_total{role}``, ``packrat.metrics``).
+counts restarts there (``packrat_restarts_total{role}``, ``packrat.core.metrics_directory``).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from pathlib import Path
 
 from prometheus_client import Counter
 
-from packrat import exits, metrics
-from packrat.config import Settings
+from packrat.core import metrics_directory
+from packrat.core.exits import FATAL
+from packrat.core.settings import Settings
 from packrat.frontend.app import listen
 from packrat.store import Layout, lock_root, sweep_staging
 from packrat.store.lock import INHERITED_FD
@@ -120,8 +121,8 @@ def serve(settings: Settings, config_path: Path | None) -> int:
     removed = sweep_staging(layout, settings.coordinator_stale_staging, everything=True)
     if removed:
         log.info("removed %d leftover staging files", removed)
-    metrics.use_directory(settings.metrics_directory)
-    metrics.clear_directory(settings.metrics_directory)
+    metrics_directory.use_directory(settings.metrics_directory)
+    metrics_directory.clear_directory(settings.metrics_directory)
     restarts = _restart_counter()
     stopping = False
 
@@ -144,7 +145,7 @@ def serve(settings: Settings, config_path: Path | None) -> int:
                 if pid is not None:
                     for name in remove_staging_of(layout, pid):
                         log.info("removed %s left by pid %d", name, pid)
-                if exit_status in exits.FATAL:
+                if exit_status in FATAL:
                     log.error("%s cannot run (exit status %d); stopping", child.name, exit_status)
                     stopping, status = True, exit_status
                     break

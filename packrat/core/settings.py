@@ -4,7 +4,7 @@ The file is INI (``etc/packrat.ini``).  Every option has a default here, so
 Packrat runs with no file at all; a file overrides what it sets.  Any unknown
 section or option, or a value that does not parse, raises ``ConfigError``
 whose text is one line naming the file, the section, the option and what is
-wrong; the CLI prints it and exits with 2.
+wrong; the CLI prints it and exits with ``ExitStatus.CONFIG`` (78).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class Settings:
         return context
 
 
-def _positive_int(text: str) -> int:
+def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise ValueError(f"{text!r} must not be negative")
@@ -168,7 +168,7 @@ def _readable_file(text: str) -> Path:
 
 
 def _htpasswd(text: str) -> Path:
-    from packrat.frontend.auth import load_htpasswd
+    from packrat.core.htpasswd import load_htpasswd  # bcrypt and passlib: only when used
 
     path = _readable_file(text)
     load_htpasswd(path)  # raises ValueError naming the bad line
@@ -199,6 +199,29 @@ def _endpoint(text: str) -> str:
     return text
 
 
+def endpoint_problem(endpoint: str, keys: Path | None) -> str | None:
+    """Why ``endpoint`` may not be served with ``keys`` (None: it may).
+
+    Every ``tcp://`` endpoint needs CURVE keys: on a loopback address every
+    local user reaches it, on any other address other hosts do, and anyone
+    who reaches it can delete objects, HTTP auth or not.
+
+    >>> endpoint_problem("ipc:///run/p.sock", None) is None
+    True
+    >>> endpoint_problem("tcp://127.0.0.1:5555", Path("keys")) is None
+    True
+    >>> "every local user" in endpoint_problem("tcp://127.0.0.1:5555", None)
+    True
+    """
+    if keys is not None or endpoint.startswith("ipc://"):
+        return None
+    return (
+        f"{endpoint} is reachable by every local user (and from other hosts unless it is a "
+        "loopback address), and anyone who reaches it can delete objects; use ipc://, or set "
+        "curve_keys (packrat keygen DIR)"
+    )
+
+
 def _curve_keys(text: str) -> Path:
     path = Path(text.strip())
     names = ("server.key", "server.key_secret", "client.key", "client.key_secret")
@@ -216,13 +239,13 @@ _OPTIONS = {
     ("server", "port"): _port,
     ("server", "certfile"): _readable_file,
     ("server", "keyfile"): _readable_file,
-    ("frontend", "processes"): _positive_int,
+    ("frontend", "processes"): _non_negative_int,
     ("frontend", "touch_interval"): _seconds,
     ("frontend", "idle_timeout"): _seconds,
     ("frontend", "body_timeout"): _seconds,
     ("frontend", "max_header_size"): _positive_size,
-    ("frontend", "max_uploads"): _positive_int,
-    ("frontend", "cache_max_age"): _positive_int,
+    ("frontend", "max_uploads"): _non_negative_int,
+    ("frontend", "cache_max_age"): _non_negative_int,
     ("auth", "enabled"): _bool,
     ("auth", "read_tokens"): _tokens,
     ("auth", "write_tokens"): _tokens,
@@ -312,8 +335,6 @@ def load(path: Path | None) -> Settings:
         settings.ssl_context()
     except (OSError, ssl.SSLError) as e:
         raise ConfigError(f"{path}: [server] certfile: cannot load the certificate: {e}") from None
-    from packrat.coordinator.curve import endpoint_problem
-
     problem = endpoint_problem(settings.coordinator_endpoint, settings.coordinator_curve_keys)
     if problem:
         raise ConfigError(f"{path}: [coordinator] endpoint: {problem}")

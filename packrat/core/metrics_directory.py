@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from packrat.pids import alive
+from packrat.core.pids import alive
 
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 

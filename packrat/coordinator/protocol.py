@@ -35,7 +35,7 @@ from typing import Any
 
 import msgpack
 
-from packrat.errors import ErrorCode
+from packrat.core.errors import ErrorCode
 
 VERSION = 3
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from packrat.config import Settings
-from packrat.coordinator.client import AsyncCoordinatorClient
+from packrat.coordinator.connection import AsyncCoordinatorClient
+from packrat.core.settings import Settings
 from packrat.frontend.auth import Authenticator
 from packrat.frontend.metrics import FrontendMetrics
-from packrat.frontend.uploads import UploadSlots
+from packrat.frontend.upload_slots import UploadSlots
 from packrat.store import Layout
 
 
 @dataclass
-class Frontend:
+class Dependencies:
     """One front end's dependencies, handed to every handler (``initialize``)."""
 
     settings: Settings
