@@ -56,6 +56,8 @@ CHARGE = expected_charge(OBJECT, "k/00000")  # what one object costs against max
 CLIENTS = 8  # front-end processes committing at once
 CLIENT_COMMITS = 3_000  # per client
 CLIENT_WINDOW = 8  # uploads in flight per front end
+# docs/coordinator.md is written by hand above this line, by this bench below it
+MARK = "<!-- bench/coordinator.py writes what follows -->"
 UPLOAD_RATE = 2300  # small uploads/s of one front end with a core to itself (bench/http.py)
 
 
@@ -207,7 +209,9 @@ def main(argv: list[str] | None = None) -> None:
 def write_report(rows: list[tuple[str, float, float, float, float]], upload_rate: float) -> None:
     load = os.getloadavg()[0]
     lines = [
-        "# Coordinator throughput",
+        MARK,
+        "",
+        "## Throughput",
         "",
         "Written by `bench/coordinator.py` (`make bench`); do not edit by hand. A real",
         "`packrat coordinator` process per policy, driven over ZeroMQ (ipc://) the way",
@@ -234,7 +238,9 @@ def write_report(rows: list[tuple[str, float, float, float, float]], upload_rate
         f"| {name} | {c:,.0f} | {t:,.0f} | {k:,.0f} | {b:.0%} | {k / upload_rate:.0f} |"
         for name, c, t, k, b in rows
     ]
-    (ROOT / "docs" / "coordinator.md").write_text("\n".join(lines) + "\n")
+    path = ROOT / "docs" / "coordinator.md"
+    kept = path.read_text().split(MARK)[0] if path.exists() else ""
+    path.write_text(kept + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
