@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from array import array
 from dataclasses import replace
 
 import msgpack
@@ -13,13 +14,12 @@ from packrat.coordinator import protocol
 from packrat.coordinator.protocol import Commit, Delete, Drop, Stats, Touch
 from packrat.coordinator.server import CoordinatorServer
 from packrat.coordinator.service import Coordinator
-from packrat.coordinator.snapshotter import BackgroundSnapshot
 from packrat.core.errors import ErrorCode
 from packrat.core.settings import Settings
 from packrat.store import StagedFile, key_digest, open_entry, open_key
 from packrat.store.accounting import charge
 from packrat.store.layout import FANOUT
-from packrat.store.snapshot import load_snapshot, save_snapshot
+from packrat.store.snapshot import SnapshotWriter, load_snapshot, save_snapshot
 from packrat.store.staging import sweep_staging
 
 BLOCK = 4096
@@ -313,43 +313,37 @@ def test_a_damaged_snapshot_is_ignored_and_the_index_rebuilt(coordinator):
 def test_a_snapshot_that_lies_with_a_valid_checksum_is_checked_against_the_files(coordinator):
     for key in "abc":
         commit(coordinator, key, b"x" * 30000)
-    rows = [
-        (k, 1, seen, bytes.fromhex(key_digest(k)))
-        for k, _, seen in coordinator.index.entries_by_recency()
-    ]
+    rows = [(k.encode(), 1, seen) for k, _, seen in coordinator.index.entries_by_recency()]
     save_snapshot(coordinator.layout, rows, coordinator.writer.clock_ns + 1)  # sizes: 1 byte
     fresh = restarted(coordinator)
     assert_exact(fresh)
     fresh.close()
 
 
-def _resnapshot(coordinator, rows) -> None:
-    """Save ``rows`` as the snapshot, with a valid checksum and the clean mark."""
-    save_snapshot(coordinator.layout, rows, coordinator.writer.clock_ns + 1, clean=True)
-
-
-def _rows(coordinator, keys_and_files) -> list:
-    """Snapshot rows for ``(key, file's key)`` pairs, at the charges the index holds."""
+def _write_rows(coordinator, keys: list[str]) -> None:
+    """A snapshot of ``keys`` in the order given (the writer does not check it), with
+    a valid checksum and the clean mark: start-up would trust it without a stat."""
     index = coordinator.index
-    return [
-        (key, index.charge_of(owner), index.last_access_of(owner), bytes.fromhex(key_digest(owner)))
-        for key, owner in keys_and_files
-    ]
+    writer = SnapshotWriter(coordinator.layout, coordinator.writer.clock_ns + 1)
+    for key in keys:
+        charge = index.charge_of(key) or 3 * BLOCK
+        writer.add([key.encode()], array("q", [charge]), array("d", [time.time()]))
+    writer.finish(clean=True)
 
 
 @pytest.mark.parametrize(
-    "rows",
+    "keys",
     [
-        [("a", "a"), ("phantom", "b")],  # a row whose key is not its file's
-        [("a", "a"), ("a", "b")],  # a key twice, naming two files
-        [("a", "a"), ("b", "b"), ("a", "a")],  # a row twice
+        ["a", "b", "phantom"],  # a key with no file: dropped
+        ["a", "a", "b"],  # a key twice: it would be indexed twice
+        ["b", "a"],  # out of order: a repeat could hide anywhere
     ],
 )
-def test_a_snapshot_whose_rows_lie_or_repeat_is_not_trusted(coordinator, rows):
+def test_a_snapshot_whose_rows_lie_or_repeat_is_not_trusted(coordinator, keys):
     """A valid checksum says the file is whole, not true: the index stays the files."""
     for key in "ab":
         commit(coordinator, key)
-    _resnapshot(coordinator, _rows(coordinator, rows))
+    _write_rows(coordinator, keys)
     fresh = restarted(coordinator)  # used to hold a phantom key, or raise KeyError
     assert set(fresh.index.all_keys()) == {"a", "b"}
     assert_exact(fresh)
@@ -379,37 +373,42 @@ def test_a_failed_load_saves_no_snapshot(settings, coordinator):
     assert not coordinator.layout.clean_mark_path().exists()
 
 
-def test_a_background_snapshot_holds_the_index_as_it_was_when_it_began(coordinator):
-    for key in "abcd":
+def test_a_snapshot_written_in_slices_while_the_index_changes_restores_exactly(coordinator):
+    """Rows written before a change are stale, and need not be fresh: start-up re-reads
+    every file committed after the snapshot began, and drops rows whose file is gone."""
+    for key in "abcdefgh":
         commit(coordinator, key)
     coordinator.handle(Touch(("a",)))
-    taken = coordinator.index.entries_by_recency()
-    background = BackgroundSnapshot(coordinator.write_snapshot)
-    assert background.start() and not background.start()  # one at a time
-    commit(coordinator, "e")  # the parent goes on meanwhile
-    coordinator.handle(Delete(2, time.time() + 5, "b"))
-    assert background.wait() is True and not background.running
-    assert [row[:3] for row in load_snapshot(coordinator.layout).entries] == taken
-    fresh = restarted(coordinator)  # kill -9: the periodic snapshot's recency, then e
-    assert [key for key, _, _ in fresh.index.entries_by_recency()] == ["c", "d", "a", "e"]
+    job = coordinator.begin_snapshot()
+    job.step(0)  # at least one block: a slice of rows
+    commit(coordinator, "e", b"y" * 30000)  # overwritten: stamped after the snapshot began
+    commit(coordinator, "0")  # a new key, before the cursor
+    commit(coordinator, "z")  # and after it
+    coordinator.handle(Delete(2, time.time() + 5, "g"))
+    coordinator.handle(Touch(("c",)))
+    job.finish()
+    assert job.writer.rows <= 9  # each key at most once
+    fresh = restarted(coordinator)  # kill -9: the periodic snapshot, then the files
     assert_exact(fresh)
+    # The rows' recency (c's touch came after its row), then what was committed since.
+    assert [key for key, _, _ in fresh.index.entries_by_recency()] == list("bcdfhae0z")
     fresh.close()
 
 
-def test_a_failed_background_snapshot_is_reported_and_keeps_the_last_one(coordinator):
+def test_a_failed_snapshot_is_reported_and_keeps_the_last_one(coordinator):
     commit(coordinator, "a")
     coordinator.snapshot()
     before = coordinator.layout.snapshot_path().read_bytes()
     commit(coordinator, "b")
-    temp = coordinator.layout.snapshot_path().with_name("snapshot.tmp")
-    temp.mkdir()  # the child cannot write its temporary file
-    background = BackgroundSnapshot(coordinator.write_snapshot)
-    assert background.start()
+    job = coordinator.begin_snapshot()
+    job.step()
+    coordinator.layout.snapshot_path().with_name("snapshot.tmp").unlink()  # rename fails
+    job.finish_in_background()
     deadline = time.monotonic() + 10
-    while (result := background.poll()) is None:
+    while (saved := job.done()) is None:
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    assert result is False
+    assert saved is False
     assert coordinator.layout.snapshot_path().read_bytes() == before
 
 

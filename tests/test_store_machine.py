@@ -30,7 +30,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from packrat.coordinator.protocol import Commit, Delete, Touch
 from packrat.coordinator.service import Coordinator
-from packrat.coordinator.snapshotter import BackgroundSnapshot
+from packrat.coordinator.snapshotter import SnapshotJob
 from packrat.core.errors import ErrorCode
 from packrat.core.settings import Settings
 from packrat.store import StagedFile, open_entry, open_key
@@ -65,14 +65,14 @@ class StoreMachine(RuleBasedStateMachine):
             cache_policy=self.policy,
         )
         self.coordinator = self._start()
-        self.background = BackgroundSnapshot(self.coordinator.write_snapshot)
+        self.job: SnapshotJob | None = None  # a snapshot being written in slices
         # key -> the digests it may hold: the acknowledged version, plus a
         # newer one whose commit crashed after its rename.
         self.acked: dict[str, set[str]] = {}
         self.ids = 0
 
     def teardown(self) -> None:
-        self.background.wait()
+        self._drop_job()
         self.coordinator.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -83,22 +83,19 @@ class StoreMachine(RuleBasedStateMachine):
         coordinator.load()
         return coordinator
 
-    def _stop(self) -> None:
-        """What the server does on the way out: reap a snapshot child, close."""
-        self.background.wait()
-        self.coordinator.close()
-
-    def _replace(self) -> None:
-        self.coordinator = self._start()
-        self.background = BackgroundSnapshot(self.coordinator.write_snapshot)
+    def _drop_job(self) -> None:
+        """What a stop does to a snapshot being written: it is abandoned."""
+        if self.job is not None:
+            self.job.abort()
+            self.job = None
 
     def _restart(self, clean: bool) -> None:
         before = set(self.coordinator.index.all_keys())
-        assert self.background.wait() is not False
+        self._drop_job()
         if clean:
             assert self.coordinator.snapshot(clean=True)
         self.coordinator.close()
-        self._replace()
+        self.coordinator = self._start()
         # Nothing is lost by a restart (max_size is the same).
         assert before <= set(self.coordinator.index.all_keys())
 
@@ -163,15 +160,18 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule()
     def snapshot(self) -> None:
-        assert self.background.wait() is not False  # one writer at a time, as in the server
+        self._drop_job()  # one writer at a time, as in the server
         assert self.coordinator.snapshot()
 
     @rule()
-    def snapshot_in_background(self) -> None:
-        """A forked child writes it while the rules go on (as the server's loop does)."""
-        assert self.background.poll() is not False
-        if not self.background.running:
-            assert self.background.start()
+    def snapshot_slice(self) -> None:
+        """Write a snapshot two rows at a time between the other rules (as the server's
+        loop does between messages); the last slice publishes it."""
+        if self.job is None:
+            self.job = self.coordinator.begin_snapshot(rows=2)
+        elif self.job.step(0):
+            self.job.finish()
+            self.job = None
 
     @rule()
     def restart_clean(self) -> None:
@@ -195,8 +195,9 @@ class StoreMachine(RuleBasedStateMachine):
             if stage == "renamed":
                 coordinator.writer.publish(claimed)
                 self.acked.setdefault(key, set()).add(digest)
-        self._stop()
-        self._replace()
+        self._drop_job()
+        coordinator.close()
+        self.coordinator = self._start()
         lost = set(self.acked) - set(self.coordinator.index.all_keys())
         assert not lost, f"lost by a crash mid-commit: {lost}"
 

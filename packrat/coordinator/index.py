@@ -110,13 +110,30 @@ class Index:
     def insert(self, key: str, charge: int) -> float:
         """Record ``key`` as just committed, replacing any old entry; return its time."""
         now = self.wallclock()
-        self._put(key.encode(), charge, now, replace=True)
+        self._put(key.encode(), charge, now)
         self.counters.commits += 1
         return now
 
-    def restore(self, key: str, charge: int, last_access: float) -> None:
-        """Add an entry found at start-up (callers feed each key once, oldest first)."""
-        self._put(key.encode(), charge, last_access, replace=False)
+    def load(self, keys: list[bytes], charges: array, seen: array, order: Iterable[int]) -> None:
+        """Fill an empty index at start-up: ``keys`` strictly increasing, ``charges``
+        and ``seen`` (last uses) beside them, ``order`` their positions least
+        recently used first, the order in which the policy is told of them."""
+        self.table.build(keys)
+        self.last_access = array("d", seen)
+        insert = self.policy.insert
+        for slot in order:
+            insert(slot, charges[slot])
+
+    def rows_after(self, after: bytes, limit: int) -> tuple[list[bytes], array, array]:
+        """Up to ``limit`` rows ``(keys, charges, last uses)`` with keys above ``after``, in
+        key order: a snapshot is written a slice at a time between messages."""
+        table, sizes, last_access = self.table, self.policy.sizes, self.last_access
+        slots = table.slots_after(after, limit, skip=after)
+        return (
+            [table.key(slot) for slot in slots],
+            array("q", (sizes[slot] for slot in slots)),
+            array("d", (last_access[slot] for slot in slots)),
+        )
 
     def touch(self, keys: Iterable[str], misses: int = 0) -> None:
         now = self.wallclock()
@@ -166,11 +183,9 @@ class Index:
         rows.sort(key=lambda row: row[2])
         return rows
 
-    def _put(self, key: bytes, charge: int, seen: float, replace: bool) -> None:
+    def _put(self, key: bytes, charge: int, seen: float) -> None:
         slot = self.table.find(key)
         if slot >= 0:
-            if not replace:
-                raise KeyError(f"{key!r} is already indexed")
             self.policy.remove(slot)
         else:
             slot = self.table.add(key)

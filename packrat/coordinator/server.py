@@ -2,8 +2,8 @@
 
 It takes the cache root's lock, loads the index, binds, and then handles
 every queued message before looking at its timers (snapshots, the staging
-sweep) and at signals.  Periodic snapshots are written by a forked child
-(``snapshotter``), so the loop never waits for one.  An ``ipc://`` socket
+sweep) and at signals.  A periodic snapshot is written a slice per turn
+(``snapshotter``), so no message waits more than a slice for one.  An ``ipc://`` socket
 is created with mode 0600 in a directory only its user may enter: any local
 process that can connect can delete objects, so the file mode is the
 access control (over TCP, CURVE keys are: see ``curve``).
@@ -22,7 +22,7 @@ import zmq
 from packrat.coordinator import protocol
 from packrat.coordinator.curve import secure_server
 from packrat.coordinator.service import Coordinator
-from packrat.coordinator.snapshotter import BackgroundSnapshot
+from packrat.coordinator.snapshotter import SnapshotJob
 from packrat.core.errors import ErrorCode
 from packrat.core.fdlimit import raise_open_file_limit
 from packrat.core.settings import Settings, endpoint_problem
@@ -43,6 +43,7 @@ class CoordinatorServer:
         self.settings = settings
         self.coordinator = Coordinator(settings)
         self.stopping = False
+        self.snapshot_job: SnapshotJob | None = None
 
     def run(self, handle_signals: bool = True) -> None:
         """Serve until SIGTERM/SIGINT (or ``stopping``); snapshot on the way out.
@@ -57,14 +58,14 @@ class CoordinatorServer:
         coordinator = self.coordinator
         coordinator.layout.create()
         lock_fd = lock_root(coordinator.layout, "coordinator")
-        background = BackgroundSnapshot(coordinator.write_snapshot, close_in_child=(lock_fd,))
         loaded = False
         try:
             coordinator.load()
             loaded = True
-            self._serve(background)
+            self._serve()
         finally:
-            background.wait()  # never two writers of the snapshot at once
+            if self.snapshot_job is not None:  # never two writers of the snapshot at once
+                self.snapshot_job.abort()
             # A failed load leaves a partial index: saving it (clean, at that)
             # would lose what it missed; the files and the old snapshot stay.
             if loaded and coordinator.snapshot(clean=True):
@@ -74,7 +75,7 @@ class CoordinatorServer:
             coordinator.close()
             os.close(lock_fd)
 
-    def _serve(self, background: BackgroundSnapshot) -> None:
+    def _serve(self) -> None:
         settings = self.settings
         context = zmq.Context()
         socket = context.socket(zmq.ROUTER)
@@ -90,15 +91,24 @@ class CoordinatorServer:
             next_snapshot = time.monotonic() + settings.coordinator_snapshot_interval
             next_sweep = time.monotonic() + SWEEP_INTERVAL
             coordinator = self.coordinator
-            in_snapshot = 0  # changes the running child's snapshot holds
+            in_snapshot = 0  # changes the snapshot being written holds
             while not self.stopping:
-                if socket.poll(POLL_MS):
+                job = self.snapshot_job
+                # While a snapshot is written, do not sleep: idle turns write it.
+                if socket.poll(0 if job is not None and not job.written else POLL_MS):
                     self._drain(socket)
-                if background.poll() is False:
-                    coordinator.changes += in_snapshot  # not saved: the next one takes them
+                if job is not None:
+                    if not job.written:
+                        if job.step():
+                            job.finish_in_background()
+                    elif (saved := job.done()) is not None:
+                        if not saved:
+                            coordinator.changes += in_snapshot  # the next one takes them
+                        self.snapshot_job = None
                 now = time.monotonic()
                 if now >= next_snapshot:
-                    if coordinator.changes and background.start():
+                    if coordinator.changes and self.snapshot_job is None:
+                        self.snapshot_job = coordinator.begin_snapshot()
                         in_snapshot, coordinator.changes = coordinator.changes, 0
                     next_snapshot = now + settings.coordinator_snapshot_interval
                 if now >= next_sweep:

@@ -18,12 +18,13 @@ import time
 from packrat.coordinator.activity import Activity
 from packrat.coordinator.index import Index
 from packrat.coordinator.protocol import Commit, Delete, Drop, Reply, Request, Stats, Touch
+from packrat.coordinator.snapshotter import ROWS, SnapshotJob
 from packrat.core.errors import ErrorCode
 from packrat.core.keys import InvalidKey, validate_key
 from packrat.core.settings import Settings
 from packrat.store import Layout, key_digest, sweep_staging
 from packrat.store.scan import OBJECT_NAME, rebuild, timestamp_granularity
-from packrat.store.snapshot import load_snapshot, save_snapshot
+from packrat.store.snapshot import load_snapshot
 from packrat.store.staging import no_space
 from packrat.store.writer import BadStaging, ObjectWriter, StagingMissing
 
@@ -46,22 +47,23 @@ class Coordinator:
 
     def load(self) -> None:
         """Open the store, sweep staging and rebuild the index from the files."""
+        started = time.monotonic()
         self.writer.open()
         swept = sweep_staging(self.layout, self.settings.coordinator_stale_staging)
         snapshot = load_snapshot(self.layout)
         rebuilt = rebuild(self.layout, snapshot, timestamp_granularity(self.layout))
-        for key, cost, seen in rebuilt.entries:
-            self.index.restore(key, cost, seen)
+        self.index.load(rebuilt.keys, rebuilt.charges, rebuilt.seen, rebuilt.order)
         self.writer.clock_ns = rebuilt.sequence
         self.index.overhead = self.writer.dirs.total
         over = self._evict(self.index.make_room(0))  # max_size may have shrunk
         report = rebuilt.report
         log.info(
-            "index loaded in %.2fs (%s snapshot): %d restored, %d adopted, %d dropped, "
-            "%d non-objects removed, %d moved from the old layout, %d over max_size evicted, "
-            "%d staging files removed; %d objects, %d bytes",
+            "index loaded in %.2fs (files scanned in %.2fs; %s snapshot): %d restored, "
+            "%d adopted, %d dropped, %d non-objects removed, %d moved from the old layout, "
+            "%d over max_size evicted, %d staging files removed; %d objects, %d bytes",
+            time.monotonic() - started,
             report.seconds,
-            "clean" if snapshot.clean else "no" if not snapshot.entries else "aged",
+            "clean" if snapshot.clean else "no" if not len(snapshot) else "aged",
             report.restored,
             report.adopted,
             report.dropped,
@@ -74,26 +76,22 @@ class Coordinator:
         )
 
     def snapshot(self, clean: bool = False) -> bool:
-        """Save the index now; a failure is logged, never fatal (the files are the truth).
+        """Save the whole index now; a failure is logged, never fatal (the files are the truth).
 
-        The server saves periodic snapshots in a child process
-        (``snapshotter``); this is for the clean one at shutdown.
+        The server writes periodic snapshots a slice at a time
+        (``begin_snapshot``); this is for the clean one at shutdown.
         """
         try:
-            self.write_snapshot(clean)
+            self.begin_snapshot().finish(clean)
         except OSError as e:
             log.error("could not save the index snapshot: %s", e)
             return False
         self.changes = 0
         return True
 
-    def write_snapshot(self, clean: bool = False) -> None:
-        """Write the index as it is now to ``state/snapshot``; raises ``OSError``."""
-        rows = [
-            (key, cost, seen, bytes.fromhex(key_digest(key)))
-            for key, cost, seen in self.index.entries_by_recency()
-        ]
-        save_snapshot(self.layout, rows, self.writer.clock_ns, clean=clean)
+    def begin_snapshot(self, rows: int = ROWS) -> SnapshotJob:
+        """A snapshot of the index to be written step by step, ``rows`` per block."""
+        return SnapshotJob(self.index, self.layout, self.writer.clock_ns, rows)
 
     def close(self) -> None:
         self.writer.close()

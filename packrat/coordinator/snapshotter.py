@@ -1,113 +1,96 @@
-"""Periodic snapshots written by a forked child, so the loop never waits for one.
+"""Periodic snapshots written a slice at a time between messages, so no upload waits for one.
 
-Serialising the index takes time in proportion to the objects (seconds for
-millions); done in the coordinator's loop, every upload waited for it once
-per interval.  As Redis's ``BGSAVE`` does, the coordinator forks: the child
-holds a copy-on-write image of the index at that instant, writes it and
-exits, while the parent goes on answering.  The parent's cost is the
-``fork`` itself (copying page tables: ``bench/coordinator_stall.py``
-measures it).
+Writing the whole index at once took 1.4 s per million objects, and every
+upload waited for it once per interval.  A forked child (as Redis's
+``BGSAVE``) only makes the loop wait for ``fork``, but that copies the page
+tables: 63 ms at ten million objects here (``bench/stall.py``).  So a
+``SnapshotJob`` writes the rows in key order, ``SLICE`` seconds' worth per
+turn of the loop after its messages, resuming after the last key written;
+the final ``fsync`` and rename run in a thread.
 
-The child only writes a file and leaves with ``os._exit``: it never touches
-the ZeroMQ sockets it inherited, runs no exit handlers, and dies with its
-parent (``PR_SET_PDEATHSIG``), so a snapshot never lands after the
-coordinator that took it is gone.  The clean snapshot at shutdown is still
-written in the parent, after any child has been reaped, so the two never
-write at once.
+The rows are then not one instant's index, and need not be: the snapshot's
+``sequence`` is the commit stamp when it began, so start-up re-reads every
+file committed after that, whatever its row says; a row whose file was
+evicted or deleted meanwhile finds no file and is dropped; a key touched
+after its row was written restarts with a slightly older last use, as after
+any ``kill -9``.  The key order makes a key that moves (deleted and
+committed again) appear at most once.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
 import logging
-import os
-import signal
+import threading
 import time
-from collections.abc import Callable
+
+from packrat.coordinator.index import Index
+from packrat.store.layout import Layout
+from packrat.store.snapshot import SnapshotWriter
 
 log = logging.getLogger("packrat.coordinator")
 
-_PR_SET_PDEATHSIG = 1
+SLICE = 0.004  # seconds of writing per turn of the loop
+ROWS = 2048  # rows per block of the file (and per step inside a slice)
 
 
-class BackgroundSnapshot:
-    """At most one child writing a snapshot; ``poll`` reaps it."""
+class SnapshotJob:
+    """One snapshot being written: ``step`` until it returns True, then ``finish``."""
 
-    def __init__(self, write: Callable[[], object], close_in_child: tuple[int, ...] = ()) -> None:
-        self.write = write  # runs in the child: save the snapshot or raise
-        self.close_in_child = close_in_child  # e.g. the root's lock: held by the parent alone
-        self.pid = 0
-        self.started = 0.0
-        self.fork_seconds = 0.0  # how long the last fork held the loop
-
-    @property
-    def running(self) -> bool:
-        return self.pid != 0
-
-    def start(self) -> bool:
-        """Fork a child that writes the snapshot; False if one is still running."""
-        if self.pid:
-            return False
-        parent = os.getpid()
-        started = time.perf_counter()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child, measured by its exit status
-            self._child(parent)
-        self.fork_seconds = time.perf_counter() - started
-        self.pid = pid
+    def __init__(self, index: Index, layout: Layout, sequence: int, rows: int = ROWS) -> None:
+        self.index = index
+        self.rows = rows  # per block
+        self.writer = SnapshotWriter(layout, sequence)
         self.started = time.monotonic()
-        return True
+        self.written = False  # every row is in the file
+        self._finisher: threading.Thread | None = None
+        self._error: OSError | None = None
 
-    def poll(self) -> bool | None:
-        """None while the child runs (or none was started); else whether it succeeded."""
-        if not self.pid:
-            return None
-        pid, status = os.waitpid(self.pid, os.WNOHANG)
-        if pid == 0:
-            return None
-        return self._reaped(status)
+    def step(self, seconds: float = SLICE) -> bool:
+        """Write rows for about ``seconds``; True once every key has its row."""
+        deadline = time.perf_counter() + seconds
+        writer = self.writer
+        while not self.written:
+            keys, charges, seen = self.index.rows_after(writer.last_key, self.rows)
+            writer.add(keys, charges, seen)
+            self.written = len(keys) < self.rows
+            if time.perf_counter() >= deadline:
+                break
+        return self.written
 
-    def wait(self) -> bool | None:
-        """Wait for a running child; its snapshot is as good as any periodic one."""
-        if not self.pid:
-            return None
-        _, status = os.waitpid(self.pid, 0)
-        return self._reaped(status)
+    def finish(self, clean: bool = False) -> None:
+        """Write everything left, fsync and rename, here and now (raises ``OSError``)."""
+        while not self.step(float("inf")):
+            pass
+        self.writer.finish(clean)
 
-    def _reaped(self, status: int) -> bool:
-        self.pid = 0
-        code = os.waitstatus_to_exitcode(status)
-        if code != 0:
-            log.error("the snapshot process failed (exit status %d); the last snapshot stays", code)
+    def finish_in_background(self) -> None:
+        """``fsync`` and rename in a thread: a large file's fsync takes a while."""
+        self._finisher = threading.Thread(target=self._finish, name="snapshot-fsync", daemon=True)
+        self._finisher.start()
+
+    def done(self) -> bool | None:
+        """None while the background finish runs; else whether the snapshot was saved."""
+        if self._finisher is None or self._finisher.is_alive():
+            return None
+        if self._error is not None:
+            log.error("could not save the index snapshot: %s", self._error)
             return False
-        log.debug("snapshot written in %.2fs", time.monotonic() - self.started)
+        log.debug(
+            "snapshot of %d rows saved in %.2fs",
+            self.writer.rows,
+            time.monotonic() - self.started,
+        )
         return True
 
-    def _child(self, parent: int) -> None:  # pragma: no cover - runs in the forked child
-        code = 1
+    def abort(self) -> None:
+        """Give up: the temporary file goes, the last snapshot stays."""
+        if self._finisher is not None:
+            self._finisher.join()
+        else:
+            self.writer.abort()
+
+    def _finish(self) -> None:
         try:
-            gc.disable()  # a collection would touch, and so copy, every page of the heap
-            _die_with(parent)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            for fd in self.close_in_child:
-                os.close(fd)
-            self.write()
-            code = 0
-        except BaseException as e:  # reported on stderr and by the exit status
-            os.write(2, f"packrat: the snapshot process failed: {e!r}\n".encode())
-        finally:
-            os._exit(code)
-
-
-def _die_with(parent: int) -> None:  # pragma: no cover - runs in the forked child
-    """Ask Linux to kill this process when ``parent`` dies (elsewhere: no such request)."""
-    name = ctypes.util.find_library("c")
-    if name is not None:
-        libc = ctypes.CDLL(name, use_errno=True)
-        if hasattr(libc, "prctl"):
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # it died before the request took effect
-        os._exit(1)
+            self.writer.finish()
+        except OSError as e:
+            self._error = e

@@ -35,14 +35,18 @@ class Buckets:
     """
 
     def __init__(
-        self, chain: MutableSequence[int], hash_of: Callable[[int], int], typecode: str = "q"
+        self,
+        chain: MutableSequence[int],
+        hash_of: Callable[[int], int],
+        typecode: str = "q",
+        size: int = FIRST_SIZE,
     ) -> None:
         self.chain = chain
         self.hash_of = hash_of  # recomputes a node's hash when it moves
         self.typecode = typecode  # of the heads: "i" while node numbers fit in 31 bits
         self.count = 0
-        self._heads = array(typecode, [EMPTY]) * FIRST_SIZE
-        self._size = FIRST_SIZE  # len(self._heads)
+        self._size = max(1 << (size - 1).bit_length(), FIRST_SIZE)  # a power of two
+        self._heads = array(typecode, [EMPTY]) * self._size
         self._old: array | None = None  # the table being emptied into _heads
         self._moved = 0  # old buckets below this have moved
 
