@@ -8,12 +8,16 @@ Run: ``python bench/stall.py index --objects 1000000 3000000 10000000`` and
 as ``bench/rebuild.py`` writes them; no files are needed to snapshot an
 index), then it times what the loop would wait for:
 
-* the snapshot written in the loop, as before issue 17 (``--sync``: it takes
-  seconds per million objects);
-* the ``fork`` that starts a background snapshot (``snapshotter``), which is
-  all the loop waits for now, and how long the child then takes;
+* the whole snapshot written at once (``--sync``), as the loop did before
+  issue 17;
+* the longest slice of a snapshot written a slice at a time
+  (``snapshotter``), which is the most a message waits for it now (wall
+  clock, and the loop thread's own CPU time, which other processes on a
+  busy machine cannot inflate), how many slices, and how long the whole
+  took (the fsync in its thread included);
 * a full collection of Python's cyclic garbage collector, which the loop
-  runs now and then by itself.
+  runs now and then by itself (after ``gc.freeze()``, as the server calls it
+  once loaded).
 
 ``uploads``: ``packrat serve`` on a prepared cache with ``snapshot_interval
 = 5``; one client uploads 1 KiB objects (``PUT``) one after the other for
@@ -49,16 +53,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def build(count: int, root: Path):
+    from array import array
+
     from packrat.coordinator.service import Coordinator
     from packrat.core.settings import Settings
     from packrat.store.accounting import expected_charge
 
     coordinator = Coordinator(Settings(cache_root=root, cache_max_size=1 << 60))
     coordinator.layout.create()
-    started = time.time() - count
-    for n in range(count):
-        key = f"bench/{n}"
-        coordinator.index.restore(key, expected_charge(64 + 180, key), started + n)
+    keys = sorted(f"bench/{n}".encode() for n in range(count))
+    charges = array("q", (expected_charge(244, key.decode()) for key in keys))
+    now = time.time()
+    seen = array("d", (now - count + n for n in range(count)))
+    coordinator.index.load(keys, charges, seen, range(count))
     return coordinator
 
 
@@ -74,37 +81,52 @@ def rss_bytes() -> int:
 
 
 def bench_index(counts: list[int], sync: bool) -> None:
-    from packrat.coordinator.snapshotter import BackgroundSnapshot
+    from packrat.coordinator.snapshotter import SLICE
 
-    print(f"{'objects':>11} {'RSS':>9} {'in-loop snapshot':>17} {'fork':>8} {'child':>8} {'gc':>8}")
+    print(
+        f"{'objects':>11} {'RSS':>9} {'whole snapshot':>15} {'longest slice (CPU)':>22} "
+        f"{'slices':>7} {'written in':>10} {'gc':>8}"
+    )
     for count in counts:
         with tempfile.TemporaryDirectory(prefix="packrat-stall-") as temp:
             before = rss_bytes()
             coordinator = build(count, Path(temp))
+            gc.freeze()  # as the server does once loaded
             rss = rss_bytes() - before
-            in_loop = float("nan")
-            if sync:
+            whole = float("nan")
+            if sync:  # what the loop waited for before: the whole snapshot at once
                 started = time.perf_counter()
-                coordinator.write_snapshot()
-                in_loop = time.perf_counter() - started
-            background = BackgroundSnapshot(coordinator.write_snapshot)
-            forks = []
-            child = 0.0
-            for _ in range(3):
-                started = time.perf_counter()
-                background.start()
-                forks.append(background.fork_seconds)
-                assert background.wait()
-                child = time.perf_counter() - started
+                coordinator.snapshot()
+                whole = time.perf_counter() - started
+            job = coordinator.begin_snapshot()
+            longest = longest_cpu = 0.0
+            slices = 0
+            started = time.perf_counter()
+            while True:
+                slice_started, cpu_started = time.perf_counter(), time.thread_time()
+                written = job.step(SLICE)
+                longest = max(longest, time.perf_counter() - slice_started)
+                longest_cpu = max(longest_cpu, time.thread_time() - cpu_started)
+                slices += 1
+                if written:
+                    break
+            job.finish_in_background()
+            while job.done() is None:
+                time.sleep(0.01)
+            total = time.perf_counter() - started
             started = time.perf_counter()
             gc.collect()
             collect = time.perf_counter() - started
             print(
-                f"{count:>11,} {rss / count:>7.0f} B {in_loop * 1000:>14,.0f} ms "
-                f"{max(forks) * 1000:>5.1f} ms {child:>6.1f} s {collect * 1000:>5.0f} ms",
+                f"{count:>11,} {rss / count:>7.0f} B {whole * 1000:>12,.0f} ms "
+                f"{longest * 1000:>8.1f} ms ({longest_cpu * 1000:>5.1f} ms) {slices:>7,} "
+                f"{total:>8.1f} s "
+                f"{collect * 1000:>5.0f} ms",
                 flush=True,
             )
+            coordinator.close()
             del coordinator
+            gc.unfreeze()
             gc.collect()
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
 

@@ -130,9 +130,9 @@ class Index:
         table, sizes, last_access = self.table, self.policy.sizes, self.last_access
         slots = table.slots_after(after, limit, skip=after)
         return (
-            [table.key(slot) for slot in slots],
-            array("q", (sizes[slot] for slot in slots)),
-            array("d", (last_access[slot] for slot in slots)),
+            list(map(table.key, slots)),
+            array("q", map(sizes.__getitem__, slots)),
+            array("d", map(last_access.__getitem__, slots)),
         )
 
     def touch(self, keys: Iterable[str], misses: int = 0) -> None:

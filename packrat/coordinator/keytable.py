@@ -108,17 +108,18 @@ class KeyTable:
     def slots_after(self, start: bytes, limit: int, skip: bytes = b"") -> list[int]:
         """Up to ``limit`` slots whose keys are at least ``start`` (and not ``skip``), in order."""
         position = bisect_left(self._maxes, start)
-        found: list[int] = []
-        while position < len(self._order) and len(found) < limit:
-            page = self._order[position]
-            index = self._search(page, start) if not found else 0
-            for slot in self._page_slots[page][index:]:
-                if self.key(slot) == skip:
-                    continue
-                found.append(slot)
-                if len(found) == limit:
-                    break
+        if position == len(self._order):
+            return []
+        page = self._order[position]
+        index = self._search(page, start)
+        slots = self._page_slots[page]
+        if index < len(slots) and self.key(slots[index]) == skip:
+            index += 1  # only the first key can be ``skip``: every other is above ``start``
+        found = list(slots[index : index + limit])
+        order, page_slots = self._order, self._page_slots
+        while len(found) < limit and position + 1 < len(order):
             position += 1
+            found += page_slots[order[position]][: limit - len(found)]
         return found
 
     def build(self, keys: list[bytes]) -> None:

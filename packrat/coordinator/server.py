@@ -11,6 +11,7 @@ access control (over TCP, CURVE keys are: see ``curve``).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -62,6 +63,10 @@ class CoordinatorServer:
         try:
             coordinator.load()
             loaded = True
+            # What start-up built lives as long as the process: out of the cyclic
+            # collector's sight, a full collection no longer walks millions of
+            # entries (85 ms at ten million) while messages wait.
+            gc.freeze()
             self._serve()
         finally:
             if self.snapshot_job is not None:  # never two writers of the snapshot at once

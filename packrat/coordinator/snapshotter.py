@@ -30,7 +30,7 @@ from packrat.store.snapshot import SnapshotWriter
 log = logging.getLogger("packrat.coordinator")
 
 SLICE = 0.004  # seconds of writing per turn of the loop
-ROWS = 2048  # rows per block of the file (and per step inside a slice)
+ROWS = 1024  # rows per block of the file (and per step inside a slice)
 
 
 class SnapshotJob:
