@@ -38,8 +38,13 @@ class KeyTableMachine(RuleBasedStateMachine):
         self.table = KeyTable()
         self.model: dict[bytes, int] = {}
 
-    @initialize(keys=st.lists(KEYS, min_size=300, max_size=700, unique=True))
-    def fill(self, keys: list[bytes]) -> None:
+    @initialize(keys=st.lists(KEYS, min_size=300, max_size=700, unique=True), bulk=st.booleans())
+    def fill(self, keys: list[bytes], bulk: bool) -> None:
+        if bulk:  # as start-up does: slot n holds the n-th key
+            keys.sort()
+            self.table.build(keys)
+            self.model = {key: slot for slot, key in enumerate(keys)}
+            return
         for key in keys:
             self.add(key)
 

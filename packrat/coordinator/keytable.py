@@ -133,18 +133,19 @@ class KeyTable:
         self._ref = array("q", [FREE]) * len(keys)
         self._chain = array("i", [EMPTY]) * len(keys)
         self._buckets = Buckets(self._chain, self._hash_of, typecode="i", size=len(keys))
-        ref, add = self._ref, self._buckets.add
+        ref = self._ref
         for start in range(0, len(keys), PAGE_KEYS):
+            end = min(start + PAGE_KEYS, len(keys))
             page = self._new_page()
             data = self._pages[page]
-            for slot in range(start, min(start + PAGE_KEYS, len(keys))):
+            for slot in range(start, end):
                 key = keys[slot]
                 ref[slot] = page << 32 | len(data) << 16 | len(key)
                 data += key
-                add(slot, hash(key))
-            self._page_slots[page] = array("i", range(start, min(start + PAGE_KEYS, len(keys))))
+            self._page_slots[page] = array("i", range(start, end))
             self._order.append(page)
-            self._maxes.append(keys[slot])
+            self._maxes.append(keys[end - 1])
+        self._buckets.fill(list(map(hash, keys)))
 
     # -- changes ----------------------------------------------------------
 

@@ -65,7 +65,7 @@ class S3FIFO(Policy):
     def _on_insert(self, slot: int, size: int) -> None:
         small = self._small_capacity()
         self._hits[slot] = 0
-        from_ghost = self._ghost.take(self.ident(slot)) is not None
+        from_ghost = bool(self._ghost.count) and self._ghost.take(self.ident(slot)) is not None
         warming = not self._has_evicted and small is not None and self._small_used >= small
         if from_ghost or warming:
             self._to_main(slot, size)

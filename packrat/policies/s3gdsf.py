@@ -138,7 +138,7 @@ class S3GDSF(Policy):
         return not self._is_large(size)
 
     def _on_insert(self, slot: int, size: int) -> None:
-        remembered = self._ghost.take(self.ident(slot))
+        remembered = self._ghost.take(self.ident(slot)) if self._ghost.count else None
         if remembered is not None:
             depth = (self._ghost.clock - remembered[1]) / (self.capacity or 1)
             if depth <= self.reach:
@@ -147,14 +147,14 @@ class S3GDSF(Policy):
                     self._followed[slot] = FROM_GHOST
                 return
         small = self._small_capacity()
-        warming = not self._evicted and small is not None and small <= self._small_used
-        if warming and not self._is_large(size):
-            self._main.insert_unproven(slot, size)
+        large = small is not None and size >= small  # ``_is_large``
+        if not self._evicted and small is not None and small <= self._small_used and not large:
+            self._main.insert_unproven(slot, size)  # warming up
             return
         self._small_hits[slot] = 0
         self._on_probation[slot] = 1
         self._small_used += size
-        if self._is_large(size):
+        if large:
             self._small.push_front(slot)
         else:
             self._small.push(slot)

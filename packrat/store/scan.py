@@ -144,11 +144,12 @@ def rebuild(layout: Layout, snapshot: Snapshot, granularity: int = 1) -> Rebuilt
 
 def _names_by_fanout(snapshot: Snapshot) -> list[dict[str, int]]:
     """For each fan-out directory, the file names of the snapshot's rows there: name -> row."""
-    names: list[dict[str, int]] = [{} for _ in FANOUT]
+    names: dict[str, dict[str, int]] = {fanout: {} for fanout in FANOUT}
+    sha256 = hashlib.sha256
     for n, key in enumerate(snapshot.keys):
-        digest = hashlib.sha256(key).hexdigest()
-        names[int(digest[:2], 16)][digest] = n
-    return names
+        digest = sha256(key).hexdigest()
+        names[digest[:2]][digest] = n
+    return list(names.values())
 
 
 def _scan_dir(

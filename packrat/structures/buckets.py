@@ -66,6 +66,17 @@ class Buckets:
         self.count += 1
         self._step()
 
+    def fill(self, hashes: list[int]) -> None:
+        """Add nodes ``0 .. len(hashes) - 1`` to an empty table sized for them (start-up)."""
+        if self.count or self._size < len(hashes):
+            raise ValueError("fill needs an empty table made with size >= len(hashes)")
+        heads, chain, mask = self._heads, self.chain, self._size - 1
+        for node, h in enumerate(hashes):
+            bucket = h & mask
+            chain[node] = heads[bucket]
+            heads[bucket] = node
+        self.count = len(hashes)
+
     def remove(self, node: int, h: int) -> None:
         """Unlink ``node`` (which must be in ``h``'s chain)."""
         table, bucket = self._bucket(h)
