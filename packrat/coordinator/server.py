@@ -1,9 +1,11 @@
-"""The coordinator process: one thread, one ROUTER socket, timers between messages.
+"""The coordinator process: one policy thread, one ROUTER socket, timers between messages.
 
 It takes the cache root's lock, loads the index, binds, and then handles
 every queued message before looking at its timers (snapshots, the staging
 sweep) and at signals.  A periodic snapshot is written a slice per turn
-(``snapshotter``), so no message waits more than a slice for one.  An ``ipc://`` socket
+(``snapshotter``), so no message waits more than a slice for one.  File
+work runs on a second thread (``filework``), whose results wake the loop
+through a pipe beside the socket.  An ``ipc://`` socket
 is created with mode 0600 in a directory only its user may enter: any local
 process that can connect can delete objects, so the file mode is the
 access control (over TCP, CURVE keys are: see ``curve``).
@@ -22,7 +24,8 @@ import zmq
 
 from packrat.coordinator import protocol
 from packrat.coordinator.curve import secure_server
-from packrat.coordinator.service import Coordinator
+from packrat.coordinator.filework import FileWork
+from packrat.coordinator.service import Coordinator, Respond
 from packrat.coordinator.snapshotter import SnapshotJob
 from packrat.core.errors import ErrorCode
 from packrat.core.fdlimit import raise_open_file_limit
@@ -63,6 +66,7 @@ class CoordinatorServer:
         try:
             coordinator.load()
             loaded = True
+            coordinator.files = FileWork(threaded=True)
             # What start-up built lives as long as the process: out of the cyclic
             # collector's sight, a full collection no longer walks millions of
             # entries (85 ms at ten million) while messages wait.
@@ -90,6 +94,10 @@ class CoordinatorServer:
         if problem:  # config.load refuses it too; this guards Settings made in code
             raise ValueError(f"[coordinator] endpoint: {problem}")
         authenticator = secure_server(socket, context, keys) if keys is not None else None
+        files = self.coordinator.files
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        poller.register(files.fd, zmq.POLLIN)
         try:
             _bind(socket, settings.coordinator_endpoint)
             log.info("coordinator listening on %s", settings.coordinator_endpoint)
@@ -100,8 +108,11 @@ class CoordinatorServer:
             while not self.stopping:
                 job = self.snapshot_job
                 # While a snapshot is written, do not sleep: idle turns write it.
-                if socket.poll(0 if job is not None and not job.written else POLL_MS):
+                events = dict(poller.poll(0 if job is not None and not job.written else POLL_MS))
+                if socket in events:
                     self._drain(socket)
+                if files.fd in events:
+                    files.completed()  # file work done: its replies go out
                 if job is not None:
                     if not job.written:
                         if job.step():
@@ -120,6 +131,7 @@ class CoordinatorServer:
                     sweep_staging(self.coordinator.layout, settings.coordinator_stale_staging)
                     next_sweep = now + SWEEP_INTERVAL
         finally:
+            files.close()  # the decided file work is done and answered first
             socket.close()
             if authenticator is not None:
                 authenticator.stop()
@@ -135,11 +147,16 @@ class CoordinatorServer:
             if len(frames) != 2:  # not one of ours
                 continue
             identity, frame = frames
-            reply = self._handle(frame)
-            if reply is not None:
+
+            def respond(reply: protocol.Reply, identity: bytes = identity) -> None:
                 socket.send_multipart([identity, protocol.encode(reply)])
 
-    def _handle(self, frame: bytes) -> protocol.Reply | None:
+            reply = self._handle(frame, respond)
+            if reply is not None:
+                respond(reply)
+
+    def _handle(self, frame: bytes, respond: Respond | None = None) -> protocol.Reply | None:
+        """The reply to a malformed frame, or what ``Coordinator.handle`` returns."""
         try:
             request = protocol.decode_request(frame)
         except protocol.ProtocolError as e:
@@ -147,7 +164,7 @@ class CoordinatorServer:
             if e.request_id is None:
                 return None
             return protocol.Reply(e.request_id, error=ErrorCode.INVALID_MESSAGE, message=str(e))
-        return self.coordinator.handle(request)
+        return self.coordinator.handle(request, respond)
 
 
 def _bind(socket: zmq.Socket, endpoint: str) -> None:
