@@ -40,7 +40,7 @@ from packrat.coordinator.service import Coordinator
 from packrat.coordinator.snapshotter import SnapshotJob
 from packrat.core.errors import ErrorCode
 from packrat.core.settings import Settings
-from packrat.store import StagedFile, open_entry, open_key
+from packrat.store import StagedFile, open_entry, open_key, sweep_staging
 from packrat.store.accounting import charge
 from packrat.store.layout import BLOCK, FANOUT, FIXED_OVERHEAD
 from packrat.store.reader import data_matches
@@ -215,6 +215,15 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(jobs=st.integers(1, 4))
     def run_file_work(self, jobs: int) -> None:
         self._run_jobs(jobs)
+
+    @rule(key=KEYS, size=SIZES)
+    def sweep_between_claim_and_publish(self, key: str, size: int) -> None:
+        """The server's periodic sweep while a claimed file waits for its rename."""
+        self._run_jobs()
+        self.commit_in_flight(key, size)
+        self.coordinator.files.run_next()  # the claim: a .commit file in staging
+        sweep_staging(self.coordinator.layout, stale_after=3600, running=True)
+        self._run_jobs()  # the publish finds its file (asserted with the reply)
 
     @rule(key=KEYS, size=SIZES)
     def commit_whose_staging_vanished(self, key: str, size: int) -> None:

@@ -128,7 +128,9 @@ class CoordinatorServer:
                         in_snapshot, coordinator.changes = coordinator.changes, 0
                     next_snapshot = now + settings.coordinator_snapshot_interval
                 if now >= next_sweep:
-                    sweep_staging(self.coordinator.layout, settings.coordinator_stale_staging)
+                    sweep_staging(
+                        coordinator.layout, settings.coordinator_stale_staging, running=True
+                    )
                     next_sweep = now + SWEEP_INTERVAL
         finally:
             files.close()  # the decided file work is done and answered first
