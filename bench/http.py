@@ -9,15 +9,23 @@ to keep the median of three runs per cell (the servers take turns),
 127.0.0.1 in a temporary directory, and every process it starts (``packrat
 serve``, nginx, the naive server, wrk) is stopped before it returns.
 
-Three servers answer the same files:
+Five servers answer the same files:
 
 * nginx (sendfile, access log off, as many workers as Packrat has front
   ends): what the kernel and a C server can do.  Uploads go to WebDAV
   ``PUT`` (body to a temporary file, then a rename), its closest thing.
+* the floor of a Python server, one process each: ``bench/bare_httptools.py``
+  (asyncio and httptools, the parser and loop Packrat's front ends use) and
+  ``bench/bare_tornado.py`` (Tornado's ``HTTP1Connection`` with a bare
+  delegate); each opens, reads and answers, or writes a new file and renames
+  it, and does nothing else.
 * a naive single-process Tornado file server (``bench/naive_tornado.py``):
   64 KiB chunked GET, a non-streaming multipart POST, the server Packrat
   replaces.
-* Packrat (``packrat serve``: supervisor, coordinator, front ends).
+* Packrat (``packrat serve``: supervisor, coordinator, front ends); with
+  ``--auth`` a second Packrat with ``[auth]`` on, every request to it
+  carrying a bearer token (``Packrat auth``), so the cost of access control
+  is measured in the same run.  ``--servers`` picks some of them.
 
 Workloads, each at 16 connections (GET 16 MiB at 4, 64 MiB uploads at 2 and
 for twice as long, so that the few requests cut off when a run ends weigh
@@ -60,6 +68,7 @@ import platform
 import pwd
 import random
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -68,7 +77,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -112,7 +121,11 @@ PR_SET_PDEATHSIG = 1
 BOUNDARY = "----packratbenchQ3x7Lw0pVd"
 SEED = 20240501
 NGINX, NAIVE_TORNADO, PACKRAT = "nginx", "naive Tornado", "Packrat"
-SERVERS = (NGINX, NAIVE_TORNADO, PACKRAT)  # run order within a workload
+BARE_HTTPTOOLS, BARE_TORNADO, PACKRAT_AUTH = "bare httptools", "bare Tornado", "Packrat auth"
+# run order within a workload
+SERVERS = (NGINX, BARE_HTTPTOOLS, BARE_TORNADO, NAIVE_TORNADO, PACKRAT, PACKRAT_AUTH)
+BARE = {BARE_HTTPTOOLS: HERE / "bare_httptools.py", BARE_TORNADO: HERE / "bare_tornado.py"}
+TOKEN = "bench-token-0123456789abcdef"  # Packrat auth's write token, sent on every request
 QUICK = ("GET 1 KiB", "GET 1 MiB", "HEAD", "exists", "upload 1 KiB POST")
 
 
@@ -130,6 +143,7 @@ class Request:
     per_thread: bool = False
     body: Path | None = None
     content_type: str | None = None
+    authorization: str | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +200,7 @@ class Server:
     name: str
     url: str
     pid: int  # root of its process tree
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request
 
 
 # -- processes ------------------------------------------------------------
@@ -197,13 +212,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, process: subprocess.Popen, what: str, log: Path, ok=None) -> None:
+def wait_http(
+    url: str, process: subprocess.Popen, what: str, log: Path, ok=None, headers=None
+) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"{what} exited early:\n{log.read_text(errors='replace')}")
         with contextlib.suppress(requests.ConnectionError):
-            reply = requests.get(url, timeout=1)
+            reply = requests.get(url, timeout=1, headers=headers)
             if ok is None or ok(reply):
                 return
         time.sleep(0.1)
@@ -212,7 +229,13 @@ def wait_http(url: str, process: subprocess.Popen, what: str, log: Path, ok=None
 
 @contextlib.contextmanager
 def running(
-    argv: list[str], log: Path, what: str, url: str, stop_signal=signal.SIGTERM, ok=None
+    argv: list[str],
+    log: Path,
+    what: str,
+    url: str,
+    stop_signal=signal.SIGTERM,
+    ok=None,
+    headers=None,
 ) -> Iterator[subprocess.Popen]:
     """Start ``argv``, wait until ``url`` answers; at the end stop it and all it started."""
     with open(log, "wb") as out:
@@ -224,7 +247,7 @@ def running(
             preexec_fn=die_with_parent,
         )
     try:
-        wait_http(url, process, what, log, ok)
+        wait_http(url, process, what, log, ok, headers)
         yield process
     finally:
         tree = snapshot().tree(process.pid)
@@ -251,9 +274,12 @@ def pinned(cpus: list[int] | None, argv: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def packrat_server(work: Path, frontends: int, cpus: list[int] | None) -> Iterator[Server]:
+def packrat_server(
+    work: Path, frontends: int, cpus: list[int] | None, auth: bool = False
+) -> Iterator[Server]:
+    """``packrat serve``; with ``auth``, ``[auth]`` on and ``TOKEN`` the one write token."""
     port = free_port()
-    root = work / f"packrat-{frontends}"
+    root = work / f"packrat-{frontends}{'-auth' if auth else ''}"
     (root / "run").mkdir(parents=True)
     config = root / "packrat.ini"
     config.write_text(
@@ -262,13 +288,20 @@ def packrat_server(work: Path, frontends: int, cpus: list[int] | None) -> Iterat
         f"[frontend]\nprocesses = {frontends}\n"
         f"[cache]\nroot = {root / 'cache'}\nmax_size = 4G\n"
         f"[coordinator]\nendpoint = ipc://{root / 'run' / 'coordinator.sock'}\n"
+        + (f"[auth]\nenabled = true\nwrite_tokens = {TOKEN}\n" if auth else "")
     )
     argv = pinned(cpus, [sys.executable, "-m", "packrat", "serve", "--config", str(config)])
     url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {TOKEN}"} if auth else {}
     with running(
-        argv, root / "packrat.log", "packrat serve", url + "/", ok=lambda r: "Objects" in r.text
+        argv,
+        root / "packrat.log",
+        "packrat serve",
+        url + "/",
+        ok=lambda r: "Objects" in r.text,
+        headers=headers,
     ) as process:
-        yield Server(PACKRAT, url, process.pid)
+        yield Server(PACKRAT_AUTH if auth else PACKRAT, url, process.pid, headers)
 
 
 NGINX_CONF = """\
@@ -336,6 +369,16 @@ def naive_server(work: Path, www: Path, cpus: list[int] | None) -> Iterator[Serv
         yield Server(NAIVE_TORNADO, url, process.pid)
 
 
+@contextlib.contextmanager
+def bare_server(name: str, work: Path, www: Path, cpus: list[int] | None) -> Iterator[Server]:
+    port = free_port()
+    argv = pinned(cpus, [sys.executable, str(BARE[name]), "--port", str(port), "--root", str(www)])
+    url = f"http://127.0.0.1:{port}"
+    log = work / f"bare-{port}.log"
+    with running(argv, log, str(BARE[name].relative_to(REPO)), url + "/exists/x") as process:
+        yield Server(name, url, process.pid)
+
+
 # -- data -----------------------------------------------------------------
 
 
@@ -367,9 +410,11 @@ def make_workloads(bodies: Path) -> list[Workload]:
             "POST", put.prefix, keys, True, body=form, content_type=content_type(BOUNDARY)
         )
         name = f"upload {size_name(size)}"
-        posts = {NGINX: put, NAIVE_TORNADO: post, PACKRAT: post}
+        posts = dict.fromkeys(SERVERS, post) | {NGINX: put}
         workloads.append(Workload(f"{name} POST", size, conns, posts, scale))
         workloads.append(Workload(f"{name} PUT", size, conns, dict.fromkeys(SERVERS, put), scale))
+    for w in workloads:  # the same requests, with a token
+        w.requests[PACKRAT_AUTH] = replace(w.requests[PACKRAT], authorization=f"Bearer {TOKEN}")
     return workloads
 
 
@@ -384,10 +429,11 @@ def objects_for(workloads: list[Workload]) -> dict[str, bytes]:
     return objects
 
 
-def load(url: str, objects: dict[str, bytes]) -> None:
+def load(server: Server, objects: dict[str, bytes]) -> None:
     with requests.Session() as session:
+        session.headers.update(server.headers)
         for key, data in objects.items():
-            session.put(f"{url}/{key}", data=data, timeout=60).raise_for_status()
+            session.put(f"{server.url}/{key}", data=data, timeout=60).raise_for_status()
 
 
 def write_files(www: Path, objects: dict[str, bytes]) -> None:
@@ -399,22 +445,23 @@ def write_files(www: Path, objects: dict[str, bytes]) -> None:
 
 def check(server: Server, workloads: list[Workload], objects: dict[str, bytes]) -> None:
     """One request of each kind answers correctly before anything is timed."""
-    url, name = server.url, server.name
+    url, name, auth = server.url, server.name, server.headers
     for w in workloads:
         req = w.requests[name]
         if req.method in ("GET", "HEAD") and not req.prefix.startswith("/exists/"):
             key = f"{req.prefix.strip('/')}/{req.keys - 1}"
-            reply = requests.request(req.method, f"{url}/{key}", timeout=30)
+            reply = requests.request(req.method, f"{url}/{key}", headers=auth, timeout=30)
             assert reply.status_code == 200, (name, w.name, reply.status_code)
             if req.method == "GET":
                 assert reply.content == objects[key], (name, w.name)
             assert int(reply.headers["Content-Length"]) == len(objects[key]), (name, w.name)
         elif req.method == "GET":
             for key, present in ((f"bench/{KIB}/1", True), ("bench/nothing", False)):
-                reply = requests.get(f"{url}/exists/{key}", timeout=10)
+                reply = requests.get(f"{url}/exists/{key}", headers=auth, timeout=10)
                 assert reply.json() == {"present": present}, (name, key, reply.text)
         else:
             headers = {"Content-Type": req.content_type} if req.content_type else {}
+            headers |= auth
             assert req.body is not None
             reply = requests.request(
                 req.method,
@@ -424,8 +471,10 @@ def check(server: Server, workloads: list[Workload], objects: dict[str, bytes]) 
                 timeout=60,
             )
             assert reply.status_code in (200, 201, 204), (name, w.name, reply.status_code)
-            back = requests.get(f"{url}/check/{w.size}", timeout=60)
-            assert len(back.content) == w.size, (name, w.name, len(back.content))
+            back = requests.get(f"{url}/check/{w.size}", headers=auth, timeout=60)
+            # The bare servers store a form as it came: they parse nothing.
+            stored = len(req.body.read_bytes()) if name in BARE else w.size
+            assert len(back.content) == stored, (name, w.name, len(back.content))
 
 
 # -- load -----------------------------------------------------------------
@@ -449,6 +498,7 @@ def run_wrk(
         "1" if req.per_thread else "0",
         str(req.body) if req.body else "-",
         req.content_type or "-",
+        req.authorization or "-",
     ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     for line in done.stdout.splitlines():
@@ -632,29 +682,46 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}" if a and b else "-"
 
 
+# The ratios of the summary table: (numerator, denominator, of what).
+RATIOS = (
+    (PACKRAT, NGINX, "µs/req"),
+    (PACKRAT, BARE_HTTPTOOLS, "µs/req"),
+    (PACKRAT, NAIVE_TORNADO, "µs/req"),
+    (PACKRAT_AUTH, PACKRAT, "µs/req"),
+    (PACKRAT, NGINX, "req/s"),
+    (PACKRAT, NAIVE_TORNADO, "req/s"),
+)
+SHORT = {NAIVE_TORNADO: "naive", BARE_HTTPTOOLS: "bare httptools", PACKRAT_AUTH: "Packrat auth"}
+
+
 def table(results: list[Result]) -> list[str]:
-    """The summary and the per-run tables of one front-end count, as markdown lines."""
+    """The summary and the per-run tables of one front-end count, as markdown lines.
+
+    The summary has a column per server that ran, then the ratios of
+    ``RATIOS`` whose two servers both ran.
+    """
     by = {(r.workload, r.server): r for r in results}
     rows = list(dict.fromkeys(r.workload for r in results))  # run order
+    ran = [s for s in SERVERS if any(r.server == s for r in results)]
+    ratios = [(a, b, unit) for a, b, unit in RATIOS if a in ran and b in ran]
+    names = [f"{s} µs/req" for s in ran]
+    names += [f"{unit} {SHORT.get(a, a)} ÷ {SHORT.get(b, b)}" for a, b, unit in ratios]
     out = [
-        "| workload | conns | nginx µs/req | naive Tornado µs/req | Packrat µs/req"
-        " | µs/req Packrat ÷ nginx | µs/req Packrat ÷ naive | req/s Packrat ÷ nginx"
-        " | req/s Packrat ÷ naive |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| workload | conns | " + " | ".join(names) + " |",
+        "|---|--:|" + "--:|" * len(names),
     ]
     for workload in rows:
-        n, t, p = (by.get((workload, s)) for s in SERVERS)
-        runs = [r for r in (n, t, p) if r]
-        mark = " ⚠" if any(r.busy or r.errors or not r.requests for r in runs) else ""
-
-        def us(r: Result | None) -> str:
-            return num(r.cpu_us) if r else "-"
-
-        out.append(
-            f"| {workload}{mark} | {runs[0].connections} | {us(n)} | {us(t)} | {us(p)} | "
-            f"{ratio(p and p.cpu_us, n and n.cpu_us)} | {ratio(p and p.cpu_us, t and t.cpu_us)} | "
-            f"{ratio(p and p.rate, n and n.rate)} | {ratio(p and p.rate, t and t.rate)} |"
-        )
+        runs = {s: by[(workload, s)] for s in ran if (workload, s) in by}
+        first = next(iter(runs.values()))
+        mark = " ⚠" if any(r.busy or r.errors or not r.requests for r in runs.values()) else ""
+        cells = [num(runs[s].cpu_us) if s in runs else "-" for s in ran]
+        for a, b, unit in ratios:
+            ra, rb = runs.get(a), runs.get(b)
+            if unit == "µs/req":
+                cells.append(ratio(ra and ra.cpu_us, rb and rb.cpu_us))
+            else:
+                cells.append(ratio(ra and ra.rate, rb and rb.rate))
+        out.append(f"| {workload}{mark} | {first.connections} | " + " | ".join(cells) + " |")
     out += [
         "",
         "| workload | server | req/s | MB/s | p50 ms | p99 ms | CPU % | CPU µs/req | errors"
@@ -662,7 +729,7 @@ def table(results: list[Result]) -> list[str]:
         "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for workload in rows:
-        for server in SERVERS:
+        for server in ran:
             r = by.get((workload, server))
             if r:
                 out.append(
@@ -723,7 +790,7 @@ def render(
         out += [
             "",
             f"#### Packrat with {frontends} front end(s) + coordinator; nginx with"
-            f" {frontends} worker(s); naive Tornado: 1 process",
+            f" {frontends} worker(s); bare and naive servers: 1 process",
             "",
             *table(mine),
         ]
@@ -778,6 +845,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--only", nargs="+", help="workload names, e.g. 'GET 1 KiB' exists")
     parser.add_argument(
+        "--auth",
+        action="store_true",
+        help=f"also run Packrat with [auth] on ({PACKRAT_AUTH!r}), a bearer token on every"
+        " request to it",
+    )
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        choices=SERVERS,
+        metavar="SERVER",
+        help=f"which servers to run (default: all; {PACKRAT_AUTH!r} with --auth): "
+        + ", ".join(map(repr, SERVERS)),
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help=f"smoke run: 1 s runs, no warm-up, at most 2 s idle wait, only {', '.join(QUICK)}"
@@ -806,9 +887,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.server_cpus, args.wrk_cpus = None, None
         args.mode = "unpinned"
     args.threads = len(args.wrk_cpus or cores)
+    chosen = args.servers or [s for s in SERVERS if s != PACKRAT_AUTH or args.auth]
+    if args.auth and PACKRAT_AUTH not in chosen:
+        chosen.append(PACKRAT_AUTH)
+    args.servers = [s for s in SERVERS if s in chosen]
     args.frontends = list(dict.fromkeys(args.frontends or [len(args.server_cpus or cores)]))
     args.command = "python bench/http.py" + (
-        " " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else ""
+        " " + shlex.join(sys.argv[1:]) if argv is None and sys.argv[1:] else ""
     )
     return args
 
@@ -861,16 +946,22 @@ def main(argv: list[str] | None = None) -> int:
             )
             with contextlib.ExitStack() as stack:
                 servers = []
-                if nginx:
-                    servers.append(
-                        stack.enter_context(
-                            nginx_server(nginx, work, www, frontends, args.server_cpus)
-                        )
-                    )
-                servers.append(stack.enter_context(naive_server(work, www, args.server_cpus)))
-                packrat = stack.enter_context(packrat_server(work, frontends, args.server_cpus))
-                load(packrat.url, objects)
-                servers.append(packrat)
+                for name in args.servers:
+                    cpus = args.server_cpus
+                    if name == NGINX and nginx:
+                        launch = nginx_server(nginx, work, www, frontends, cpus)
+                    elif name in BARE:
+                        launch = bare_server(name, work, www, cpus)
+                    elif name == NAIVE_TORNADO:
+                        launch = naive_server(work, www, cpus)
+                    elif name in (PACKRAT, PACKRAT_AUTH):
+                        launch = packrat_server(work, frontends, cpus, auth=name == PACKRAT_AUTH)
+                    else:
+                        continue
+                    server = stack.enter_context(launch)
+                    if name in (PACKRAT, PACKRAT_AUTH):
+                        load(server, objects)
+                    servers.append(server)
                 for server in servers:
                     check(server, workloads, objects)
                 run_table(plan, servers, workloads, results)

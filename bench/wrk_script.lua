@@ -1,6 +1,6 @@
 -- wrk script for bench/http.py: pre-built requests cycled per thread, one
 -- JSON line of results from done().  Arguments after "--":
---   method  path-prefix  keys  per-thread(0|1)  body-file|-  content-type|-
+--   method  path-prefix  keys  per-thread(0|1)  body-file|-  content-type|-  authorization|-
 -- Keys are "<prefix><n>" (shared by all threads) or "<prefix><thread>-<n>"
 -- (per-thread, for uploads, so threads never write the same key).
 
@@ -15,7 +15,7 @@ end
 
 function init(args)
    local method, prefix, keys, per_thread = args[1], args[2], tonumber(args[3]), args[4] == "1"
-   local body_file, content_type = args[5], args[6]
+   local body_file, content_type, authorization = args[5], args[6], args[7]
    local body = nil
    if body_file ~= "-" then
       local f = assert(io.open(body_file, "rb"))
@@ -25,6 +25,9 @@ function init(args)
    local headers = {}
    if content_type ~= "-" then
       headers["Content-Type"] = content_type
+   end
+   if authorization ~= nil and authorization ~= "-" then
+      headers["Authorization"] = authorization
    end
    for n = 0, keys - 1 do
       local path

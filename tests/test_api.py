@@ -1,4 +1,5 @@
-"""The public HTTP API against a real ``packrat serve`` on 127.0.0.1."""
+"""The public HTTP API against a real ``packrat serve`` on 127.0.0.1, with access control
+off and on (the ``server`` fixture) but for the two tests that need a server of their own."""
 
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ def test_readme_example_round_trip(packrat_server, tmp_path):
     assert r.headers["Content-Disposition"] == 'attachment; filename="report.pdf"'
 
 
-def test_post_reports_key_size_and_digest(packrat_server):
+def test_post_reports_key_size_and_digest(server):
     data = b"packrat" * 1000
-    reply = packrat_server.upload("a/b/c.txt", data, filename="c.txt")
+    reply = server.upload("a/b/c.txt", data, filename="c.txt")
     assert reply.status_code == 200
     body = reply.json()
     assert body["success"] is True
@@ -41,9 +42,9 @@ def test_post_reports_key_size_and_digest(packrat_server):
     assert body["sha256"] == hashlib.sha256(data).hexdigest()
 
 
-def test_get_sends_attachment_with_uploaded_name(packrat_server):
-    packrat_server.upload("doc", b"hello world", filename="notes final.txt")
-    reply = packrat_server.get("doc")
+def test_get_sends_attachment_with_uploaded_name(server):
+    server.upload("doc", b"hello world", filename="notes final.txt")
+    reply = server.get("doc")
     assert reply.status_code == 200
     assert reply.content == b"hello world"
     assert reply.headers["Content-Disposition"] == 'attachment; filename="notes final.txt"'
@@ -52,9 +53,9 @@ def test_get_sends_attachment_with_uploaded_name(packrat_server):
     assert reply.headers["ETag"] == f'"{hashlib.sha256(b"hello world").hexdigest()}"'
 
 
-def test_non_ascii_filename_is_encoded_not_injected(packrat_server):
-    packrat_server.upload("unicode", b"x", filename="r\u00e9sum\u00e9;v2.txt")
-    disposition = packrat_server.get("unicode").headers["Content-Disposition"]
+def test_non_ascii_filename_is_encoded_not_injected(server):
+    server.upload("unicode", b"x", filename="r\u00e9sum\u00e9;v2.txt")
+    disposition = server.get("unicode").headers["Content-Disposition"]
     assert disposition == (
         "attachment; filename=\"r_sum_;v2.txt\"; filename*=UTF-8''r%C3%A9sum%C3%A9%3Bv2.txt"
     )
@@ -65,14 +66,14 @@ def test_non_ascii_filename_is_encoded_not_injected(packrat_server):
         f"\r\ndata\r\n--{boundary}--\r\n"
     ).encode()
     ctype = f"multipart/form-data; boundary={boundary}"
-    status, _ = _raw_post(packrat_server, "quoted", body, ctype)
+    status, _ = _raw_post(server, "quoted", body, ctype)
     assert status == 200
-    disposition = packrat_server.get("quoted").headers["Content-Disposition"]
+    disposition = server.get("quoted").headers["Content-Disposition"]
     assert disposition.count('"') == 2, disposition
 
 
-def test_missing_object_is_404_json(packrat_server):
-    reply = packrat_server.get("nothing/here")
+def test_missing_object_is_404_json(server):
+    reply = server.get("nothing/here")
     assert reply.status_code == 404
     assert reply.json() == {
         "success": False,
@@ -81,21 +82,21 @@ def test_missing_object_is_404_json(packrat_server):
     }
 
 
-def test_exists(packrat_server):
-    assert packrat_server.exists("later") is False
-    packrat_server.upload("later", b"1")
-    assert packrat_server.exists("later") is True
+def test_exists(server):
+    assert server.exists("later") is False
+    server.upload("later", b"1")
+    assert server.exists("later") is True
 
 
-def test_overwrite_replaces_content_and_name(packrat_server):
-    packrat_server.upload("k", b"first", filename="one.txt")
-    packrat_server.upload("k", b"second version", filename="two.txt")
-    reply = packrat_server.get("k")
+def test_overwrite_replaces_content_and_name(server):
+    server.upload("k", b"first", filename="one.txt")
+    server.upload("k", b"second version", filename="two.txt")
+    reply = server.get("k")
     assert reply.content == b"second version"
     assert 'filename="two.txt"' in reply.headers["Content-Disposition"]
 
 
-def test_invalid_keys_are_400_json(packrat_server):
+def test_invalid_keys_are_400_json(server):
     boundary = "B0"
     body = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'
@@ -115,26 +116,38 @@ def test_invalid_keys_are_400_json(packrat_server):
         "..%5c..%5cwin",
         "trailing/",
     ):
-        status, payload = _raw_post(packrat_server, key, body, ctype)
+        status, payload = _raw_post(server, key, body, ctype)
         assert status == 400, (key, status, payload)
         assert payload["success"] is False and payload["error"] == "invalid_key", payload
-    status, payload = _raw_request(packrat_server, "GET", "/a%2F..%2Fb")
+    status, payload = _raw_request(server, "GET", "/a%2F..%2Fb")
     assert status == 400 and payload["error"] == "invalid_key"
-    # Nothing was written anywhere but objects/ (and nothing at all here).
-    assert packrat_server.object_bytes() == 0
-    assert sorted(p.name for p in packrat_server.cache.iterdir()) == ["objects", "staging", "state"]
+    # Nothing was written anywhere but objects/.
+    assert sorted(p.name for p in server.cache.iterdir()) == ["objects", "staging", "state"]
 
 
-def test_missing_file_field_is_400(packrat_server):
-    reply = requests.post(f"{packrat_server.url}/k", files={"other": ("f", b"data")}, timeout=10)
-    assert reply.status_code == 400
-    assert reply.json()["error"] == "missing_field"
-    assert packrat_server.exists("k") is False
-    assert packrat_server.staging_files() == []
+def test_missing_file_field_is_400_naming_the_field_found(server):
+    url = f"{server.url}/no-file-field"
+    big = b"x" * 100_000
+    for form, found in (
+        ({"files": {"other": ("f", b"data")}}, "before field 'other' (a file)"),
+        ({"files": {"upload": ("notes.bin", big)}}, "before field 'upload' (a file)"),
+        # curl -F upload=<notes.bin: the file's bytes as a plain field
+        ({"files": {"upload": (None, big)}}, "before field 'upload' (longer than 1024 bytes"),
+        ({"data": {"sha256": "0" * 64}, "files": {}}, "(fields found: 'sha256', 'note')"),
+    ):
+        if not form["files"]:  # a form with no file at all
+            form["files"] = {"note": (None, b"hello")}
+        reply = server.http.post(url, timeout=10, **form)
+        assert reply.status_code == 400, reply.text
+        body = reply.json()
+        assert body["error"] == "missing_field", body
+        assert "the form has no field 'file'" in body["message"] and found in body["message"]
+    assert server.exists("no-file-field") is False
+    assert server.staging_files() == []
 
 
-def test_not_multipart_is_400(packrat_server):
-    reply = requests.post(f"{packrat_server.url}/k", data=b"raw bytes", timeout=10)
+def test_not_multipart_is_400(server):
+    reply = server.http.post(f"{server.url}/k", data=b"raw bytes", timeout=10)
     assert reply.status_code == 400
     body = reply.json()
     assert body["success"] is False and body["error"] == "malformed_multipart"
@@ -147,14 +160,14 @@ def _raw_post(server, key: str, body: bytes, content_type: str) -> tuple[int, di
 def _raw_request(server, method, path, body=None, headers=None) -> tuple[int, dict]:
     """One request exactly as written (no client-side path normalisation)."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    conn.request(method, path, body=body, headers=headers or {})
+    conn.request(method, path, body=body, headers={**server.auth, **(headers or {})})
     response = conn.getresponse()
     status, payload = response.status, json.loads(response.read())
     conn.close()
     return status, payload
 
 
-def test_malformed_multipart_is_400_never_500(packrat_server):
+def test_malformed_multipart_is_400_never_500(server):
     boundary = "XyZ"
     ctype = f"multipart/form-data; boundary={boundary}"
     truncated = (
@@ -164,32 +177,32 @@ def test_malformed_multipart_is_400_never_500(packrat_server):
     garbage = b"this is not multipart at all\r\n\r\n--nope--"
     bad_header = f"--{boundary}\r\nno colon header line\r\n\r\ndata\r\n--{boundary}--\r\n".encode()
     for body in (truncated, garbage, bad_header, b""):
-        status, payload = _raw_post(packrat_server, "m", body, ctype)
+        status, payload = _raw_post(server, "m", body, ctype)
         assert status == 400, (body, status, payload)
         assert payload["success"] is False
         assert payload["error"] in ("malformed_multipart", "missing_field")
-    status, payload = _raw_post(packrat_server, "m", b"x", "multipart/form-data")
+    status, payload = _raw_post(server, "m", b"x", "multipart/form-data")
     assert status == 400 and payload["error"] == "malformed_multipart"
-    assert packrat_server.exists("m") is False
-    assert packrat_server.staging_files() == []
+    assert server.exists("m") is False
+    assert server.staging_files() == []
 
 
-def test_form_upload_on_status_page(packrat_server):
-    page = requests.get(packrat_server.url + "/", timeout=10)
+def test_form_upload_on_status_page(server):
+    page = server.http.get(server.url + "/", timeout=10)
     assert page.status_code == 200
     for label in ("Objects", "Bytes used", "Hits", "Misses", "Evictions"):
         assert label in page.text
     assert 'enctype="multipart/form-data"' in page.text
     assert 'name="file"' in page.text and 'name="key"' in page.text
     # Submit the form as a browser would: the key field, then the file.
-    reply = requests.post(
-        packrat_server.url + "/",
+    reply = server.http.post(
+        server.url + "/",
         data={"key": "from/form"},
         files={"file": ("form.txt", b"via the form")},
         timeout=10,
     )
     assert reply.status_code == 200, reply.text
-    assert packrat_server.get("from/form").content == b"via the form"
+    assert server.get("from/form").content == b"via the form"
 
 
 def test_status_page_counts_hits_and_misses(packrat_server):

@@ -151,21 +151,53 @@ def test_authenticator_unit(tmp_path):
     )
     auth = Authenticator(settings)
     assert len(auth.challenges) == 2
+    bob = "Basic Ym9iOmJvYi1wdw=="  # bob:bob-pw
 
     async def check():
-        assert await auth.rights(f"Bearer {READER}") == {READ}
-        assert await auth.rights(f"bearer  {WRITER} ") == {READ, WRITE}
-        assert await auth.rights("Basic Ym9iOmJvYi1wdw==") == {READ, WRITE}  # bob:bob-pw
-        assert await auth.rights("Basic Ym9iOmJvYi1wdw==") == {READ, WRITE}  # remembered
-        assert await auth.rights("Bearer " + READER[:-1]) is None
-        with pytest.raises(Unauthorized):
-            await auth.require(READ, None)
+        # Tokens and remembered Basic credentials are decided at once (None), a
+        # password to hash is an awaitable; a refusal raises either way.
+        assert auth.check(READ, f"Bearer {READER}") is None
+        assert auth.check(WRITE, f"bearer  {WRITER} ") is None
         with pytest.raises(Forbidden):
-            await auth.require(WRITE, f"Bearer {READER}")
+            auth.check(WRITE, f"Bearer {READER}")
+        with pytest.raises(Unauthorized):
+            auth.check(READ, "Bearer " + READER[:-1])
+        with pytest.raises(Unauthorized):
+            auth.check(READ, None)
+        first = auth.check(WRITE, bob)
+        assert first is not None
+        await first
+        assert auth.check(WRITE, bob) is None  # remembered: no hash this time
+        with pytest.raises(Unauthorized):
+            await auth.require(READ, "Basic " + "Ym9iOndyb25n")  # bob:wrong
         await auth.require(WRITE, f"Bearer {WRITER}")
 
     asyncio.run(check())
     assert Authenticator(config.Settings()).public_reads is True
+
+
+def test_a_changed_htpasswd_file_takes_effect_within_a_second(tmp_path):
+    """Remembered credentials are forgotten when the file changes; a removed user is out."""
+    path = _htpasswd(tmp_path)
+    auth = Authenticator(
+        config.Settings(auth_enabled=True, auth_htpasswd=path, auth_write_users=("*",))
+    )
+    bob = "Basic Ym9iOmJvYi1wdw=="  # bob:bob-pw
+
+    async def check():
+        await auth.require(READ, bob)
+        assert auth.check(READ, bob) is None  # remembered
+        path.write_text("\n".join(path.read_text().splitlines()[:-1]) + "\n")  # bob removed
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                await auth.require(READ, bob)
+            except Unauthorized:
+                break
+            assert time.monotonic() < deadline, "a removed user kept access"
+            await asyncio.sleep(0.1)
+
+    asyncio.run(check())
 
 
 def test_htpasswd_parsing_and_hashes(tmp_path):
@@ -188,7 +220,7 @@ def test_htpasswd_parsing_and_hashes(tmp_path):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("[auth]\nenabled = true\n", "[auth] enabled: no read_tokens, write_tokens or htpasswd"),
+        ("[auth]\nenabled = true\n", "no read_tokens, write_tokens, list_tokens or htpasswd"),
         ("[auth]\nenabled = maybe\n", "is not a boolean"),
         ("[auth]\nread_tokens = short\n", "at least 16 characters"),
         ("[auth]\nhtpasswd = /nonexistent/file\n", "is not a readable file"),

@@ -170,7 +170,7 @@ def test_quick_run_reports_every_column(tmp_path: Path) -> None:
     assert report["mode"] == ("pinned" if pin else "unpinned")
 
     servers = {r["server"] for r in report["results"]}
-    assert servers >= {"naive Tornado", "Packrat"}
+    assert servers >= {"bare httptools", "bare Tornado", "naive Tornado", "Packrat"}
     assert servers <= set(SERVERS)
     assert len(report["results"]) == 2 * len(workloads) * len(servers)
     cores = len(report["server_cpus"] or os.sched_getaffinity(0))
@@ -187,9 +187,10 @@ def test_quick_run_reports_every_column(tmp_path: Path) -> None:
     mode = "pinned: servers on CPU" if pin else "unpinned: servers and wrk share"
     assert f"- mode: {mode}" in markdown
     for header in (
-        "| workload | conns | nginx µs/req | naive Tornado µs/req | Packrat µs/req"
-        " | µs/req Packrat ÷ nginx | µs/req Packrat ÷ naive | req/s Packrat ÷ nginx"
-        " | req/s Packrat ÷ naive |",
+        "| workload | conns | nginx µs/req | bare httptools µs/req | bare Tornado µs/req"
+        " | naive Tornado µs/req | Packrat µs/req | µs/req Packrat ÷ nginx"
+        " | µs/req Packrat ÷ bare httptools | µs/req Packrat ÷ naive"
+        " | req/s Packrat ÷ nginx | req/s Packrat ÷ naive |",
         "| workload | server | req/s | MB/s | p50 ms | p99 ms | CPU % | CPU µs/req | errors"
         " | others % |",
     ):

@@ -16,12 +16,15 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
+from packrat.core.keys import FORBIDDEN_CLASS, KEY_PATTERN, key_path, validate_key
 from packrat.frontend import page as server_page
 
 sync_api = pytest.importorskip(
@@ -47,6 +50,12 @@ FLAGS = [
     "--disable-sync",
 ]
 TIMEOUT_MS = 20_000
+# The lines each value of the result page's table takes, as laid out.
+LINES_PER_VALUE = """() => [...document.querySelectorAll("table.details td")].map((td) => {
+  const range = document.createRange();
+  range.selectNodeContents(td);
+  return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+})"""
 MiB = 1 << 20
 # Collects the values every <progress> of the upload queue takes.
 WATCH_PROGRESS = """() => {
@@ -188,7 +197,7 @@ def test_files_picked_by_keyboard_or_dropped_each_get_their_own_key(make_server,
     assert [keys.nth(i).input_value() for i in range(3)] == [
         "picked.txt",
         "one.txt",
-        "two_words.bin",
+        "two words.bin",  # a name is a key as it is
     ]
     keys.nth(1).fill("dropped/one.txt")
     assert page.inner_text("#send") == "Upload 3 files"
@@ -197,34 +206,62 @@ def test_files_picked_by_keyboard_or_dropped_each_get_their_own_key(make_server,
     assert page.locator(".item.failed").count() == 0
     assert server.get("picked.txt").content == b"picked"
     assert server.get("dropped/one.txt").content == b"first file\n"
-    assert server.get("two_words.bin").content == bytes(i % 251 for i in range(300000))
-    assert server.get("two_words.bin").headers["Content-Disposition"] == (
+    assert server.get("two words.bin").content == bytes(i % 251 for i in range(300000))
+    assert server.get("two words.bin").headers["Content-Disposition"] == (
         'attachment; filename="two words.bin"'
     )
 
 
-def test_an_api_error_is_shown_in_words(make_server, open_context, tmp_path):
+def test_a_file_too_large_is_flagged_and_not_sent(make_server, open_context, tmp_path):
     server = make_server(cache={"max_size": "8M", "max_file_size": "1M"})
-    path, _ = _file(tmp_path, "large.bin", 2 * MiB)
+    large, _ = _file(tmp_path, "large.bin", 2 * MiB)
+    small, data = _file(tmp_path, "small.bin", 1000)
+    page = open_context().new_page()
+    posts: list[str] = []
+    page.on(
+        "request", lambda request: posts.append(request.url) if request.method == "POST" else None
+    )
+    page.goto(server.url + "/")
+    page.set_input_files("#file", [str(large), str(small)])
+    flagged = page.locator(".item").nth(0)
+    assert flagged.locator(".status").inner_text() == (
+        "Larger than the largest file this server accepts (1 MiB): it will not be sent."
+    )
+    assert "failed" in flagged.get_attribute("class")
+    assert flagged.locator(".item-key").count() == 0
+    assert page.inner_text("#send") == "Upload"  # one file to send, not two
+    page.click("#send")
+    page.locator(".item.done").wait_for()
+    assert posts == [server.url + "/"]  # the small file only
+    assert server.get("small.bin").content == data
+    assert server.exists("large.bin") is False
+    # Only the flagged file left: nothing is sent, and the page says why.
+    page.click("#send")
+    assert page.inner_text("#queue-hint") == "Nothing this server accepts to send."
+    assert posts == [server.url + "/"]
+    assert server.staging_files() == []
+
+
+def test_an_api_error_is_shown_in_words(make_server, open_context, tmp_path):
+    server = make_server()
+    path, _ = _file(tmp_path, "notes.bin", 1000)
     page = open_context().new_page()
     page.goto(server.url + "/")
     page.set_input_files("#file", str(path))
     item = page.locator(".item")
-    # Warned at once, but the server has the last word.
-    assert item.locator(".status").inner_text() == (
-        "Larger than the largest file this server accepts (1 MiB)."
-    )
+    key = item.locator(".item-key")
+    key.fill("api/notes.bin")  # a key the browser cannot tell is reserved
     page.click("#send")
     page.locator(".item.failed").wait_for()
     assert item.locator(".status").inner_text() == (
-        "Not stored. The upload is larger than the limit of 1048576 bytes. (too_large, HTTP 413)"
+        "Not stored. Invalid key 'api/notes.bin': keys starting with 'api' are reserved by the API."
+        " (invalid_key, HTTP 400)"
     )
     assert item.locator("progress").is_hidden()
-    assert server.exists("large.bin") is False
+    assert server.object_bytes() == 0
     assert server.staging_files() == []
     # A key the browser can tell is wrong is not sent at all.
-    key = item.locator(".item-key")
-    key.fill("a key with spaces")
+    key.fill("a//b")
     assert key.evaluate("input => input.validity.patternMismatch") is True
     key.fill("ok/a(1)+b=c;d@e")
     assert key.evaluate("input => input.validity.valid") is True
@@ -245,6 +282,14 @@ def test_without_javascript_the_form_answers_a_page_with_a_link_back(
     assert navigation.value.status == 200
     assert page.inner_text("h2") == "Stored"
     assert hashlib.sha256(data).hexdigest() in page.inner_text(".digest")
+    # Each figure on one line, no word cut in two (they were tiles a few
+    # characters wide: "nojs/pla|in.txt", the sha256 over eight lines).
+    assert page.evaluate(LINES_PER_VALUE) == [1, 1, 1, 1, 1]
+    page.set_viewport_size({"width": 360, "height": 740})
+    lines = page.evaluate(LINES_PER_VALUE)
+    assert lines[:3] == [1, 1, 1] and lines[4] == 1 and lines[3] <= 3, lines  # digest wraps
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    page.set_viewport_size({"width": 1280, "height": 720})
     assert server.get("nojs/plain.txt").content == data
     page.click("text=Back to the status page")
     page.locator("#recent a", has_text="nojs/plain.txt").wait_for()
@@ -255,7 +300,7 @@ def test_without_javascript_the_form_answers_a_page_with_a_link_back(
         page.click("#send")
     assert navigation.value.status == 400
     assert page.inner_text(".error") == (
-        "Invalid key: keys starting with 'api' are reserved by the API."
+        "Invalid key 'api/refused': keys starting with 'api' are reserved by the API."
     )
     assert page.get_attribute("text=Back to the status page", "href") == "/"
 
@@ -346,3 +391,51 @@ def test_a_phone_sees_the_whole_page_without_scrolling_sideways(make_server, ope
     page.locator("#recent a").first.wait_for()
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     assert page.locator("table.figures tr").first.bounding_box()["width"] <= 360
+
+
+# Keys the page's pattern and script see, with what packrat.core.keys says of them.
+KEYS_TO_CHECK = [
+    "Q1 report.pdf",
+    "rapports/été/q1",
+    "日本語/ファイル",
+    "family \U0001f468\u200d\U0001f469\u200d\U0001f467.jpg",
+    "100%/a?b#c&d",
+    "a//b",
+    "/a",
+    "a/",
+    "a\\b",
+    "tab\there",
+    "x\u0085y",
+    "bidi\u202etxt.exe",
+    "iso\u2066late",
+    "line\u2028sep",
+    "(){}[]|/-&&!!",
+    "\U0001f600",
+]
+
+
+def test_the_page_checks_and_makes_keys_by_the_servers_rule(make_server, open_context):
+    """The input's pattern and the script's default keys, from the data the server renders,
+    agree with packrat.core.keys in Chromium (the pattern compiles with the v flag)."""
+    server = make_server()
+    page = open_context().new_page()
+    page.goto(server.url + "/")
+    module = "import(document.querySelector('script[type=module]').src)"
+    found = page.evaluate(
+        f"""async (keys) => {{
+        const m = await {module};
+        const input = document.getElementById("key");
+        return keys.map((key) => {{
+          input.value = key;
+          return [!input.validity.patternMismatch, m.defaultKey(key), m.keyPath(key)];
+        }});
+    }}""",
+        KEYS_TO_CHECK,
+    )
+    for key, (valid, default, path) in zip(KEYS_TO_CHECK, found, strict=True):
+        assert valid == bool(re.fullmatch(KEY_PATTERN, key)), key
+        assert default == re.sub(f"[{FORBIDDEN_CLASS}]", "_", key), key
+        if "/" not in key:
+            assert validate_key(default) == default  # a file's name always makes a key
+        # Both encodings decode to the key (they differ only in what they leave as is).
+        assert unquote(path) == unquote(key_path(key)) == "/" + key, key

@@ -6,12 +6,15 @@ own verification, which a real Packrat never gives cause to fail.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import hashlib
 import http.server
 import io
 import logging
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -24,10 +27,12 @@ import pytest
 from packrat import __version__
 from packrat.client import (
     APIError,
+    BadAnswer,
     ChecksumMismatch,
     Client,
     ClientError,
     IntegrityError,
+    KeyRefused,
     NotFound,
     TransferError,
     Unavailable,
@@ -105,15 +110,22 @@ def test_a_pipe_is_spooled_so_it_is_verified_and_retryable(packrat_server):
 
 
 def test_keys_are_sent_as_the_server_reads_them(packrat_server, tmp_path):
-    key = "a/b:c@d/e=f;g,h+i/$&'()*!~x"
+    keys = ["a/b:c@d/e=f;g,h+i/$&'()*!~x", "Q1 report.pdf", "rapports/été/q1", "100%/a?b#c"]
     with Client(packrat_server.url) as cache:
-        cache.put(key, io.BytesIO(b"odd key"))
-        assert cache.exists(key)
-        assert packrat_server.exists(key)
-        with pytest.raises(APIError) as refused:
-            cache.put("bad key/with space", io.BytesIO(b"x"))
+        for key in keys:
+            cache.put(key, io.BytesIO(key.encode()))
+            assert cache.exists(key)
+            out = io.BytesIO()
+            assert cache.get(key, out).key == key and out.getvalue() == key.encode()
+        # A key the server would refuse is refused before anything is sent.
+        with pytest.raises(KeyRefused) as refused:
+            cache.put("bad key/with\ttab", io.BytesIO(b"x"))
     assert refused.value.status == 400 and refused.value.code == "invalid_key"
-    assert "invalid_key" in str(refused.value)
+    assert str(refused.value) == (
+        "invalid_key: invalid key 'bad key/with\\ttab': U+0009 at character 13"
+        " is a control character"
+    )
+    assert packrat_server.coordinator_stats()["objects"] == len(keys)
 
 
 def test_exists_delete_and_not_found(packrat_server):
@@ -363,36 +375,144 @@ def test_transfers_stream_in_constant_memory(make_server, tmp_path):
         )
 
 
-# -- README ---------------------------------------------------------------
+# -- a hostile server: the client trusts it no further than the API promises --
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-def readme_examples() -> list[str]:
-    """The Python blocks of README's "Using it" section."""
-    text = README.read_text()
-    section = text[text.index("## Using it") : text.index("## API")]
-    return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
+CHUNK_OF_X = b"4000\r\n" + b"x" * 0x4000 + b"\r\n"  # one 16 KiB chunk, sent forever
 
 
-def test_readme_has_both_python_examples():
-    examples = readme_examples()
-    assert len(examples) == 2
-    assert "from packrat.client import Client" in examples[0]
-    assert "import requests" in examples[1] and "files=" not in examples[1]
+def etag(body: bytes) -> str:
+    return f'"{hashlib.sha256(body).hexdigest()}"'
 
 
-@pytest.mark.parametrize("number", [0, 1])
-def test_readme_python_examples_run_as_shown(packrat_server, tmp_path, number):
-    """Each example, unchanged but for the server's port, with a report.pdf beside it."""
-    code = readme_examples()[number]
-    assert code.count("http://127.0.0.1:5050") == 1
-    code = code.replace("http://127.0.0.1:5050", packrat_server.url)
-    data = os.urandom(500_000)
-    (tmp_path / "report.pdf").write_bytes(data)
+def test_an_endless_chunked_body_after_a_content_length_is_not_read(hostile_server):
+    hostile_server.reply_endless(
+        "200 OK",
+        {"Content-Length": 1100, "Transfer-Encoding": "chunked", "ETag": etag(b"x" * 1100)},
+        CHUNK_OF_X,
+    )
+    out = io.BytesIO()
+    with Client(hostile_server.url) as cache, pytest.raises(BadAnswer, match="ambiguous"):
+        cache.get("k", out)
+    assert out.getvalue() == b""
+    time.sleep(0.5)  # the server notices the closed connection
+    assert hostile_server.sent < 16 << 20  # socket buffers, not an endless stream
+
+
+def test_a_download_is_never_more_than_its_content_length(hostile_server):
+    body = b"x" * 1100
+    # More bytes than announced follow: they are never read.
+    hostile_server.reply_endless("200 OK", {"Content-Length": 1100, "ETag": etag(body)}, body)
+    out = io.BytesIO()
+    with Client(hostile_server.url) as cache:
+        assert cache.get("k", out).size == 1100
+    assert out.getvalue() == body
+
+
+def test_an_encoded_body_is_refused_not_decompressed(hostile_server, tmp_path):
+    """65 KB of gzip would be 64 MiB decompressed (requests decoded it by itself)."""
+    plain = bytes(64 << 20)
+    packed = gzip.compress(plain)
+    headers = {"Content-Length": len(packed), "Content-Encoding": "gzip", "ETag": etag(plain)}
+    hostile_server.reply("200 OK", headers, packed)
+    out = io.BytesIO()
+    with Client(hostile_server.url) as cache, pytest.raises(BadAnswer, match="encoded"):
+        cache.get("k", out)
+    assert out.getvalue() == b""
+    assert b"accept-encoding: identity" in hostile_server.requests[0].lower()
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "9" * 9000, "-1", "1e3", " "])
+def test_a_content_length_that_is_not_digits_is_refused(hostile_server, length):
+    head = f"HTTP/1.1 200 OK\r\nETag: {etag(b'x')}\r\nContent-Length: {length}\r\n"
+    hostile_server.answers.append(lambda conn: conn.sendall(head.encode() + b"\r\nx"))
+    out = io.BytesIO()
+    with Client(hostile_server.url) as cache, pytest.raises(BadAnswer, match="Content-Length"):
+        cache.get("k", out)
+    assert out.getvalue() == b""
+
+
+def test_a_retry_after_that_is_not_a_delay_waits_one_second(hostile_server):
+    error = b'{"success": false, "error": "too_busy", "message": "busy"}'
+    hostile_server.reply(
+        "503 Service Unavailable", {"Retry-After": "\u00b2", "Content-Length": len(error)}, error
+    )
+    present = b'{"present": true}'
+    hostile_server.reply("200 OK", {"Content-Length": len(present)}, present)
+    start = time.monotonic()
+    with Client(hostile_server.url, retries=1) as cache:
+        assert cache.exists("k") is True
+    assert 0.9 < time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize(
+    "body", [b"{}", b'{"present": "yes"}', b'{"present": 1}', b"[true]", b"<html>ok</html>", b""]
+)
+def test_an_answer_without_the_api_shape_is_a_bad_answer(hostile_server, body):
+    hostile_server.reply("200 OK", {"Content-Length": len(body)}, body)
+    with Client(hostile_server.url) as cache, pytest.raises(BadAnswer):
+        cache.exists("k")
+
+
+def test_a_put_answered_with_something_else_than_json_is_a_bad_answer(hostile_server):
+    page = b"<html>stored, probably</html>"
+    hostile_server.reply("200 OK", {"Content-Length": len(page)}, page)
+    with Client(hostile_server.url) as cache, pytest.raises(BadAnswer, match="not JSON"):
+        cache.put("k", io.BytesIO(b"data"))
+
+
+def test_a_json_answer_is_read_to_a_bound(hostile_server):
+    hostile_server.reply_endless(
+        "200 OK", {"Transfer-Encoding": "chunked"}, b"4000\r\n" + b" " * 0x4000 + b"\r\n"
+    )
+    with Client(hostile_server.url) as cache, pytest.raises(BadAnswer, match="larger than"):
+        cache.stat()
+
+
+def test_an_error_page_of_a_proxy_keeps_its_status(hostile_server):
+    page = b"<html>Bad Gateway</html>"
+    hostile_server.reply("502 Bad Gateway", {"Content-Length": len(page)}, page)
+    with Client(hostile_server.url) as cache, pytest.raises(APIError) as error:
+        cache.exists("k")
+    assert (error.value.status, error.value.code) == (502, "http_502")
+
+
+def test_https_is_verified_against_the_systems_cas_or_ssl_cert_file(https_server, certificate):
+    _, url = https_server
+    cafile = certificate[2]
+    with Client(url, retries=0) as cache, pytest.raises(TransferError, match="certificate"):
+        cache.exists("k")  # a CA of its own: not trusted by default
+    context = ssl.create_default_context(cafile=str(cafile))
+    with Client(url, ssl_context=context) as cache:
+        cache.put("over/tls", io.BytesIO(b"secret"))
+        out = io.BytesIO()
+        cache.get("over/tls", out)
+    assert out.getvalue() == b"secret"
+    # The command line: OpenSSL's own variable names the CA.
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "packrat", "exists", "over/tls", "--url", url],
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "SSL_CERT_FILE": str(cafile)},
     )
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "q1.pdf").read_bytes() == data
-    assert "True" in result.stdout
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced(make_server):
+    server = make_server(frontend={"idle_timeout": 1})
+    with Client(server.url, retries=0) as cache:
+        cache.put("kept", io.BytesIO(b"alive"))
+        time.sleep(1.5)  # the server closes the idle keep-alive connection
+        assert cache.exists("kept")
+
+
+def test_credentials_in_the_url_are_sent_as_basic_and_never_shown(hostile_server):
+    page = b"<html>Bad Gateway</html>"
+    hostile_server.reply("502 Bad Gateway", {"Content-Length": len(page)}, page)
+    url = hostile_server.url.replace("http://", "http://ci:p%40ss%20word@")
+    with Client(url) as cache, pytest.raises(APIError):
+        cache.exists("k")
+    assert cache.url == hostile_server.url
+    expected = base64.b64encode(b"ci:p@ss word").decode()
+    assert f"Authorization: Basic {expected}".encode() in hostile_server.requests[0]
+    with pytest.raises(ValueError, match="token"):
+        Client(hostile_server.url, "line\r\nX-Injected: 1")

@@ -29,13 +29,19 @@ EXAMPLE = Path(__file__).parent.parent / "etc" / "packrat.ini.example"
         ("2T", 2 << 40),
         ("10k", 10240),
         ("3GiB", 3 << 30),
+        ("1.5G", 3 << 29),
+        ("1.1G", 1181116006),  # exact: 1.1 * 2**30 rounded down
+        ("0.5 KiB", 512),
+        ("10GB", 10 * 10**9),  # SI units mean powers of 1000
+        ("2 TB", 2 * 10**12),
+        ("7B", 7),
     ],
 )
 def test_parse_size(text, expected):
     assert config.parse_size(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "1.5G", "-1", "12Q", "G", "1 G B"])
+@pytest.mark.parametrize("text", ["", "1.5", "-1", "12Q", "G", "1 G B", "1Ki", "1e3", "\u00b2"])
 def test_parse_size_refuses(text):
     with pytest.raises(ValueError):
         config.parse_size(text)
@@ -208,7 +214,13 @@ def test_runs_on_built_in_defaults_in_any_directory(tmp_path):
         ("[cache]\nmax_size = lots\n", "[cache] max_size = lots: 'lots' is not a size"),
         ("[cache]\nmax_sise = 1G\n", "[cache] max_sise: unknown option"),
         ("[cash]\nmax_size = 1G\n", "[cash]: unknown section"),
-        ("[server]\nport = 70000\n", "[server] port = 70000: '70000' is not a TCP port"),
+        ("[server]\nport = 70000\n", "[server] port = 70000: '70000' is not a TCP port number"),
+        # 0 would have each front end bind a random port of its own
+        ("[server]\nport = 0\n", "[server] port = 0: '0' is not a TCP port number (1 to 65535"),
+        ("[server]\nport = http\n", "[server] port = http: 'http' is not a TCP port number"),
+        ("[frontend]\nprocesses = two\n", "processes = two: 'two' is not a whole number"),
+        ("[frontend]\nidle_timeout = soon\n", "idle_timeout = soon: 'soon' is not a number"),
+        ("[cache]\nmax_size = 1.5\n", "'1.5' is not a size: use bytes, or a number and K"),
         ("[cache]\npolicy = random\n", "[cache] policy = random: unknown policy 'random'"),
         ("[cache]\nlow_water = 2\n", "[cache] low_water = 2: '2' must be a fraction"),
         ("[coordinator]\nendpoint = http://x\n", "[coordinator] endpoint = http://x: 'http://x'"),

@@ -19,6 +19,7 @@ The load-balancer tests are skipped when nginx or haproxy is not installed.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import re
@@ -232,7 +233,12 @@ def test_supervisord_group_on_a_fresh_checkout(free_tcp_port: int, tmp_path: Pat
 
 # -- systemd and the container ----------------------------------------------
 
-UNITS = ["packrat-coordinator.service", "packrat-frontend@.service", "packrat.target"]
+UNITS = [
+    "packrat-coordinator.service",
+    "packrat-frontend@.service",
+    "packrat-uploader.service",
+    "packrat.target",
+]
 
 
 @pytest.fixture
@@ -266,12 +272,16 @@ def test_systemd_units_verify_cleanly(units: Path) -> None:
         "verify",
         str(units / "packrat-coordinator.service"),
         str(units / "packrat-frontend@0.service"),
+        str(units / "packrat-uploader.service"),
         str(units / "packrat.target"),
     )
     assert result.returncode == 0 and not result.stdout + result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("unit", ["packrat-coordinator.service", "packrat-frontend@0.service"])
+@pytest.mark.parametrize(
+    "unit",
+    ["packrat-coordinator.service", "packrat-frontend@0.service", "packrat-uploader.service"],
+)
 def test_systemd_units_are_sandboxed(units: Path, unit: str) -> None:
     """`systemd-analyze security` rates each service's exposure 2.0 or less of 10."""
     result = systemd_analyze(
@@ -281,6 +291,51 @@ def test_systemd_units_are_sandboxed(units: Path, unit: str) -> None:
     text = (DEPLOY / "systemd" / unit.replace("@0", "@")).read_text()
     for setting in ("LimitNOFILE=", "ProtectSystem=strict", "StateDirectory=packrat"):
         assert setting in text, setting
+
+
+def capability_checks(units: Path) -> dict[str, bool]:
+    """``systemd-analyze security``'s capability checks of front end 0: name -> safe."""
+    result = systemd_analyze(
+        units,
+        "security",
+        "--offline=yes",
+        "--json=short",
+        str(units / "packrat-frontend@0.service"),
+    )
+    return {
+        check["name"]: check["set"]
+        for check in json.loads(result.stdout)
+        if check["name"].startswith(("CapabilityBoundingSet=", "AmbientCapabilities="))
+    }
+
+
+def test_the_low_port_drop_in_grants_binding_and_nothing_else(units: Path) -> None:
+    """Installed as README says, the drop-in gives the front ends CAP_NET_BIND_SERVICE
+    (the unit's own empty CapabilityBoundingSet= used to reset it), and keeps the
+    sandbox's rating."""
+    bind = "CapabilityBoundingSet=~CAP_NET_(BIND_SERVICE|BROADCAST|RAW)"
+    sandboxed = capability_checks(units)
+    assert sandboxed[bind] is True  # no capability without the drop-in
+    drop_ins = units / "packrat-frontend@.service.d"
+    drop_ins.mkdir()
+    shutil.copy(DEPLOY / "systemd" / "low-port.conf", drop_ins)
+    granted = capability_checks(units)
+    assert granted[bind] is False  # the front end may bind a low port
+    changed = {name for name in granted if granted[name] != sandboxed[name]}
+    assert changed <= {bind, "AmbientCapabilities="}, changed
+    result = systemd_analyze(
+        units,
+        "security",
+        "--offline=yes",
+        "--threshold=20",
+        str(units / "packrat-frontend@0.service"),
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    readme = (DEPLOY / "README.md").read_text()
+    assert "/etc/systemd/system/packrat-frontend@.service.d/low-port.conf" in readme
+    assert "CapabilityBoundingSet=CAP_NET_BIND_SERVICE" not in (
+        DEPLOY / "systemd" / "packrat-frontend@.service"
+    ).read_text().replace("# ", "")
 
 
 def test_systemd_units_run_packrat_as_documented() -> None:
@@ -293,6 +348,9 @@ def test_systemd_units_run_packrat_as_documented() -> None:
     never_restarted = "RestartPreventExitStatus=" + " ".join(str(s) for s in sorted(FATAL))
     assert f"\n{never_restarted}\n" in coordinator and f"\n{never_restarted}\n" in frontend
     assert "packrat-coordinator.service packrat-frontend@0.service" in target
+    uploader = (DEPLOY / "systemd" / "packrat-uploader.service").read_text()
+    assert "ExecStart=/opt/packrat/bin/packrat uploader\n" in uploader
+    assert f"\n{never_restarted}\n" in uploader
     readme = (DEPLOY / "README.md").read_text()
     for name in UNITS:
         assert f"systemd/{name}" in readme, name

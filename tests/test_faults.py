@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import os
+import random
 import resource
 import socket
 import threading
@@ -259,3 +260,53 @@ def test_kill_9_everything_keeps_committed_objects(make_server):
     again = make_server(port=server.port)
     for key, blob in data.items():
         assert again.get(key).content == blob
+
+
+def test_a_503_commit_was_not_stored_under_a_coordinator_stopped_and_resumed(make_server):
+    """The coordinator is stopped (SIGSTOP) and resumed again and again while uploads
+    commit, so replies cross their deadline: an upload answered with a 503 that says
+    nothing was stored (``coordinator_unavailable``, ``stale``, ``staging_missing``)
+    must not be stored; ``outcome_unknown`` may go either way; a 200 is stored."""
+    server = make_server(frontend={"processes": 1}, coordinator={"timeout": 1})
+    coordinator = server.children("coordinator")[0]
+    answers: dict[str, tuple[int, str]] = {}
+    stop = threading.Event()
+
+    pauses = random.Random(19)
+
+    def toggle() -> None:
+        while not stop.is_set():
+            coordinator.suspend()
+            # Commits sent just before wait until about their deadline, or past it.
+            time.sleep(pauses.uniform(0.95, 1.05))
+            coordinator.resume()
+            time.sleep(0.03)  # they run then, and their replies come late
+        coordinator.resume()
+
+    def upload(n: int) -> None:
+        key = f"stopped/{n}"
+        reply = requests.put(f"{server.url}/{key}", data=b"x%d" % n, timeout=30)
+        error = "" if reply.status_code == 200 else reply.json()["error"]
+        answers[key] = (reply.status_code, error)
+
+    toggler = threading.Thread(target=toggle)
+    toggler.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(pool.map(upload, range(80)))
+    finally:
+        stop.set()
+        toggler.join()
+    server.wait_ready()
+    stored = {key for key in answers if server.exists(key)}
+    nothing_stored = {"coordinator_unavailable", "stale", "staging_missing"}
+    for key, (status, error) in answers.items():
+        assert status in (200, 503), (key, status, error)
+        if status == 200:
+            assert key in stored, key
+        elif error in nothing_stored:
+            assert key not in stored, (key, error)
+        else:
+            assert error == "outcome_unknown", (key, error)
+    assert any(status == 503 for status, _ in answers.values())
+    assert server.staging_files() == []

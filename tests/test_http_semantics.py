@@ -1,5 +1,8 @@
 """HTTP semantics of the object routes against a real server: HEAD, ranges,
-validators, content types, PUT, DELETE, caching headers and reserved keys."""
+validators, content types, PUT, DELETE, caching headers and reserved keys.
+
+Each test runs with access control off and on (the ``server`` fixture: one
+server per mode, shared by the module)."""
 
 from __future__ import annotations
 
@@ -12,18 +15,19 @@ import requests
 from tornado.httputil import format_timestamp
 
 from packrat.core.keys import RESERVED_PREFIXES
+from packrat.store import Layout
 
 DATA = bytes(range(256)) * 40  # 10240 bytes, every offset distinguishable
 
 
 def _put(server, key: str, data: bytes, **kw) -> requests.Response:
-    return requests.put(f"{server.url}/{key}", data=data, timeout=10, **kw)
+    return server.http.put(f"{server.url}/{key}", data=data, timeout=10, **kw)
 
 
-def test_head_is_the_get_without_a_body(packrat_server):
-    packrat_server.upload("h/obj", DATA, filename="obj.bin")
-    get = packrat_server.get("h/obj")
-    head = requests.head(f"{packrat_server.url}/h/obj", timeout=10)
+def test_head_is_the_get_without_a_body(server):
+    server.upload("h/obj", DATA, filename="obj.bin")
+    get = server.get("h/obj")
+    head = server.http.head(f"{server.url}/h/obj", timeout=10)
     assert head.status_code == 200 and head.content == b""
     for name in (
         "Content-Type",
@@ -37,17 +41,15 @@ def test_head_is_the_get_without_a_body(packrat_server):
     ):
         assert head.headers[name] == get.headers[name], name
     assert head.headers["Content-Length"] == str(len(DATA))
-    missing = requests.head(f"{packrat_server.url}/h/none", timeout=10)
+    missing = server.http.head(f"{server.url}/h/none", timeout=10)
     assert missing.status_code == 404 and missing.content == b""
     # HEAD ignores Range (RFC 9110 14.2: ranges are defined for GET only).
-    ranged = requests.head(
-        f"{packrat_server.url}/h/obj", headers={"Range": "bytes=0-9"}, timeout=10
-    )
+    ranged = server.http.head(f"{server.url}/h/obj", headers={"Range": "bytes=0-9"}, timeout=10)
     assert ranged.status_code == 200 and ranged.headers["Content-Length"] == str(len(DATA))
 
 
-def test_single_ranges(packrat_server):
-    packrat_server.upload("r/obj", DATA)
+def test_single_ranges(server):
+    server.upload("r/obj", DATA)
     size = len(DATA)
     cases = {
         "bytes=0-0": (0, 0),
@@ -58,7 +60,7 @@ def test_single_ranges(packrat_server):
         "bytes=10200-999999": (10200, size - 1),
     }
     for header, (first, last) in cases.items():
-        reply = packrat_server.get("r/obj", headers={"Range": header})
+        reply = server.get("r/obj", headers={"Range": header})
         assert reply.status_code == 206, header
         assert reply.content == DATA[first : last + 1], header
         assert reply.headers["Content-Range"] == f"bytes {first}-{last}/{size}"
@@ -67,37 +69,37 @@ def test_single_ranges(packrat_server):
         assert reply.headers["ETag"] == f'"{hashlib.sha256(DATA).hexdigest()}"'
 
 
-def test_unsatisfiable_and_ignored_ranges(packrat_server):
-    packrat_server.upload("r/obj", DATA)
+def test_unsatisfiable_and_ignored_ranges(server):
+    server.upload("r/obj", DATA)
     for header in ("bytes=10240-", "bytes=99999-100000", "bytes=-0"):
-        reply = packrat_server.get("r/obj", headers={"Range": header})
+        reply = server.get("r/obj", headers={"Range": header})
         assert reply.status_code == 416, header
         assert reply.headers["Content-Range"] == f"bytes */{len(DATA)}"
         assert reply.json()["error"] == "range_not_satisfiable"
     # Several ranges, other units and nonsense: the whole object, 200.
     for header in ("bytes=0-1,5-6", "items=0-1", "bytes=5-2", "bytes=abc", "bytes=-"):
-        reply = packrat_server.get("r/obj", headers={"Range": header})
+        reply = server.get("r/obj", headers={"Range": header})
         assert reply.status_code == 200, header
         assert reply.content == DATA
 
 
-def test_if_range(packrat_server):
-    packrat_server.upload("r/obj", DATA)
-    first = packrat_server.get("r/obj")
+def test_if_range(server):
+    server.upload("r/obj", DATA)
+    first = server.get("r/obj")
     etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
     ranged = {"Range": "bytes=0-9"}
-    assert packrat_server.get("r/obj", headers={**ranged, "If-Range": etag}).status_code == 206
-    assert packrat_server.get("r/obj", headers={**ranged, "If-Range": modified}).status_code == 206
+    assert server.get("r/obj", headers={**ranged, "If-Range": etag}).status_code == 206
+    assert server.get("r/obj", headers={**ranged, "If-Range": modified}).status_code == 206
     # Changed since: the whole (new) object instead of a piece of it.
     for stale in ('"0000"', "W/" + etag, "Mon, 01 Jan 2001 00:00:00 GMT", "garbage"):
-        reply = packrat_server.get("r/obj", headers={**ranged, "If-Range": stale})
+        reply = server.get("r/obj", headers={**ranged, "If-Range": stale})
         assert reply.status_code == 200, stale
         assert reply.content == DATA
 
 
-def test_validators_and_304(packrat_server):
-    packrat_server.upload("v/obj", b"versioned")
-    first = packrat_server.get("v/obj")
+def test_validators_and_304(server):
+    server.upload("v/obj", b"versioned")
+    first = server.get("v/obj")
     etag = first.headers["ETag"]
     assert etag == f'"{hashlib.sha256(b"versioned").hexdigest()}"'
     modified = first.headers["Last-Modified"]
@@ -108,13 +110,13 @@ def test_validators_and_304(packrat_server):
         {"If-Modified-Since": modified},
         {"If-Modified-Since": format_timestamp(2_000_000_000)},
     ):
-        reply = packrat_server.get("v/obj", headers=headers)
+        reply = server.get("v/obj", headers=headers)
         assert reply.status_code == 304, headers
         assert reply.content == b""
         assert reply.headers["ETag"] == etag
         assert reply.headers["Last-Modified"] == modified
         assert "Cache-Control" in reply.headers
-        head = requests.head(f"{packrat_server.url}/v/obj", headers=headers, timeout=10)
+        head = server.http.head(f"{server.url}/v/obj", headers=headers, timeout=10)
         assert head.status_code == 304
     for headers in (
         {"If-None-Match": '"other"'},
@@ -123,28 +125,28 @@ def test_validators_and_304(packrat_server):
         # If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
         {"If-None-Match": '"other"', "If-Modified-Since": modified},
     ):
-        reply = packrat_server.get("v/obj", headers=headers)
+        reply = server.get("v/obj", headers=headers)
         assert reply.status_code == 200, headers
         assert reply.content == b"versioned"
     # A new upload under the key changes the ETag: the old one no longer matches.
-    packrat_server.upload("v/obj", b"second")
-    assert packrat_server.get("v/obj", headers={"If-None-Match": etag}).status_code == 200
+    server.upload("v/obj", b"second")
+    assert server.get("v/obj", headers={"If-None-Match": etag}).status_code == 200
 
 
-def test_content_type_as_uploaded_else_guessed(packrat_server):
-    url = packrat_server.url
-    requests.post(f"{url}/t/a", files={"file": ("a.bin", b"{}", "application/json")}, timeout=10)
-    assert packrat_server.get("t/a").headers["Content-Type"] == "application/json"
-    packrat_server.upload("t/b", b"<p>", filename="page.html")
-    assert packrat_server.get("t/b").headers["Content-Type"] == "text/html"
-    packrat_server.upload("t/c", b"?", filename="noext")
-    assert packrat_server.get("t/c").headers["Content-Type"] == "application/octet-stream"
+def test_content_type_as_uploaded_else_guessed(server):
+    url = server.url
+    server.http.post(f"{url}/t/a", files={"file": ("a.bin", b"{}", "application/json")}, timeout=10)
+    assert server.get("t/a").headers["Content-Type"] == "application/json"
+    server.upload("t/b", b"<p>", filename="page.html")
+    assert server.get("t/b").headers["Content-Type"] == "text/html"
+    server.upload("t/c", b"?", filename="noext")
+    assert server.get("t/c").headers["Content-Type"] == "application/octet-stream"
     # A part Content-Type that is not a media type is not trusted: guessed instead.
     body = (
         b'--B\r\nContent-Disposition: form-data; name="file"; filename="x.txt"\r\n'
         b"Content-Type: text/html\x01evil\r\n\r\nx\r\n--B--\r\n"
     )
-    reply = requests.post(
+    reply = server.http.post(
         f"{url}/t/d",
         data=body,
         headers={"Content-Type": "multipart/form-data; boundary=B"},
@@ -152,31 +154,32 @@ def test_content_type_as_uploaded_else_guessed(packrat_server):
     )
     assert reply.status_code == 200, reply.text
     assert reply.json()["content_type"] == "text/plain"
-    reply = packrat_server.get("t/d")
+    reply = server.get("t/d")
     assert reply.headers["Content-Type"] == "text/plain"
     assert reply.headers["X-Content-Type-Options"] == "nosniff"
 
 
-def test_nosniff_and_no_store_on_every_kind_of_response(packrat_server):
-    url = packrat_server.url
-    packrat_server.upload("n/obj", b"x")
+def test_nosniff_and_no_store_on_every_kind_of_response(server):
+    url = server.url
+    server.upload("n/obj", b"x")
     replies = [
-        requests.get(url + "/", timeout=10),
-        requests.get(url + "/static/packrat.css", timeout=10),
-        requests.get(url + "/api/openapi.json", timeout=10),
-        requests.get(url + "/exists/n/obj", timeout=10),
-        requests.get(url + "/n/obj", timeout=10),
-        requests.get(url + "/n/none", timeout=10),
-        requests.get(url + "/exists/a//b", timeout=10),
-        requests.patch(url + "/n/obj", timeout=10),
-        _put(packrat_server, "n/put", b"y"),
+        server.http.get(url + "/", timeout=10),
+        server.http.get(url + "/static/packrat.css", timeout=10),
+        server.http.get(url + "/api/openapi.json", timeout=10),
+        server.http.get(url + "/exists/n/obj", timeout=10),
+        server.http.get(url + "/n/obj", timeout=10),
+        server.http.get(url + "/n/none", timeout=10),
+        server.http.get(url + "/exists/a//b", timeout=10),
+        server.http.patch(url + "/n/obj", timeout=10),
+        _put(server, "n/put", b"y"),
     ]
     for reply in replies:
         assert reply.headers["X-Content-Type-Options"] == "nosniff", reply.url
     # Answers that change or describe errors are never stored by a shared cache.
     for reply in replies[3], replies[5], replies[6], replies[7], replies[8]:
         assert reply.headers["Cache-Control"] == "no-store", reply.url
-    assert replies[4].headers["Cache-Control"] == "public, no-cache"
+    scope = "private" if server.token else "public"  # objects that need credentials
+    assert replies[4].headers["Cache-Control"] == f"{scope}, no-cache"
     assert replies[7].status_code == 405 and replies[7].json()["error"] == "method_not_allowed"
 
 
@@ -186,9 +189,9 @@ def test_cache_max_age_is_configurable(make_server):
     assert server.get("c/obj").headers["Cache-Control"] == "public, max-age=600"
 
 
-def test_put_raw_body(packrat_server):
+def test_put_raw_body(server):
     data = b"\x00raw bytes\r\n" * 1000
-    reply = _put(packrat_server, "builds/app.tar.gz", data)
+    reply = _put(server, "builds/app.tar.gz", data)
     assert reply.status_code == 200, reply.text
     assert reply.json() == {
         "success": True,
@@ -199,29 +202,25 @@ def test_put_raw_body(packrat_server):
         "content_type": "application/x-tar",
         "evicted": 0,
     }
-    got = packrat_server.get("builds/app.tar.gz")
+    got = server.get("builds/app.tar.gz")
     assert got.content == data
     assert got.headers["Content-Disposition"] == 'attachment; filename="app.tar.gz"'
     # Name from ?filename=, else from the request's Content-Disposition.
-    _put(packrat_server, "p/q", b"1", params={"filename": "r\u00e9sum\u00e9.pdf"})
-    reply = packrat_server.get("p/q")
+    _put(server, "p/q", b"1", params={"filename": "r\u00e9sum\u00e9.pdf"})
+    reply = server.get("p/q")
     assert "filename*=UTF-8''r%C3%A9sum%C3%A9.pdf" in reply.headers["Content-Disposition"]
     assert reply.headers["Content-Type"] == "application/pdf"
-    _put(
-        packrat_server, "p/r", b"2", headers={"Content-Disposition": 'attachment; filename="n.txt"'}
-    )
-    assert (
-        packrat_server.get("p/r").headers["Content-Disposition"] == 'attachment; filename="n.txt"'
-    )
+    _put(server, "p/r", b"2", headers={"Content-Disposition": 'attachment; filename="n.txt"'})
+    assert server.get("p/r").headers["Content-Disposition"] == 'attachment; filename="n.txt"'
     # The request's own Content-Type is kept (but curl's form default is not).
-    _put(packrat_server, "p/s", b"{}", headers={"Content-Type": "application/json"})
-    assert packrat_server.get("p/s").headers["Content-Type"] == "application/json"
+    _put(server, "p/s", b"{}", headers={"Content-Type": "application/json"})
+    assert server.get("p/s").headers["Content-Type"] == "application/json"
     form = {"Content-Type": "application/x-www-form-urlencoded"}
-    _put(packrat_server, "p/t", b"3", headers=form, params={"filename": "t.csv"})
-    assert packrat_server.get("p/t").headers["Content-Type"] == "text/csv"
+    _put(server, "p/t", b"3", headers=form, params={"filename": "t.csv"})
+    assert server.get("p/t").headers["Content-Type"] == "text/csv"
     # Path-like and control-character names are cut down to a plain name.
-    _put(packrat_server, "p/u", b"4", params={"filename": "../../etc/pass\twd"})
-    disposition = packrat_server.get("p/u").headers["Content-Disposition"]
+    _put(server, "p/u", b"4", params={"filename": "../../etc/pass\twd"})
+    disposition = server.get("p/u").headers["Content-Disposition"]
     assert disposition == 'attachment; filename="passwd"', disposition
 
 
@@ -241,38 +240,37 @@ def test_put_checksum_and_limits(make_server):
         head = sock.recv(65536).decode()
     assert head.startswith("HTTP/1.1 413"), head
     # Chunked, no Content-Length: refused mid-stream.
-    reply = requests.put(
+    reply = server.http.put(
         f"{server.url}/chunky", data=iter([b"c" * 16384] * 8), timeout=10
     )  # a generator body is sent chunked
     assert reply.status_code == 413
     # PUT needs a key; / is the form's.
-    reply = requests.put(server.url + "/", data=b"x", timeout=10)
+    reply = server.http.put(server.url + "/", data=b"x", timeout=10)
     assert reply.status_code == 405
     assert server.exists("big") is False and server.exists("chunky") is False
     assert server.staging_files() == []
 
 
-def test_delete(packrat_server):
-    packrat_server.upload("d/obj", b"bye")
-    reply = requests.delete(f"{packrat_server.url}/d/obj", timeout=10)
+def test_delete(server):
+    server.upload("d/obj", b"bye")
+    reply = server.http.delete(f"{server.url}/d/obj", timeout=10)
     assert reply.status_code == 200
     assert reply.json() == {"success": True, "key": "d/obj"}
-    assert packrat_server.exists("d/obj") is False
-    assert packrat_server.get("d/obj").status_code == 404
-    reply = requests.delete(f"{packrat_server.url}/d/obj", timeout=10)
+    assert server.exists("d/obj") is False
+    assert server.get("d/obj").status_code == 404
+    reply = server.http.delete(f"{server.url}/d/obj", timeout=10)
     assert reply.status_code == 404 and reply.json()["error"] == "not_found"
-    reply = requests.delete(f"{packrat_server.url}/d/../x", timeout=10)
+    reply = server.http.delete(f"{server.url}/d/../x", timeout=10)
     assert reply.status_code in (400, 404)  # requests may normalise the dots away
-    assert packrat_server.object_bytes() == 0
-    page = requests.get(packrat_server.url + "/", timeout=10).text
-    assert "<th>Objects</th><td>0</td>" in page
+    assert not Layout(server.cache).object_path("d/obj").exists()
 
 
-def test_reserved_keys_are_refused(packrat_server):
+def test_reserved_keys_are_refused(server):
     for prefix in RESERVED_PREFIXES:
         for method in ("GET", "HEAD", "PUT", "DELETE"):
-            conn = http.client.HTTPConnection("127.0.0.1", packrat_server.port, timeout=10)
-            conn.request(method, f"/{prefix}/thing", body=b"x" if method == "PUT" else None)
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            body = b"x" if method == "PUT" else None
+            conn.request(method, f"/{prefix}/thing", body=body, headers=server.auth)
             response = conn.getresponse()
             body = response.read()
             conn.close()
@@ -281,5 +279,5 @@ def test_reserved_keys_are_refused(packrat_server):
             assert response.status in (400, 405), (prefix, method, response.status)
             if response.status == 400 and method != "HEAD":
                 assert json.loads(body)["error"] == "invalid_key"
-    reply = requests.get(packrat_server.url + "/api/openapi.json", timeout=10)
+    reply = server.http.get(server.url + "/api/openapi.json", timeout=10)
     assert reply.status_code == 200 and reply.json()["openapi"].startswith("3.")

@@ -1,8 +1,8 @@
 """The front-end application in-process (pytest-tornado) against a real coordinator.
 
 The coordinator runs in a thread with a real ZeroMQ socket and real files;
-the HTTP server is Tornado's, in the test's own event loop, with a tiny chunk
-size to force the streaming paths (as Tornado's own web_test does).
+the HTTP server is Packrat's, in the test's own event loop; its client is
+Tornado's, whose small writes split bodies and boundaries anywhere.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from packrat.coordinator.connection import AsyncCoordinatorClient
 from packrat.coordinator.server import CoordinatorServer
 from packrat.core.settings import Settings
 from packrat.frontend.app import make_app, make_dependencies, make_server
-from packrat.frontend.base import BaseHandler
 from packrat.store.accounting import charge
 
 
@@ -63,13 +62,16 @@ def app(settings, client):
 
 @pytest.fixture
 def http_server(request, io_loop, _unused_port, app, settings):
-    """Tornado's server with Packrat's options, but a 7-byte chunk size."""
+    """Packrat's server on pytest-tornado's port, in its loop."""
     server = make_server(app, settings)
-    server.chunk_size = 7
-    server.conn_params.chunk_size = 7
-    server.add_socket(_unused_port[0])
+
+    async def start() -> None:
+        server.add_sockets([_unused_port[0]])
+
+    io_loop.run_sync(start)
     yield server
     server.stop()
+    io_loop.run_sync(lambda: server.drain(0))
 
 
 def multipart(data: bytes, filename: str = "tiny.txt") -> tuple[bytes, dict[str, str]]:
@@ -137,13 +139,13 @@ async def test_client_disconnect_mid_upload_ends_the_request(
     )
     await writer.drain()
     await asyncio.sleep(0.2)
-    assert BaseHandler.in_flight == 1
+    assert http_server.in_flight == 1
     writer.close()
-    for _ in range(100):  # the handler's coroutine ends, nothing is left waiting
-        if BaseHandler.in_flight == 0 and len(asyncio.all_tasks()) <= baseline:
+    for _ in range(100):  # the request ends, nothing is left waiting
+        if http_server.in_flight == 0 and len(asyncio.all_tasks()) <= baseline:
             break
         await asyncio.sleep(0.02)
-    assert BaseHandler.in_flight == 0
+    assert http_server.in_flight == 0
     assert len(asyncio.all_tasks()) <= baseline
     assert list((settings.cache_root / "staging").iterdir()) == []
 

@@ -115,8 +115,11 @@ def test_the_wheel_holds_the_package_and_its_data(wheel):
     assert "Name: packrat-cache\n" in metadata
     assert f"Version: {__version__}\n" in metadata
     assert "License-Expression: MIT" in metadata
-    for requirement in ("tornado", "pyzmq", "requests", "tqdm"):
+    for requirement in ("tornado", "pyzmq", "tqdm"):
         assert f"Requires-Dist: {requirement}" in metadata, requirement
+    # The client speaks http.client: requests is for the tests only.
+    assert 'Requires-Dist: requests>=2.31; extra == "test"\n' in metadata
+    assert "Requires-Dist: requests>=2.31\n" not in metadata
     assert b"packrat = packrat.cli.main:main" in entry_points
 
 

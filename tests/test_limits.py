@@ -1,4 +1,7 @@
-"""Size limits: max_file_size and max_size, checked early and mid-stream."""
+"""Size limits: max_file_size and max_size, checked early and mid-stream.
+
+The tests on the shared ``server`` (max_file_size 1M) run with access control
+off and on; the caches smaller than a file get servers of their own."""
 
 from __future__ import annotations
 
@@ -6,14 +9,19 @@ import http.client
 import json
 import socket
 
+SERVER_SECTIONS = {"cache": {"max_size": "4M", "max_file_size": "1M"}}
 
-def test_declared_too_large_is_413_before_the_body(make_server):
-    server = make_server(cache={"max_size": "4M", "max_file_size": "1M"})
+
+def _credential(server) -> bytes:
+    return b"".join(f"{k}: {v}\r\n".encode() for k, v in server.auth.items())
+
+
+def test_declared_too_large_is_413_before_the_body(server):
     # Declare 50 MiB but send no body: the answer must come from the headers alone.
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(
             b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 52428800\r\n"
-            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n" + _credential(server) + b"\r\n"
         )
         head = sock.recv(65536).decode()
     assert head.startswith("HTTP/1.1 413"), head
@@ -22,11 +30,10 @@ def test_declared_too_large_is_413_before_the_body(make_server):
     assert server.staging_files() == []
 
 
-def test_chunked_upload_over_limit_is_413_and_staging_removed(make_server):
-    server = make_server(cache={"max_size": "4M", "max_file_size": "1M"})
+def test_chunked_upload_over_limit_is_413_and_staging_removed(server):
     head = (
         b"POST /chunky HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-        b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\n" + _credential(server) + b"\r\n"
     )
     part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\n'
     block = b"z" * 65536
@@ -49,8 +56,7 @@ def test_chunked_upload_over_limit_is_413_and_staging_removed(make_server):
     assert server.staging_files() == []
 
 
-def test_file_just_under_limit_is_accepted(make_server):
-    server = make_server(cache={"max_size": "4M", "max_file_size": "1M"})
+def test_file_just_under_limit_is_accepted(server):
     data = b"a" * (1 << 20)
     reply = server.upload("exact", data)
     assert reply.status_code == 200, reply.text
@@ -68,7 +74,7 @@ def test_file_larger_than_cache_is_413(make_server):
     assert reply.json() == {
         "success": False,
         "error": "too_large",
-        "message": "the upload is larger than the limit of 262144 bytes",
+        "message": "the upload is larger than the limit of 256 KiB (262,144 bytes)",
     }
     assert server.staging_files() == []
 
@@ -83,11 +89,11 @@ def test_object_plus_metadata_larger_than_cache_is_413(make_server):
     assert server.staging_files() == []
 
 
-def test_nothing_written_on_rejected_upload(make_server):
-    server = make_server(cache={"max_size": "1M"})
+def test_nothing_written_on_rejected_upload(server):
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    conn.request("POST", "/k", body=b"x" * 10, headers={"Content-Type": "text/plain"})
+    headers = {"Content-Type": "text/plain", **server.auth}
+    conn.request("POST", "/rejected", body=b"x" * 10, headers=headers)
     assert conn.getresponse().status == 400
     conn.close()
-    assert server.object_bytes() == 0
+    assert server.exists("rejected") is False
     assert server.staging_files() == []

@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 
 from packrat.simulator import reference
+from packrat.simulator.charges import BytesCharge, ServerCharge, block_size
 from packrat.simulator.cli import main
 from packrat.simulator.replay import replay
 from packrat.simulator.traces import read_trace, unique_bytes
+from packrat.store.accounting import expected_charge
 
 DATA = Path(__file__).parent / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "traces"
@@ -59,25 +61,57 @@ def test_admission_all_stores_what_the_policy_would_refuse() -> None:
     assert refused.misses == 2 and refused.admission == "policy"
 
 
-def test_admission_all_is_what_the_server_index_does() -> None:
-    """The simulator's default drives a policy exactly like the coordinator's Index."""
-    from packrat.coordinator.index import DIR_RESERVE, Index
+def test_server_charge_is_what_the_server_index_does() -> None:
+    """With the server's charges, the simulator drives a policy exactly like the
+    coordinator's Index of the same ``max_size``."""
+    from packrat.coordinator.index import Index
 
-    requests = read_trace(DATA / "request_head5000.trace.xz")
-    capacity = unique_bytes(requests) // 20
+    requests = [(str(k), s) for k, s in read_trace(DATA / "request_head5000.trace.xz")]
+    charge = ServerCharge()
+    max_size = unique_bytes(requests, charge) // 20
     for name in ("lru", "s3fifo", "s3gdsf"):
-        index = Index(name, capacity + DIR_RESERVE, low_water=0.95)
+        index = Index(name, max_size, low_water=0.95)
         misses = 0
         for key, size in requests:
-            key = str(key)
             if key in index:
                 index.touch([key])
                 continue
             misses += 1
-            index.make_room(size)
-            index.insert(key, size)
-        ours = replay([(str(k), s) for k, s in requests], name, capacity, low_water=0.95)
-        assert ours.misses == misses, name
+            index.make_room(charge(key, size))
+            index.insert(key, charge(key, size))
+        ours = replay(requests, name, max_size, low_water=0.95, charge=charge)
+        assert (ours.misses, ours.charge) == (misses, "server"), name
+
+
+def test_server_charge_counts_blocks_trailer_and_index_row() -> None:
+    charge = ServerCharge()
+    # A 1-byte object takes a 4 KiB block and its snapshot rows.
+    assert charge("a/b", 1) == expected_charge(1, "a/b") == 4096 + 2 * (64 + 3)
+    # The trailer (key, file name, type, digests) pushes a full block into a second one.
+    assert charge("a/b", 4096) == 8192 + 2 * (64 + 3)
+    assert charge("a/b", 4000) == 8192 + 2 * (64 + 3)
+    # Larger file-system blocks round further; smaller ones change nothing.
+    assert ServerCharge(65536)("a/b", 1) == 65536 + 2 * (64 + 3)
+    assert ServerCharge(1024)("a/b", 1) == charge("a/b", 1)
+    assert BytesCharge()("a/b", 1) == 1
+
+
+def test_block_size_is_the_file_systems(tmp_path: Path) -> None:
+    import os
+
+    assert block_size(tmp_path) == os.statvfs(tmp_path).f_frsize
+    assert block_size(tmp_path / "not" / "made" / "yet") == os.statvfs(tmp_path).f_frsize
+
+
+def test_small_objects_hit_less_than_their_data_bytes_promise() -> None:
+    """Objects of a few KiB take whole blocks: a cache as large as their data bytes
+    holds far fewer of them than bytes alone would say."""
+    requests = [(f"k{i % 400}", 100 + (i % 400) * 7) for i in range(4000)]
+    max_size = unique_bytes(requests)
+    by_bytes = replay(requests, "lru", max_size, charge=BytesCharge())
+    by_server = replay(requests, "lru", max_size, charge=ServerCharge())
+    assert by_bytes.misses == 400  # every object fits
+    assert by_server.misses > 2 * by_bytes.misses
 
 
 def test_unknown_admission_is_refused() -> None:
@@ -96,15 +130,17 @@ def test_json_lines_carry_every_field(capsys: pytest.CaptureFixture[str]) -> Non
     argv = ["--trace", str(DATA / "nasa_19950801_head3000.tsv"), "--policy", "lru"]
     assert main([*argv, "--policy", "sieve", "--size", "10%", "--size", "1M", "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # 10 % of what the distinct objects take as the server charges them
     assert [(r["policy"], r["size_bytes"]) for r in lines] == [
-        ("lru", 2_586_471),
-        ("sieve", 2_586_471),
+        ("lru", 2_737_417),
+        ("sieve", 2_737_417),
         ("lru", 2**20),
         ("sieve", 2**20),
     ]
     assert set(lines[0]) == {
         "policy",
         "admission",
+        "charge",
         "size_bytes",
         "requests",
         "object_miss_ratio",
@@ -112,7 +148,10 @@ def test_json_lines_carry_every_field(capsys: pytest.CaptureFixture[str]) -> Non
         "requests_per_second",
     }
     assert lines[0]["requests"] == 2584
-    assert lines[0]["admission"] == "all"
+    assert (lines[0]["admission"], lines[0]["charge"]) == ("all", "server")
+    assert main([*argv, "--size", "10%", "--json", "--charge", "bytes"]) == 0
+    by_bytes = json.loads(capsys.readouterr().out)
+    assert (by_bytes["size_bytes"], by_bytes["charge"]) == (2_586_471, "bytes")
 
 
 def test_admission_option(capsys: pytest.CaptureFixture[str]) -> None:
@@ -140,11 +179,59 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     assert png.read_bytes().startswith(b"\x89PNG")
 
 
-def test_bad_arguments_exit_with_usage() -> None:
-    with pytest.raises(SystemExit):
-        main(["--trace", str(DATA / "nasa_19950801_head3000.tsv"), "--policy", "nope"])
-    with pytest.raises(SystemExit):
-        main(["--trace", str(DATA / "nasa_19950801_head3000.tsv"), "--size", "big"])
+def test_plot_without_matplotlib_says_so_before_replaying(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    trace = str(DATA / "nasa_19950801_head3000.tsv")
+    with pytest.raises(SystemExit) as exited:
+        main(["--trace", trace, "--policy", "lru", "--plot", str(tmp_path / "out.png")])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and out == ""
+    assert "--plot needs matplotlib: pip install matplotlib" in err
+    assert "Traceback" not in err
+
+
+def test_bad_arguments_exit_with_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    trace = str(DATA / "nasa_19950801_head3000.tsv")
+    for argv in (["--policy", "nope"], ["--size", "big"], ["--low-water", "0"]):
+        with pytest.raises(SystemExit) as exited:
+            main(["--trace", trace, *argv])
+        assert exited.value.code == 2
+    assert "--low-water must be more than 0 and at most 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "error"),
+    [
+        ("log.csv", "time,key,size\n1,a,10\n2,b,ten\n", "line 3 is not csv 'time,key,size'"),
+        ("log.csv", "key size\na 10\n", "line 1 is not csv 'time,key,size'"),
+        ("log.csv", "time,key,size\n", "no requests read as csv 'time,key,size'"),
+        ("log.csv", "1,a,1\n2,b,\u00b2\n", "line 2 is not csv"),
+        ("log.txt", "1,a,10\n", "line 1 is not webcachesim text: 'time id size'"),
+        ("log.tsv", "a header\nnothing\tof\tNASA's\n", "no requests read as NASA-HTTP tsv"),
+    ],
+)
+def test_a_trace_in_another_format_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str, error: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(SystemExit) as exited:
+        main(["--trace", str(path)])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and out == ""
+    assert error in err, err
+
+
+def test_a_csv_trace_reads_with_or_without_its_header(tmp_path: Path) -> None:
+    with_header = tmp_path / "a.csv"
+    with_header.write_text("time,key,size\n1,a,10\n2,b c,20\n3,a,10\n")
+    bare = tmp_path / "b.csv"
+    bare.write_text("1,a,10\n2,b c,20\n3,a,10\n")
+    assert read_trace(with_header) == read_trace(bare) == [("a", 10), ("b c", 20), ("a", 10)]
 
 
 @pytest.fixture(scope="module", params=sorted(TRACES))

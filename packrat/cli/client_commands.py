@@ -1,10 +1,11 @@
-"""The client side of the ``packrat`` command: ``put``, ``get``, ``exists``, ``rm``, ``stat``.
+"""The client side of the ``packrat`` command: ``put``, ``get``, ``exists``, ``ls``, ``rm``,
+``stat``.
 
 Each talks to a server through ``packrat.client.Client``; the server is
 ``--url`` (else ``$PACKRAT_URL``, else http://127.0.0.1:5050) and the bearer
 token ``--token`` (else ``$PACKRAT_TOKEN``).  A progress bar is drawn on
 stderr for transfers of 1 MiB or more when stderr is a terminal.  The exit
-status (``core.exits.ExitStatus``, listed in README too) tells scripts what happened.
+status (``core.exits.ExitStatus``, listed in docs/client.md too) tells scripts what happened.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -55,8 +57,24 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     exists.add_argument("key", metavar="KEY")
     exists.set_defaults(func=run, action=cmd_exists)
-    rm = commands.add_parser("rm", parents=[server], help="remove the object under KEY")
-    rm.add_argument("key", metavar="KEY")
+    ls = commands.add_parser(
+        "ls", parents=[server], help="list the keys under PREFIX (needs the list right)"
+    )
+    ls.add_argument("prefix", metavar="PREFIX", nargs="?", default="", help="default: every key")
+    ls.add_argument(
+        "-l", "--long", action="store_true", help="each key's size and time stored, too"
+    )
+    ls.set_defaults(func=run, action=cmd_ls)
+    rm = commands.add_parser(
+        "rm", parents=[server], help="remove the object under KEY, or every object under a prefix"
+    )
+    rm.add_argument("key", metavar="KEY", nargs="?")
+    rm.add_argument(
+        "--prefix",
+        metavar="PREFIX",
+        help="purge every key starting with PREFIX, in batches; interrupted, run it again "
+        "(needs the write and list rights)",
+    )
     rm.set_defaults(func=run, action=cmd_rm)
     stat = commands.add_parser("stat", parents=[server], help="the server's figures, as JSON")
     stat.set_defaults(func=run, action=cmd_stat)
@@ -70,7 +88,8 @@ def cmd_put(args: argparse.Namespace) -> int:
     size = None if args.file == "-" else _size_of(args.file)
     with _client(args) as client, _progress(size) as progress:
         stored = client.put(key, source, progress=progress)
-    print(json.dumps({"key": stored.key, "size": stored.size, "sha256": stored.sha256}))
+    answer = {"key": stored.key, "size": stored.size, "sha256": stored.sha256}
+    print(json.dumps({**answer, "evicted": stored.evicted}))
     return ExitStatus.OK
 
 
@@ -92,9 +111,37 @@ def cmd_exists(args: argparse.Namespace) -> int:
         return ExitStatus.OK if client.exists(args.key) else ExitStatus.NOT_FOUND
 
 
-def cmd_rm(args: argparse.Namespace) -> int:
+def cmd_ls(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        client.delete(args.key)
+        for entry in client.list_keys(args.prefix):
+            if args.long:
+                stored = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry["stored_at"]))
+                print(f"{entry['size']:>12}  {stored}  {entry['key']}")
+            else:
+                print(entry["key"])
+    return ExitStatus.OK
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    if (args.key is None) == (args.prefix is None):
+        return _fail(ExitStatus.USAGE, "rm: give a KEY or --prefix PREFIX (one of them)")
+    if args.prefix is None:
+        with _client(args) as client:
+            client.delete(args.key)
+        return ExitStatus.OK
+    if not args.prefix:
+        return _fail(
+            ExitStatus.USAGE,
+            "rm: --prefix needs a PREFIX (an empty one, such as an unset variable, would purge "
+            "every key; DELETE /api/keys?prefix= does that on purpose)",
+        )
+    deleted = 0
+    with _client(args) as client:
+        for batch in client.purge(args.prefix):
+            deleted += len(batch)
+            if sys.stderr.isatty():
+                print(f"packrat: {deleted} removed under {args.prefix!r}", file=sys.stderr)
+    print(json.dumps({"prefix": args.prefix, "deleted": deleted}))
     return ExitStatus.OK
 
 
@@ -104,12 +151,18 @@ def cmd_stat(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
+class UsageError(Exception):
+    """An argument (or ``$PACKRAT_URL``) the command cannot use: exit 2."""
+
+
 def run(args: argparse.Namespace) -> int:
     """Run a client command, turning every failure into one line and its exit status."""
     from packrat import client
 
     try:
         return int(args.action(args))
+    except UsageError as e:
+        return _fail(ExitStatus.USAGE, str(e))
     except client.NotFound as e:
         return _fail(ExitStatus.NOT_FOUND, str(e))
     except client.IntegrityError as e:  # ChecksumMismatch too
@@ -139,7 +192,15 @@ def _client(args: argparse.Namespace) -> Iterator[Client]:
 
     url = args.url or os.environ.get("PACKRAT_URL") or DEFAULT_URL
     token = args.token or os.environ.get("PACKRAT_TOKEN") or None
-    with Client(url, token) as client:
+    try:
+        client = Client(url, token)
+    except ValueError as e:
+        if "token" in str(e):
+            given = "--token" if args.token else "$PACKRAT_TOKEN"
+        else:
+            given = "--url" if args.url else "$PACKRAT_URL"
+        raise UsageError(f"{given}: {e}") from None
+    with client:
         yield client
 
 

@@ -76,6 +76,18 @@ def cmd_frontend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_uploader(args: argparse.Namespace) -> int:
+    from packrat.objectstore import uploader
+
+    settings, path = _setup("uploader", args)
+    if not settings.objectstore_enabled:
+        where = path or "the built-in defaults"
+        print(f"packrat: {where}: [objectstore] bucket is not set", file=sys.stderr)
+        return ExitStatus.CONFIG
+    uploader.run(settings)
+    return 0
+
+
 def cmd_fsck(args: argparse.Namespace) -> int:
     from packrat.cli import fsck
 
@@ -118,6 +130,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     frontend = commands.add_parser("frontend", help="run one front end alone")
     frontend.add_argument("--number", type=int, default=0, help="front-end number, for logs")
     frontend.set_defaults(func=run, action=cmd_frontend)
+    uploader = commands.add_parser(
+        "uploader", help="run the object store's uploader alone ([objectstore])"
+    )
+    uploader.set_defaults(func=run, action=cmd_uploader)
     check = commands.add_parser("fsck", help="check every object against its digest and the index")
     check.add_argument("--repair", action="store_true", help="remove what is corrupt")
     check.set_defaults(func=run, action=cmd_fsck)
@@ -125,7 +141,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "config", help="print the effective settings and where each came from"
     )
     show.set_defaults(func=run, action=cmd_config)
-    for sub in (serve, coordinator, frontend, check, show):
+    for sub in (serve, coordinator, frontend, uploader, check, show):
         sub.add_argument("--config", help=config_help)
     keygen = commands.add_parser(
         "keygen",

@@ -30,7 +30,18 @@ import zmq
 
 from packrat.coordinator import protocol
 from packrat.coordinator.curve import secure_client
-from packrat.coordinator.protocol import Commit, Delete, Drop, Reply, Request, Stats, Touch
+from packrat.coordinator.protocol import (
+    MAX_PAGE,
+    Commit,
+    Delete,
+    Drop,
+    ListKeys,
+    Purge,
+    Reply,
+    Request,
+    Stats,
+    Touch,
+)
 from packrat.core.errors import CoordinatorUnavailable, PackratError
 
 log = logging.getLogger("packrat.coordinator.client")
@@ -54,9 +65,24 @@ class _Requests:
         self._ids = itertools.count(1)
 
     def commit(
-        self, key: str, staging: str, file_size: int, size: int = 0, filename: str = ""
+        self,
+        key: str,
+        staging: str,
+        file_size: int,
+        size: int = 0,
+        filename: str = "",
+        only_if_absent: bool = False,
     ) -> Commit:
-        return Commit(self._next_id(), self._deadline(), key, staging, file_size, size, filename)
+        return Commit(
+            self._next_id(),
+            self._deadline(),
+            key,
+            staging,
+            file_size,
+            size,
+            filename,
+            only_if_absent,
+        )
 
     def delete(self, key: str) -> Delete:
         return Delete(self._next_id(), self._deadline(), key)
@@ -66,6 +92,12 @@ class _Requests:
 
     def stats(self, timeout: float | None = None) -> Stats:
         return Stats(self._next_id(), self._deadline(timeout))
+
+    def list_keys(self, prefix: str, after: str, limit: int, collections: bool) -> ListKeys:
+        return ListKeys(self._next_id(), self._deadline(), prefix, after, limit, collections)
+
+    def purge(self, prefix: str, limit: int) -> Purge:
+        return Purge(self._next_id(), self._deadline(), prefix, limit)
 
     def _next_id(self) -> int:
         return next(self._ids)
@@ -154,9 +186,17 @@ class AsyncCoordinatorClient:
         self._context.term()
 
     async def commit(
-        self, key: str, staging: str, file_size: int, size: int = 0, filename: str = ""
+        self,
+        key: str,
+        staging: str,
+        file_size: int,
+        size: int = 0,
+        filename: str = "",
+        only_if_absent: bool = False,
     ) -> Reply:
-        return await self.request(self.requests.commit(key, staging, file_size, size, filename))
+        return await self.request(
+            self.requests.commit(key, staging, file_size, size, filename, only_if_absent)
+        )
 
     async def delete(self, key: str) -> Reply:
         return await self.request(self.requests.delete(key))
@@ -168,8 +208,22 @@ class AsyncCoordinatorClient:
         """The coordinator's figures; ``timeout`` shortens the wait (health probes)."""
         return (await self.request(self.requests.stats(timeout), timeout)).stats
 
+    async def list_keys(
+        self, prefix: str, after: str = "", limit: int = MAX_PAGE, collections: bool = False
+    ) -> tuple[tuple[str, ...], bool]:
+        """A page of the keys under ``prefix`` after ``after``, and whether more follow."""
+        reply = await self.request(self.requests.list_keys(prefix, after, limit, collections))
+        return reply.keys, reply.more
+
+    async def purge(self, prefix: str, limit: int = MAX_PAGE) -> tuple[tuple[str, ...], bool]:
+        """Remove a batch of keys under ``prefix``: those removed, and whether more remain."""
+        reply = await self.request(self.requests.purge(prefix, limit))
+        return reply.keys, reply.more
+
     async def request(
-        self, request: Commit | Delete | Drop | Stats, timeout: float | None = None
+        self,
+        request: Commit | Delete | Drop | ListKeys | Purge | Stats,
+        timeout: float | None = None,
     ) -> Reply:
         """Send one request and wait for its reply (see the module docstring)."""
         loop = self._watch()
@@ -321,7 +375,7 @@ class CoordinatorClient:
             raise CoordinatorUnavailable(SILENT)
         return protocol.decode_reply(self._socket.recv())
 
-    def request(self, request: Commit | Delete | Drop | Stats) -> Reply:
+    def request(self, request: Commit | Delete | Drop | ListKeys | Purge | Stats) -> Reply:
         self.send(request)
         while True:
             reply = self.receive()

@@ -167,14 +167,40 @@ class Index:
         table, sizes = self.table, self.policy.sizes
         return {table.key(slot).decode(): sizes[slot] for slot in table.slots()}
 
-    def list_keys(self, prefix: str = "", after: str = "", limit: int = 1000) -> list[str]:
-        """Up to ``limit`` keys starting with ``prefix``, greater than ``after``, in key order.
+    def list_keys(
+        self, prefix: str, after: str = "", limit: int = 1000, collections: bool = False
+    ) -> tuple[list[str], bool]:
+        """A page of the keys starting with ``prefix``, in code-point order: those
+        greater than ``after``, at most ``limit`` of them, and whether more follow.
 
-        As cheap for the ten-millionth key as for the first: one binary
-        search, then ``limit`` keys (``KeyTable.list_keys``).
+        With ``collections``, a key with a ``/`` after the prefix is rolled up
+        into its collection, ``prefix`` plus its next segment plus ``/``, which
+        is listed once, where it sorts; the walk then jumps past the
+        collection's keys ('/' + 1 is '0').  Keys are kept in order
+        (``KeyTable``), so a page costs a binary search per entry at most,
+        however many keys there are; ``tests/test_listing.py`` is the contract.
         """
-        found = self.table.list_keys(prefix.encode(), after.encode(), limit)
-        return [key.decode() for key in found]
+        table, first, cursor = self.table, prefix.encode(), after.encode()
+        if not collections:
+            keys = table.list_keys(first, cursor, limit + 1)
+            return [key.decode() for key in keys[:limit]], len(keys) > limit
+        page: list[bytes] = []
+        start, skip = max(first, cursor), cursor
+        while len(page) <= limit:
+            slots = table.slots_after(start, 1, skip=skip)
+            if not slots:
+                break
+            key = table.key(slots[0])
+            if not key.startswith(first):
+                break
+            cut = key.find(b"/", len(first))
+            if cut < 0:
+                entry, start, skip = key, key, key
+            else:
+                entry, start, skip = key[: cut + 1], key[:cut] + b"0", b""
+            if entry > cursor:
+                page.append(entry)
+        return [entry.decode() for entry in page[:limit]], len(page) > limit
 
     def entries_by_recency(self) -> list[tuple[str, int, float]]:
         """``(key, charge, last_access)`` for every key, least recent first."""

@@ -12,12 +12,21 @@ Requests (front end -> coordinator):
 
 ``Commit``  publish a staged upload (``file_size``: its bytes, trailer included;
             ``size`` and ``filename``: its data bytes and name, for the
-            status page's recent uploads)
+            status page's recent uploads; ``only_if_absent``: not committed
+            when the key has an object, and the reply says ``present``: an
+            object fetched from the object store never replaces one stored
+            here meanwhile)
 ``Delete``  remove an object (a client's ``DELETE``)
 ``Drop``    remove a corrupt object file, found by a reader or fsck: the file
             called ``name`` in ``objects/``, only if it is still the file
             ``inode`` (a newer object in its place is left alone)
 ``Stats``   the index's figures
+``ListKeys`` a page of the keys under a prefix (``after``: the cursor; at most
+            ``limit``, never more than ``MAX_PAGE``; ``collections``: keys
+            below the next ``/`` rolled up into their collection)
+``Purge``   remove a batch of at most ``limit`` keys under a prefix; the reply
+            names them and says whether more remain, so a big purge is many
+            short requests the coordinator serves others between
 ``Touch``   fire-and-forget batch of reads (hits) and misses, with the HTTP
             body bytes received and sent since the last batch and the
             sender's front-end ``number`` and ``pid`` (0: not a front end);
@@ -37,7 +46,8 @@ import msgpack
 
 from packrat.core.errors import ErrorCode
 
-VERSION = 3
+VERSION = 4
+MAX_PAGE = 1000  # the most keys one List or Purge names: every reply stays small
 
 
 class ProtocolError(ValueError):
@@ -60,6 +70,7 @@ class Commit:
     file_size: int
     size: int = 0  # data bytes
     filename: str = ""
+    only_if_absent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +96,24 @@ class Stats:
 
 
 @dataclass(frozen=True, slots=True)
+class ListKeys:
+    id: int
+    deadline: float
+    prefix: str
+    after: str = ""
+    limit: int = MAX_PAGE
+    collections: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Purge:
+    id: int
+    deadline: float
+    prefix: str
+    limit: int = MAX_PAGE
+
+
+@dataclass(frozen=True, slots=True)
 class Touch:
     keys: tuple[str, ...]
     misses: int = 0
@@ -94,7 +123,7 @@ class Touch:
     pid: int = 0  # the sender's process id; 0: not a front end
 
 
-Request = Commit | Delete | Drop | Stats | Touch
+Request = Commit | Delete | Drop | ListKeys | Purge | Stats | Touch
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +132,10 @@ class Reply:
     error: ErrorCode | None = None
     message: str = ""
     evicted: int = 0  # Commit: objects evicted to make room
+    present: bool = False  # Commit only_if_absent: the key had an object; nothing was done
     stats: dict[str, Any] = field(default_factory=dict)  # Stats: the index's figures
+    keys: tuple[str, ...] = ()  # List: the page; Purge: the keys removed
+    more: bool = False  # List, Purge: entries remain after these
 
     @property
     def ok(self) -> bool:
@@ -114,6 +146,8 @@ _OPS: dict[str, type[Request]] = {
     "commit": Commit,
     "delete": Delete,
     "drop": Drop,
+    "list": ListKeys,
+    "purge": Purge,
     "stats": Stats,
     "touch": Touch,
 }
@@ -161,6 +195,8 @@ def decode_reply(frame: bytes) -> Reply:
         raise ProtocolError(f"malformed reply: {e}") from None
     if type(reply.id) is not int:
         raise ProtocolError("malformed reply: no id")
+    if not (_strings(reply.keys) and type(reply.more) is bool):
+        raise ProtocolError("malformed reply: keys must be a list of strings, more a boolean")
     return reply
 
 
@@ -177,7 +213,7 @@ def _unpack(frame: bytes) -> dict[str, Any]:
 def _check(request: Request) -> str | None:
     """What is wrong with a decoded request's field types, if anything."""
     if isinstance(request, Touch):
-        if not isinstance(request.keys, tuple) or not all(isinstance(k, str) for k in request.keys):
+        if not _strings(request.keys):
             return "keys must be a list of strings"
         counts = (request.misses, request.bytes_in, request.bytes_out, request.number, request.pid)
         return None if all(map(_count, counts)) else "misses, bytes, number and pid must be counts"
@@ -189,9 +225,19 @@ def _check(request: Request) -> str | None:
         if not all(isinstance(s, str) for s in (request.key, request.staging, request.filename)):
             return "key, staging and filename must be strings"
         sizes_ok = _count(request.file_size) and _count(request.size)
+        if type(request.only_if_absent) is not bool:
+            return "only_if_absent must be a boolean"
         return None if sizes_ok else "file_size and size must be counts"
     if isinstance(request, Delete) and not isinstance(request.key, str):
         return "key must be a string"
+    if isinstance(request, ListKeys | Purge):
+        after = request.after if isinstance(request, ListKeys) else ""
+        if not (isinstance(request.prefix, str) and isinstance(after, str)):
+            return "prefix and after must be strings"
+        if not (_count(request.limit) and 1 <= request.limit <= MAX_PAGE):
+            return f"limit must be a count from 1 to {MAX_PAGE}"
+        if isinstance(request, ListKeys) and type(request.collections) is not bool:
+            return "collections must be a boolean"
     if isinstance(request, Drop):
         if not (isinstance(request.name, str) and isinstance(request.key, str | None)):
             return "name and key must be strings"
@@ -199,6 +245,10 @@ def _check(request: Request) -> str | None:
         if not (isinstance(inode, tuple) and len(inode) == 2 and all(map(_count, inode))):
             return "inode must be two counts"
     return None
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, tuple) and all(isinstance(item, str) for item in value)
 
 
 def _count(value: object) -> bool:

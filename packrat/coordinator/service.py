@@ -23,7 +23,17 @@ from collections.abc import Callable
 from packrat.coordinator.activity import Activity
 from packrat.coordinator.filework import FileWork
 from packrat.coordinator.index import Index
-from packrat.coordinator.protocol import Commit, Delete, Drop, Reply, Request, Stats, Touch
+from packrat.coordinator.protocol import (
+    Commit,
+    Delete,
+    Drop,
+    ListKeys,
+    Purge,
+    Reply,
+    Request,
+    Stats,
+    Touch,
+)
 from packrat.coordinator.snapshotter import ROWS, SnapshotJob
 from packrat.core.errors import ErrorCode
 from packrat.core.keys import InvalidKey, validate_key
@@ -143,8 +153,15 @@ class Coordinator:
             respond(_error(request.id, ErrorCode.STALE, "the request expired before it ran"))
         elif isinstance(request, Stats):
             respond(Reply(request.id, stats=self.stats()))
+        elif isinstance(request, ListKeys):
+            page, more = self.index.list_keys(
+                request.prefix, request.after, request.limit, request.collections
+            )
+            respond(Reply(request.id, keys=tuple(page), more=more))
         elif isinstance(request, Drop):
             self.drop(request, respond)
+        elif isinstance(request, Purge):
+            self.purge(request, respond)
         else:
             try:
                 validate_key(request.key)
@@ -158,6 +175,9 @@ class Coordinator:
 
     def commit(self, request: Commit, respond: Respond) -> None:
         """Claim the staged file (file work), then decide (``_claimed``)."""
+        if request.only_if_absent and request.key in self.index:
+            respond(Reply(request.id, present=True))
+            return
 
         def claim() -> Claimed:
             return self.writer.claim(request.staging, request.file_size, request.key)
@@ -271,6 +291,41 @@ class Coordinator:
 
         self.files.submit(lambda: self.writer.remove(key), removed)
 
+    def purge(self, request: Purge, respond: Respond) -> None:
+        """Remove a batch of the keys under a prefix: at most ``limit``, so a big purge
+        is many short requests.  Files first: a key whose file could not be removed
+        stays in the index too."""
+        page, more = self.index.list_keys(request.prefix, "", request.limit)
+
+        def remove_files() -> tuple[list[str], OSError | None]:
+            removed: list[str] = []
+            try:
+                for key in page:
+                    self.writer.remove(key)
+                    removed.append(key)
+            except OSError as e:
+                return removed, e
+            return removed, None
+
+        def removed_files(result: tuple[list[str], OSError | None] | Exception) -> None:
+            if isinstance(result, Exception):
+                respond(_failed(request, result))
+                return
+            removed, error = result
+            for key in removed:
+                # A commit of the key decided since has its own file coming: keep it.
+                if key not in self.pending and self.index.remove(key):
+                    self.activity.removed(key)
+            if removed:
+                self.changes += 1
+                log.info("purged %d keys under %r", len(removed), request.prefix)
+            if error is not None:
+                respond(_failed(request, error))
+            else:
+                respond(Reply(request.id, keys=tuple(page), more=more))
+
+        self.files.submit(remove_files, removed_files)
+
     def drop(self, request: Drop, respond: Respond) -> None:
         """Remove a corrupt file if it is still the one the reader saw; forget its key."""
         if not OBJECT_NAME.fullmatch(request.name):
@@ -333,7 +388,7 @@ class Coordinator:
         """Evicted keys leave the activity's recent uploads (their files go by file work)."""
         for key, cost in victims:
             self.activity.removed(key)
-            log.debug("evicted %r (%d bytes)", key, cost)
+            log.info("evicted %r (%d bytes)", key, cost)
         if victims:
             self.changes += 1
 

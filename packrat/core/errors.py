@@ -31,8 +31,10 @@ class ErrorCode(StrEnum):
     COORDINATOR_UNAVAILABLE = "coordinator_unavailable"
     STALE = "stale"  # the request expired before the coordinator ran it
     STAGING_MISSING = "staging_missing"  # the staged upload vanished before its commit
+    OUTCOME_UNKNOWN = "outcome_unknown"  # the coordinator claimed an upload, then fell silent
     TOO_BUSY = "too_busy"
     INSUFFICIENT_STORAGE = "insufficient_storage"
+    OBJECTSTORE_UNAVAILABLE = "objectstore_unavailable"  # a DELETE could not reach the store
 
 
 STATUS: dict[ErrorCode, int] = {
@@ -53,8 +55,10 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.COORDINATOR_UNAVAILABLE: 503,
     ErrorCode.STALE: 503,
     ErrorCode.STAGING_MISSING: 503,
+    ErrorCode.OUTCOME_UNKNOWN: 503,
     ErrorCode.TOO_BUSY: 503,
     ErrorCode.INSUFFICIENT_STORAGE: 507,
+    ErrorCode.OBJECTSTORE_UNAVAILABLE: 503,
 }
 RETRY_AFTER_SECONDS = 1  # sent with every 503: each of them is worth retrying soon
 
@@ -137,6 +141,12 @@ class CoordinatorUnavailable(PackratError):
     code = ErrorCode.COORDINATOR_UNAVAILABLE
 
 
+class OutcomeUnknown(PackratError):
+    """A commit the coordinator took but did not confirm in time: stored or not, unknown."""
+
+    code = ErrorCode.OUTCOME_UNKNOWN
+
+
 class TooBusy(PackratError):
     """This front end already receives ``max_uploads`` uploads."""
 
@@ -145,3 +155,9 @@ class TooBusy(PackratError):
 
 class InsufficientStorage(PackratError):
     code = ErrorCode.INSUFFICIENT_STORAGE
+
+
+class ObjectStoreUnavailable(PackratError):
+    """A ``DELETE`` could not be applied to the object store; nothing was deleted."""
+
+    code = ErrorCode.OBJECTSTORE_UNAVAILABLE

@@ -1,7 +1,7 @@
 """The exit statuses of the ``packrat`` command: one table for every subcommand.
 
-Scripts rely on the client commands' statuses (0-7, 130: README lists
-them); supervisord, systemd and ``packrat serve`` act on the server roles'
+Scripts rely on the client commands' statuses (0-7, 130: docs/client.md
+lists them); supervisord, systemd and ``packrat serve`` act on the server roles'
 (``FATAL``).  The server-side situations take values from BSD's
 ``sysexits.h`` where one fits, so no status means two things.  Any uncaught
 exception exits with Python's 1, which is why no server situation uses it.
@@ -20,7 +20,7 @@ class ExitStatus(IntEnum):
     USAGE = 2  # bad arguments (argparse's status too)
     REFUSED = 3  # the server refused the request (its error code is printed)
     DENIED = 4  # 401 unauthorized or 403 forbidden: a missing, wrong or read-only token
-    UNAVAILABLE = 5  # unreachable, cut off, timed out, or 503 after every retry
+    UNAVAILABLE = 5  # unreachable, cut off, timed out, not Packrat's answer, or 503 after retries
     INTEGRITY = 6  # bytes that do not match their sha256 (nothing is kept)
     LOCAL = 7  # a local file could not be read or written
     CORRUPT_LEFT = 65  # EX_DATAERR: `fsck` found corrupt objects it did not remove

@@ -10,6 +10,7 @@ wrong; the CLI prints it and exits with ``ExitStatus.CONFIG`` (78).
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import os
 import re
 import ssl
@@ -21,8 +22,18 @@ ENV_VAR = "PACKRAT_CONFIG"
 # Looked for in this order when neither --config nor $PACKRAT_CONFIG names a file.
 SEARCH_PATH = (Path("etc/packrat.ini"), Path("/etc/packrat/packrat.ini"))
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+# A number, then a unit: K M G T or KiB MiB GiB TiB (powers of 1024, as nginx
+# and bazel-remote count), KB MB GB TB (powers of 1000, as disks are sold), B.
+_SIZE_RE = re.compile(
+    r"\s*(?P<number>[0-9]+(?:\.[0-9]+)?)\s*(?:(?P<prefix>[KMGT])(?P<kind>iB|B)?|B)?\s*",
+    re.IGNORECASE,
+)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SI_UNITS = {"K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_NOT_A_SIZE = (
+    "is not a size: use bytes, or a number and K, M, G, T (powers of 1024; also KiB...) "
+    "or KB, MB, GB, TB (powers of 1000), e.g. 64M or 1.5G"
+)
 
 
 class ConfigError(Exception):
@@ -30,17 +41,22 @@ class ConfigError(Exception):
 
 
 def parse_size(text: str) -> int:
-    """Parse ``1048576``, ``512K``, ``64M``, ``1G``, ``2T`` (powers of 1024).
+    """Bytes in ``1048576``, ``512K``, ``64M``, ``1.5G``, ``2TiB`` (powers of 1024) or
+    ``10GB`` (powers of 1000), rounded down to a whole byte.
 
-    >>> parse_size("1G")
-    1073741824
-    >>> parse_size("512")
-    512
+    >>> parse_size("1G"), parse_size("512"), parse_size("1.5K"), parse_size("10GB")
+    (1073741824, 512, 1536, 10000000000)
     """
-    match = _SIZE_RE.match(text)
+    match = _SIZE_RE.fullmatch(text)
     if not match:
-        raise ValueError(f"{text!r} is not a size (use bytes or a K/M/G/T suffix, e.g. 64M)")
-    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+        raise ValueError(f"{text!r} {_NOT_A_SIZE}")
+    number, prefix = match["number"], (match["prefix"] or "").upper()
+    if "." in number and not prefix:
+        raise ValueError(f"{text!r} {_NOT_A_SIZE} (a fraction needs a unit)")
+    unit = _SI_UNITS[prefix] if (match["kind"] or "").upper() == "B" else _UNITS[prefix]
+    whole, _, fraction = number.partition(".")
+    # Exact arithmetic: 1.1G is 1181116006 bytes, not a float's neighbour.
+    return (int(whole + fraction) * unit) // 10 ** len(fraction)
 
 
 @dataclass(frozen=True)
@@ -61,8 +77,10 @@ class Settings:
     auth_enabled: bool = False  # the one switch: require credentials
     auth_read_tokens: tuple[str, ...] = ()  # bearer tokens that may read
     auth_write_tokens: tuple[str, ...] = ()  # bearer tokens that may read and write
+    auth_list_tokens: tuple[str, ...] = ()  # bearer tokens that may read and list key names
     auth_htpasswd: Path | None = None  # user:hash lines (bcrypt, sha-crypt) for HTTP Basic
     auth_write_users: tuple[str, ...] = ("*",)  # htpasswd users that may write; * = all
+    auth_list_users: tuple[str, ...] = ()  # htpasswd users that may list key names; * = all
     auth_anonymous_read: bool = False  # reads need no credentials (writes still do)
     cache_root: Path = Path("var/cache")
     cache_max_size: int = 1 << 30  # bytes
@@ -79,6 +97,26 @@ class Settings:
     log_access: bool = True  # one line per HTTP request
     metrics_public: bool = False  # GET /metrics without credentials when [auth] is on
     metrics_directory: Path = Path("var/run/packrat-metrics")  # shared by the processes
+    # [objectstore]: an S3-compatible store behind the cache, off while bucket is unset
+    # (docs/objectstore.md).  No secret is ever a setting: credentials come from the
+    # environment, credentials_file, or the platform (an instance role).
+    objectstore_bucket: str | None = None
+    objectstore_endpoint_url: str | None = None  # None: AWS S3 for the region
+    objectstore_prefix: str = ""  # prepended to every key in the bucket
+    objectstore_region: str = "us-east-1"
+    objectstore_addressing_style: str = "auto"  # auto, path or virtual (bucket.host)
+    objectstore_credentials_file: Path | None = None  # AWS shared-credentials format
+    objectstore_profile: str | None = None  # the section of credentials_file to use
+    objectstore_connect_timeout: float = 2.0  # seconds to connect to the store
+    objectstore_read_timeout: float = 5.0  # seconds a store request may wait for bytes
+    objectstore_upload_checksum: bool = True  # the store checks each upload's sha256
+    objectstore_concurrency: int = 4  # uploads under way at once
+    objectstore_max_backlog: int = 100_000  # objects the uploader tracks in memory
+    objectstore_uploader_endpoint: str = "ipc://var/run/packrat-uploader.sock"
+
+    @property
+    def objectstore_enabled(self) -> bool:
+        return self.objectstore_bucket is not None
 
     @property
     def max_file_size(self) -> int:
@@ -101,18 +139,30 @@ class Settings:
         return context
 
 
+def _whole_number(text: str) -> int:
+    value = text.strip()
+    if not (value.isascii() and value.isdigit()):
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(value)
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+
+
 def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"{text!r} must not be negative")
-    return value
+    return _whole_number(text)
 
 
 def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError(f"{text!r} is not a TCP port (0-65535)")
-    return value
+    """A TCP port to listen on.  Not 0: each front end would bind a random port of its own."""
+    value = text.strip()
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65535:
+        raise ValueError(f"{text!r} is not a TCP port number (1 to 65535; 80 for http)")
+    return int(value)
 
 
 def _positive_size(text: str) -> int:
@@ -123,14 +173,14 @@ def _positive_size(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not value > 0:
         raise ValueError(f"{text!r} must be a positive number of seconds")
     return value
 
 
 def _fraction(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not 0 < value <= 1:
         raise ValueError(f"{text!r} must be a fraction in (0, 1]")
     return value
@@ -199,6 +249,25 @@ def _endpoint(text: str) -> str:
     return text
 
 
+def is_loopback(endpoint: str) -> bool:
+    """Whether a ZeroMQ endpoint is reachable only from this host.
+
+    >>> [is_loopback(e) for e in ("ipc:///run/p.sock", "tcp://127.0.0.1:5555", "tcp://[::1]:1")]
+    [True, True, True]
+    >>> [is_loopback(e) for e in ("tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://eth0:5555")]
+    [False, False, False]
+    """
+    if endpoint.startswith("ipc://"):
+        return True
+    host = endpoint.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "*", an interface name, a host name
+
+
 def endpoint_problem(endpoint: str, keys: Path | None) -> str | None:
     """Why ``endpoint`` may not be served with ``keys`` (None: it may).
 
@@ -220,6 +289,46 @@ def endpoint_problem(endpoint: str, keys: Path | None) -> str | None:
         "loopback address), and anyone who reaches it can delete objects; use ipc://, or set "
         "curve_keys (packrat keygen DIR)"
     )
+
+
+def _bucket(text: str) -> str:
+    """An S3 bucket name (the rules every S3-compatible store accepts)."""
+    name = text.strip()
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", name):
+        raise ValueError(
+            f"{name!r} is not a bucket name (3-63 lowercase letters, digits, '.' and '-')"
+        )
+    return name
+
+
+def _url(text: str) -> str:
+    url = text.strip()
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
+        raise ValueError(f"{url!r} is not an http:// or https:// URL")
+    return url.rstrip("/")
+
+
+def _prefix(text: str) -> str:
+    """A key prefix: keys' characters, usually ending with '/'."""
+    prefix = text.strip()
+    if prefix and not re.fullmatch(r"[A-Za-z0-9._~!$&'()*+,;=:@/-]+", prefix):
+        raise ValueError(f"{prefix!r} may hold only the characters keys may")
+    return prefix
+
+
+def _count_at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{text!r} must be at least 1")
+    return value
+
+
+def _local_endpoint(text: str) -> str:
+    """A ZeroMQ endpoint on this host only (the uploader's: it needs the cache's disk)."""
+    endpoint = _endpoint(text)
+    if not is_loopback(endpoint):
+        raise ValueError(f"{text!r} must be ipc:// or a loopback tcp:// address")
+    return endpoint
 
 
 def _curve_keys(text: str) -> Path:
@@ -249,8 +358,10 @@ _OPTIONS = {
     ("auth", "enabled"): _bool,
     ("auth", "read_tokens"): _tokens,
     ("auth", "write_tokens"): _tokens,
+    ("auth", "list_tokens"): _tokens,
     ("auth", "htpasswd"): _htpasswd,
     ("auth", "write_users"): _words,
+    ("auth", "list_users"): _words,
     ("auth", "anonymous_read"): _bool,
     ("cache", "root"): Path,
     ("cache", "max_size"): _positive_size,
@@ -267,6 +378,19 @@ _OPTIONS = {
     ("log", "access"): _bool,
     ("metrics", "public"): _bool,
     ("metrics", "directory"): Path,
+    ("objectstore", "bucket"): _bucket,
+    ("objectstore", "endpoint_url"): _url,
+    ("objectstore", "prefix"): _prefix,
+    ("objectstore", "region"): str.strip,
+    ("objectstore", "addressing_style"): _choice("auto", "path", "virtual"),
+    ("objectstore", "credentials_file"): _readable_file,
+    ("objectstore", "profile"): str.strip,
+    ("objectstore", "connect_timeout"): _seconds,
+    ("objectstore", "read_timeout"): _seconds,
+    ("objectstore", "upload_checksum"): _bool,
+    ("objectstore", "concurrency"): _count_at_least_one,
+    ("objectstore", "max_backlog"): _count_at_least_one,
+    ("objectstore", "uploader_endpoint"): _local_endpoint,
 }
 
 
@@ -339,16 +463,27 @@ def load(path: Path | None) -> Settings:
     if problem:
         raise ConfigError(f"{path}: [coordinator] endpoint: {problem}")
     if settings.auth_enabled and not (
-        settings.auth_read_tokens or settings.auth_write_tokens or settings.auth_htpasswd
+        settings.auth_read_tokens
+        or settings.auth_write_tokens
+        or settings.auth_list_tokens
+        or settings.auth_htpasswd
     ):
         raise ConfigError(
-            f"{path}: [auth] enabled: no read_tokens, write_tokens or htpasswd to check against"
+            f"{path}: [auth] enabled: no read_tokens, write_tokens, list_tokens or htpasswd "
+            "to check against"
         )
+    if settings.objectstore_enabled:
+        from packrat.core.objectstore_settings import check_settings
+
+        try:
+            check_settings(settings)
+        except ValueError as e:
+            raise ConfigError(f"{path}: [objectstore] {e}") from None
     return settings
 
 
 # Options whose values ``describe`` never prints.
-_SECRETS = {("auth", "read_tokens"), ("auth", "write_tokens")}
+_SECRETS = {("auth", "read_tokens"), ("auth", "write_tokens"), ("auth", "list_tokens")}
 
 
 def format_size(size: int) -> str:
@@ -406,4 +541,8 @@ def describe(path: Path | None, how: str) -> str:
             lines.append(f"; {option} =  ; not set, {source}")
         else:
             lines.append(f"{option} = {text}  ; {source}")
+    if settings.objectstore_enabled:
+        from packrat.core.objectstore_settings import describe_credentials
+
+        lines.append(f"; credentials: {describe_credentials(settings)}")
     return "\n".join(lines) + "\n"

@@ -1,10 +1,10 @@
 """One access line and one count per HTTP request.
 
-``RequestLog`` is the application's ``log_function``: Tornado calls it once
-per request as the response finishes, whichever handler answered (static
-files and unknown routes too).  It counts the request in the front end's
-metrics, adds its body bytes to the traffic reported to the coordinator,
-and logs one line on ``packrat.access``.  An error's code and log message
+``RequestLog.exchange_done`` runs once per exchange as it ends, whoever
+answered it (the object path, a Tornado handler, or ``http1`` refusing a
+malformed request).  It counts the request in the front end's metrics, adds
+its body bytes to the traffic reported to the coordinator, and logs one line
+on ``packrat.access``.  An error's code and log message
 go on that same line: handlers do not log answered errors themselves, so no
 request is logged twice.  A request whose client went away before the
 answer was finished is logged with status 499 (nginx's "client closed
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
 from typing import TYPE_CHECKING, Any
 
 from tornado import httputil
@@ -26,30 +28,30 @@ from packrat.core.logs import ACCESS_LOGGER, Event
 
 if TYPE_CHECKING:
     from packrat.frontend.dependencies import Dependencies
+    from packrat.frontend.http1 import Exchange
 
 access_log = logging.getLogger(ACCESS_LOGGER)
+_PLAIN = re.compile(r"[ !#-\[\]-~]*")  # printable ASCII but the quote and the backslash
+
+
+def quoted(text: str) -> str:
+    """``text`` as a JSON string: plain ASCII as it is, anything else escaped by ``json``.
+
+    >>> print(quoted("curl/8.0"), quoted('say "hi"'))
+    "curl/8.0" "say \\"hi\\""
+    """
+    return f'"{text}"' if _PLAIN.fullmatch(text) else json.dumps(text)
+
+
 CLIENT_CLOSED = 499
 
 
 class Counted(RequestHandler):
-    """Counts the body bytes a handler receives and writes, for ``RequestLog``."""
+    """A handler whose answer is recorded by its exchange: it names the route and the
+    error it answered (``RequestLog`` hands them over)."""
 
-    bytes_received = 0
-    bytes_sent = 0
-    client_gone = False  # the connection closed before the answer was finished
-    logged = False
+    route = "other"
     failure: BaseException | None = None  # the error the answer reports
-
-    def write(self, chunk: str | bytes | dict[str, Any]) -> None:
-        if isinstance(chunk, bytes):
-            self.bytes_sent += len(chunk)
-        elif isinstance(chunk, str):
-            chunk = chunk.encode("utf-8")
-            self.bytes_sent += len(chunk)
-        super().write(chunk)
-
-    def data_received(self, chunk: bytes) -> Any:
-        self.bytes_received += len(chunk)
 
 
 class AccessEntry(Event):
@@ -98,11 +100,11 @@ class AccessEntry(Event):
     def __str__(self) -> str:
         # Client-chosen text is quoted and escaped as JSON strings, so a
         # line cannot be forged or broken by a path or a user agent.
-        method = self.method if self.method.isalpha() else json.dumps(self.method)
+        method = self.method if self.method.isalpha() else quoted(self.method)
         line = (
-            f"{self.remote} {method} {json.dumps(self.path)} {self.status} "
+            f"{self.remote} {method} {quoted(self.path)} {self.status} "
             f"sent={self.sent} received={self.received} {self.duration * 1000:.1f}ms "
-            f"{json.dumps(self.user_agent)}"
+            f"{quoted(self.user_agent)}"
         )
         if self.error is not None:
             line += f" error={self.error} {json.dumps(self.detail)}"
@@ -142,28 +144,34 @@ def describe(failure: BaseException | None, status: int) -> tuple[str | None, st
 
 
 class RequestLog:
-    """The ``log_function`` of one front end's application."""
+    """One front end's access record: every exchange, once (``server.Server.record``).
+
+    As the ``Application``'s ``log_function`` it only hands the handler's
+    route and error over to the exchange, which is recorded when it ends.
+    """
 
     def __init__(self, frontend: Dependencies) -> None:
         self.frontend = frontend
 
     def __call__(self, handler: RequestHandler) -> None:
-        if getattr(handler, "logged", False):
-            return
-        handler.logged = True  # type: ignore[attr-defined]
-        request = handler.request
-        status = CLIENT_CLOSED if getattr(handler, "client_gone", False) else handler.get_status()
-        error, detail = describe(getattr(handler, "failure", None), status)
+        exchange = getattr(handler.request.connection, "exchange", None)
+        if exchange is not None:
+            exchange.route = getattr(handler, "route", "other")
+            exchange.failure = getattr(handler, "failure", None)
+
+    def exchange_done(self, exchange: Exchange, status: int) -> None:
+        request = exchange.request
+        error, detail = describe(exchange.failure, status)
         self.record(
-            getattr(handler, "route", "other"),
-            request.remote_ip or "-",
-            request.method or "",
+            exchange.route,
+            exchange.connection.remote,
+            request.method,
             request.path,
-            request.headers.get("User-Agent", ""),
+            request.headers.get("user-agent", ""),
             status,
-            getattr(handler, "bytes_sent", 0),
-            getattr(handler, "bytes_received", 0) + len(request.body),
-            request.request_time(),
+            exchange.sent,
+            exchange.received,
+            time.monotonic() - request.started,
             error,
             detail,
         )
@@ -182,7 +190,7 @@ class RequestLog:
         error: str | None = None,
         detail: str | None = None,
     ) -> None:
-        """Count one request and log its line (also for requests no handler saw)."""
+        """Count one request and log its line."""
         frontend = self.frontend
         frontend.metrics.request(route, method, status, duration, received, sent)
         frontend.coordinator.traffic(received, sent)

@@ -1,20 +1,27 @@
-"""One front-end process: the Tornado application on a shared port.
+"""One front-end process: the HTTP server on a shared port, objects and pages behind it.
 
 Every front end binds the same port with ``SO_REUSEPORT`` and the kernel
 spreads connections across them.  Nothing touches the event loop before the
 process is its own (no fork after the loop exists).
+
+Each request is read by ``http1`` and routed by ``Router``: ``/<key>`` and
+``/exists/<key>`` to the object path (``objects``), everything else (the
+status page, static files, the OpenAPI document, health, metrics, stats,
+WebDAV collections) to Tornado's ``Application`` through ``pages``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import socket
 from pathlib import Path
 
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
+from tornado.routing import Rule
 from tornado.web import Application
 
 from packrat.coordinator.connection import AsyncCoordinatorClient
@@ -25,28 +32,28 @@ from packrat.core.logs import flush_logs
 from packrat.core.settings import Settings
 from packrat.frontend.accesslog import RequestLog
 from packrat.frontend.auth import Authenticator
-from packrat.frontend.base import BaseHandler
 from packrat.frontend.dependencies import Dependencies
 from packrat.frontend.handlers import (
-    ExistsHandler,
     FaviconHandler,
     NotFoundHandler,
-    ObjectHandler,
     OpenAPIHandler,
     StaticHandler,
     StatusHandler,
 )
-from packrat.frontend.hot import HotRoutes
+from packrat.frontend.http1 import Delegate, Exchange, Limits
+from packrat.frontend.listing import KeysHandler
 from packrat.frontend.metrics import FrontendMetrics
+from packrat.frontend.objects import ObjectPath
 from packrat.frontend.observability import (
     HealthHandler,
     MetricsHandler,
     ReadyHandler,
     StatsHandler,
 )
-from packrat.frontend.server import PackratHTTPServer
+from packrat.frontend.pages import TornadoDelegate
+from packrat.frontend.server import Server
 from packrat.frontend.upload_slots import UploadSlots
-from packrat.frontend.webdav import CollectionHandler
+from packrat.frontend.webdav import DAV_METHODS, DAVHandler, DAVMethods
 from packrat.store import Layout
 
 log = logging.getLogger("packrat.frontend")
@@ -54,6 +61,24 @@ log = logging.getLogger("packrat.frontend")
 HERE = Path(__file__).parent
 SHUTDOWN_GRACE = 5.0  # seconds in-flight requests get after SIGTERM
 SMALL_BODY = 64 * 1024  # the most any request that is not an upload may carry
+STATIC_FILES = ("packrat.css", "packrat.js", "favicon.svg")
+# The exact paths the Application answers (keep in step with make_app, with
+# packrat.keys.RESERVED_PREFIXES and with openapi.json); so do paths that
+# end with "/" (WebDAV collections), WebDAV's own methods whatever the path,
+# and targets that are not paths.
+PAGES = frozenset(
+    (
+        "/",
+        "/favicon.ico",
+        "/api/openapi.json",
+        "/api/stats",
+        "/api/keys",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        *(f"/static/{name}" for name in STATIC_FILES),
+    )
+)
 LOG_FLUSH_MS = 1000  # buffered access lines reach the log at least this often
 
 
@@ -71,7 +96,7 @@ def make_dependencies(
     counters = FrontendMetrics()
     coordinator.number = number
     coordinator.observe = counters.observe_round_trip
-    return Dependencies(
+    frontend = Dependencies(
         settings=settings,
         layout=layout,
         coordinator=coordinator,
@@ -84,6 +109,21 @@ def make_dependencies(
         number=number,
         metrics=counters,
     )
+    if settings.objectstore_enabled:
+        from packrat.objectstore.readthrough import ReadThrough
+        from packrat.objectstore.uploader_client import UploaderClient
+
+        async def commit_fetched(
+            key: str, staging: str, file_size: int, size: int, filename: str
+        ) -> bool:
+            reply = await coordinator.commit(key, staging, file_size, size, filename, True)
+            return not reply.present
+
+        frontend.readthrough = ReadThrough(settings, layout, commit_fetched)
+        frontend.uploader = UploaderClient(
+            settings.objectstore_uploader_endpoint, settings.coordinator_timeout
+        )
+    return frontend
 
 
 def make_app(frontend: Dependencies) -> Application:
@@ -91,21 +131,22 @@ def make_app(frontend: Dependencies) -> Application:
     # Keep in step with packrat.core.keys.RESERVED_PREFIXES and openapi.json.
     return Application(
         [
+            # WebDAV's own methods, whatever the path (PROPFIND /key included).
+            Rule(DAVMethods(r"/(.*)"), DAVHandler, deps),
             (r"/", StatusHandler, deps),
             (
-                r"/static/(packrat\.css|packrat\.js|favicon\.svg)",
+                r"/static/(" + "|".join(map(re.escape, STATIC_FILES)) + ")",
                 StaticHandler,
                 {"path": str(HERE / "static")},
             ),
             (r"/favicon\.ico", FaviconHandler, deps),
             (r"/api/openapi\.json", OpenAPIHandler, deps),
             (r"/api/stats", StatsHandler, deps),
+            (r"/api/keys", KeysHandler, deps),
             (r"/healthz", HealthHandler, deps),
             (r"/readyz", ReadyHandler, deps),
             (r"/metrics", MetricsHandler, deps),
-            (r"/exists/(.+)", ExistsHandler, deps),
-            (r"/(.+/)", CollectionHandler, deps),
-            (r"/(.+)", ObjectHandler, deps),
+            (r"/(.+/)", DAVHandler, deps),  # a collection: every method
         ],
         default_handler_class=NotFoundHandler,
         default_handler_args=deps,
@@ -117,27 +158,50 @@ def make_app(frontend: Dependencies) -> Application:
     )
 
 
-def make_server(app: Application, settings: Settings) -> PackratHTTPServer:
-    """The HTTP(S) server with the slow-client limits of ``[frontend]``.
+class Router:
+    """Picks who answers a request: the object path, or the ``Application``."""
 
-    ``idle_connection_timeout`` bounds both the wait for a request's headers
-    (a slowloris sending them byte by byte is cut off) and an idle
-    keep-alive connection; ``body_timeout`` bounds the whole body, and an
-    upload whose body stalls for ``idle_timeout`` is cut (``UploadSlots``).
+    def __init__(self, application: Application, objects: ObjectPath) -> None:
+        self.application = application
+        self.objects = objects
+
+    def __call__(self, exchange: Exchange) -> Delegate:
+        path = exchange.request.path
+        if (
+            path in PAGES
+            or path[:1] != "/"
+            or path[-1] == "/"
+            or exchange.request.method in DAV_METHODS
+        ):
+            return TornadoDelegate(self.application, exchange)
+        if path.startswith("/exists/"):
+            return self.objects.delegate(exchange, path[8:], exists=True)
+        return self.objects.delegate(exchange, path[1:])
+
+
+def make_server(app: Application, settings: Settings) -> Server:
+    """The HTTP(S) server with the limits of ``[frontend]``.
+
+    ``idle_timeout`` bounds both the wait for a request's headers (a
+    slowloris sending them byte by byte is cut off) and an idle keep-alive
+    connection; ``body_timeout`` bounds a whole body, and an upload whose
+    body stalls for ``idle_timeout`` is cut (``UploadSlots``).
     """
-    server = PackratHTTPServer(
-        app,
-        ssl_options=settings.ssl_context(),
-        max_body_size=SMALL_BODY,  # uploads raise it per request
+    frontend: Dependencies = app.settings["frontend"]
+    objects = ObjectPath(frontend)
+    objects.second_tier = frontend.readthrough  # [objectstore]: local misses read through
+    limits = Limits(
         max_header_size=settings.frontend_max_header_size,
-        idle_connection_timeout=settings.frontend_idle_timeout,
+        max_body_size=SMALL_BODY,  # uploads raise it per request
+        idle_timeout=settings.frontend_idle_timeout,
         body_timeout=settings.frontend_body_timeout,
     )
-    frontend = app.settings.get("frontend")
-    if frontend is not None:
-        server.hot = HotRoutes(frontend, app.settings["log_function"])
-    server.watch_headers(settings.frontend_idle_timeout)
-    return server
+    return Server(
+        Router(app, objects),
+        app.settings["log_function"].exchange_done,
+        limits,
+        settings.ssl_context(),
+    )
 
 
 def listen(settings: Settings, reuse_port: bool = True) -> list[socket.socket]:
@@ -178,16 +242,11 @@ async def serve(settings: Settings, number: int = 0) -> None:
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     server.stop()  # no new connections; requests under way may finish
-    deadline = loop.time() + SHUTDOWN_GRACE
-    while BaseHandler.in_flight and loop.time() < deadline:
-        await asyncio.sleep(0.05)
-    if BaseHandler.in_flight:
-        log.warning("closing with %d requests still in flight", BaseHandler.in_flight)
-    try:
-        await asyncio.wait_for(server.close_all_connections(), timeout=1)
-    except TimeoutError:
-        log.warning("connections did not close in 1 s; exiting anyway")
+    await server.drain(SHUTDOWN_GRACE)
     await coordinator.close()
+    if frontend.readthrough is not None and frontend.uploader is not None:
+        frontend.readthrough.close()
+        frontend.uploader.close()
     frontend.layout.close_dirs()
     log_flusher.stop()
 

@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-import json
 from types import TracebackType
 from typing import Any
 
 from tornado.web import HTTPError, RequestHandler
 
-from packrat.core.errors import PackratError, Unauthorized
+from packrat.core.errors import PackratError
+from packrat.frontend import envelope
 from packrat.frontend.accesslog import Counted
 from packrat.frontend.auth import READ, WRITE
 from packrat.frontend.dependencies import Dependencies
 from packrat.frontend.uploads import UploadReceiver
 
-JSON_TYPE = "application/json; charset=UTF-8"
+JSON_TYPE = envelope.JSON_TYPE
 
 
 def security_headers(handler: RequestHandler) -> None:
-    """Headers every response carries, error or not."""
-    handler.set_header("X-Content-Type-Options", "nosniff")
-    handler.set_header("Cache-Control", "no-store")
+    """Headers every response carries, error or not (``envelope``'s, as the object path's)."""
+    handler.set_header("Server", envelope.SERVER)
+    handler.set_header(*envelope.NOSNIFF)
+    handler.set_header(*envelope.NO_STORE)
 
 
 class BaseHandler(Counted):
     """Shared dependencies, access control and the one JSON error renderer.
 
-    ``in_flight`` counts this process's requests from start to finish (or
-    to the client's disconnect), so a stopping front end can let them end.
     A handler that receives an upload sets ``receiver`` in ``prepare``; the
     body goes to it, and it is ended however the request ends.  ``route``
     names the route in metrics.
@@ -35,37 +34,26 @@ class BaseHandler(Counted):
 
     # The right each method needs when ``[auth]`` is on.
     RIGHTS = {"GET": READ, "HEAD": READ, "POST": WRITE, "PUT": WRITE, "DELETE": WRITE}
-    in_flight = 0
     route = "other"
-    counted = False
     receiver: UploadReceiver | None = None
 
     def initialize(self, frontend: Dependencies) -> None:
         self.frontend = frontend
-        BaseHandler.in_flight += 1
-        self.counted = True
 
     def on_finish(self) -> None:
         self._done()
 
     def on_connection_close(self) -> None:
-        if not self.logged:  # the client left before the answer was finished
-            self.client_gone = True
-            self.application.log_request(self)
         self._done()
         super().on_connection_close()
 
     def data_received(self, chunk: bytes) -> None:
-        super().data_received(chunk)
         if self.receiver is not None:
             self.receiver.feed(chunk)
 
     def _done(self) -> None:
         if self.receiver is not None:
             self.receiver.end()
-        if self.counted:
-            self.counted = False
-            BaseHandler.in_flight -= 1
 
     def set_default_headers(self) -> None:
         security_headers(self)
@@ -81,7 +69,7 @@ class BaseHandler(Counted):
     def write_json(self, payload: dict[str, Any], status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", JSON_TYPE)
-        self.finish(json.dumps(payload))
+        self.finish(envelope.json_body(payload))
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         if self.receiver is not None:
@@ -106,11 +94,8 @@ class BaseHandler(Counted):
         error = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(error, PackratError):
             code, message = str(error.code), error.message
-            for name, value in error.headers.items():
-                self.set_header(name, value)
-            if isinstance(error, Unauthorized):
-                for challenge in error.challenges:
-                    self.add_header("WWW-Authenticate", challenge)
+            for name, value in envelope.error_fields(error):
+                self.add_header(name, value)
         elif status_code >= 500:
             code, message = "internal_error", "the server failed to handle the request"
         else:
@@ -119,7 +104,7 @@ class BaseHandler(Counted):
             if isinstance(error, HTTPError) and error.status_code == 405:
                 self.set_header("Allow", ", ".join(sorted(self._allowed_methods())))
         self.set_header("Content-Type", JSON_TYPE)
-        self.finish(json.dumps({"success": False, "error": code, "message": message}))
+        self.finish(envelope.error_body(code, message))
 
     def _allowed_methods(self) -> set[str]:
         return {

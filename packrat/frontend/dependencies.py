@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from packrat.coordinator.connection import AsyncCoordinatorClient
 from packrat.core.settings import Settings
@@ -10,6 +11,10 @@ from packrat.frontend.auth import Authenticator
 from packrat.frontend.metrics import FrontendMetrics
 from packrat.frontend.upload_slots import UploadSlots
 from packrat.store import Layout
+
+if TYPE_CHECKING:
+    from packrat.objectstore.readthrough import ReadThrough
+    from packrat.objectstore.uploader_client import UploaderClient
 
 
 @dataclass
@@ -23,3 +28,6 @@ class Dependencies:
     uploads: UploadSlots
     number: int = 0  # this front end's number, for logs
     metrics: FrontendMetrics = field(default_factory=FrontendMetrics)
+    # [objectstore] set: local misses are fetched from the store, deletes go there too
+    readthrough: ReadThrough | None = None
+    uploader: UploaderClient | None = None

@@ -5,11 +5,8 @@ the key and its metadata is in the file.  Reads are reported in batches; a
 corrupt object (found on opening, or by its digest while it is sent) is
 dropped through the coordinator before the client hears of it.
 
-Two callers share what is here: ``hot`` answers the reads that need only
-the disk without Tornado's ``RequestHandler``, and ``send_object`` the
-others (credentials to check, absent or corrupt objects, unsatisfiable
-ranges) through ``ObjectHandler``.  Both build the answer with ``plan`` and
-send the bytes the same way:
+The object path (``objects``) opens the object (``open_to_send``), builds
+the answer with ``plan`` and sends the bytes:
 
 * an object of at most ``SMALL`` bytes is read whole, trailer included, in
   one ``pread``, checked, and written with the headers in one ``send``;
@@ -31,23 +28,24 @@ no data for ``idle_timeout`` seconds is cut off.
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
 import logging
 import mmap
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tornado.http1connection import HTTP1Connection
-from tornado.httputil import HTTPHeaders, format_timestamp
-from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
-from tornado.web import RequestHandler
+from tornado.httputil import format_timestamp
 
-from packrat.core.errors import NotFound, PackratError, RangeNotSatisfiable, TooBusy
-from packrat.frontend.dependencies import Dependencies
+from packrat.core.errors import PackratError, RangeNotSatisfiable
 from packrat.frontend.headers import content_disposition, etag_in, parse_http_date, parse_range
-from packrat.store import Checker, CorruptObject, ObjectMeta, key_digest, open_to_read, read_data
+from packrat.store import Checker, ObjectMeta, key_digest, open_to_read, read_data
 from packrat.store.format import MAX_METADATA, TAIL_SIZE
+
+if TYPE_CHECKING:
+    from packrat.frontend.dependencies import Dependencies
+    from packrat.frontend.http1 import Exchange
 
 log = logging.getLogger("packrat.frontend")
 
@@ -75,49 +73,6 @@ class Answer:
     whole: bool  # the body is the whole object, to check against its digest
 
 
-async def send_object(
-    handler: RequestHandler, frontend: Dependencies, key: str, with_body: bool
-) -> None:
-    """Answer ``GET``/``HEAD`` of ``key`` through ``handler``."""
-    opened = await open_or_drop(frontend, key)
-    if opened is None:
-        frontend.coordinator.miss()
-        frontend.metrics.misses.inc()
-        raise NotFound(f"no object under key {key!r}")
-    fd, meta, inode, data = opened
-    frontend.coordinator.touch(key)
-    frontend.metrics.hits.inc()
-    try:
-        answer = plan(frontend, handler.request.headers, meta, with_body)
-        handler.set_status(answer.status)
-        for name, value in answer.headers:
-            handler.set_header(name, value)
-        if not answer.body:
-            return
-        if data is not None:
-            body = small_body(data, meta, answer)
-            if body is None:
-                await _cut(handler.request.connection, frontend, meta, inode, "corrupt")
-                return
-            handler.write(bytes(body))
-            return
-        await handler.flush()
-        handler.bytes_sent += await send_body(  # type: ignore[attr-defined]
-            handler.request.connection, frontend, fd, meta, inode, answer
-        )
-    finally:
-        os.close(fd)
-
-
-async def object_exists(frontend: Dependencies, key: str) -> bool:
-    """Whether a readable object is stored under ``key``, from the disk alone."""
-    opened = await open_or_drop(frontend, key)
-    if opened is None:
-        return False
-    os.close(opened[0])
-    return True
-
-
 def open_to_send(
     frontend: Dependencies, key: str
 ) -> tuple[int, ObjectMeta, tuple[int, int], memoryview | None] | None:
@@ -130,27 +85,6 @@ def open_to_send(
         return None
     fd, meta, info, data = opened
     return fd, meta, (info.st_dev, info.st_ino), data
-
-
-async def open_or_drop(
-    frontend: Dependencies, key: str
-) -> tuple[int, ObjectMeta, tuple[int, int], memoryview | None] | None:
-    """``open_to_send``; None also when corrupt (then dropped).
-
-    Out of file descriptors is a 503 ``too_busy``: the accept loop pauses
-    meanwhile (``server.accept_connections``), and a retry soon succeeds.
-    """
-    try:
-        return open_to_send(frontend, key)
-    except OSError as e:
-        if e.errno in (errno.EMFILE, errno.ENFILE):
-            raise TooBusy("the server has no file descriptor free; retry shortly") from None
-        raise
-    except CorruptObject as e:
-        log.error("the object of key %r is unreadable: %s", key, e)
-        if e.inode is not None:
-            await drop_corrupt(frontend, key, e.inode)
-        return None
 
 
 async def drop_corrupt(frontend: Dependencies, key: str, inode: tuple[int, int]) -> None:
@@ -168,20 +102,26 @@ def cache_control(frontend: Dependencies) -> str:
     return f"{scope}, max-age={max_age}" if max_age else f"{scope}, no-cache"
 
 
-def not_modified(headers: HTTPHeaders, etag: str, meta: ObjectMeta) -> bool:
-    """``If-None-Match`` (weak comparison), else ``If-Modified-Since`` (RFC 9110 13.2.2)."""
-    if "If-None-Match" in headers:
-        return etag_in(headers["If-None-Match"], etag, weak=True)
-    since = parse_http_date(headers.get("If-Modified-Since", ""))
+def not_modified(headers: Mapping[str, str], etag: str, meta: ObjectMeta) -> bool:
+    """``If-None-Match`` (weak comparison), else ``If-Modified-Since`` (RFC 9110 13.2.2).
+
+    ``headers`` are the request's, by lower-case name (``http1.Request.headers``).
+    """
+    match = headers.get("if-none-match")
+    if match is not None:
+        return etag_in(match, etag, weak=True)
+    since = parse_http_date(headers.get("if-modified-since", ""))
     return since is not None and int(meta.stored_at) <= since
 
 
-def requested_range(headers: HTTPHeaders, etag: str, meta: ObjectMeta) -> tuple[int, int] | None:
+def requested_range(
+    headers: Mapping[str, str], etag: str, meta: ObjectMeta
+) -> tuple[int, int] | None:
     """The single range to send, None for the whole object; 416 when unsatisfiable."""
-    header = headers.get("Range")
+    header = headers.get("range")
     if header is None:
         return None
-    if_range = headers.get("If-Range")
+    if_range = headers.get("if-range")
     if if_range is not None:
         if_range = if_range.strip()
         if if_range.startswith(('"', "W/")):
@@ -195,13 +135,18 @@ def requested_range(headers: HTTPHeaders, etag: str, meta: ObjectMeta) -> tuple[
         raise RangeNotSatisfiable(str(e), meta.size) from None
 
 
+disposition = functools.lru_cache(maxsize=4096)(content_disposition)  # per name, once
+
+
 @functools.lru_cache(maxsize=4096)
 def http_date(seconds: int) -> str:
     """An HTTP date (``Last-Modified``), remembered: objects are read again and again."""
     return format_timestamp(seconds)
 
 
-def plan(frontend: Dependencies, headers: HTTPHeaders, meta: ObjectMeta, with_body: bool) -> Answer:
+def plan(
+    frontend: Dependencies, headers: Mapping[str, str], meta: ObjectMeta, with_body: bool
+) -> Answer:
     """The status, headers and bytes of the answer; ``RangeNotSatisfiable`` for a 416."""
     etag = f'"{meta.sha256}"'
     fields = [
@@ -214,7 +159,7 @@ def plan(frontend: Dependencies, headers: HTTPHeaders, meta: ObjectMeta, with_bo
         return Answer(304, fields, False, 0, 0, False)
     fields += [
         ("Content-Type", meta.content_type),
-        ("Content-Disposition", content_disposition(meta.filename)),
+        ("Content-Disposition", disposition(meta.filename)),
         ("Content-Security-Policy", OBJECT_CSP),
     ]
     span = requested_range(headers, etag, meta) if with_body else None
@@ -237,74 +182,78 @@ def small_body(data: memoryview, meta: ObjectMeta, answer: Answer) -> memoryview
 
 
 async def send_body(
-    connection: HTTP1Connection,
+    exchange: Exchange,
     frontend: Dependencies,
     fd: int,
     meta: ObjectMeta,
     inode: tuple[int, int],
     answer: Answer,
-) -> int:
-    """Send the body of ``answer`` once its headers are out; return the bytes sent.
+) -> None:
+    """Send the body of ``answer`` once its headers are written, then end the exchange;
+    closes ``fd``.
 
     A transfer that cannot finish (the client left or stalled, the file is
     short, the object is corrupt) ends with the connection closed, so the
     client never takes a partial body for a whole one.
     """
     checker = Checker(meta) if answer.whole else None
-    stream = connection.stream
-    if SENDFILE and isinstance(stream, IOStream) and not isinstance(stream, SSLIOStream):
-        sent, problem = await _sendfile(stream, frontend, fd, answer.start, answer.stop, checker)
-        if problem is None:
-            _sent_around(connection, sent)
+    try:
+        if SENDFILE and not exchange.connection.tls:
+            await exchange.flushed()
+            problem = await _sendfile(exchange, frontend, fd, answer.start, answer.stop, checker)
+        else:
+            problem = await _send_chunks(exchange, frontend, fd, answer.start, answer.stop, checker)
+    except ConnectionResetError:
+        problem = "gone"
+    finally:
+        os.close(fd)
+    if problem is None:
+        exchange.end()
     else:
-        sent, problem = await _send_chunks(
-            connection, frontend, fd, answer.start, answer.stop, checker
-        )
-    if problem is not None:
-        await _cut(connection, frontend, meta, inode, problem)
-    return sent
+        await _cut(exchange, frontend, meta, inode, problem)
 
 
 async def _cut(
-    connection: HTTP1Connection,
+    exchange: Exchange,
     frontend: Dependencies,
     meta: ObjectMeta,
     inode: tuple[int, int],
     problem: str,
 ) -> None:
-    """End a transfer that cannot finish; drop the object if it is corrupt."""
+    """End a transfer that cannot finish; drop the object if it is corrupt.
+
+    A client that left or stalled is recorded as such (499) when the
+    connection closes; a corrupt or short file is recorded with the status
+    sent and the problem.
+    """
     if problem == "corrupt":
         log.error("object %r failed its digest check while being sent", meta.key)
-        await drop_corrupt(frontend, meta.key, inode)
-    elif problem == "short":
+        exchange.failure = PackratError("the object is corrupt", log_message="corrupt; cut")
+        exchange.done(exchange.status)
+        await drop_corrupt(frontend, meta.key, inode)  # before the client hears of it
+        exchange.close()
+        return
+    if problem == "short":
         log.error("object %r: file shorter than its trailer says; cut the response", meta.key)
+        exchange.failure = PackratError("the object is short", log_message="short file; cut")
+        exchange.done(exchange.status)
     elif problem == "stalled":
         log.info("client stalled reading %r; closing", meta.key)
-    connection.close()
-
-
-def _sent_around(connection: HTTP1Connection, sent: int) -> None:
-    """Tell Tornado's connection about bytes sent past it, so it finishes the response.
-
-    ``HTTP1Connection`` counts the body bytes written through it against
-    ``Content-Length``, and ``finish`` refuses a response that falls short.
-    It has no public way to hear of bytes written by ``sendfile``;
-    ``tests/test_sendfile.py`` fails if this stops working.
-    """
-    connection._expected_content_remaining -= sent  # type: ignore[operator]
+    exchange.close()
 
 
 async def _send_chunks(
-    connection: HTTP1Connection,
+    exchange: Exchange,
     frontend: Dependencies,
     fd: int,
     start: int,
     stop: int,
     checker: Checker | None,
-) -> tuple[int, str | None]:
-    """Read and write ``start:stop`` in chunks; ``(bytes sent, problem or None)``.
+) -> str | None:
+    """Read and write ``start:stop`` in chunks; the problem that stopped it, or None.
 
-    The last chunk is left to ``finish`` to flush (the socket buffer takes it).
+    Each chunk but the last waits until the client has taken enough of the
+    ones before (the transport's buffer is below its high mark).
     """
     offset = start
     idle = frontend.settings.frontend_idle_timeout
@@ -313,37 +262,37 @@ async def _send_chunks(
         if checker is not None:
             checker.update(chunk)
             if end >= stop and not checker.matches():
-                return offset - start, "corrupt"
-        written = connection.write(chunk)
+                return "corrupt"
+        exchange.write(chunk)
         offset = end
         if end < stop:
             try:
                 async with asyncio.timeout(idle):
-                    await written
-            except StreamClosedError:
-                return offset - start, "gone"
+                    await exchange.drain()
             except TimeoutError:
-                return offset - start, "stalled"
-    return offset - start, None if offset == stop else "short"
+                return "stalled"
+    return None if offset == stop else "short"
 
 
 async def _sendfile(
-    stream: IOStream,
+    exchange: Exchange,
     frontend: Dependencies,
     fd: int,
     start: int,
     stop: int,
     checker: Checker | None,
-) -> tuple[int, str | None]:
-    """``os.sendfile`` of ``start:stop`` to the stream's socket; as ``_send_chunks``.
+) -> str | None:
+    """``os.sendfile`` of ``start:stop`` to the connection's socket; as ``_send_chunks``.
 
-    It writes to a duplicate of the socket's descriptor, waited on with the
-    event loop's own writer callback: if the stream closes meanwhile (the
-    client left), its descriptor number can be reused at once by a new
-    connection, but the duplicate still names this socket, so no byte can
-    go astray and no other connection's registration is touched.
+    The transport's buffer is empty (the headers went first).  It writes to
+    a duplicate of the socket's descriptor, waited on with the event loop's
+    writer callback: if the connection closes meanwhile (the client left),
+    its descriptor number can be reused at once by a new connection, but
+    the duplicate still names this socket, so no byte can go astray and no
+    other connection's registration is touched.
     """
-    assert stream.socket is not None
+    transport = exchange.connection.transport
+    assert transport is not None
     loop = asyncio.get_running_loop()
     idle = frontend.settings.frontend_idle_timeout
     offset = start
@@ -361,30 +310,36 @@ async def _sendfile(
         checked = end
         return True
 
-    out = os.dup(stream.socket.fileno())
+    out = os.dup(transport.get_extra_info("socket").fileno())
     try:
         while offset < stop:
             if offset == checked and not check_next():
-                return offset - start, "corrupt"
-            if stream.closed():
-                return offset - start, "gone"
+                exchange.wrote_around(offset - start)
+                return "corrupt"
+            if exchange.closed:
+                return "gone"
             try:
                 count = os.sendfile(out, fd, offset, checked - offset)
             except BlockingIOError:
                 # While the client drains the socket, check what goes next.
                 if checked < stop and checked - offset < SEGMENT and not check_next():
-                    return offset - start, "corrupt"
+                    exchange.wrote_around(offset - start)
+                    return "corrupt"
                 if not await _writable(loop, out, idle):
-                    return offset - start, "stalled"
+                    exchange.wrote_around(offset - start)
+                    return "stalled"
                 continue
             except (BrokenPipeError, ConnectionResetError):
-                return offset - start, "gone"
+                exchange.wrote_around(offset - start)
+                return "gone"
             if count == 0:  # the file ends before its trailer says
-                return offset - start, "short"
+                exchange.wrote_around(offset - start)
+                return "short"
             offset += count
     finally:
         os.close(out)
-    return offset - start, None
+    exchange.wrote_around(offset - start)
+    return None
 
 
 def _check_mapped(checker: Checker, fd: int, start: int, stop: int) -> None:

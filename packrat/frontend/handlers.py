@@ -1,22 +1,14 @@
-"""HTTP handlers: the public API, each route a thin handler over its parts.
+"""Tornado handlers for the pages: what is not an object.
 
 ``GET /``              status page with an upload form
 ``POST /``             the form's upload (fields ``key`` and ``file``)
-``GET|HEAD /<key>``    the object, as an attachment with its uploaded name
-                       (ranges, validators and conditional requests: RFC 9110)
-``POST /<key>``        upload (multipart/form-data, field ``file``)
-``PUT /<key>``         upload (the raw body)
-``DELETE /<key>``      remove the object
-``GET /exists/<key>``  ``{"present": true|false}``
-``GET /api/openapi.json``  the OpenAPI 3 description of all of this
+``GET /api/openapi.json``  the OpenAPI 3 description of the API
 ``GET|HEAD /favicon.ico``  a redirect to the icon under ``/static/``
+``/static/...``        the page's stylesheet, script and icon
 
 (``/healthz``, ``/readyz``, ``/metrics`` and ``/api/stats`` are in
-``observability``.)
-
-The handlers hold their parts rather than inherit them: ``downloads`` sends
-objects, an ``UploadReceiver`` receives one.  The key is validated once, in
-``prepare``, before any body byte is read.
+``observability``, WebDAV collections in ``webdav``; objects and
+``/exists/<key>`` are answered by ``objects``, without ``RequestHandler``.)
 """
 
 from __future__ import annotations
@@ -27,11 +19,10 @@ from typing import Any
 from tornado.web import StaticFileHandler, stream_request_body
 
 from packrat.core.errors import CoordinatorUnavailable, NotFound, PackratError, Unauthorized
-from packrat.core.keys import validate_key
 from packrat.frontend import page
 from packrat.frontend.accesslog import Counted
 from packrat.frontend.base import BaseHandler, security_headers
-from packrat.frontend.downloads import object_exists, send_object
+from packrat.frontend.observability import shown_to
 from packrat.frontend.uploads import UploadReceiver
 
 OPENAPI_PATH = Path(__file__).parent / "openapi.json"
@@ -40,42 +31,6 @@ STATUS_CSP = (
     "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self'; "
     "style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-
-
-@stream_request_body
-class ObjectHandler(BaseHandler):
-    """``/<key>``: ``GET``/``HEAD`` send the object, ``POST``/``PUT`` store one, ``DELETE``."""
-
-    route = "/{key}"
-    key = ""
-
-    async def prepare(self) -> None:
-        await self.authorize()
-        self.key = validate_key(self.path_args[0])
-        method = self.request.method
-        if method in ("POST", "PUT"):
-            self.receiver = UploadReceiver(self, self.frontend, multipart=method == "POST")
-
-    async def get(self, _: str) -> None:
-        await send_object(self, self.frontend, self.key, with_body=True)
-
-    async def head(self, _: str) -> None:
-        await send_object(self, self.frontend, self.key, with_body=False)
-
-    async def post(self, _: str) -> None:
-        assert self.receiver is not None
-        if self.receiver.complete():
-            self.write_json(await self.receiver.commit_form(self.key))
-
-    async def put(self, _: str) -> None:
-        assert self.receiver is not None
-        if self.receiver.complete():
-            filename = self.get_query_argument("filename", None)
-            self.write_json(await self.receiver.commit_raw(self.key, filename))
-
-    async def delete(self, _: str) -> None:
-        await self.frontend.coordinator.delete(self.key)
-        self.write_json({"success": True, "key": self.key})
 
 
 @stream_request_body
@@ -107,7 +62,9 @@ class StatusHandler(BaseHandler):
 
     async def get(self) -> None:
         try:
-            stats: dict[str, Any] | None = await self.frontend.coordinator.stats()
+            stats: dict[str, Any] | None = await shown_to(
+                self, await self.frontend.coordinator.stats()
+            )
         except CoordinatorUnavailable:
             stats = None
         self.render("status.html", **page.status_args(stats, self.frontend.settings.max_file_size))
@@ -143,16 +100,6 @@ class StatusHandler(BaseHandler):
 
     def _wants_html(self) -> bool:
         return page.prefers_html(self.request.headers.get("Accept"))
-
-
-class ExistsHandler(BaseHandler):
-    """``GET /exists/<key>``: whether an object is stored, from the disk alone."""
-
-    route = "/exists/{key}"
-
-    async def get(self, raw_key: str) -> None:
-        key = validate_key(raw_key)
-        self.write_json({"present": await object_exists(self.frontend, key)})
 
 
 class OpenAPIHandler(BaseHandler):

@@ -25,7 +25,12 @@ class MultipartForm:
     """Feeds a multipart/form-data body through python-multipart.
 
     The part named ``file`` goes to ``on_file_data``; small fields are kept
-    in ``fields``; ``close()`` checks that the body ended properly.
+    in ``fields``; ``close()`` checks that the body ended properly.  A file
+    (a part with a filename) or a field too long for a form field arriving
+    before ``file`` is the usual mistake of a form that names its file
+    otherwise (``curl -F upload=@f``): it is refused at once as
+    ``missing_field``, naming the field found, before its bytes are read.
+    Other files after ``file`` are skipped.
     """
 
     def __init__(self, content_type: str, on_file_data: Callable[[bytes], None]) -> None:
@@ -48,7 +53,7 @@ class MultipartForm:
         self._headers: dict[bytes, bytes] = {}
         self._header_field = b""
         self._header_value = b""
-        self._part: str | None = None  # "file", a field name, or None (ignored)
+        self._part: str | None = None  # "file", a field name, or None (skipped)
         self._field_value = b""
         self._parser = MultipartParser(
             boundary,
@@ -74,7 +79,17 @@ class MultipartForm:
         if not self.complete:
             raise MalformedMultipart("the multipart body ended before its closing boundary")
         if not self.file_seen:
-            raise MissingField("the form has no file field named 'file'")
+            found = ", ".join(repr(name) for name in self.fields) or "none"
+            raise MissingField(
+                f"the form has no field {FILE_FIELD!r} (fields found: {found}); "
+                f"send the file as field {FILE_FIELD!r}"
+            )
+
+    def _misnamed(self, name: str, why: str) -> MissingField:
+        return MissingField(
+            f"the form has no field {FILE_FIELD!r} before field {name[:100]!r} ({why}); "
+            f"send the file as field {FILE_FIELD!r}, e.g. curl -F {FILE_FIELD}=@NAME"
+        )
 
     # -- python-multipart callbacks --------------------------------------
 
@@ -95,12 +110,16 @@ class MultipartForm:
     def _headers_finished(self) -> None:
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
-        if name == FILE_FIELD:
+        raw_name = options.get(b"filename")
+        if name != FILE_FIELD and raw_name is not None:
+            if not self.file_seen:
+                raise self._misnamed(name, "a file")
+            self._part = None
+        elif name == FILE_FIELD:
             if self.file_seen:
                 raise MalformedMultipart("the form has more than one 'file' field")
             self.file_seen = True
             self._part = FILE_FIELD
-            raw_name = options.get(b"filename")
             if raw_name is not None:
                 self.filename = clean_filename(raw_name.decode("utf-8", "replace"))
             part_type = self._headers.get(b"content-type", b"").decode("latin-1").strip()
@@ -115,7 +134,10 @@ class MultipartForm:
         elif self._part is not None:
             self._field_value += data[start:end]
             if len(self._field_value) > MAX_FIELD_BYTES:
-                raise MalformedMultipart(f"form field {self._part!r} is too long")
+                too_long = f"longer than {MAX_FIELD_BYTES} bytes, too long for a form field"
+                if not self.file_seen:
+                    raise self._misnamed(self._part, too_long)
+                raise MalformedMultipart(f"form field {self._part!r} is {too_long}")
 
     def _part_end(self) -> None:
         if self._part not in (None, FILE_FIELD):

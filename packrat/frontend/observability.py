@@ -13,18 +13,22 @@
 
 Probes and scrapes carry no credentials in most set-ups, and liveness and
 readiness say nothing about the cache's contents, so they stay public.
-Metrics name routes and counts, and ``/api/stats`` the latest keys, so they
-are protected like the status page.
+Metrics name routes and counts, so they are protected like the status page;
+``/api/stats`` names the latest keys only to a caller with the ``list`` right.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from packrat import __version__
 from packrat.core.errors import PackratError
+from packrat.frontend.auth import LIST
 from packrat.frontend.base import BaseHandler
 from packrat.frontend.metrics import exposition
 
 PROBE_TIMEOUT = 2.0  # seconds a readiness probe or a scrape waits for the coordinator
+UPLOADER_PROBE_TIMEOUT = 0.5  # ... and for the object store's uploader (it only informs)
 # Prometheus' text format 0.0.4, which every Prometheus reads (our names need
 # none of version 1.0.0's escaping).
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -58,7 +62,15 @@ class ReadyHandler(BaseHandler):
 
     async def get(self) -> None:
         await self.frontend.coordinator.stats(timeout=probe_timeout(self))
-        self.write_json({"ready": True, "frontend": self.frontend.number})
+        answer: dict[str, object] = {"ready": True, "frontend": self.frontend.number}
+        if self.frontend.readthrough is not None:
+            from packrat.objectstore.status import objectstore_status
+
+            # Still ready when the store is not: local reads and writes go on, and a
+            # balancer that took every node out of its pool would stop them too.
+            status = await objectstore_status(self.frontend, UPLOADER_PROBE_TIMEOUT)
+            answer["objectstore"] = status["state"]
+        self.write_json(answer)
 
     head = get
 
@@ -82,10 +94,25 @@ class MetricsHandler(BaseHandler):
 
 
 class StatsHandler(BaseHandler):
-    """``GET /api/stats``: the coordinator's figures and activity, as JSON."""
+    """``GET /api/stats``: the coordinator's figures and activity, as JSON.
+
+    ``recent_uploads`` names keys: null unless the caller may list them.
+    """
 
     route = "/api/stats"
 
     async def get(self) -> None:
         stats = await self.frontend.coordinator.stats()
-        self.write_json({"version": __version__, **stats})
+        if self.frontend.readthrough is not None:
+            from packrat.objectstore.status import objectstore_status
+
+            stats["objectstore"] = await objectstore_status(self.frontend, probe_timeout(self))
+        self.write_json({"version": __version__, **await shown_to(self, stats)})
+
+
+async def shown_to(handler: BaseHandler, stats: dict[str, Any]) -> dict[str, Any]:
+    """``stats`` as ``handler``'s caller may see them: key names only with the list right."""
+    authorization = handler.request.headers.get("Authorization")
+    if await handler.frontend.auth.allows(LIST, authorization):
+        return stats
+    return {**stats, "recent_uploads": None}

@@ -17,15 +17,9 @@ from typing import Any
 from tornado.web import StaticFileHandler
 
 from packrat import __version__
+from packrat.core import keys
 
 STATIC_PATH = Path(__file__).parent / "static"
-
-# packrat.core.keys' rule as an HTML ``pattern`` (compiled with the ``v`` flag, which
-# wants ``(``, ``)`` and ``-`` escaped in a class); browsers check it before
-# sending, the server checks it again (with the reserved words and ``..``).
-_SEGMENT = r"[A-Za-z0-9._~!$&'\(\)*+,;=:@\-]+"
-KEY_PATTERN = rf"{_SEGMENT}(/{_SEGMENT})*"
-KEY_RULE = "Letters, digits and ._~!$&'()*+,;=:@- in segments separated by single slashes"
 
 UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
@@ -243,7 +237,9 @@ def view(stats: dict[str, Any]) -> dict[str, Any]:
         "ratio_bars": ratio_bars(buckets),
         "traffic_bars": traffic,
         "traffic_top": f"{human_bytes(traffic_top)}/min",
-        "uploads": [
+        "uploads": None  # hidden: the viewer may not list key names
+        if stats["recent_uploads"] is None
+        else [
             {**u, "human_size": human_bytes(u["size"]), "ago": ago(now - u["stored_at"])}
             for u in stats["recent_uploads"]
         ],
@@ -276,8 +272,13 @@ def status_args(stats: dict[str, Any] | None, max_file_size: int) -> dict[str, A
         "page": view(stats) if stats is not None else None,
         "version": __version__,
         "max_file_size": max_file_size,
-        "key_pattern": KEY_PATTERN,
-        "key_rule": KEY_RULE,
+        # The key rule from its home: browsers check it before sending (the
+        # server checks again, with the reserved words and dot segments), and
+        # the script makes default keys of file names with it.
+        "key_pattern": keys.KEY_PATTERN,
+        "key_rule": keys.KEY_RULE,
+        "key_forbidden": keys.FORBIDDEN_CLASS,
+        "key_max_bytes": keys.MAX_KEY_BYTES,
     }
 
 
@@ -331,6 +332,7 @@ def _quality(accept: str, kind: str, subtype: str) -> float:
 HELPERS = {
     "count": count,
     "human_bytes": human_bytes,
+    "key_path": keys.key_path,
     "plural": plural,
     "sentence": sentence,
     "static": static_url,

@@ -7,8 +7,9 @@ multipart ``POST`` body goes through ``MultipartForm`` and only the ``file``
 part reaches the staging file; a ``PUT`` body is the file.  The staging file
 is removed on every path that does not commit it.
 
-``UploadReceiver`` is the glue between a request handler and its
-``Upload``; each upload holds one of the process's ``upload_slots``.
+``BodyReceiver`` receives one for the object path; ``UploadReceiver`` adapts it
+to the status page's form handler; each upload holds one of the process's
+``upload_slots``.
 """
 
 from __future__ import annotations
@@ -17,23 +18,25 @@ import logging
 import mimetypes
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from tornado.httputil import HTTPConnection, HTTPHeaders
 from tornado.web import RequestHandler
 
 from packrat.coordinator.connection import AsyncCoordinatorClient
 from packrat.core.errors import (
     ChecksumMismatch,
+    CoordinatorUnavailable,
     InsufficientStorage,
+    OutcomeUnknown,
     PackratError,
     TooLarge,
 )
 from packrat.core.keys import validate_key
 from packrat.frontend.headers import clean_content_type, disposition_filename
 from packrat.frontend.multipart import MultipartForm, clean_filename
+from packrat.frontend.page import human_bytes
 from packrat.store import Layout, NoSpace, StagedFile
 
 if TYPE_CHECKING:
@@ -43,7 +46,7 @@ log = logging.getLogger("packrat.frontend")
 
 MULTIPART_SLACK = 64 * 1024  # room for boundaries and part headers around the file
 UNLIMITED_BODY = 1 << 62
-DIGEST_HEADER = "X-Packrat-Sha256"
+DIGEST_HEADER = "x-packrat-sha256"  # X-Packrat-Sha256, looked up by its lower-case name
 # Request bodies that describe a form, never a stored file's own type.
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")  # ASCII digits, and no int() of 5,000 of them
@@ -78,7 +81,7 @@ class SizeLimit:
     (None, None)
     >>> limit.check(file=1001)
     Traceback (most recent call last):
-    packrat.core.errors.TooLarge: the upload is larger than the limit of 1000 bytes
+    packrat.core.errors.TooLarge: the upload is larger than the limit of 1000 B (1,000 bytes)
     """
 
     file: int
@@ -91,7 +94,10 @@ class SizeLimit:
     def check(self, *, file: int = 0, body: int = 0) -> None:
         """Raise the 413 when the file or the body is over its bound."""
         if file > self.file or body > self.body:
-            raise TooLarge(f"the upload is larger than the limit of {self.file} bytes")
+            raise TooLarge(
+                f"the upload is larger than the limit of {human_bytes(self.file)} "
+                f"({self.file:,} bytes)"
+            )
 
 
 def declared_length(value: str | None) -> int | None:
@@ -174,7 +180,17 @@ class Upload:
             meta, file_size = staged.seal(key, filename, content_type)
         except NoSpace as e:
             raise _disk_full(e) from None
-        reply = await coordinator.commit(key, staged.name, file_size, meta.size, meta.filename)
+        try:
+            reply = await coordinator.commit(key, staged.name, file_size, meta.size, meta.filename)
+        except CoordinatorUnavailable:
+            if staged.withdraw():
+                self.staged = None
+                raise  # the coordinator can no longer claim it: nothing is stored
+            self.staged = None  # claimed: the coordinator owns it now
+            raise OutcomeUnknown(
+                "the cache coordinator took the upload but did not confirm it in time; it may"
+                f" or may not be stored: check GET /exists/{key} or upload it again"
+            ) from None
         self.staged = None  # published by the coordinator
         return {
             "success": True,
@@ -209,22 +225,31 @@ def _disk_full(error: NoSpace) -> InsufficientStorage:
     )
 
 
+class BodyConnection(Protocol):
+    """What an upload needs of its request's connection (``http1.Exchange``, or the
+    ``HTTPConnection`` of a Tornado handler)."""
+
+    def set_max_body_size(self, max_body_size: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class BodyReceiver:
     """The receiving side of one upload: limits before the body, chunks, errors, cleanup.
 
     Created once the headers are in (the key and access already checked),
     fed each body chunk, ended however the request ends.  An error found
     while the body streams is handed to ``fail`` (which answers it) at once
-    and ends the request: Tornado then closes the connection instead of
-    reading the rest.  ``UploadReceiver`` adapts it to a ``RequestHandler``;
-    ``hot.uploads.UploadRequest`` uses it without one.
+    and ends the request: the connection is then closed instead of reading
+    the rest.  ``objects.ObjectRequest`` uses it for ``PUT``/``POST /<key>``;
+    ``UploadReceiver`` adapts it to the status page's form.
     """
 
     def __init__(
         self,
         frontend: Dependencies,
-        headers: HTTPHeaders,
-        connection: HTTPConnection,
+        headers: Mapping[str, str],
+        connection: BodyConnection,
         multipart: bool,
         fail: Callable[[PackratError], None],
     ) -> None:
@@ -233,19 +258,18 @@ class BodyReceiver:
         self.fail = fail
         self.error: PackratError | None = None
         limit = SizeLimit.of(frontend.settings.max_file_size, multipart)
-        limit.check(body=declared_length(headers.get("Content-Length")) or 0)
+        limit.check(body=declared_length(headers.get("content-length")) or 0)
         self.connection = connection
         self.slot = frontend.uploads.take(self._cut_off)
         try:
-            content_type = headers.get("Content-Type", "") if multipart else None
+            content_type = headers.get("content-type", "") if multipart else None
             self.upload = Upload(frontend.layout, limit, content_type)
         except BaseException:
             frontend.uploads.give_back(self.slot)
             raise
-        # Tornado checks its own limit before handing over a chunk, even a
-        # huge one; lift it and count here, so a too-large chunked body still
-        # gets a JSON 413.
-        connection.set_max_body_size(UNLIMITED_BODY)  # type: ignore[attr-defined]
+        # The connection's own limit is for requests that are not uploads;
+        # lift it and count here (one size rule: SizeLimit).
+        connection.set_max_body_size(UNLIMITED_BODY)
 
     def feed(self, chunk: bytes) -> None:
         if self.error is not None:
@@ -278,8 +302,8 @@ class BodyReceiver:
     async def commit_raw(self, key: str, filename: str | None) -> dict[str, Any]:
         """Commit a ``PUT``: name from ``filename`` (the query) or ``Content-Disposition``."""
         headers = self.headers
-        filename = filename or disposition_filename(headers.get("Content-Disposition", ""))
-        content_type = headers.get("Content-Type", "")
+        filename = filename or disposition_filename(headers.get("content-disposition", ""))
+        content_type = headers.get("content-type", "")
         if content_type.split(";", 1)[0].strip().lower() in FORM_TYPES:
             content_type = ""  # curl --data-binary's default, not the file's type
         return await self.upload.commit(

@@ -7,6 +7,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
 from packrat.policies import Policy
+from packrat.simulator.charges import BytesCharge, Charge
 from packrat.simulator.keyed import KeyedPolicy
 
 ADMISSIONS = ("all", "policy")
@@ -25,6 +26,7 @@ class Result:
     bytes_missed: int
     seconds: float
     admission: str = "all"
+    charge: str = "bytes"
 
     @property
     def object_miss_ratio(self) -> float:
@@ -43,6 +45,7 @@ class Result:
         return {
             "policy": self.policy,
             "admission": self.admission,
+            "charge": self.charge,
             "size_bytes": self.size_bytes,
             "requests": self.requests,
             "object_miss_ratio": self.object_miss_ratio,
@@ -57,6 +60,7 @@ def replay(
     capacity: int,
     low_water: float = 1.0,
     admission: str = "all",
+    charge: Charge | None = None,
 ) -> Result:
     """Replay ``(key, size)`` requests against a cache of ``capacity`` bytes.
 
@@ -70,6 +74,11 @@ def replay(
       S3-FIFO's refusal of objects as large as its probation queue), as
       libCacheSim does; only for comparing with libCacheSim.
 
+    ``charge`` (``packrat.simulator.charges``) is what an object costs
+    against ``capacity``: its data bytes by default, as libCacheSim counts;
+    ``ServerCharge()`` for what ``packrat serve`` counts.  Miss ratios count
+    data bytes either way.
+
     Objects larger than the cache are never stored (the server answers 413).
     A key seen again at another size is an overwrite: the old copy is removed
     and the request is a miss.
@@ -77,23 +86,35 @@ def replay(
     if admission not in ADMISSIONS:
         raise ValueError(f"admission must be one of {', '.join(ADMISSIONS)}, not {admission!r}")
     cache = KeyedPolicy(policy)
+    charge = charge or BytesCharge()
+    room = charge.room(capacity)
     by_policy = admission == "policy"
+    # The data size of each cached key: the policy's own sizes when it is
+    # charged data bytes (the common comparison, kept fast), else a mirror.
+    plain = isinstance(charge, BytesCharge)
+    stored: dict[Hashable, int] = {}
     n = misses = nbytes = missed = 0
     start = time.perf_counter()
     for key, size in requests:
         n += 1
         nbytes += size
-        cached = cache.size_of(key)
+        cached = cache.size_of(key) if plain else stored.get(key)
         if cached == size:
             cache.access(key)
             continue
         if cached is not None:
             cache.remove(key)
+            stored.pop(key, None)
         misses += 1
         missed += size
-        store = cache.admit(size, capacity) if by_policy else size <= capacity
-        if store:
-            cache.make_room(size, capacity, low_water)
-            cache.insert(key, size)
+        cost = size if plain else charge(key, size)
+        if cache.admit(cost, room) if by_policy else cost <= room:
+            victims = cache.make_room(cost, room, low_water)
+            if not plain:
+                for victim, _ in victims:
+                    del stored[victim]
+            cache.insert(key, cost)
+            if not plain:
+                stored[key] = size
     seconds = time.perf_counter() - start
-    return Result(cache.name, capacity, n, misses, nbytes, missed, seconds, admission)
+    return Result(cache.name, capacity, n, misses, nbytes, missed, seconds, admission, charge.name)

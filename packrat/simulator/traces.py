@@ -3,7 +3,10 @@
 Each reader follows the reading that the reference figures in
 ``shared/traces/SOURCES.md`` use, so miss ratios are comparable with
 libCacheSim's.  Files ending in ``.xz``, ``.gz`` or ``.bz2`` are
-decompressed on the fly.
+decompressed on the fly.  A line a reader cannot take is an error naming
+the file, the line and the format expected (``FORMATS``), never a request
+quietly skipped: a trace in the wrong format would otherwise replay as
+nothing.
 """
 
 from __future__ import annotations
@@ -41,10 +44,8 @@ def read_nasa(path: Path) -> list[Request]:
         rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         next(rows, None)
         for row in rows:
-            if len(row) < 7 or row[3] != "GET" or row[5] != "200" or not row[6].isdigit():
-                continue
-            size = int(row[6])
-            if size <= 0:
+            size = _size(row[6]) if len(row) >= 7 else None
+            if not size or row[3] != "GET" or row[5] != "200":
                 continue
             url = row[4]
             urls.append(url)
@@ -53,16 +54,34 @@ def read_nasa(path: Path) -> list[Request]:
     return [(url, largest[url]) for url in urls]
 
 
+class TraceError(ValueError):
+    """A trace that does not read as the format it was given."""
+
+
+def _size(text: str) -> int | None:
+    """A size field's bytes: ASCII digits only (``isdigit`` accepts ``²``)."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def _bad_line(path: Path, number: int, line: str, fmt: str) -> TraceError:
+    return TraceError(f"{path}: line {number} is not {FORMATS[fmt]}: {line.strip()[:80]!r}")
+
+
 def read_webcachesim(path: Path) -> Iterator[Request]:
     """webcachesim text (``time id size``): an (id, size) pair is one object.
 
     Caffeine and webcachesim treat a size change as a new object; so do we.
     """
     with _open(path, "rt") as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
             fields = line.split()
-            if len(fields) >= 3:
-                yield (int(fields[1]), int(fields[2])), int(fields[2])
+            if not fields:
+                continue
+            size = _size(fields[2]) if len(fields) >= 3 else None
+            if size is None or not fields[1].lstrip("-").isdigit():
+                raise _bad_line(path, number, line, "webcachesim")
+            yield (int(fields[1]), size), size
 
 
 def read_oracle_general(path: Path) -> Iterator[Request]:
@@ -74,12 +93,26 @@ def read_oracle_general(path: Path) -> Iterator[Request]:
 
 
 def read_csv(path: Path) -> Iterator[Request]:
-    """Plain ``time,key,size`` csv; a header line is skipped if present."""
+    """Plain ``time,key,size`` csv; a first line whose size is not a number is a header."""
     with _open(path, "rt") as f:
-        for row in csv.reader(f):
-            if len(row) >= 3 and row[2].strip().isdigit():
-                yield row[1], int(row[2])
+        for number, row in enumerate(csv.reader(f), 1):
+            if not row:
+                continue
+            size = _size(row[2]) if len(row) >= 3 else None
+            if size is None:
+                if number == 1 and len(row) >= 3:
+                    continue
+                raise _bad_line(path, number, ",".join(row), "csv")
+            yield row[1], size
 
+
+FORMATS = {
+    "nasa": "NASA-HTTP tsv (a header, then host, time, ..., method, url, status, bytes)",
+    "webcachesim": "webcachesim text: 'time id size', space-separated, integers",
+    "oracleGeneral": "libCacheSim oracleGeneral binary (24-byte records)",
+    "csv": "csv 'time,key,size' (size in bytes; an optional header line)",
+}
+"""Each ``--format``, as the error for a trace that does not read says it."""
 
 READERS: dict[str, Callable[[Path], Iterator[Request] | list[Request]]] = {
     "nasa": read_nasa,
@@ -102,14 +135,30 @@ def guess_format(path: Path) -> str:
 
 
 def read_trace(path: str | Path, fmt: str | None = None) -> list[Request]:
-    """All requests of a trace, in order; ``fmt`` defaults to a guess."""
+    """All requests of a trace, in order; ``fmt`` defaults to a guess.
+
+    Raises ``TraceError`` when a line does not read, or nothing does.
+    """
     path = Path(path)
-    return list(READERS[fmt or guess_format(path)](path))
+    fmt = fmt or guess_format(path)
+    try:
+        requests = list(READERS[fmt](path))
+    except (UnicodeDecodeError, EOFError, lzma.LZMAError, OSError) as e:
+        if isinstance(e, FileNotFoundError | PermissionError | IsADirectoryError):
+            raise
+        raise TraceError(f"{path}: does not read as {FORMATS[fmt]}: {e}") from None
+    if not requests:
+        raise TraceError(f"{path}: no requests read as {FORMATS[fmt]} (--format to choose)")
+    return requests
 
 
-def unique_bytes(requests: list[Request]) -> int:
-    """Sum of the sizes of the distinct objects: what ``10%`` is a fraction of."""
+def unique_bytes(
+    requests: list[Request], charge: Callable[[Hashable, int], int] | None = None
+) -> int:
+    """Sum of the sizes (or ``charge``) of the distinct objects: what ``10%`` is a fraction of."""
     sizes: dict[Hashable, int] = {}
     for key, size in requests:
         sizes[key] = max(size, sizes.get(key, 0))
-    return sum(sizes.values())
+    if charge is None:
+        return sum(sizes.values())
+    return sum(charge(key, size) for key, size in sizes.items())

@@ -23,13 +23,13 @@ from packrat.store.layout import BLOCK, FANOUT
 SNAPSHOT_ROW = 64  # bytes of one snapshot row besides its key
 
 
-def round_up(nbytes: int) -> int:
+def round_up(nbytes: int, block: int = BLOCK) -> int:
     """``nbytes`` rounded up to whole blocks.
 
-    >>> round_up(1), round_up(4096), round_up(4097)
-    (4096, 4096, 8192)
+    >>> round_up(1), round_up(4096), round_up(4097), round_up(4097, 65536)
+    (4096, 4096, 8192, 65536)
     """
-    return -(-nbytes // BLOCK) * BLOCK
+    return -(-nbytes // block) * block
 
 
 def state_charge(key: str) -> int:
@@ -43,13 +43,14 @@ def charge(file_stat: os.stat_result, key: str) -> int:
     return allocated + state_charge(key)
 
 
-def expected_charge(file_size: int, key: str) -> int:
-    """``charge`` of a freshly written file of ``file_size`` bytes (no sparse or extra blocks).
+def expected_charge(file_size: int, key: str, block: int = BLOCK) -> int:
+    """``charge`` of a freshly written file of ``file_size`` bytes (no sparse or extra blocks)
+    on a file system allocating ``block`` bytes at a time (at least ``BLOCK``).
 
     >>> expected_charge(5000, "k")
     8322
     """
-    return round_up(file_size) + state_charge(key)
+    return round_up(file_size, max(block, BLOCK)) + state_charge(key)
 
 
 class DirUsage:

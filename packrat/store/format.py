@@ -48,13 +48,24 @@ class ObjectMeta:
     # hex xxh3-128 of the data, what reads verify (about ten times faster than
     # sha256); "" in objects stored before it existed, which reads check by sha256
     xxh3: str = ""
+    # The object store's version of an object fetched from there (the commit
+    # number it was stored under, see packrat.objectstore); 0 for an object
+    # uploaded here.  Written only when set, so other trailers are unchanged.
+    fetched_version: int = 0
 
 
 _FIELDS = tuple(field.name for field in fields(ObjectMeta))
+_WRITTEN_WHEN_SET = ("fetched_version",)
 
 
 def encode_trailer(meta: ObjectMeta) -> bytes:
-    body = msgpack.packb({name: getattr(meta, name) for name in _FIELDS})
+    body = msgpack.packb(
+        {
+            name: getattr(meta, name)
+            for name in _FIELDS
+            if name not in _WRITTEN_WHEN_SET or getattr(meta, name)
+        }
+    )
     return body + _LENGTH.pack(len(body)) + MAGIC
 
 
@@ -100,5 +111,6 @@ def _well_typed(meta: ObjectMeta) -> bool:
     return (
         all(isinstance(text, str) for text in texts)
         and type(meta.size) is int
+        and type(meta.fetched_version) is int
         and isinstance(meta.stored_at, int | float)
     )

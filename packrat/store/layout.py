@@ -10,6 +10,8 @@
     <root>/state/clean                    mark of a clean shutdown (names a snapshot)
     <root>/state/lock                     held (flock) by the instance that owns the root
     <root>/state/metrics/                 Prometheus values of each process (core.metrics_directory)
+    <root>/state/uploaded                 what reached the object store (``packrat.objectstore``)
+    <root>/state/fetching                 locked by byte ranges while a key is fetched from it
 
 Keys never become paths: an object's name is the sha256 of its key, so a
 front end finds it without asking the coordinator.  The fan-out is fixed at
@@ -25,6 +27,7 @@ root, and a fan-out directory found to be a symlink at start-up is replaced.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -46,8 +49,9 @@ class LayoutError(Exception):
     """The cache root cannot be used as it is; the text says why, for the operator."""
 
 
+@functools.lru_cache(maxsize=4096)
 def key_digest(key: str) -> str:
-    """The hex sha256 of ``key``: its object's file name."""
+    """The hex sha256 of ``key``: its object's file name (remembered for the keys in use)."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
@@ -77,6 +81,12 @@ class Layout:
 
     def lock_path(self) -> Path:
         return self.state / "lock"
+
+    def uploaded_mark_path(self) -> Path:
+        return self.state / "uploaded"
+
+    def fetch_lock_path(self) -> Path:
+        return self.state / "fetching"
 
     # -- directories ------------------------------------------------------
 

@@ -77,19 +77,38 @@ class StagedFile:
             self._held = None
         self._write_all(data)
 
+    def flush(self) -> None:
+        """Write the bytes held so far, and every later one at once (a file others read
+        while it grows: the read-through's)."""
+        if self._held is not None:
+            self._write_all(self._held)
+            self._held = None
+
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 
-    def seal(self, key: str, filename: str, content_type: str) -> tuple[ObjectMeta, int]:
-        """Append the trailer and close; return the metadata and the file's total size."""
+    def seal(
+        self,
+        key: str,
+        filename: str,
+        content_type: str,
+        stored_at: float | None = None,
+        fetched_version: int = 0,
+    ) -> tuple[ObjectMeta, int]:
+        """Append the trailer and close; return the metadata and the file's total size.
+
+        ``stored_at`` (default: now) and ``fetched_version`` are an object's
+        own when it was fetched from the object store.
+        """
         meta = ObjectMeta(
             key=key,
             filename=filename,
             content_type=content_type,
             size=self.size,
             sha256=self.hexdigest(),
-            stored_at=time.time(),
+            stored_at=time.time() if stored_at is None else stored_at,
             xxh3=self._fast_hash.hexdigest(),
+            fetched_version=fetched_version,
         )
         trailer = encode_trailer(meta)
         file_size = self.size + len(trailer)
@@ -100,6 +119,20 @@ class StagedFile:
         os.close(self._fd)
         self._fd = -1
         return meta, file_size
+
+    def withdraw(self) -> bool:
+        """Remove the sealed file unless the coordinator has claimed it; True if removed.
+
+        After a commit's reply did not come in time: if the file could be
+        removed here, the coordinator's claim (a rename of this very name)
+        can no longer succeed, so nothing was or will be stored; if it was
+        gone, the coordinator claimed it and the outcome is its own.
+        """
+        try:
+            os.unlink(self.name, dir_fd=self.layout.staging_fd)
+        except FileNotFoundError:
+            return False
+        return True
 
     def discard(self) -> None:
         """Close and remove the file, unless the coordinator has claimed it; idempotent."""

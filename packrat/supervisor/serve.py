@@ -103,6 +103,8 @@ def children_for(settings: Settings, config_path: Path | None, lock_fd: int) -> 
         children.append(
             Child(f"frontend {number}", [*base, "frontend", "--number", str(number), *config])
         )
+    if settings.objectstore_enabled:
+        children.append(Child("uploader", [*base, "uploader", *config]))
     return children
 
 
@@ -123,7 +125,8 @@ def serve(settings: Settings, config_path: Path | None) -> int:
         log.info("removed %d leftover staging files", removed)
     metrics_directory.use_directory(settings.metrics_directory)
     metrics_directory.clear_directory(settings.metrics_directory)
-    restarts = _restart_counter()
+    children = children_for(settings, config_path, lock_fd)
+    restarts = _restart_counter({child.role for child in children})
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -132,7 +135,6 @@ def serve(settings: Settings, config_path: Path | None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    children = children_for(settings, config_path, lock_fd)
     for child in children:
         child.start()
     status = 0
@@ -167,15 +169,15 @@ def serve(settings: Settings, config_path: Path | None) -> int:
     return status
 
 
-def _restart_counter() -> Counter:
-    """``packrat_restarts_total{role}``, both roles shown from zero (after ``use_directory``)."""
+def _restart_counter(roles: set[str]) -> Counter:
+    """``packrat_restarts_total{role}``, each role shown from zero (after ``use_directory``)."""
     counter = Counter(
         "packrat_restarts",
         "Processes restarted by packrat serve after they exited, by role",
         ["role"],
         registry=None,
     )
-    for role in ("coordinator", "frontend"):
+    for role in sorted(roles):
         counter.labels(role)
     return counter
 
@@ -183,13 +185,15 @@ def _restart_counter() -> Counter:
 def stop_all(children: list[Child]) -> None:
     """Stop the front ends, then the coordinator, each within a grace period.
 
-    Front ends first: they finish the requests under way (uploads included,
-    which still need the coordinator to commit), then exit; the coordinator
-    goes last and saves its snapshot.  Whatever outlives its grace is killed.
+    Front ends first, with the uploader: they finish the requests under way
+    (uploads included, which still need the coordinator to commit), and the
+    uploader gives its uploads under way 3 s (the rest are found again at the
+    next start); the coordinator goes last and saves its snapshot.  Whatever
+    outlives its grace is killed.
     """
-    frontends = [c.process for c in children if c.process and c.name != "coordinator"]
-    coordinator = [c.process for c in children if c.process and c.name == "coordinator"]
-    _terminate(frontends, FRONTEND_GRACE)
+    first = [c.process for c in children if c.process and c.role != "coordinator"]
+    coordinator = [c.process for c in children if c.process and c.role == "coordinator"]
+    _terminate(first, FRONTEND_GRACE)
     _terminate(coordinator, COORDINATOR_GRACE)
     log.info("all processes stopped")
 

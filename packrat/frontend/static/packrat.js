@@ -13,8 +13,6 @@ const RATIO_HEIGHT = 60;
 const TRAFFIC_HEIGHT = 60;
 const REFRESH_MS = 5000;
 const SVG = "http://www.w3.org/2000/svg";
-// packrat.core.keys' characters; what else is wrong with a key the server says.
-const NOT_KEY = /[^A-Za-z0-9._~!$&'()*+,;=:@-]/g;
 
 // -- Formatting (mirrors page.py) ------------------------------------------
 
@@ -187,9 +185,15 @@ function cell(text, className) {
   return td;
 }
 
+export function keyPath(key) {
+  // As packrat.core.keys.key_path: each segment percent-encoded ("?", "#",
+  // "%", spaces and non-ASCII would otherwise change the URL).
+  return "/" + key.split("/").map(encodeURIComponent).join("/");
+}
+
 function keyLink(key) {
   const a = document.createElement("a");
-  a.href = "/" + key; // keys are made of URL path characters only
+  a.href = keyPath(key);
   a.textContent = key;
   return a;
 }
@@ -232,7 +236,7 @@ export function render(stats) {
   setText("traffic-top", `${humanBytes(top)}/min`);
 
   const recent = $("recent");
-  if (recent) {
+  if (recent && stats.recent_uploads) {  // null: this viewer may not list key names
     recent.tBodies[0].replaceChildren(
       ...stats.recent_uploads.map((u) => {
         const tr = document.createElement("tr");
@@ -317,15 +321,18 @@ function schedule() {
 
 // -- Uploads ------------------------------------------------------------------
 
-const queue = []; // {file, li, key, progress, status, state: waiting|sending|done|failed}
+// {file, li, key, progress, status, state: waiting|sending|done|failed|too-large}
+const queue = [];
 let sending = false;
 
 function busy() {
   return sending || queue.some((item) => item.state === "waiting");
 }
 
-export function defaultKey(name) {
-  const key = name.replace(NOT_KEY, "_").slice(0, 1024);
+// A file's name as a key: the characters a key may not hold (and "/")
+// become "_". The class comes from packrat.core.keys, rendered into the form.
+export function defaultKey(name, forbidden = $("upload").dataset.keyForbidden) {
+  const key = name.replace(new RegExp(`[${forbidden}]`, "gv"), "_").slice(0, $("key").maxLength);
   return key === "" || key === "." || key === ".." ? "file" : key;
 }
 
@@ -365,7 +372,7 @@ function addFiles(files) {
     const key = document.createElement("input");
     key.className = "item-key";
     key.required = true;
-    key.maxLength = 1024;
+    key.maxLength = $("key").maxLength;
     key.pattern = $("key").pattern;
     key.title = $("key").title;
     key.autocomplete = "off";
@@ -382,13 +389,19 @@ function addFiles(files) {
     const status = document.createElement("p");
     status.className = "status";
     status.setAttribute("role", "status");
+    // A file the server would refuse is not sent: its bytes would cross the
+    // network only to be answered 413.
     const largest = Number($("upload").dataset.maxFileSize);
-    if (file.size > largest) {
-      status.textContent = `Larger than the largest file this server accepts (${humanBytes(largest)}).`;
+    const tooLarge = file.size > largest;
+    if (tooLarge) {
+      li.classList.add("failed");
+      status.textContent =
+        `Larger than the largest file this server accepts (${humanBytes(largest)}): it will not be sent.`;
     }
 
-    li.append(head, label, progress, status);
-    const item = { file, li, key, label, progress, status, remove, state: "waiting", xhr: null };
+    li.append(head, ...(tooLarge ? [] : [label]), progress, status);
+    const state = tooLarge ? "too-large" : "waiting";
+    const item = { file, li, key, label, progress, status, remove, state, xhr: null };
     remove.addEventListener("click", () => {
       if (item.xhr) {
         item.xhr.abort();
@@ -558,7 +571,8 @@ function setUpUploads() {
     event.preventDefault();
     queue.forEach(retryable);
     if (!queue.some((item) => item.state === "waiting")) {
-      setText("queue-hint", "Choose or drop a file first.");
+      const refused = queue.some((item) => item.state === "too-large");
+      setText("queue-hint", refused ? "Nothing this server accepts to send." : "Choose or drop a file first.");
       input.focus();
       return;
     }

@@ -1,0 +1,481 @@
+"""The one path for objects: every request for ``/<key>`` and ``/exists/<key>``.
+
+``GET``/``HEAD``/``PUT``/``POST``/``DELETE /<key>`` and ``GET /exists/<key>``,
+hits, misses, ranges, 304, 416 and errors of every kind, are answered here
+and nowhere else, straight from ``http1`` (no ``RequestHandler``).  The
+checks, in the order they are made (every refusal is a JSON error from
+``envelope``; ``http1`` has already refused what is not a well-formed
+request, and its docstring lists those checks):
+
+1. **Method**: ``/<key>`` answers ``GET HEAD PUT POST DELETE``,
+   ``/exists/<key>`` ``GET``; any other is ``405 method_not_allowed`` with
+   ``Allow``.
+2. **The path's checks** (``ObjectPath.checks``), run as soon as the headers
+   are in, before any byte of a body is read.  The first is access control
+   (``auth``): the read right for ``GET``/``HEAD``, the write right for the
+   others; ``401 unauthorized`` with ``WWW-Authenticate``, or ``403
+   forbidden``.
+3. **The key**: the path's tail percent-decoded as Tornado decodes path
+   arguments; not UTF-8: ``400 bad_request``; against ``keys.validate_key``:
+   ``400 invalid_key``.
+4. **Reads** (``GET``/``HEAD``): the object opened from the disk alone
+   (``downloads``): out of file descriptors: ``503 too_busy``; a file that is
+   not a sound object of this key (a symlink, a FIFO, a bad trailer, another
+   key): dropped through the coordinator, then a miss; a miss: the second
+   tier if there is one (``ObjectPath.second_tier``), else ``404
+   not_found``.  Then ``If-None-Match``/``If-Modified-Since`` (304),
+   ``Range``/``If-Range`` (206, or ``416 range_not_satisfiable``; ignored on
+   ``HEAD``).  The bytes are checked against the object's digest as they
+   go: a small object before its answer is written (corrupt: dropped and
+   answered as a miss), a large one segment by segment (corrupt: the
+   transfer is cut and the object dropped); a reader that takes nothing for
+   ``idle_timeout`` is cut off.
+5. **Exists**: the object opened as for a read (corrupt: dropped, absent;
+   out of descriptors: 503); ``If-None-Match`` against the answer's ETag
+   gives 304.
+6. **Uploads** (``PUT``/``POST``, ``uploads.BodyReceiver``): the declared
+   length against ``max_file_size`` (``413 too_large`` before the body), a
+   slot among ``max_uploads`` (``503 too_busy``), a staging file (``507
+   insufficient_storage``); as the body streams: its size (413), the
+   multipart form (``400 malformed_multipart``/``missing_field``), the disk
+   (507), a stalled body (cut after ``idle_timeout``); at the end: the
+   ``X-Packrat-Sha256`` digest and a content address (``400
+   checksum_mismatch``), then the commit (the coordinator's errors with their
+   own status; a commit it did not confirm in time is ``503
+   coordinator_unavailable`` when the staging file could still be withdrawn,
+   so nothing was stored, else ``503 outcome_unknown``).  The staging file is
+   removed before any error is answered.
+7. **Delete**: through the coordinator (404 when absent, 503 when it is
+   down).
+
+Extension points (add a concern around this path, never a second path):
+``ObjectPath.checks`` takes more checks of a request's headers (a
+cross-site check, a key scheme); ``ObjectPath.second_tier`` is asked on a
+local miss; other routes to objects (a build tool's URL scheme) call
+``ObjectPath.delegate`` with the key they found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import unquote_to_bytes
+
+from tornado.escape import parse_qs_bytes
+
+from packrat.core.errors import (
+    BadRequest,
+    CoordinatorUnavailable,
+    ErrorCode,
+    NotFound,
+    PackratError,
+    TooBusy,
+)
+from packrat.core.keys import validate_key
+from packrat.frontend import envelope
+from packrat.frontend.auth import READ, WRITE
+from packrat.frontend.downloads import (
+    drop_corrupt,
+    open_to_send,
+    plan,
+    send_body,
+    small_body,
+)
+from packrat.frontend.http1 import Delegate, Exchange
+from packrat.frontend.uploads import BodyReceiver
+from packrat.store import CorruptObject, ObjectMeta
+
+if TYPE_CHECKING:
+    from packrat.frontend.dependencies import Dependencies
+
+log = logging.getLogger("packrat.frontend")
+
+OBJECT_ROUTE = "/{key}"  # route names in metrics
+EXISTS_ROUTE = "/exists/{key}"
+OBJECT_METHODS = ("DELETE", "GET", "HEAD", "POST", "PUT")
+EXISTS_METHODS = ("GET",)
+RIGHTS = {"GET": READ, "HEAD": READ}  # every other method needs WRITE
+EXISTS_BODY = {present: envelope.json_body({"present": present}) for present in (True, False)}
+# A weak validator of the exists answer itself, as RequestHandler made it.
+EXISTS_ETAG = {
+    present: f'"{hashlib.sha1(body).hexdigest()}"' for present, body in EXISTS_BODY.items()
+}
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f]")  # what RequestHandler replaces in arguments
+
+# A check of a request's headers: None to go on, an awaitable to wait for,
+# or a PackratError raised to refuse.
+Check = Callable[[Exchange], Awaitable[None] | None]
+
+
+class SecondTier(Protocol):
+    """Where a local miss is looked up: an object store behind the cache
+    (``objectstore.readthrough.ReadThrough``)."""
+
+    async def head(self, key: str) -> ObjectMeta | None:
+        """The metadata of ``key``'s object in the second tier, or None."""
+        ...
+
+    async def fetch(self, key: str) -> Any:
+        """``key``'s object: None (absent or unreachable: a miss), ``LOCAL`` (it is on
+        the disk now: read it there) or a fetch with ``meta`` and ``read(start, stop)``,
+        an async iterator of its verified bytes (``FetchFailed`` when it cannot end)."""
+        ...
+
+
+class MethodNotAllowed(PackratError):
+    code = ErrorCode.METHOD_NOT_ALLOWED
+
+    def __init__(self, method: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(f"{method} is not allowed here; allowed: {', '.join(allowed)}")
+        self.headers["Allow"] = ", ".join(allowed)
+
+
+class ObjectPath:
+    """One front end's object path: its checks, its second tier, its requests."""
+
+    def __init__(self, frontend: Dependencies) -> None:
+        self.frontend = frontend
+        self.checks: list[Check] = [self.authorize]
+        self.second_tier: SecondTier | None = None
+        self.tasks: set[asyncio.Task[None]] = set()  # drops running in the background
+
+    def delegate(self, exchange: Exchange, raw_key: str, exists: bool = False) -> Delegate:
+        """The delegate that answers ``exchange`` for ``raw_key`` (still percent-encoded)."""
+        method = exchange.request.method
+        exchange.route = EXISTS_ROUTE if exists else OBJECT_ROUTE
+        allowed = EXISTS_METHODS if exists else OBJECT_METHODS
+        if method not in allowed:
+            raise MethodNotAllowed(method, allowed)
+        return ObjectRequest(self, exchange, raw_key, exists)
+
+    def authorize(self, exchange: Exchange) -> Awaitable[None] | None:
+        """Access control, the first check: the read right to read, the write right else."""
+        request = exchange.request
+        right = RIGHTS.get(request.method, WRITE)
+        return self.frontend.auth.check(right, request.headers.get("authorization"))
+
+    def check(self, exchange: Exchange) -> Awaitable[None] | None:
+        """Run the checks in order; an awaitable if one of them must wait."""
+        for position, check in enumerate(self.checks):
+            waiting = check(exchange)
+            if waiting is not None:
+                return self._check_after(exchange, waiting, position + 1)
+        return None
+
+    async def _check_after(self, exchange: Exchange, waiting: Awaitable[None], rest: int) -> None:
+        await waiting
+        for check in self.checks[rest:]:
+            more = check(exchange)
+            if more is not None:
+                await more
+
+    def spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+class ObjectRequest(Delegate):
+    """One request for an object or its existence."""
+
+    def __init__(self, path: ObjectPath, exchange: Exchange, raw_key: str, exists: bool) -> None:
+        self.path = path
+        self.frontend = path.frontend
+        self.exchange = exchange
+        self.raw_key = raw_key
+        self.exists = exists
+        self.receiver: BodyReceiver | None = None
+        self.key = ""
+
+    # -- the headers: checks, key, then the method
+
+    def headers_received(self) -> Awaitable[None] | None:
+        waiting = self.path.check(self.exchange)
+        if waiting is not None:
+            return self._after_checks(waiting)
+        return self._answer()
+
+    async def _after_checks(self, waiting: Awaitable[None]) -> None:
+        await waiting
+        more = self._answer()
+        if more is not None:
+            await more
+
+    def _answer(self) -> Awaitable[None] | None:
+        self.key = decode_key(self.raw_key)
+        method = self.exchange.request.method
+        if self.exists:
+            return self._exists()
+        if method == "GET" or method == "HEAD":
+            return self._read(method == "GET")
+        if method == "DELETE":
+            return self._delete()
+        self.receiver = BodyReceiver(
+            self.frontend,
+            self.exchange.request.headers,
+            self.exchange,
+            method == "POST",
+            self.exchange.fail,
+        )
+        return None
+
+    # -- reads
+
+    def _read(self, with_body: bool, second_tier: bool = True) -> Awaitable[None] | None:
+        frontend = self.frontend
+        key = self.key
+        try:
+            opened = open_to_send(frontend, key)
+        except CorruptObject as e:
+            return self._drop_then_miss(e, with_body)
+        except OSError as e:
+            raise _os_error(e) from None
+        if opened is None:
+            return self._miss(with_body, second_tier)
+        fd, meta, inode, data = opened
+        frontend.coordinator.touch(key)
+        frontend.metrics.hits.inc()
+        exchange = self.exchange
+        try:
+            answer = plan(frontend, exchange.request.headers, meta, with_body)
+            fields = envelope.common_fields()
+            fields += answer.headers
+            if not answer.body:
+                exchange.respond(answer.status, fields, b"")
+            elif data is not None:
+                body = small_body(data, meta, answer)
+                if body is None:  # corrupt: nothing was sent yet
+                    return self._drop_then_miss(CorruptObject("its digest does not match", inode))
+                exchange.respond(answer.status, fields, body)
+            else:
+                exchange.start(answer.status, fields)
+                sending = send_body(exchange, frontend, fd, meta, inode, answer)
+                fd = -1  # send_body closes it
+                return sending
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        return None
+
+    def _miss(self, with_body: bool = True, second_tier: bool = True) -> Awaitable[None] | None:
+        tier = self.path.second_tier
+        if tier is not None and second_tier:
+            return self._from_second_tier(tier, with_body)
+        self._count_miss()
+        raise NotFound(f"no object under key {self.key!r}")
+
+    def _count_miss(self) -> None:
+        self.frontend.coordinator.miss()
+        self.frontend.metrics.misses.inc()
+
+    async def _from_second_tier(self, tier: SecondTier, with_body: bool) -> None:
+        """A local miss answered from the second tier (a miss all the same, in the counts).
+
+        ``HEAD`` asks for the metadata only; ``GET`` fetches the object,
+        which the tier stores locally as it streams it: the answer is planned
+        from its metadata as for a local object (ranges, 304), and cut if the
+        fetch fails before its last, verified byte.
+        """
+        from packrat.objectstore.readthrough import LOCAL, FetchFailed  # only then: boto3
+
+        key = self.key
+        exchange = self.exchange
+        if not with_body:
+            meta = await tier.head(key)
+            if meta is None:
+                self._count_miss()
+                raise NotFound(f"no object under key {key!r}")
+            self._count_miss()
+            answer = plan(self.frontend, exchange.request.headers, meta, with_body=False)
+            exchange.respond(answer.status, envelope.common_fields() + answer.headers, b"")
+            return
+        fetched = await tier.fetch(key)
+        if fetched is None:
+            self._count_miss()
+            raise NotFound(f"no object under key {key!r}")
+        if fetched == LOCAL:  # on the disk now (fetched meanwhile by another front end)
+            more = self._read(with_body, second_tier=False)
+            if more is not None:
+                await more
+            return
+        self._count_miss()
+        answer = plan(self.frontend, exchange.request.headers, fetched.meta, with_body=True)
+        exchange.start(answer.status, envelope.common_fields() + answer.headers)
+        if not answer.body:
+            exchange.end()  # a 304: the fetch goes on and stores the object
+            return
+        idle = self.frontend.settings.frontend_idle_timeout
+        try:
+            async for chunk in fetched.read(answer.start, answer.stop):
+                exchange.write(chunk)
+                async with asyncio.timeout(idle):
+                    await exchange.drain()
+        except FetchFailed as e:
+            log.error("cut the answer of %r fetched from the object store: %s", key, e)
+            exchange.close()
+            return
+        except (ConnectionResetError, TimeoutError):
+            exchange.close()
+            return
+        exchange.end()
+
+    async def _drop_then_miss(self, error: CorruptObject, with_body: bool = True) -> None:
+        """A corrupt object: dropped through the coordinator before the client hears of it."""
+        log.error("the object of key %r is unreadable: %s", self.key, error)
+        if error.inode is not None:
+            await drop_corrupt(self.frontend, self.key, error.inode)
+        if self.exists:
+            self._present(False)
+            return
+        more = self._miss(with_body)
+        if more is not None:
+            await more
+
+    # -- exists
+
+    def _exists(self) -> Awaitable[None] | None:
+        try:
+            opened = open_to_send(self.frontend, self.key)
+        except CorruptObject as e:
+            return self._drop_then_miss(e)
+        except OSError as e:
+            raise _os_error(e) from None
+        if opened is not None:
+            os.close(opened[0])
+            self._present(True)
+            return None
+        if self.path.second_tier is not None:
+            return self._exists_in_second_tier(self.path.second_tier)
+        self._present(False)
+        return None
+
+    async def _exists_in_second_tier(self, tier: SecondTier) -> None:
+        self._present(await tier.head(self.key) is not None)
+
+    def _present(self, present: bool) -> None:
+        body = EXISTS_BODY[present]
+        etag = EXISTS_ETAG[present]
+        fields = envelope.common_fields(json_body=True)
+        fields += [("Etag", etag), ("Content-Length", str(len(body)))]
+        match = self.exchange.request.headers.get("if-none-match")
+        if match is not None and _etag_matches(match, etag):
+            self.exchange.respond(304, fields[:-1], b"")
+        else:
+            self.exchange.respond(200, fields, body)
+
+    # -- delete
+
+    async def _delete(self) -> None:
+        frontend = self.frontend
+        if frontend.uploader is not None:  # in the object store too
+            from packrat.objectstore.frontend import delete  # only with [objectstore]
+
+            await delete(frontend, self.key)
+        else:
+            await frontend.coordinator.delete(self.key)
+        self._json({"success": True, "key": self.key})
+
+    # -- uploads
+
+    def data_received(self, chunk: bytes) -> None:
+        if self.receiver is not None:
+            self.receiver.feed(chunk)
+
+    def finish(self) -> Awaitable[None] | None:
+        receiver = self.receiver
+        if receiver is None or not receiver.complete():
+            return None  # answered already
+        return self._commit(receiver)
+
+    async def _commit(self, receiver: BodyReceiver) -> None:
+        try:
+            if self.exchange.request.method == "POST":
+                result = await receiver.commit_form(self.key)
+            else:
+                result = await receiver.commit_raw(self.key, self._filename())
+        except BaseException:
+            receiver.end()  # the staging file goes before the error is answered
+            raise
+        receiver.end()  # its slot, for the next upload
+        if self.exchange.closed:
+            return  # the client left meanwhile; the object is stored all the same
+        self._json(result)
+
+    def _filename(self) -> str | None:
+        query = self.exchange.request.query
+        if not query:
+            return None
+        try:
+            return query_argument(query, "filename")
+        except UnicodeDecodeError:
+            raise BadRequest("the query string is not UTF-8") from None
+
+    def failed(self, error: PackratError) -> None:
+        self.release()
+
+    def on_connection_close(self) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self.receiver is not None:
+            self.receiver.end()
+
+    def _json(self, payload: dict[str, object]) -> None:
+        body = envelope.json_body(payload)
+        fields = envelope.common_fields(json_body=True)
+        fields.append(("Content-Length", str(len(body))))
+        self.exchange.respond(200, fields, body)
+
+
+@functools.lru_cache(maxsize=4096)
+def decode_key(raw: str) -> str:
+    """The key of a path's tail, decoded as Tornado decodes path arguments.
+
+    Remembered: a cache is asked for the same keys again and again (a refused
+    one raises, and is not remembered).
+
+    >>> decode_key("a%2Bb/c")
+    'a+b/c'
+    """
+    try:
+        key = unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("the URL is not UTF-8 once percent-decoded") from None
+    return validate_key(key)
+
+
+def query_argument(query: str, name: str) -> str | None:
+    """The last value of a query argument, as ``RequestHandler.get_query_argument`` reads it.
+
+    >>> query_argument("filename=x&filename=%20last%01", "filename")
+    'last'
+    """
+    values = parse_qs_bytes(query, keep_blank_values=True).get(name)
+    if not values:
+        return None
+    return _CONTROL.sub(" ", values[-1].decode("utf-8")).strip()
+
+
+def _os_error(error: OSError) -> PackratError:
+    """Out of file descriptors is a 503 ``too_busy``: the accept loop pauses meanwhile
+    (``server.accept_connections``), and a retry soon succeeds."""
+    if error.errno in (errno.EMFILE, errno.ENFILE):
+        return TooBusy("the server has no file descriptor free; retry shortly")
+    log.error("opening an object failed: %s", error)
+    return PackratError("the server failed to handle the request", log_message=str(error))
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    if header.strip() == "*":
+        return True
+    return any(candidate.strip().removeprefix("W/") == etag for candidate in header.split(","))
+
+
+__all__ = ["CoordinatorUnavailable", "ObjectPath", "SecondTier"]
