@@ -53,6 +53,8 @@ from packrat.frontend.observability import (
 )
 from packrat.frontend.pages import TornadoDelegate
 from packrat.frontend.server import Server
+from packrat.frontend.turborepo import PATH as TURBO_PATH
+from packrat.frontend.turborepo import Turborepo
 from packrat.frontend.upload_slots import UploadSlots
 from packrat.frontend.webdav import DAV_METHODS, DAVHandler, DAVMethods
 from packrat.store import Layout
@@ -160,11 +162,13 @@ def make_app(frontend: Dependencies) -> Application:
 
 
 class Router:
-    """Picks who answers a request: the object path, or the ``Application``."""
+    """Picks who answers a request: the object path (directly, or through a build
+    tool's API around it), or the ``Application``."""
 
     def __init__(self, application: Application, objects: ObjectPath) -> None:
         self.application = application
         self.objects = objects
+        self.turborepo = Turborepo(objects)
 
     def __call__(self, exchange: Exchange) -> Delegate:
         path = exchange.request.path
@@ -177,6 +181,10 @@ class Router:
             return TornadoDelegate(self.application, exchange)
         if path.startswith("/exists/"):
             return self.objects.delegate(exchange, path[8:], exists=True)
+        if path.startswith(TURBO_PATH):
+            turbo = self.turborepo.route(exchange)
+            if turbo is not None:
+                return turbo
         return self.objects.delegate(exchange, path[1:])
 
 

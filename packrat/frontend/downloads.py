@@ -155,6 +155,8 @@ def plan(
         ("Cache-Control", cache_control(frontend)),
         ("Accept-Ranges", "bytes"),
     ]
+    if meta.headers:  # stored with it by a build tool's route (turbo's x-artifact-*)
+        fields += meta.headers
     if not_modified(headers, etag, meta):
         return Answer(304, fields, False, 0, 0, False)
     fields += [

@@ -208,6 +208,7 @@ class Exchange:
         "_inbox_bytes",
         "connection",
         "delegate",
+        "error_answer",
         "failure",
         "head_sent",
         "logged",
@@ -225,6 +226,9 @@ class Exchange:
         self.connection = connection
         self.request = request
         self.delegate: Delegate | None = None
+        # How errors are answered: the JSON envelope, unless a build tool's route
+        # asks for its tool's shape (Nx's text/plain, turbo's error object).
+        self.error_answer = envelope.error_answer
         self.route = "other"
         self.failure: BaseException | None = None
         self.status = 0
@@ -449,7 +453,7 @@ class Exchange:
         if self.head_sent:
             self.connection.close()
             return
-        status, fields, body = envelope.error_answer(error)
+        status, fields, body = self.error_answer(error)
         self.respond(status, fields, body)
 
     def close(self) -> None:

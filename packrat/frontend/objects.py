@@ -155,14 +155,25 @@ class ObjectPath:
         self.second_tier: SecondTier | None = None
         self.tasks: set[asyncio.Task[None]] = set()  # drops running in the background
 
-    def delegate(self, exchange: Exchange, raw_key: str, exists: bool = False) -> Delegate:
-        """The delegate that answers ``exchange`` for ``raw_key`` (still percent-encoded)."""
+    def delegate(
+        self,
+        exchange: Exchange,
+        raw_key: str,
+        exists: bool = False,
+        stored: tuple[tuple[str, str], ...] = (),
+        route: str | None = None,
+    ) -> Delegate:
+        """The delegate that answers ``exchange`` for ``raw_key`` (still percent-encoded).
+
+        A build tool's route names itself (``route``, for the metrics) and may
+        give headers an upload keeps with its object (``stored``).
+        """
         method = exchange.request.method
-        exchange.route = EXISTS_ROUTE if exists else OBJECT_ROUTE
+        exchange.route = route or (EXISTS_ROUTE if exists else OBJECT_ROUTE)
         allowed = EXISTS_METHODS if exists else OBJECT_METHODS
         if method not in allowed:
             raise MethodNotAllowed(method, allowed)
-        return ObjectRequest(self, exchange, raw_key, exists)
+        return ObjectRequest(self, exchange, raw_key, exists, stored)
 
     def authorize(self, exchange: Exchange) -> Awaitable[None] | None:
         """Access control, the first check: the read right to read, the write right else."""
@@ -194,7 +205,14 @@ class ObjectPath:
 class ObjectRequest(Delegate):
     """One request for an object or its existence."""
 
-    def __init__(self, path: ObjectPath, exchange: Exchange, raw_key: str, exists: bool) -> None:
+    def __init__(
+        self,
+        path: ObjectPath,
+        exchange: Exchange,
+        raw_key: str,
+        exists: bool,
+        stored: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.path = path
         self.frontend = path.frontend
         self.exchange = exchange
@@ -202,6 +220,7 @@ class ObjectRequest(Delegate):
         self.exists = exists
         self.receiver: BodyReceiver | None = None
         self.key = ""
+        self.stored = stored  # headers an upload keeps with its object
 
     # -- the headers: checks, key, then the method
 
@@ -433,7 +452,7 @@ class ObjectRequest(Delegate):
             if self.exchange.request.method == "POST":
                 result = await receiver.commit_form(self.key)
             else:
-                result = await receiver.commit_raw(self.key, self._filename())
+                result = await receiver.commit_raw(self.key, self._filename(), self.stored)
         except BaseException:
             receiver.end()  # the staging file goes before the error is answered
             raise
@@ -462,10 +481,7 @@ class ObjectRequest(Delegate):
             self.receiver.end()
 
     def _json(self, payload: dict[str, object]) -> None:
-        body = envelope.json_body(payload)
-        fields = envelope.common_fields(json_body=True)
-        fields.append(("Content-Length", str(len(body))))
-        self.exchange.respond(200, fields, body)
+        self.exchange.respond(200, *envelope.json_answer(payload))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -144,9 +144,11 @@ class Upload:
         content_type: str | None,
         expected_sha256: str | None,
         check: BodyCheck | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> dict[str, Any]:
         """Check the digest and the body (``check``: the key's scheme, ``buildcache``),
-        seal the file and have the coordinator publish it.
+        seal the file (with ``headers`` to send back on reads) and have the
+        coordinator publish it.
 
         Returns the JSON answer for the client.
         """
@@ -166,7 +168,7 @@ class Upload:
             or "application/octet-stream"
         )
         try:
-            meta, file_size = staged.seal(key, filename, content_type)
+            meta, file_size = staged.seal(key, filename, content_type, headers=headers)
         except NoSpace as e:
             raise _disk_full(e) from None
         try:
@@ -292,8 +294,11 @@ class BodyReceiver:
             self.frontend.coordinator, key, form.filename, form.content_type, expected, self.check
         )
 
-    async def commit_raw(self, key: str, filename: str | None) -> dict[str, Any]:
-        """Commit a ``PUT``: name from ``filename`` (the query) or ``Content-Disposition``."""
+    async def commit_raw(
+        self, key: str, filename: str | None, stored: tuple[tuple[str, str], ...] = ()
+    ) -> dict[str, Any]:
+        """Commit a ``PUT``: name from ``filename`` (the query) or ``Content-Disposition``;
+        ``stored``: headers kept with the object (a build tool's route)."""
         headers = self.headers
         filename = filename or disposition_filename(headers.get("content-disposition", ""))
         content_type = headers.get("content-type", "")
@@ -306,6 +311,7 @@ class BodyReceiver:
             content_type,
             headers.get(DIGEST_HEADER),
             self.check,
+            stored,
         )
 
     def _cut_off(self) -> None:

@@ -109,11 +109,13 @@ class StagedFile:
         content_type: str,
         stored_at: float | None = None,
         fetched_version: int = 0,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> tuple[ObjectMeta, int]:
         """Append the trailer and close; return the metadata and the file's total size.
 
         ``stored_at`` (default: now) and ``fetched_version`` are an object's
-        own when it was fetched from the object store.
+        own when it was fetched from the object store; ``headers`` go back
+        with every read of it (``format.header_problem`` allows them).
         """
         meta = ObjectMeta(
             key=key,
@@ -124,6 +126,7 @@ class StagedFile:
             stored_at=time.time() if stored_at is None else stored_at,
             xxh3=self._fast_hash.hexdigest(),
             fetched_version=fetched_version,
+            headers=headers,
         )
         trailer = encode_trailer(meta)
         file_size = self.size + len(trailer)
