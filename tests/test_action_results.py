@@ -5,8 +5,9 @@ stored under ``P/cas/`` (400 ``invalid_action_result`` otherwise), and a read
 of one whose blobs have gone since is a miss (404), so Bazel reruns the
 action instead of failing on the missing output later, as bazel-remote does.
 Messages are built with test_buildtools_reapi's encoder; test_bazel runs the
-real Bazel with the check on (its default).  With an object store behind the
-cache, a blob held only there counts as stored.
+real Bazel with the check on (its default); test_build_tools_objectstore
+checks that, with an object store behind the cache, a blob held only there
+counts as stored.
 """
 
 from __future__ import annotations
@@ -17,10 +18,8 @@ import os
 import requests
 
 from packrat.buildtools.reapi import Digest
-from tests.conftest import wait_until
 from tests.test_buildtools_reapi import digest as digest_field
 from tests.test_buildtools_reapi import field
-from tests.test_objectstore import in_store, start_node, store_requests
 
 EMPTY = Digest(hashlib.sha256(b"").hexdigest(), 0)
 
@@ -151,35 +150,3 @@ def test_the_check_can_be_turned_off(make_server):
     assert put(server.url, key, body).status_code == 200
     assert server.get(key).content == body
     assert put(server.url, ac_key("off"), b"\x0f not a protocol buffer").status_code == 200
-
-
-def test_blobs_held_only_in_the_object_store_count(seaweedfs, objectstore, tmp_path):
-    """A node with an empty disk serves an entry whose blobs are only in the store (asking
-    the store for them), and answers a miss once one is deleted from the store."""
-    first = start_node(tmp_path / "a", objectstore)
-    second = None
-    try:
-        prefix = "tier"
-        outputs = put_blobs(first.url, prefix, b"output one", b"output two" * 1000)
-        key = ac_key(prefix)
-        body = action_result(outputs)
-        assert put(first.url, key, body).status_code == 200
-        for stored in [key] + [f"{prefix}/cas/{d.hash}" for d in outputs]:
-            wait_until(lambda stored=stored: in_store(seaweedfs, objectstore, stored))
-
-        second = start_node(tmp_path / "b", objectstore)
-        asked = store_requests(second)
-        reply = second.get(key)
-        assert reply.status_code == 200 and reply.content == body
-        assert store_requests(second) - asked >= 1 + len(outputs)  # the entry, then its blobs
-
-        # An output deleted everywhere (through the first node): the second node's copy
-        # of the entry is a miss.
-        gone = f"{prefix}/cas/{outputs[1].hash}"
-        assert requests.delete(f"{first.url}/{gone}", timeout=10).status_code == 200
-        assert in_store(seaweedfs, objectstore, gone) is None
-        assert second.get(key).status_code == 404
-    finally:
-        for node in (first, second):
-            if node is not None and node.process.poll() is None:
-                node.stop()

@@ -10,8 +10,8 @@ its usage events (counted in Packrat's metrics), gets the time a hit saved
 and a signed artifact's tag back (``x-artifact-duration``, ``x-artifact-tag``
 kept with the object), keeps teams apart (``--team``: a key namespace each),
 and ``--dry`` asks the query endpoint.  The API itself is checked with plain
-HTTP too: errors in turbo's shape, malformed headers and events refused, the
-headers kept through an object store.
+HTTP too: errors in turbo's shape, malformed headers and events refused
+(test_build_tools_objectstore: the headers kept through an object store).
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
-from tests.conftest import wait_until
-from tests.test_objectstore import in_store, start_node
 
 TOKEN = "turbo-token-0123456789"
 
@@ -276,25 +273,3 @@ def test_errors_come_in_turbos_shape_with_auth_on(auth_server):
         "error": {"code": "forbidden", "message": refused.json()["message"]},
     }
     assert put_artifact(url, "abcd", b"x").status_code == 200
-
-
-def test_stored_headers_go_through_the_object_store(seaweedfs, objectstore, tmp_path):
-    """The headers kept with an artifact are in the store's metadata: a node with an empty
-    disk answers them, from the store's HEAD, its GET and the query."""
-    first = start_node(tmp_path / "a", objectstore)
-    second = None
-    try:
-        stored = {"x-artifact-duration": "777", "x-artifact-tag": "c2lnbmVk"}
-        assert put_artifact(first.url, "beef", b"artifact", "?slug=s", **stored).ok
-        wait_until(lambda: in_store(seaweedfs, objectstore, "v8/artifacts/s/beef"))
-        second = start_node(tmp_path / "b", objectstore)
-        query = requests.post(f"{second.url}/v8/artifacts?slug=s", json={"hashes": ["beef"]})
-        assert query.json()["beef"] == {"size": 8, "taskDurationMs": 777, "tag": "c2lnbmVk"}
-        for method in ("HEAD", "GET", "GET"):  # from the store, then from its local copy
-            reply = requests.request(method, f"{second.url}/v8/artifacts/beef?slug=s", timeout=10)
-            assert reply.status_code == 200
-            assert {name: reply.headers[name] for name in stored} == stored
-    finally:
-        for node in (first, second):
-            if node is not None and node.process.poll() is None:
-                node.stop()

@@ -24,6 +24,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
+    ALREADY_STORED = "already_stored"  # an upload that may not replace what is stored (Nx)
     TOO_LARGE = "too_large"
     RANGE_NOT_SATISFIABLE = "range_not_satisfiable"
     INTERNAL_ERROR = "internal_error"
@@ -49,6 +50,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.ALREADY_STORED: 409,
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.RANGE_NOT_SATISFIABLE: 416,
     ErrorCode.INTERNAL_ERROR: 500,
@@ -127,6 +129,12 @@ class Forbidden(PackratError):
 
 class NotFound(PackratError):
     code = ErrorCode.NOT_FOUND
+
+
+class AlreadyStored(PackratError):
+    """An upload to a key whose object may not be replaced (Nx's records); nothing stored."""
+
+    code = ErrorCode.ALREADY_STORED
 
 
 class RangeNotSatisfiable(PackratError):

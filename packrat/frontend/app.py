@@ -44,6 +44,8 @@ from packrat.frontend.handlers import (
 from packrat.frontend.http1 import Delegate, Exchange, Limits
 from packrat.frontend.listing import KeysHandler
 from packrat.frontend.metrics import FrontendMetrics
+from packrat.frontend.nx import MARK as NX_MARK
+from packrat.frontend.nx import Nx
 from packrat.frontend.objects import ObjectPath
 from packrat.frontend.observability import (
     HealthHandler,
@@ -169,6 +171,7 @@ class Router:
         self.application = application
         self.objects = objects
         self.turborepo = Turborepo(objects)
+        self.nx = Nx(objects)
 
     def __call__(self, exchange: Exchange) -> Delegate:
         path = exchange.request.path
@@ -185,6 +188,10 @@ class Router:
             turbo = self.turborepo.route(exchange)
             if turbo is not None:
                 return turbo
+        if NX_MARK in path:
+            record = self.nx.route(exchange)
+            if record is not None:
+                return record
         return self.objects.delegate(exchange, path[1:])
 
 

@@ -35,15 +35,18 @@ request, and its docstring lists those checks):
 5. **Exists**: the read checks, then the object opened as for a read (corrupt: dropped, absent;
    out of descriptors: 503); ``If-None-Match`` against the answer's ETag
    gives 304.
-6. **Uploads** (``PUT``/``POST``, ``uploads.BodyReceiver``): the declared
+6. **Uploads** (``PUT``/``POST``, ``uploads.BodyReceiver``): for a route
+   that forbids replacing (Nx's records), ``409 already_stored`` when an
+   object is stored (here, or in the second tier); the declared
    length against ``max_file_size`` (``413 too_large`` before the body), a
    slot among ``max_uploads`` (``503 too_busy``), a staging file (``507
    insufficient_storage``); as the body streams: its size (413), the
    multipart form (``400 malformed_multipart``/``missing_field``), the disk
    (507), a stalled body (cut after ``idle_timeout``); at the end: the
-   ``X-Packrat-Sha256`` digest and a content address (``400
-   checksum_mismatch``), then the commit (the coordinator's errors with their
-   own status; a commit it did not confirm in time is ``503
+   ``X-Packrat-Sha256`` digest and the key's scheme (``buildcache``: 400
+   ``checksum_mismatch``, ``invalid_action_result``), then the commit (the
+   coordinator's errors with their own status; ``409 already_stored`` when
+   it may not replace the key's object; a commit it did not confirm in time is ``503
    coordinator_unavailable`` when the staging file could still be withdrawn,
    so nothing was stored, else ``503 outcome_unknown``).  The staging file is
    removed before any error is answered.
@@ -75,6 +78,7 @@ from urllib.parse import unquote_to_bytes
 from tornado.escape import parse_qs_bytes
 
 from packrat.core.errors import (
+    AlreadyStored,
     BadRequest,
     CoordinatorUnavailable,
     ErrorCode,
@@ -94,7 +98,7 @@ from packrat.frontend.downloads import (
 )
 from packrat.frontend.http1 import Delegate, Exchange
 from packrat.frontend.uploads import BodyReceiver
-from packrat.store import CorruptObject, ObjectMeta
+from packrat.store import CorruptObject, ObjectMeta, is_stored
 
 if TYPE_CHECKING:
     from packrat.frontend.dependencies import Dependencies
@@ -162,18 +166,20 @@ class ObjectPath:
         exists: bool = False,
         stored: tuple[tuple[str, str], ...] = (),
         route: str | None = None,
+        replace: bool = True,
     ) -> Delegate:
         """The delegate that answers ``exchange`` for ``raw_key`` (still percent-encoded).
 
-        A build tool's route names itself (``route``, for the metrics) and may
-        give headers an upload keeps with its object (``stored``).
+        A build tool's route names itself (``route``, for the metrics), may
+        give headers an upload keeps with its object (``stored``), and may
+        forbid an upload to replace an object (``replace``: 409 instead).
         """
         method = exchange.request.method
         exchange.route = route or (EXISTS_ROUTE if exists else OBJECT_ROUTE)
         allowed = EXISTS_METHODS if exists else OBJECT_METHODS
         if method not in allowed:
             raise MethodNotAllowed(method, allowed)
-        return ObjectRequest(self, exchange, raw_key, exists, stored)
+        return ObjectRequest(self, exchange, raw_key, exists, stored, replace)
 
     def authorize(self, exchange: Exchange) -> Awaitable[None] | None:
         """Access control, the first check: the read right to read, the write right else."""
@@ -212,6 +218,7 @@ class ObjectRequest(Delegate):
         raw_key: str,
         exists: bool,
         stored: tuple[tuple[str, str], ...] = (),
+        replace: bool = True,
     ) -> None:
         self.path = path
         self.frontend = path.frontend
@@ -221,6 +228,7 @@ class ObjectRequest(Delegate):
         self.receiver: BodyReceiver | None = None
         self.key = ""
         self.stored = stored  # headers an upload keeps with its object
+        self.replace = replace  # whether an upload may replace a stored object
 
     # -- the headers: checks, key, then the method
 
@@ -247,13 +255,9 @@ class ObjectRequest(Delegate):
             return self._exists() if self.exists else self._read(method == "GET")
         if method == "DELETE":
             return self._delete()
-        self.receiver = BodyReceiver(
-            self.frontend,
-            self.exchange.request.headers,
-            self.exchange,
-            method == "POST",
-            self.exchange.fail,
-        )
+        if not self.replace:
+            return self._receive_unless_stored()
+        self._receive()
         return None
 
     # -- reads
@@ -437,6 +441,31 @@ class ObjectRequest(Delegate):
 
     # -- uploads
 
+    def _receive(self) -> None:
+        self.receiver = BodyReceiver(
+            self.frontend,
+            self.exchange.request.headers,
+            self.exchange,
+            self.exchange.request.method == "POST",
+            self.exchange.fail,
+        )
+
+    def _receive_unless_stored(self) -> Awaitable[None] | None:
+        """An upload that may not replace an object: 409 before its body is read when
+        one is stored, here or in the second tier (the commit checks again, at once)."""
+        if is_stored(self.frontend.layout, self.key):
+            raise AlreadyStored(f"an object is stored under key {self.key!r} already; kept it")
+        tier = self.path.second_tier
+        if tier is None:
+            self._receive()
+            return None
+        return self._receive_unless_in(tier)
+
+    async def _receive_unless_in(self, tier: SecondTier) -> None:
+        if await tier.head(self.key) is not None:
+            raise AlreadyStored(f"an object is stored under key {self.key!r} already; kept it")
+        self._receive()
+
     def data_received(self, chunk: bytes) -> None:
         if self.receiver is not None:
             self.receiver.feed(chunk)
@@ -450,9 +479,11 @@ class ObjectRequest(Delegate):
     async def _commit(self, receiver: BodyReceiver) -> None:
         try:
             if self.exchange.request.method == "POST":
-                result = await receiver.commit_form(self.key)
+                result = await receiver.commit_form(self.key, self.replace)
             else:
-                result = await receiver.commit_raw(self.key, self._filename(), self.stored)
+                result = await receiver.commit_raw(
+                    self.key, self._filename(), self.stored, self.replace
+                )
         except BaseException:
             receiver.end()  # the staging file goes before the error is answered
             raise

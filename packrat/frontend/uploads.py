@@ -26,6 +26,7 @@ from tornado.web import RequestHandler
 
 from packrat.coordinator.connection import AsyncCoordinatorClient
 from packrat.core.errors import (
+    AlreadyStored,
     ChecksumMismatch,
     CoordinatorUnavailable,
     InsufficientStorage,
@@ -145,10 +146,12 @@ class Upload:
         expected_sha256: str | None,
         check: BodyCheck | None = None,
         headers: tuple[tuple[str, str], ...] = (),
+        replace: bool = True,
     ) -> dict[str, Any]:
         """Check the digest and the body (``check``: the key's scheme, ``buildcache``),
         seal the file (with ``headers`` to send back on reads) and have the
-        coordinator publish it.
+        coordinator publish it; with ``replace`` False, only if the key has no
+        object (``AlreadyStored`` else, nothing stored).
 
         Returns the JSON answer for the client.
         """
@@ -172,7 +175,9 @@ class Upload:
         except NoSpace as e:
             raise _disk_full(e) from None
         try:
-            reply = await coordinator.commit(key, staged.name, file_size, meta.size, meta.filename)
+            reply = await coordinator.commit(
+                key, staged.name, file_size, meta.size, meta.filename, not replace
+            )
         except CoordinatorUnavailable:
             if staged.withdraw():
                 self.staged = None
@@ -182,6 +187,8 @@ class Upload:
                 "the cache coordinator took the upload but did not confirm it in time; it may"
                 f" or may not be stored: check GET /exists/{key} or upload it again"
             ) from None
+        if reply.present:  # not claimed: the key's object stays, this one goes
+            raise AlreadyStored(f"an object is stored under key {key!r} already; kept it")
         self.staged = None  # published by the coordinator
         return {
             "success": True,
@@ -282,7 +289,7 @@ class BodyReceiver:
         self.slot.receiving = False
         return self.error is None
 
-    async def commit_form(self, key: str | None) -> dict[str, Any]:
+    async def commit_form(self, key: str | None, replace: bool = True) -> dict[str, Any]:
         """Commit a multipart upload; ``key`` None: the form's ``key`` field names it."""
         form = self.upload.form
         assert form is not None
@@ -291,14 +298,25 @@ class BodyReceiver:
             key = validate_key(form.fields.get("key", ""))
         expected = self.headers.get(DIGEST_HEADER) or form.fields.get("sha256")
         return await self.upload.commit(
-            self.frontend.coordinator, key, form.filename, form.content_type, expected, self.check
+            self.frontend.coordinator,
+            key,
+            form.filename,
+            form.content_type,
+            expected,
+            self.check,
+            replace=replace,
         )
 
     async def commit_raw(
-        self, key: str, filename: str | None, stored: tuple[tuple[str, str], ...] = ()
+        self,
+        key: str,
+        filename: str | None,
+        stored: tuple[tuple[str, str], ...] = (),
+        replace: bool = True,
     ) -> dict[str, Any]:
         """Commit a ``PUT``: name from ``filename`` (the query) or ``Content-Disposition``;
-        ``stored``: headers kept with the object (a build tool's route)."""
+        ``stored``: headers kept with the object, ``replace``: whether it may replace
+        one (a build tool's route says)."""
         headers = self.headers
         filename = filename or disposition_filename(headers.get("content-disposition", ""))
         content_type = headers.get("content-type", "")
@@ -312,6 +330,7 @@ class BodyReceiver:
             headers.get(DIGEST_HEADER),
             self.check,
             stored,
+            replace,
         )
 
     def _cut_off(self) -> None:
