@@ -22,6 +22,7 @@ class ErrorCode(StrEnum):
     INVALID_ACTION_RESULT = "invalid_action_result"  # an ac/ entry Bazel could not use
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
+    CROSS_SITE = "cross_site"  # a write a browser sent for another site's page
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     ALREADY_STORED = "already_stored"  # an upload that may not replace what is stored (Nx)
@@ -48,6 +49,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_ACTION_RESULT: 400,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.FORBIDDEN: 403,
+    ErrorCode.CROSS_SITE: 403,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.ALREADY_STORED: 409,
@@ -125,6 +127,12 @@ class Forbidden(PackratError):
     """Valid credentials without the right the request needs."""
 
     code = ErrorCode.FORBIDDEN
+
+
+class CrossSiteRequest(PackratError):
+    """A state-changing request a browser sent for another site's page (``crosssite``)."""
+
+    code = ErrorCode.CROSS_SITE
 
 
 class NotFound(PackratError):

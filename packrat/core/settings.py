@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from packrat.core.origins import normalize_origin
+
 ENV_VAR = "PACKRAT_CONFIG"
 # Looked for in this order when neither --config nor $PACKRAT_CONFIG names a file.
 SEARCH_PATH = (Path("etc/packrat.ini"), Path("/etc/packrat/packrat.ini"))
@@ -74,6 +76,8 @@ class Settings:
     frontend_max_header_size: int = 64 << 10  # bytes of request line plus headers
     frontend_max_uploads: int = 64  # concurrent uploads per front end; 0: no limit
     frontend_cache_max_age: int = 0  # seconds shared caches may serve an object unchecked
+    # origins (scheme://host[:port]) whose pages may write, besides this server's own
+    frontend_allowed_origins: tuple[str, ...] = ()
     auth_enabled: bool = False  # the one switch: require credentials
     auth_read_tokens: tuple[str, ...] = ()  # bearer tokens that may read
     auth_write_tokens: tuple[str, ...] = ()  # bearer tokens that may read and write
@@ -200,6 +204,17 @@ def _bool(text: str) -> bool:
 def _words(text: str) -> tuple[str, ...]:
     """Whitespace- or comma-separated words."""
     return tuple(word for word in re.split(r"[\s,]+", text) if word)
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    """Origins, normalized: ``scheme://host[:port]``, nothing after but one ``/``."""
+    origins = []
+    for word in _words(text):
+        origin = normalize_origin(word.removesuffix("/"))
+        if origin is None:
+            raise ValueError(f"{word!r} is not an origin (scheme://host[:port], nothing after)")
+        origins.append(origin)
+    return tuple(origins)
 
 
 def _tokens(text: str) -> tuple[str, ...]:
@@ -357,6 +372,7 @@ _OPTIONS = {
     ("frontend", "max_header_size"): _positive_size,
     ("frontend", "max_uploads"): _non_negative_int,
     ("frontend", "cache_max_age"): _non_negative_int,
+    ("frontend", "allowed_origins"): _origins,
     ("auth", "enabled"): _bool,
     ("auth", "read_tokens"): _tokens,
     ("auth", "write_tokens"): _tokens,

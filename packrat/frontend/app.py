@@ -181,6 +181,7 @@ class Router:
             or path[-1] == "/"
             or exchange.request.method in DAV_METHODS
         ):
+            self.objects.cross_site(exchange)  # the pages' writes: the form, WebDAV, purges
             return TornadoDelegate(self.application, exchange)
         if path.startswith("/exists/"):
             return self.objects.delegate(exchange, path[8:], exists=True)

@@ -11,10 +11,12 @@ request, and its docstring lists those checks):
    ``/exists/<key>`` ``GET``; any other is ``405 method_not_allowed`` with
    ``Allow``.
 2. **The path's checks** (``ObjectPath.checks``), run as soon as the headers
-   are in, before any byte of a body is read.  The first is access control
-   (``auth``): the read right for ``GET``/``HEAD``, the write right for the
-   others; ``401 unauthorized`` with ``WWW-Authenticate``, or ``403
-   forbidden``.
+   are in, before any byte of a body is read.  The first refuses a write a
+   browser sent for another site's page (``crosssite``: ``403 cross_site``,
+   before credentials are looked at, so no password prompt); the second is
+   access control (``auth``): the read right for ``GET``/``HEAD``, the write
+   right for the others; ``401 unauthorized`` with ``WWW-Authenticate``, or
+   ``403 forbidden``.
 3. **The key**: the path's tail percent-decoded as Tornado decodes path
    arguments; not UTF-8: ``400 bad_request``; against ``keys.validate_key``:
    ``400 invalid_key``.
@@ -54,9 +56,9 @@ request, and its docstring lists those checks):
    down).
 
 Extension points (add a concern around this path, never a second path):
-``ObjectPath.checks`` takes more checks of a request's headers (a
-cross-site check, a key scheme); ``ObjectPath.read_checks`` look at a key
-before it is read (Bazel's ``ac/`` entries: ``buildcache``);
+``ObjectPath.checks`` takes more checks of a request's headers;
+``ObjectPath.read_checks`` look at a key before it is read (Bazel's ``ac/``
+entries: ``buildcache``);
 ``ObjectPath.second_tier`` is asked on a local miss; other routes to objects
 (a build tool's URL scheme) call ``ObjectPath.delegate`` with the key they
 found.
@@ -89,6 +91,7 @@ from packrat.core.errors import (
 from packrat.core.keys import validate_key
 from packrat.frontend import envelope
 from packrat.frontend.auth import READ, WRITE
+from packrat.frontend.crosssite import CrossSite
 from packrat.frontend.downloads import (
     drop_corrupt,
     open_to_send,
@@ -154,7 +157,8 @@ class ObjectPath:
 
     def __init__(self, frontend: Dependencies) -> None:
         self.frontend = frontend
-        self.checks: list[Check] = [self.authorize]
+        self.cross_site = CrossSite(frontend.settings.frontend_allowed_origins)
+        self.checks: list[Check] = [self.cross_site, self.authorize]
         self.read_checks: list[ReadCheck] = []
         self.second_tier: SecondTier | None = None
         self.tasks: set[asyncio.Task[None]] = set()  # drops running in the background

@@ -141,6 +141,7 @@ class JSONRequest(Delegate):
 
     def headers_received(self) -> Awaitable[None] | None:
         request = self.exchange.request
+        self.turbo.objects.cross_site(self.exchange)
         waiting = self.frontend.auth.check(READ, request.headers.get("authorization"))
         if request.body_expected:
             self.exchange.set_max_body_size(MAX_JSON)
