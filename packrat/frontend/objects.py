@@ -241,7 +241,7 @@ class ObjectRequest(Delegate):
             return self._miss(with_body, second_tier)
         fd, meta, inode, data = opened
         frontend.coordinator.touch(key)
-        frontend.metrics.hits.inc()
+        frontend.metrics.hit()
         exchange = self.exchange
         try:
             answer = plan(frontend, exchange.request.headers, meta, with_body)
@@ -273,7 +273,7 @@ class ObjectRequest(Delegate):
 
     def _count_miss(self) -> None:
         self.frontend.coordinator.miss()
-        self.frontend.metrics.misses.inc()
+        self.frontend.metrics.miss()
 
     async def _from_second_tier(self, tier: SecondTier, with_body: bool) -> None:
         """A local miss answered from the second tier (a miss all the same, in the counts).
