@@ -219,8 +219,8 @@ def wait_http(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"{what} exited early:\n{log.read_text(errors='replace')}")
-        with contextlib.suppress(requests.ConnectionError):
-            reply = requests.get(url, timeout=1, headers=headers)
+        with contextlib.suppress(requests.ConnectionError, requests.Timeout):
+            reply = requests.get(url, timeout=5, headers=headers)
             if ok is None or ok(reply):
                 return
         time.sleep(0.1)
