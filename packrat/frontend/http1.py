@@ -88,6 +88,10 @@ LINE_OVERHEAD = 4  # ": " and CRLF of a header line, counted against max_header_
 _HOST = re.compile(
     r"(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?"
 )
+# Host values found well-formed, not matched again: clients name the server
+# the same few ways (bounded, so made-up hosts cannot grow it).
+_GOOD_HOSTS: set[str] = set()
+MAX_GOOD_HOSTS = 256
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _END = object()  # the end of a request body, in an exchange's inbox
 # An answer's headers: (name, value) fields, or blocks of ready "Name: value\r\n" lines
@@ -852,8 +856,12 @@ def host_problem(host: str | None, count: int) -> str | None:
         return "the request has no Host header"
     if count > 1:
         return f"the request has {count} Host headers"
+    if host in _GOOD_HOSTS:
+        return None
     if not _HOST.fullmatch(host):
         return f"the Host header is not a host name and port: {host!r}"
+    if len(_GOOD_HOSTS) < MAX_GOOD_HOSTS:
+        _GOOD_HOSTS.add(host)
     return None
 
 
