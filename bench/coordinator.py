@@ -56,10 +56,14 @@ CHARGE = expected_charge(OBJECT, "k/00000")  # what one object costs against max
 CLIENTS = 8  # front-end processes committing at once
 CLIENT_COMMITS = 3_000  # per client
 CLIENT_WINDOW = 8  # uploads in flight per front end
+# docs/coordinator.md is written by hand above this line, by this bench below it
+MARK = "<!-- bench/coordinator.py writes what follows -->"
 UPLOAD_RATE = 2300  # small uploads/s of one front end with a core to itself (bench/http.py)
 
 
-def start_coordinator(work: Path, policy: str) -> tuple[subprocess.Popen, str]:
+def start_coordinator(
+    work: Path, policy: str, checkout: Path = ROOT
+) -> tuple[subprocess.Popen, str]:
     endpoint = f"ipc://{work}/coordinator.sock"
     config = work / "packrat.ini"
     config.write_text(
@@ -70,6 +74,7 @@ def start_coordinator(work: Path, policy: str) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "packrat", "coordinator", "--config", str(config)],
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(checkout)},
     )
     deadline = time.monotonic() + 20
     while not (work / "coordinator.sock").exists():
@@ -121,9 +126,12 @@ def commit_client(
         done.put((began, time.perf_counter()))
 
 
-def bench_concurrent_commits(work: Path, endpoint: str, pid: int) -> tuple[float, float]:
-    """Commits per second of ``CLIENTS`` front-end processes committing at once, and
-    the coordinator's CPU (of one core) meanwhile."""
+def bench_concurrent_commits(
+    work: Path, endpoint: str, pid: int
+) -> tuple[float, float, float, float]:
+    """Commits per second of ``CLIENTS`` front-end processes committing at once, the
+    coordinator's CPU (of one core) meanwhile, and its CPU per commit in microseconds:
+    the whole process's, and its main (policy) thread's."""
     start = multiprocessing.Event()
     done: multiprocessing.Queue = multiprocessing.Queue()
     clients = [
@@ -138,21 +146,24 @@ def bench_concurrent_commits(work: Path, endpoint: str, pid: int) -> tuple[float
     while len(list(staging.glob("*.part"))) < CLIENTS * CLIENT_COMMITS:
         assert time.monotonic() < deadline, "the clients did not stage their files"
         time.sleep(0.1)
-    cpu_before = process_cpu(pid)
+    cpu_before, main_before = process_cpu(pid), process_cpu(pid, pid)
     start.set()
     spans = [done.get(timeout=300) for _ in clients]
     cpu = process_cpu(pid) - cpu_before
+    main = process_cpu(pid, pid) - main_before
     for process in clients:
         process.join(30)
         assert process.exitcode == 0, process.exitcode
     began = min(span[0] for span in spans)
     ended = max(span[1] for span in spans)
-    return CLIENTS * CLIENT_COMMITS / (ended - began), cpu / (ended - began)
+    count = CLIENTS * CLIENT_COMMITS
+    return count / (ended - began), cpu / (ended - began), cpu / count * 1e6, main / count * 1e6
 
 
-def process_cpu(pid: int) -> float:
-    """CPU seconds a process has used (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def process_cpu(pid: int, thread: int | None = None) -> float:
+    """CPU seconds a process has used (all its threads), or one of its threads."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -179,35 +190,47 @@ def main(argv: list[str] | None = None) -> None:
         " (bench/http.py, upload 1 KiB PUT, unpinned, 1 front end)",
     )
     parser.add_argument("--policies", nargs="+", default=list(POLICIES))
+    parser.add_argument(
+        "--baseline", type=Path, help="a checkout of the previous version, run beside this one"
+    )
     args = parser.parse_args(argv)
+    versions = [("now", ROOT)] + ([("before", args.baseline)] if args.baseline else [])
     rows = []
     for policy in args.policies:
-        with tempfile.TemporaryDirectory(prefix="packrat-coord-") as temp:
-            work = Path(temp)
-            process, endpoint = start_coordinator(work, policy)
-            try:
-                with CoordinatorClient(endpoint, timeout=60) as client:
-                    bench_commits(client, stage_files(work, 0))  # fills the cache
-                    commits = bench_commits(client, stage_files(work, 1))
-                    touches = bench_touches(client)
-                concurrent, busy = bench_concurrent_commits(work, endpoint, process.pid)
-            finally:
-                process.terminate()
-                process.wait(15)
-        rows.append((policy, commits, touches, concurrent, busy))
-        print(
-            f"{policy:8s} commits/s {commits:9,.0f}   touches/s {touches:11,.0f}"
-            f"   commits/s from {CLIENTS} clients {concurrent:9,.0f}"
-            f" (coordinator CPU {busy:.0%}; {concurrent / args.upload_rate:.0f} front ends)",
-            flush=True,
-        )
+        for version, checkout in versions:
+            with tempfile.TemporaryDirectory(prefix="packrat-coord-") as temp:
+                work = Path(temp)
+                process, endpoint = start_coordinator(work, policy, checkout)
+                try:
+                    with CoordinatorClient(endpoint, timeout=60) as client:
+                        bench_commits(client, stage_files(work, 0))  # fills the cache
+                        commits = bench_commits(client, stage_files(work, 1))
+                        touches = bench_touches(client)
+                    concurrent, busy, per_commit, per_commit_main = bench_concurrent_commits(
+                        work, endpoint, process.pid
+                    )
+                finally:
+                    process.terminate()
+                    process.wait(15)
+            name = policy if len(versions) == 1 else f"{policy} ({version})"
+            rows.append((name, commits, touches, concurrent, busy, per_commit, per_commit_main))
+            print(
+                f"{name:17s} commits/s {commits:9,.0f}   touches/s {touches:11,.0f}"
+                f"   commits/s from {CLIENTS} clients {concurrent:9,.0f}"
+                f" (coordinator CPU {busy:.0%}, {per_commit:.0f} us per commit of which "
+                f"{per_commit_main:.0f} on the policy thread; "
+                f"{concurrent / args.upload_rate:.0f} front ends)",
+                flush=True,
+            )
     write_report(rows, args.upload_rate)
 
 
-def write_report(rows: list[tuple[str, float, float, float, float]], upload_rate: float) -> None:
+def write_report(rows: list[tuple], upload_rate: float) -> None:
     load = os.getloadavg()[0]
     lines = [
-        "# Coordinator throughput",
+        MARK,
+        "",
+        "## Throughput",
         "",
         "Written by `bench/coordinator.py` (`make bench`); do not edit by hand. A real",
         "`packrat coordinator` process per policy, driven over ZeroMQ (ipc://) the way",
@@ -227,14 +250,18 @@ def write_report(rows: list[tuple[str, float, float, float, float]], upload_rate
         "(bench/http.py, upload 1 KiB PUT, unpinned, 1 front end)",
         "",
         f"| policy | commits/s | touches (index operations)/s | commits/s, {CLIENTS} clients"
-        " | coordinator CPU meanwhile | front ends fed |",
-        "|---|--:|--:|--:|--:|--:|",
+        " | coordinator CPU meanwhile | CPU µs per commit | of which the policy thread"
+        " | front ends fed |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     lines += [
-        f"| {name} | {c:,.0f} | {t:,.0f} | {k:,.0f} | {b:.0%} | {k / upload_rate:.0f} |"
-        for name, c, t, k, b in rows
+        f"| {name} | {c:,.0f} | {t:,.0f} | {k:,.0f} | {b:.0%} | {p:.0f} | {m:.0f} "
+        f"| {k / upload_rate:.0f} |"
+        for name, c, t, k, b, p, m in rows
     ]
-    (ROOT / "docs" / "coordinator.md").write_text("\n".join(lines) + "\n")
+    path = ROOT / "docs" / "coordinator.md"
+    kept = path.read_text().split(MARK)[0] if path.exists() else ""
+    path.write_text(kept + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

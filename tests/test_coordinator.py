@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from array import array
 from dataclasses import replace
 
 import msgpack
@@ -18,7 +19,7 @@ from packrat.core.settings import Settings
 from packrat.store import StagedFile, key_digest, open_entry, open_key
 from packrat.store.accounting import charge
 from packrat.store.layout import FANOUT
-from packrat.store.snapshot import load_snapshot, save_snapshot
+from packrat.store.snapshot import SnapshotWriter, load_snapshot, save_snapshot
 from packrat.store.staging import sweep_staging
 
 BLOCK = 4096
@@ -82,7 +83,7 @@ def assert_exact(coord: Coordinator) -> None:
     """The index holds exactly the files on disk, at exactly their charges."""
     files = on_disk(coord)
     index = coord.index
-    assert set(files) == set(index.last_access)
+    assert set(files) == set(index.all_keys())
     assert index.used == sum(files.values())
     assert all(index.charge_of(key) == cost for key, cost in files.items())
     assert index.disk_bytes <= index.max_size
@@ -163,13 +164,13 @@ def test_staging_removed_before_the_commit_changes_nothing(coordinator):
     while coordinator.index.disk_bytes + 3 * BLOCK < coordinator.index.capacity:
         commit(coordinator, f"fill{len(coordinator.index)}")
     commit(coordinator, "victim")
-    coordinator.handle(Touch(tuple(k for k in coordinator.index.last_access if k != "victim")))
-    before = dict(coordinator.index.policy.sizes)
+    coordinator.handle(Touch(tuple(k for k in coordinator.index.all_keys() if k != "victim")))
+    before = coordinator.index.charges()
     name, size = stage(coordinator, "victim", b"z" * 40000)
     os.unlink(name, dir_fd=coordinator.layout.staging_fd)
     reply = coordinator.handle(Commit(1, time.time() + 5, "victim", name, size))
     assert reply.error == ErrorCode.STAGING_MISSING
-    assert dict(coordinator.index.policy.sizes) == before
+    assert coordinator.index.charges() == before
     assert_exact(coordinator)
 
 
@@ -320,14 +321,103 @@ def test_a_damaged_snapshot_is_ignored_and_the_index_rebuilt(coordinator):
 def test_a_snapshot_that_lies_with_a_valid_checksum_is_checked_against_the_files(coordinator):
     for key in "abc":
         commit(coordinator, key, b"x" * 30000)
-    rows = [
-        (k, 1, seen, bytes.fromhex(key_digest(k)))
-        for k, _, seen in coordinator.index.entries_by_recency()
-    ]
+    rows = [(k.encode(), 1, seen) for k, _, seen in coordinator.index.entries_by_recency()]
     save_snapshot(coordinator.layout, rows, coordinator.writer.clock_ns + 1)  # sizes: 1 byte
     fresh = restarted(coordinator)
     assert_exact(fresh)
     fresh.close()
+
+
+def _write_rows(coordinator, keys: list[str]) -> None:
+    """A snapshot of ``keys`` in the order given (the writer does not check it), with
+    a valid checksum and the clean mark: start-up would trust it without a stat."""
+    index = coordinator.index
+    writer = SnapshotWriter(coordinator.layout, coordinator.writer.clock_ns + 1)
+    for key in keys:
+        charge = index.charge_of(key) or 3 * BLOCK
+        writer.add([key.encode()], array("q", [charge]), array("d", [time.time()]))
+    writer.finish(clean=True)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ["a", "b", "phantom"],  # a key with no file: dropped
+        ["a", "a", "b"],  # a key twice: it would be indexed twice
+        ["b", "a"],  # out of order: a repeat could hide anywhere
+    ],
+)
+def test_a_snapshot_whose_rows_lie_or_repeat_is_not_trusted(coordinator, keys):
+    """A valid checksum says the file is whole, not true: the index stays the files."""
+    for key in "ab":
+        commit(coordinator, key)
+    _write_rows(coordinator, keys)
+    fresh = restarted(coordinator)  # used to hold a phantom key, or raise KeyError
+    assert set(fresh.index.all_keys()) == {"a", "b"}
+    assert_exact(fresh)
+    for n in range(40):  # evictions unlink real files
+        commit(fresh, f"more{n}")
+    assert_exact(fresh)
+    fresh.close()
+
+
+def test_a_failed_load_saves_no_snapshot(settings, coordinator):
+    """The server's stop path must not save the partial index of a load that failed."""
+    for key in "ab":
+        commit(coordinator, key)
+    coordinator.snapshot(clean=True)
+    coordinator.close()
+    before = coordinator.layout.snapshot_path().read_bytes()
+    # An old-layout directory that cannot be moved up: the rebuild fails.
+    name = key_digest("a")
+    nested = coordinator.layout.objects / name[:2] / "zz"
+    nested.mkdir()
+    (nested / name).mkdir()
+    (nested / name / "x").write_bytes(b"")
+    server = CoordinatorServer(settings)
+    with pytest.raises(OSError):
+        server.run(handle_signals=False)
+    assert coordinator.layout.snapshot_path().read_bytes() == before
+    assert not coordinator.layout.clean_mark_path().exists()
+
+
+def test_a_snapshot_written_in_slices_while_the_index_changes_restores_exactly(coordinator):
+    """Rows written before a change are stale, and need not be fresh: start-up re-reads
+    every file committed after the snapshot began, and drops rows whose file is gone."""
+    for key in "abcdefgh":
+        commit(coordinator, key)
+    coordinator.handle(Touch(("a",)))
+    job = coordinator.begin_snapshot()
+    job.step(0)  # at least one block: a slice of rows
+    commit(coordinator, "e", b"y" * 30000)  # overwritten: stamped after the snapshot began
+    commit(coordinator, "0")  # a new key, before the cursor
+    commit(coordinator, "z")  # and after it
+    coordinator.handle(Delete(2, time.time() + 5, "g"))
+    coordinator.handle(Touch(("c",)))
+    job.finish()
+    assert job.writer.rows <= 9  # each key at most once
+    fresh = restarted(coordinator)  # kill -9: the periodic snapshot, then the files
+    assert_exact(fresh)
+    # The rows' recency (c's touch came after its row), then what was committed since.
+    assert [key for key, _, _ in fresh.index.entries_by_recency()] == list("bcdfhae0z")
+    fresh.close()
+
+
+def test_a_failed_snapshot_is_reported_and_keeps_the_last_one(coordinator):
+    commit(coordinator, "a")
+    coordinator.snapshot()
+    before = coordinator.layout.snapshot_path().read_bytes()
+    commit(coordinator, "b")
+    job = coordinator.begin_snapshot()
+    job.step()
+    coordinator.layout.snapshot_path().with_name("snapshot.tmp").unlink()  # rename fails
+    job.finish_in_background()
+    deadline = time.monotonic() + 10
+    while (saved := job.done()) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert saved is False
+    assert coordinator.layout.snapshot_path().read_bytes() == before
 
 
 def test_start_up_evicts_down_to_a_smaller_max_size(coordinator):

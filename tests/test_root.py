@@ -18,6 +18,7 @@ import sys
 import time
 
 import msgpack
+import pytest
 import requests
 import zmq
 
@@ -234,10 +235,17 @@ def test_the_ipc_socket_is_private_and_strangers_cannot_crash_it(make_server):
     assert put(server.url, "after", b"fine") == 200
 
 
-def test_a_non_loopback_tcp_endpoint_needs_curve_keys(make_server, free_tcp_port, tmp_path):
-    refused = make_server(coordinator={"endpoint": f"tcp://0.0.0.0:{free_tcp_port}"}, wait=False)
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+def test_a_tcp_endpoint_without_curve_keys_is_refused(make_server, free_tcp_port, host):
+    """Even on loopback: every local user could reach it and delete objects behind HTTP auth."""
+    refused = make_server(coordinator={"endpoint": f"tcp://{host}:{free_tcp_port}"}, wait=False)
     assert refused.process.wait(30) == ExitStatus.CONFIG
-    assert "curve_keys" in refused.log()
+    assert "curve_keys" in refused.log() and "every local user" in refused.log()
+
+
+def test_a_tcp_endpoint_with_curve_keys_answers_only_key_holders(
+    make_server, free_tcp_port, tmp_path
+):
     keys = tmp_path / "curve"
     assert packrat("keygen", str(keys)).returncode == 0
     assert stat.S_IMODE((keys / "client.key_secret").stat().st_mode) == 0o600

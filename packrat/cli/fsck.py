@@ -36,7 +36,7 @@ from packrat.core.errors import PackratError
 from packrat.core.exits import ExitStatus
 from packrat.core.settings import Settings
 from packrat.store import CorruptObject, Layout, RootLocked, lock_root, open_entry
-from packrat.store.layout import FANOUT
+from packrat.store.layout import FANOUT, key_digest
 from packrat.store.reader import data_matches
 from packrat.store.snapshot import read_snapshot
 from packrat.store.staging import sweep_staging
@@ -73,8 +73,7 @@ def check_entry(dir_fd: int, name: str, path: Path) -> Finding | None:
 
 def scan(layout: Layout) -> Iterator[Finding | Path]:
     """Findings, and each object file checked (a ``Path``), as the walk goes."""
-    rows = read_snapshot(layout)[0].entries
-    snapshot = {digest.hex(): key for key, _, _, digest in rows}
+    snapshot = {key_digest(key): key for key, _, _ in read_snapshot(layout)[0].rows()}
     for fanout in FANOUT:
         dir_fd = layout.fanout_fds[fanout]
         for name in sorted(os.listdir(dir_fd)):

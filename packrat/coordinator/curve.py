@@ -2,13 +2,14 @@
 
 Any process that can reach the coordinator's socket can commit and delete
 objects.  An ``ipc://`` socket is made mode 0600 (``server._bind``), so only
-its user can.  A ``tcp://`` endpoint on a loopback address is reachable by
-every local user, and one on any other address by other hosts: Packrat
-refuses a non-loopback endpoint unless ``[coordinator] curve_keys`` names a
-directory of ZeroMQ CURVE certificates (``packrat keygen DIR``).  Then the
-coordinator encrypts and authenticates every connection and accepts only
-clients whose public key is in that directory (ZeroMQ's ZAP handler, run by
-pyzmq's ``ThreadAuthenticator``).
+its user can.  A ``tcp://`` endpoint is reachable by every local user even
+on a loopback address (with HTTP auth on, any of them could delete objects
+behind it), and by other hosts on any other address: Packrat refuses every
+``tcp://`` endpoint unless ``[coordinator] curve_keys`` names a directory of
+ZeroMQ CURVE certificates (``packrat keygen DIR``; the rule is
+``core.settings.endpoint_problem``).  Then the coordinator encrypts and
+authenticates every connection and accepts only clients whose public key is
+in that directory (ZeroMQ's ZAP handler, run by pyzmq's ``ThreadAuthenticator``).
 
 The directory holds ``server.key`` / ``server.key_secret`` (the
 coordinator's pair) and ``client.key`` / ``client.key_secret`` (the pair

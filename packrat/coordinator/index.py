@@ -1,19 +1,23 @@
 """The index: which keys are stored, how large, in what eviction order.
 
 Pure bookkeeping, no I/O: the server turns its answers into renames and
-unlinks.  One policy object keeps the order and the byte count; the index adds
-the wall-clock time of each key's last use so a snapshot can restore recency
-after a restart whatever the policy.
+unlinks.  The keys live in a ``KeyTable`` that numbers them by slot; the
+policy keeps the order and the byte count by slot; the index adds the
+wall-clock time of each key's last use (a column by slot) so a snapshot can
+restore recency after a restart whatever the policy.  Nothing here holds a
+Python object per key: see ``bench/memory.py`` for the bytes per object.
 """
 
 from __future__ import annotations
 
-import heapq
 import time
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from packrat.coordinator.keytable import KeyTable
 from packrat.policies import Policy, make_policy, make_room
+from packrat.policies.base import grow
 from packrat.store.layout import BLOCK
 
 # Headroom of one directory block: a commit's rename may grow its fan-out
@@ -45,12 +49,13 @@ class Index:
         low_water: float = 0.95,
         wallclock: Callable[[], float] = time.time,
     ) -> None:
-        self.policy: Policy = make_policy(policy)
+        self.table = KeyTable()
+        self.policy: Policy = make_policy(policy, ident_of=self.table.ident)
         self.policy_name = policy
         self.max_size = max_size
         self.low_water = low_water
         self.wallclock = wallclock
-        self.last_access: dict[str, float] = {}
+        self.last_access = array("d")  # by slot: Unix time of the key's last use
         self.counters = Counters()
         self.overhead = 0
         # Known from the start, so entries restored at start-up are placed as
@@ -58,10 +63,10 @@ class Index:
         self.policy.capacity = self.capacity
 
     def __len__(self) -> int:
-        return len(self.policy)
+        return len(self.table)
 
     def __contains__(self, key: object) -> bool:
-        return key in self.policy
+        return isinstance(key, str) and self.table.find(key.encode()) >= 0
 
     @property
     def used(self) -> int:
@@ -79,7 +84,12 @@ class Index:
         return max(self.max_size - self.overhead - DIR_RESERVE, 0)
 
     def charge_of(self, key: str) -> int | None:
-        return self.policy.sizes.get(key)
+        slot = self.table.find(key.encode())
+        return None if slot < 0 else self.policy.size_of(slot)
+
+    def last_access_of(self, key: str) -> float | None:
+        slot = self.table.find(key.encode())
+        return None if slot < 0 else self.last_access[slot]
 
     def make_room(self, charge: int) -> list[tuple[str, int]]:
         """Evict so ``charge`` more bytes fit; return the victims (key, charge) to delete.
@@ -88,50 +98,74 @@ class Index:
         never exceed ``max_size``.  When the key is being overwritten its old
         entry still counts, and may itself be a victim.
         """
-        victims = make_room(self.policy, charge, self.capacity, self.low_water)
-        for victim, victim_charge in victims:
-            self.last_access.pop(victim, None)
+        victims = []
+        table = self.table
+        for slot, victim_charge in make_room(self.policy, charge, self.capacity, self.low_water):
+            victims.append((table.key(slot).decode(), victim_charge))
+            table.remove(slot)
             self.counters.evictions += 1
             self.counters.evicted_bytes += victim_charge
         return victims
 
-    def insert(self, key: str, charge: int) -> None:
-        """Record ``key`` as just committed, replacing any old entry."""
-        self.policy.remove(key)
-        self.policy.insert(key, charge)
-        self.last_access[key] = self.wallclock()
+    def insert(self, key: str, charge: int) -> float:
+        """Record ``key`` as just committed, replacing any old entry; return its time."""
+        now = self.wallclock()
+        self._put(key.encode(), charge, now)
         self.counters.commits += 1
+        return now
 
-    def restore(self, key: str, charge: int, last_access: float) -> None:
-        """Add an entry found at start-up (callers feed each key once, oldest first)."""
-        self.policy.insert(key, charge)
-        self.last_access[key] = last_access
+    def load(self, keys: list[bytes], charges: array, seen: array, order: Iterable[int]) -> None:
+        """Fill an empty index at start-up: ``keys`` strictly increasing, ``charges``
+        and ``seen`` (last uses) beside them, ``order`` their positions least
+        recently used first, the order in which the policy is told of them."""
+        self.table.build(keys)
+        self.last_access = array("d", seen)
+        insert = self.policy.insert
+        for slot in order:
+            insert(slot, charges[slot])
+
+    def rows_after(self, after: bytes, limit: int) -> tuple[list[bytes], array, array]:
+        """Up to ``limit`` rows ``(keys, charges, last uses)`` with keys above ``after``, in
+        key order: a snapshot is written a slice at a time between messages."""
+        table, sizes, last_access = self.table, self.policy.sizes, self.last_access
+        slots = table.slots_after(after, limit, skip=after)
+        return (
+            list(map(table.key, slots)),
+            array("q", map(sizes.__getitem__, slots)),
+            array("d", map(last_access.__getitem__, slots)),
+        )
 
     def touch(self, keys: Iterable[str], misses: int = 0) -> None:
         now = self.wallclock()
-        policy = self.policy
-        last_access = self.last_access
+        find, policy, last_access = self.table.find, self.policy, self.last_access
+        hits = 0
         for key in keys:
-            self.counters.hits += 1
-            if key in policy:
-                policy.access(key)
-                last_access[key] = now
+            hits += 1
+            slot = find(key.encode())
+            if slot >= 0:
+                policy.access(slot)
+                last_access[slot] = now
+        self.counters.hits += hits
         self.counters.misses += misses
 
     def remove(self, key: str) -> bool:
         """Forget ``key``; False if it was not indexed."""
-        if key not in self.policy:
+        slot = self.table.find(key.encode())
+        if slot < 0:
             return False
-        self.policy.remove(key)
-        self.last_access.pop(key, None)
+        self.policy.remove(slot)
+        self.table.remove(slot)
         return True
 
-    def entries_by_recency(self) -> list[tuple[str, int, float]]:
-        """``(key, charge, last_access)`` for every key, least recent first."""
-        charges = self.policy.sizes
-        rows = [(key, charges[key], seen) for key, seen in self.last_access.items()]
-        rows.sort(key=lambda row: row[2])
-        return rows
+    def all_keys(self) -> list[str]:
+        """Every key, in key order (for tests and repairs: a walk of the whole index)."""
+        table = self.table
+        return [table.key(slot).decode() for slot in table.slots()]
+
+    def charges(self) -> dict[str, int]:
+        """Every key's charge (for tests and repairs: a walk of the whole index)."""
+        table, sizes = self.table, self.policy.sizes
+        return {table.key(slot).decode(): sizes[slot] for slot in table.slots()}
 
     def list_keys(
         self, prefix: str, after: str = "", limit: int = 1000, collections: bool = False
@@ -141,30 +175,47 @@ class Index:
 
         With ``collections``, a key with a ``/`` after the prefix is rolled up
         into its collection, ``prefix`` plus its next segment plus ``/``, which
-        is listed once, where it sorts (rolling up keeps the order, since a
-        collection is a prefix of its keys).  Paging with ``after`` set to the
-        last entry of the page before lists each entry exactly once.
-
-        This is a scan of every key, one page at a time: simple and correct for
-        today's index, whose keys are in a dict.  ``tests/test_listing.py``
-        holds the contract (against a sorted-list model) that an index with
-        its keys in order, which answers a page without a scan, must pass.
+        is listed once, where it sorts; the walk then jumps past the
+        collection's keys ('/' + 1 is '0').  Keys are kept in order
+        (``KeyTable``), so a page costs a binary search per entry at most,
+        however many keys there are; ``tests/test_listing.py`` is the contract.
         """
-        keys = self.policy.sizes
+        table, first, cursor = self.table, prefix.encode(), after.encode()
         if not collections:
-            page = heapq.nsmallest(
-                limit + 1, (k for k in keys if k > after and k.startswith(prefix))
-            )
-            return page[:limit], len(page) > limit
-        found: set[str] = set()
-        start = len(prefix)
-        for key in keys:
-            if not key.startswith(prefix):
-                continue
-            cut = key.find("/", start)
-            if cut >= 0:
-                key = key[: cut + 1]
-            if key > after:
-                found.add(key)
-        page = heapq.nsmallest(limit + 1, found)
-        return page[:limit], len(page) > limit
+            keys = table.list_keys(first, cursor, limit + 1)
+            return [key.decode() for key in keys[:limit]], len(keys) > limit
+        page: list[bytes] = []
+        start, skip = max(first, cursor), cursor
+        while len(page) <= limit:
+            slots = table.slots_after(start, 1, skip=skip)
+            if not slots:
+                break
+            key = table.key(slots[0])
+            if not key.startswith(first):
+                break
+            cut = key.find(b"/", len(first))
+            if cut < 0:
+                entry, start, skip = key, key, key
+            else:
+                entry, start, skip = key[: cut + 1], key[:cut] + b"0", b""
+            if entry > cursor:
+                page.append(entry)
+        return [entry.decode() for entry in page[:limit]], len(page) > limit
+
+    def entries_by_recency(self) -> list[tuple[str, int, float]]:
+        """``(key, charge, last_access)`` for every key, least recent first."""
+        table, sizes, last_access = self.table, self.policy.sizes, self.last_access
+        rows = [(table.key(s).decode(), sizes[s], last_access[s]) for s in table.slots()]
+        rows.sort(key=lambda row: row[2])
+        return rows
+
+    def _put(self, key: bytes, charge: int, seen: float) -> None:
+        slot = self.table.find(key)
+        if slot >= 0:
+            self.policy.remove(slot)
+        else:
+            slot = self.table.add(key)
+            if slot >= len(self.last_access):
+                grow(self.last_access, max(slot + 1, 2 * len(self.last_access), 64))
+        self.policy.insert(slot, charge)
+        self.last_access[slot] = seen

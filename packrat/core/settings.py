@@ -268,6 +268,29 @@ def is_loopback(endpoint: str) -> bool:
         return False  # "*", an interface name, a host name
 
 
+def endpoint_problem(endpoint: str, keys: Path | None) -> str | None:
+    """Why ``endpoint`` may not be served with ``keys`` (None: it may).
+
+    Every ``tcp://`` endpoint needs CURVE keys: on a loopback address every
+    local user reaches it, on any other address other hosts do, and anyone
+    who reaches it can delete objects, HTTP auth or not.
+
+    >>> endpoint_problem("ipc:///run/p.sock", None) is None
+    True
+    >>> endpoint_problem("tcp://127.0.0.1:5555", Path("keys")) is None
+    True
+    >>> "every local user" in endpoint_problem("tcp://127.0.0.1:5555", None)
+    True
+    """
+    if keys is not None or endpoint.startswith("ipc://"):
+        return None
+    return (
+        f"{endpoint} is reachable by every local user (and from other hosts unless it is a "
+        "loopback address), and anyone who reaches it can delete objects; use ipc://, or set "
+        "curve_keys (packrat keygen DIR)"
+    )
+
+
 def _bucket(text: str) -> str:
     """An S3 bucket name (the rules every S3-compatible store accepts)."""
     name = text.strip()
@@ -436,12 +459,9 @@ def load(path: Path | None) -> Settings:
         settings.ssl_context()
     except (OSError, ssl.SSLError) as e:
         raise ConfigError(f"{path}: [server] certfile: cannot load the certificate: {e}") from None
-    if settings.coordinator_curve_keys is None and not is_loopback(settings.coordinator_endpoint):
-        raise ConfigError(
-            f"{path}: [coordinator] endpoint: {settings.coordinator_endpoint} is reachable from "
-            "other hosts, and anyone who reaches it can delete objects; use ipc:// or a loopback "
-            "address, or set curve_keys (packrat keygen DIR)"
-        )
+    problem = endpoint_problem(settings.coordinator_endpoint, settings.coordinator_curve_keys)
+    if problem:
+        raise ConfigError(f"{path}: [coordinator] endpoint: {problem}")
     if settings.auth_enabled and not (
         settings.auth_read_tokens
         or settings.auth_write_tokens

@@ -1,59 +1,90 @@
-"""A base for policies that evict the key with the lowest priority.
+"""A base for policies that evict the slot with the lowest priority.
 
-A binary heap with lazy deletion: an update pushes a fresh entry and the old
-one is skipped when it surfaces, so every operation is O(log n).  The heap is
-rebuilt when stale entries outnumber live ones, which keeps memory bounded.
-Ties go to the entry pushed first, as in libCacheSim's ``abstractRank``.
+Entries are ordered by ``(priority, seq)``: ``seq`` counts placements, so
+ties go to the entry placed first, as in libCacheSim's ``abstractRank``.
+Each entry is one Python int, ``priority``'s IEEE bits (non-negative
+priorities order as their bits do), then ``seq``, then the slot, in a
+``SortedList``: an update removes the old entry and adds the new one, so
+no stale entry waits in a heap and no rebuild ever holds the loop.
 """
 
 from __future__ import annotations
 
-import heapq
+import struct
 from abc import abstractmethod
-from collections.abc import Hashable
-from itertools import count
+from array import array
 
-from packrat.policies.base import Policy
+from sortedcontainers import SortedList
+
+from packrat.policies.base import Policy, grow
+
+_SLOT_BITS = 32
+_SEQ_BITS = 64  # never wraps; the int stays in 48 bytes (six 30-bit digits)
+_SLOT_MASK = (1 << _SLOT_BITS) - 1
+_DOUBLE = struct.Struct("<d")
+_BITS = struct.Struct("<q")
+
+
+def _bits(priority: float) -> int:
+    return _BITS.unpack(_DOUBLE.pack(priority))[0]
 
 
 class PriorityPolicy(Policy):
-    """Greedy-Dual family: priority = ``age`` + a per-key value; ``age`` rises on eviction."""
+    """Greedy-Dual family: priority = ``age`` + a per-slot value; ``age`` rises on eviction."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.age = 0.0
-        self._hits: dict[Hashable, int] = {}
-        self._live: dict[Hashable, tuple[float, int]] = {}
-        self._heap: list[tuple[float, int, Hashable]] = []
-        self._seq = count()
+        self._hits = array("q")
+        self._priority = array("d")
+        self._seq = array("q")  # -1: not queued
+        self._queue: SortedList = SortedList()
+        self._next_seq = 0
 
     @abstractmethod
     def value(self, hits: int, size: int) -> float:
         """What keeping an object is worth, before ageing."""
 
-    def _push(self, key: Hashable) -> None:
-        entry = (self.age + self.value(self._hits[key], self.sizes[key]), next(self._seq))
-        self._live[key] = entry
-        heapq.heappush(self._heap, (*entry, key))
-        if len(self._heap) > 2 * len(self._live) + 64:
-            self._heap = [(*entry, k) for k, entry in self._live.items()]
-            heapq.heapify(self._heap)
+    def _resize(self, length: int) -> None:
+        super()._resize(length)
+        grow(self._hits, length)
+        grow(self._priority, length)
+        grow(self._seq, length, -1)
 
-    def _on_insert(self, key: Hashable, size: int) -> None:
-        self._hits[key] = 1
-        self._push(key)
+    def _entry(self, slot: int) -> int:
+        return (
+            (_bits(self._priority[slot]) << (_SEQ_BITS + _SLOT_BITS))
+            | (self._seq[slot] << _SLOT_BITS)
+            | slot
+        )
 
-    def _on_access(self, key: Hashable) -> None:
-        self._hits[key] += 1
-        self._push(key)
+    def _push(self, slot: int) -> None:
+        """(Re)place ``slot`` at ``age + value``."""
+        if self._seq[slot] >= 0:
+            self._queue.remove(self._entry(slot))
+        self._priority[slot] = self.age + self.value(self._hits[slot], self.sizes[slot])
+        self._seq[slot] = self._next_seq
+        self._next_seq += 1
+        self._queue.add(self._entry(slot))
 
-    def _on_remove(self, key: Hashable) -> None:
-        del self._hits[key], self._live[key]
+    def _pop(self) -> int:
+        """Take the lowest entry off the queue; ``age`` becomes its priority."""
+        slot = self._queue.pop(0) & _SLOT_MASK
+        self._seq[slot] = -1
+        self.age = self._priority[slot]
+        return slot
 
-    def _pop_victim(self) -> Hashable:
-        while True:
-            priority, seq, key = heapq.heappop(self._heap)
-            if self._live.get(key) == (priority, seq):
-                del self._hits[key], self._live[key]
-                self.age = priority
-                return key
+    def _on_insert(self, slot: int, size: int) -> None:
+        self._hits[slot] = 1
+        self._push(slot)
+
+    def _on_access(self, slot: int) -> None:
+        self._hits[slot] += 1
+        self._push(slot)
+
+    def _on_remove(self, slot: int) -> None:
+        self._queue.remove(self._entry(slot))
+        self._seq[slot] = -1
+
+    def _pop_victim(self) -> int:
+        return self._pop()

@@ -15,10 +15,12 @@ were measured with), including two details that matter for miss ratios:
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Hashable
-
 from packrat.policies.base import Policy
+from packrat.policies.ghost import Ghost
+from packrat.structures.links import Links, Queue
+
+SMALL, MAIN = 1, 2  # ``_where`` of a tracked slot
+MAX_HITS = 255  # hits saturate here: only ``< promote_at`` and ``min(hits, 3)`` are asked
 
 
 class S3FIFO(Policy):
@@ -37,13 +39,21 @@ class S3FIFO(Policy):
         self.small_ratio = small_ratio
         self.ghost_ratio = ghost_ratio
         self.promote_at = promote_at
-        self._small: OrderedDict[Hashable, int] = OrderedDict()  # key -> hits
-        self._main: OrderedDict[Hashable, int] = OrderedDict()
-        self._ghost: OrderedDict[Hashable, int] = OrderedDict()  # key -> size
+        self._links = Links()
+        self._small = Queue(self._links)
+        self._main = Queue(self._links)
+        self._where = bytearray()
+        self._hits = bytearray()
+        self._ghost = Ghost()  # key fingerprints; their sizes
         self._small_used = 0
         self._main_used = 0
-        self._ghost_used = 0
         self._has_evicted = False
+
+    def _resize(self, length: int) -> None:
+        super()._resize(length)
+        self._links.resize(length)
+        for column in (self._where, self._hits):
+            column.extend(bytes(length - len(column)))
 
     def _small_capacity(self) -> int | None:
         return None if self.capacity is None else int(self.capacity * self.small_ratio)
@@ -52,37 +62,38 @@ class S3FIFO(Policy):
         small = self._small_capacity()
         return small is None or size < small
 
-    def _on_insert(self, key: Hashable, size: int) -> None:
+    def _on_insert(self, slot: int, size: int) -> None:
         small = self._small_capacity()
-        ghost_size = self._ghost.pop(key, None)
-        if ghost_size is not None:
-            self._ghost_used -= ghost_size
-            self._to_main(key, size)
-        elif not self._has_evicted and small is not None and self._small_used >= small:
-            self._to_main(key, size)
+        self._hits[slot] = 0
+        from_ghost = bool(self._ghost.count) and self._ghost.take(self.ident(slot)) is not None
+        warming = not self._has_evicted and small is not None and self._small_used >= small
+        if from_ghost or warming:
+            self._to_main(slot, size)
         else:
-            self._small[key] = 0
+            self._where[slot] = SMALL
+            self._small.push(slot)
             self._small_used += size
 
-    def _to_main(self, key: Hashable, size: int) -> None:
-        self._main[key] = 0
+    def _to_main(self, slot: int, size: int) -> None:
+        self._where[slot] = MAIN
+        self._main.push(slot)
         self._main_used += size
 
-    def _on_access(self, key: Hashable) -> None:
-        if key in self._small:
-            self._small[key] += 1
-        else:
-            self._main[key] += 1
+    def _on_access(self, slot: int) -> None:
+        if self._hits[slot] < MAX_HITS:
+            self._hits[slot] += 1
 
-    def _on_remove(self, key: Hashable) -> None:
-        size = self.sizes.get(key, 0)
-        if self._small.pop(key, None) is not None:
+    def _on_remove(self, slot: int) -> None:
+        size = self.sizes[slot]
+        if self._where[slot] == SMALL:
+            self._small.remove(slot)
             self._small_used -= size
         else:
-            del self._main[key]
+            self._main.remove(slot)
             self._main_used -= size
+        self._where[slot] = 0
 
-    def _pop_victim(self) -> Hashable:
+    def _pop_victim(self) -> int:
         self._has_evicted = True
         while True:
             main_over = self.capacity is not None and self._main_used > self.capacity - (
@@ -90,36 +101,41 @@ class S3FIFO(Policy):
             )
             if main_over or not self._small:
                 return self._evict_main()
-            key = self._evict_small()
-            if key is not None:
-                return key
+            slot = self._evict_small()
+            if slot is not None:
+                return slot
 
-    def _evict_small(self) -> Hashable | None:
-        """Move hit objects to main until one leaves; ``None`` if none did."""
+    def _evict_small(self) -> int | None:
+        """Move hit slots to main until one leaves; ``None`` if none did."""
         while self._small:
-            key, hits = self._small.popitem(last=False)
-            size = self.sizes[key]
+            slot = self._small.pop()
+            size = self.sizes[slot]
             self._small_used -= size
-            if hits < self.promote_at:
-                self._remember(key, size)
-                return key
-            self._to_main(key, size)
+            if self._hits[slot] < self.promote_at:
+                self._where[slot] = 0
+                self._remember(self.ident(slot), size)
+                return slot
+            self._hits[slot] = 0
+            self._to_main(slot, size)
         return None
 
-    def _evict_main(self) -> Hashable:
+    def _evict_main(self) -> int:
         while True:
-            key, hits = self._main.popitem(last=False)
+            slot = self._main.pop()
+            hits = self._hits[slot]
             if hits == 0:
-                self._main_used -= self.sizes[key]
-                return key
-            self._main[key] = min(hits, 3) - 1
+                self._main_used -= self.sizes[slot]
+                self._where[slot] = 0
+                return slot
+            self._hits[slot] = min(hits, 3) - 1
+            self._main.push(slot)
 
-    def _remember(self, key: Hashable, size: int) -> None:
+    def _remember(self, ident: int, size: int) -> None:
         """Put an evicted key in the ghost FIFO, bounded in bytes."""
         limit = int((self.capacity or 0) * self.ghost_ratio)
-        if size > limit or key in self._ghost:
+        ghost = self._ghost
+        if size > limit or ident in ghost:
             return
-        while self._ghost_used + size > limit:
-            self._ghost_used -= self._ghost.popitem(last=False)[1]
-        self._ghost[key] = size
-        self._ghost_used += size
+        while ghost.used + size > limit:
+            ghost.pop_oldest()
+        ghost.push(ident, size)

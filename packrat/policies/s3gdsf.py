@@ -37,50 +37,48 @@ misses).  This policy takes each part where it wins:
 
 from __future__ import annotations
 
-import heapq
-from collections import OrderedDict
-from collections.abc import Hashable
-
 from packrat.policies.base import Policy
 from packrat.policies.gdsf import GDSF
+from packrat.policies.ghost import Ghost
+from packrat.structures.links import Links, Queue
+
+# ``_followed`` of a slot in main whose first hit is awaited
+UNFOLLOWED, PROMOTED, FROM_GHOST = 0, 1, 2
+MAX_HITS = 255  # probation hits saturate: only "any?" is asked
 
 
 class LazyGDSF(GDSF):
-    """GDSF whose hits are credited when a key reaches the bottom of the heap.
+    """GDSF whose hits are credited when a slot reaches the bottom of the order.
 
-    ``_hits`` counts the hits since the key was last placed; a key that
+    ``_hits`` counts the hits since the slot was last placed; a slot that
     surfaces with hits is placed again at ``age + value(hits)`` instead of
-    being evicted.  A hit is a counter update, not a heap push (about nine
+    being evicted.  A hit is a counter update, not a reordering (about nine
     times cheaper), which matters because hits are most of what the
     coordinator does.
     """
 
     name = "lazy-gdsf"
 
-    def insert_unproven(self, key: Hashable, size: int) -> None:
-        """Track a key at the bottom (priority ``age``), as one never hit."""
-        self.insert(key, size)
-        self._hits[key] = 0
-        self._push(key)  # again, at value 0; the first entry goes stale
+    def insert_unproven(self, slot: int, size: int) -> None:
+        """Track a slot at the bottom (priority ``age``), as one never hit."""
+        self.insert(slot, size)
+        self._hits[slot] = 0
+        self._push(slot)  # again, at value 0
 
-    def _push(self, key: Hashable) -> None:
-        super()._push(key)
-        self._hits[key] = 0
+    def _push(self, slot: int) -> None:
+        super()._push(slot)
+        self._hits[slot] = 0
 
-    def _on_access(self, key: Hashable) -> None:
-        self._hits[key] += 1
+    def _on_access(self, slot: int) -> None:
+        self._hits[slot] += 1
 
-    def _pop_victim(self) -> Hashable:
+    def _pop_victim(self) -> int:
         while True:
-            priority, seq, key = heapq.heappop(self._heap)
-            if self._live.get(key) != (priority, seq):
+            slot = self._pop()
+            if self._hits[slot]:
+                self._push(slot)
                 continue
-            self.age = priority
-            if self._hits[key]:
-                self._push(key)
-                continue
-            del self._hits[key], self._live[key]
-            return key
+            return slot
 
 
 class S3GDSF(Policy):
@@ -110,18 +108,24 @@ class S3GDSF(Policy):
         super().__init__(**kwargs)
         self.small_ratio = small_ratio
         self.reach = self.REACH_START
-        self._small: OrderedDict[Hashable, int] = OrderedDict()  # key -> hits
+        self._links = Links()
+        self._small = Queue(self._links)
+        self._small_hits = bytearray()
+        self._on_probation = bytearray()
         self._small_used = 0
-        # key -> (size, value of _ghost_clock when it was remembered)
-        self._ghost: OrderedDict[Hashable, tuple[int, int]] = OrderedDict()
-        self._ghost_used = 0
-        self._ghost_clock = 0  # bytes ever remembered: a ghost entry's depth is the difference
+        self._ghost = Ghost()  # key fingerprints; size and ghost clock when remembered
         self._main = LazyGDSF(size_exponent=size_exponent, hit_cap=hit_cap, clock=self.clock)
         self._evicted = False
-        # Keys in main whose first hit is awaited: True if admitted from the
-        # outer half of the ghost's reach, False if promoted from probation.
-        self._followed: dict[Hashable, bool] = {}
+        # Slots in main whose first hit is awaited: FROM_GHOST if admitted from
+        # the outer half of the ghost's reach, PROMOTED if from probation.
+        self._followed = bytearray()
         self._promoted_hit_rate = 0.5
+
+    def _resize(self, length: int) -> None:
+        super()._resize(length)
+        self._links.resize(length)
+        for column in (self._small_hits, self._on_probation, self._followed):
+            column.extend(bytes(length - len(column)))
 
     def _small_capacity(self) -> float | None:
         return None if self.capacity is None else self.capacity * self.small_ratio
@@ -133,66 +137,73 @@ class S3GDSF(Policy):
     def admits(self, size: int) -> bool:
         return not self._is_large(size)
 
-    def _on_insert(self, key: Hashable, size: int) -> None:
-        remembered = self._ghost.pop(key, None)
+    def _on_insert(self, slot: int, size: int) -> None:
+        remembered = self._ghost.take(self.ident(slot)) if self._ghost.count else None
         if remembered is not None:
-            self._ghost_used -= remembered[0]
-            depth = (self._ghost_clock - remembered[1]) / (self.capacity or 1)
+            depth = (self._ghost.clock - remembered[1]) / (self.capacity or 1)
             if depth <= self.reach:
-                self._main.insert(key, size)
+                self._main.insert(slot, size)
                 if depth > self.reach / 2:
-                    self._followed[key] = True
+                    self._followed[slot] = FROM_GHOST
                 return
         small = self._small_capacity()
-        warming = not self._evicted and small is not None and small <= self._small_used
-        if warming and not self._is_large(size):
-            self._main.insert_unproven(key, size)
+        large = small is not None and size >= small  # ``_is_large``
+        if not self._evicted and small is not None and small <= self._small_used and not large:
+            self._main.insert_unproven(slot, size)  # warming up
             return
-        self._small[key] = 0
+        self._small_hits[slot] = 0
+        self._on_probation[slot] = 1
         self._small_used += size
-        if self._is_large(size):
-            self._small.move_to_end(key, last=False)
-
-    def _on_access(self, key: Hashable) -> None:
-        if key in self._small:
-            self._small[key] += 1
-            return
-        self._main.access(key)
-        if key in self._followed:
-            self._learn(key, hit=True)
-
-    def _on_remove(self, key: Hashable) -> None:
-        if key in self._small:
-            del self._small[key]
-            self._small_used -= self.sizes.get(key, 0)
+        if large:
+            self._small.push_front(slot)
         else:
-            self._main.remove(key)
-            self._followed.pop(key, None)
+            self._small.push(slot)
 
-    def _pop_victim(self) -> Hashable:
+    def _on_access(self, slot: int) -> None:
+        if self._on_probation[slot]:
+            if self._small_hits[slot] < MAX_HITS:
+                self._small_hits[slot] += 1
+            return
+        self._main.access(slot)
+        if self._followed[slot]:
+            self._learn(slot, hit=True)
+
+    def _on_remove(self, slot: int) -> None:
+        if self._on_probation[slot]:
+            self._small.remove(slot)
+            self._on_probation[slot] = 0
+            self._small_used -= self.sizes[slot]
+        else:
+            self._main.remove(slot)
+            self._followed[slot] = UNFOLLOWED
+
+    def _pop_victim(self) -> int:
         self._evicted = True
         small = self._small_capacity()
         while True:
             over = small is None or self._small_used > small or self._is_large(self.incoming)
-            if not self._small or (self._main and not over):
-                key = self._main.choose_victims(1)[0][0]
-                if key in self._followed:
-                    self._learn(key, hit=False)
-                return key
-            key, hits = self._small.popitem(last=False)
-            size = self.sizes[key]
+            if not self._small or (self._main.count and not over):
+                slot = self._main.choose_victims(1)[0][0]
+                if self._followed[slot]:
+                    self._learn(slot, hit=False)
+                return slot
+            slot = self._small.pop()
+            self._on_probation[slot] = 0
+            size = self.sizes[slot]
             self._small_used -= size
-            if hits:
-                self._main.insert(key, size)
-                self._followed[key] = False
+            if self._small_hits[slot]:
+                self._main.insert(slot, size)
+                self._followed[slot] = PROMOTED
                 continue
             if not self._is_large(size):
-                self._remember(key, size)
-            return key
+                self._remember(self.ident(slot), size)
+            return slot
 
-    def _learn(self, key: Hashable, hit: bool) -> None:
-        """Move the reach (or the promotion hit rate) by one followed key's fate."""
-        if not self._followed.pop(key):
+    def _learn(self, slot: int, hit: bool) -> None:
+        """Move the reach (or the promotion hit rate) by one followed slot's fate."""
+        followed = self._followed[slot]
+        self._followed[slot] = UNFOLLOWED
+        if followed == PROMOTED:
             self._promoted_hit_rate += self.AVERAGE_WEIGHT * (hit - self._promoted_hit_rate)
             return
         # Equilibrium where followed ghost admissions are hit with probability
@@ -202,11 +213,10 @@ class S3GDSF(Policy):
         self.reach *= 1 + step
         self.reach = min(max(self.reach, self.REACH_MIN), self.REACH_MAX)
 
-    def _remember(self, key: Hashable, size: int) -> None:
+    def _remember(self, ident: int, size: int) -> None:
         """Put a key evicted from probation in the ghost FIFO, bounded in bytes."""
-        self._ghost_clock += size
-        self._ghost[key] = (size, self._ghost_clock)
-        self._ghost_used += size
+        ghost = self._ghost
+        ghost.push(ident, size)
         limit = (self.capacity or 0) * self.REACH_MAX
-        while self._ghost_used > limit:
-            self._ghost_used -= self._ghost.popitem(last=False)[1][0]
+        while ghost.used > limit:
+            ghost.pop_oldest()

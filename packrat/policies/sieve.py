@@ -8,67 +8,48 @@ Mirrors libCacheSim's ``Sieve.c`` so the two agree on the same trace.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-
 from packrat.policies.base import Policy
-
-
-class _Node:
-    __slots__ = ("key", "newer", "older", "visited")
-
-    def __init__(self, key: Hashable) -> None:
-        self.key = key
-        self.visited = False
-        self.newer: _Node | None = None
-        self.older: _Node | None = None
+from packrat.structures.links import NONE, Links, Queue
 
 
 class Sieve(Policy):
-    """Evicts the first unvisited key the hand finds, oldest first."""
+    """Evicts the first unvisited slot the hand finds, oldest first."""
 
     name = "sieve"
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self._nodes: dict[Hashable, _Node] = {}
-        self._newest: _Node | None = None
-        self._oldest: _Node | None = None
-        self._hand: _Node | None = None
+        self._links = Links()
+        self._queue = Queue(self._links)  # head: oldest; ``next`` points to newer
+        self._visited = bytearray()
+        self._hand = NONE
 
-    def _on_insert(self, key: Hashable, size: int) -> None:
-        node = _Node(key)
-        self._nodes[key] = node
-        node.older = self._newest
-        if self._newest is None:
-            self._oldest = node
-        else:
-            self._newest.newer = node
-        self._newest = node
+    def _resize(self, length: int) -> None:
+        super()._resize(length)
+        self._links.resize(length)
+        self._visited.extend(bytes(length - len(self._visited)))
 
-    def _on_access(self, key: Hashable) -> None:
-        self._nodes[key].visited = True
+    def _on_insert(self, slot: int, size: int) -> None:
+        self._visited[slot] = 0
+        self._queue.push(slot)
 
-    def _on_remove(self, key: Hashable) -> None:
-        self._unlink(self._nodes.pop(key))
+    def _on_access(self, slot: int) -> None:
+        self._visited[slot] = 1
 
-    def _pop_victim(self) -> Hashable:
-        node = self._hand or self._oldest
-        while node.visited:
-            node.visited = False
-            node = node.newer or self._oldest
-        del self._nodes[node.key]
-        self._hand = node.newer
-        self._unlink(node)
-        return node.key
+    def _on_remove(self, slot: int) -> None:
+        self._unlink(slot)
 
-    def _unlink(self, node: _Node) -> None:
-        if node is self._hand:
-            self._hand = node.newer
-        if node.newer is None:
-            self._newest = node.older
-        else:
-            node.newer.older = node.older
-        if node.older is None:
-            self._oldest = node.newer
-        else:
-            node.older.newer = node.newer
+    def _pop_victim(self) -> int:
+        newer, visited = self._links.next, self._visited
+        slot = self._hand if self._hand != NONE else self._queue.head
+        while visited[slot]:
+            visited[slot] = 0
+            slot = newer[slot] if newer[slot] != NONE else self._queue.head
+        self._hand = newer[slot]
+        self._unlink(slot)
+        return slot
+
+    def _unlink(self, slot: int) -> None:
+        if slot == self._hand:
+            self._hand = self._links.next[slot]
+        self._queue.remove(slot)

@@ -6,8 +6,9 @@ import time
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
-from packrat.policies import Policy, admit, make_policy, make_room
+from packrat.policies import Policy
 from packrat.simulator.charges import BytesCharge, Charge
+from packrat.simulator.keyed import KeyedPolicy
 
 ADMISSIONS = ("all", "policy")
 """``all``: store every object that fits, as the server does; ``policy``: let it refuse."""
@@ -84,36 +85,36 @@ def replay(
     """
     if admission not in ADMISSIONS:
         raise ValueError(f"admission must be one of {', '.join(ADMISSIONS)}, not {admission!r}")
-    if isinstance(policy, str):
-        policy = make_policy(policy)
+    cache = KeyedPolicy(policy)
     charge = charge or BytesCharge()
     room = charge.room(capacity)
     by_policy = admission == "policy"
     # The data size of each cached key: the policy's own sizes when it is
     # charged data bytes (the common comparison, kept fast), else a mirror.
     plain = isinstance(charge, BytesCharge)
-    stored: dict[Hashable, int] = policy.sizes if plain else {}
+    stored: dict[Hashable, int] = {}
     n = misses = nbytes = missed = 0
     start = time.perf_counter()
     for key, size in requests:
         n += 1
         nbytes += size
-        cached = stored.get(key)
+        cached = cache.size_of(key) if plain else stored.get(key)
         if cached == size:
-            policy.access(key)
+            cache.access(key)
             continue
         if cached is not None:
-            policy.remove(key)
+            cache.remove(key)
             stored.pop(key, None)
         misses += 1
         missed += size
         cost = size if plain else charge(key, size)
-        if admit(policy, cost, room) if by_policy else cost <= room:
-            victims = make_room(policy, cost, room, low_water)
+        if cache.admit(cost, room) if by_policy else cost <= room:
+            victims = cache.make_room(cost, room, low_water)
             if not plain:
                 for victim, _ in victims:
                     del stored[victim]
-            policy.insert(key, cost)
-            stored[key] = size
+            cache.insert(key, cost)
+            if not plain:
+                stored[key] = size
     seconds = time.perf_counter() - start
-    return Result(policy.name, capacity, n, misses, nbytes, missed, seconds, admission, charge.name)
+    return Result(cache.name, capacity, n, misses, nbytes, missed, seconds, admission, charge.name)

@@ -22,12 +22,14 @@ old as the last periodic snapshot.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
 import shutil
 import stat
 import time
+from array import array
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -44,8 +46,6 @@ OBJECT_NAME = re.compile(r"[0-9a-f]{64}")  # sha256 of a key, in hex
 _PROBE_NS = 1_600_000_000_123_456_789
 COARSE_CLOCK_NS = 2_000_000_000  # FAT's 2 s: the coarsest file timestamps in use
 
-Entry = tuple[str, int, float]  # key, charge, last access (Unix time)
-
 
 @dataclass
 class RebuildReport:
@@ -59,7 +59,12 @@ class RebuildReport:
 
 @dataclass
 class Rebuilt:
-    entries: list[Entry]  # least recently used first
+    """The index's entries: columns in key order, and the order to restore them in."""
+
+    keys: list[bytes]  # UTF-8, in key order
+    charges: array  # "q", as ``keys``
+    seen: array  # "d": last use, Unix time, as ``keys``
+    order: list[int]  # positions in ``keys``, least recently used first
     sequence: int  # the largest commit stamp seen
     report: RebuildReport
 
@@ -68,7 +73,7 @@ class Rebuilt:
 class _DirScan:
     trusted: list[int] = field(default_factory=list)  # snapshot positions
     changed: int = 0  # snapshot rows whose file changed since
-    adopted: list[tuple[int, str, int]] = field(default_factory=list)  # stamp, key, charge
+    adopted: list[tuple[int, bytes, int]] = field(default_factory=list)  # stamp, key, charge
     removed: int = 0
     migrated: int = 0
     newest: int = 0
@@ -87,40 +92,64 @@ def timestamp_granularity(layout: Layout) -> int:
 
 
 def rebuild(layout: Layout, snapshot: Snapshot, granularity: int = 1) -> Rebuilt:
-    """The index's entries from the files (``layout`` opened), least recently used first."""
+    """The index's entries from the files (``layout`` opened) and ``snapshot``."""
     started = time.monotonic()
-    positions = {digest.hex(): n for n, (_, _, _, digest) in enumerate(snapshot.entries)}
+    names = _names_by_fanout(snapshot)
 
-    def scan(name: str) -> _DirScan:
-        return _scan_dir(layout, name, snapshot, positions, granularity)
+    def scan(fanout: str) -> _DirScan:
+        return _scan_dir(layout, fanout, snapshot, names[int(fanout, 16)], granularity)
 
     with ThreadPoolExecutor(SCAN_THREADS) as pool:
         scans = list(pool.map(scan, FANOUT))
     report = RebuildReport()
-    found = bytearray(len(snapshot.entries))
-    adopted: list[tuple[int, str, int]] = []
+    trusted: list[int] = []
+    adopted: list[tuple[int, bytes, int]] = []
     changed = 0
     sequence = snapshot.sequence
     for part in scans:
-        for position in part.trusted:
-            found[position] = 1
+        trusted += part.trusted
         changed += part.changed
         adopted += part.adopted
         report.removed += part.removed
         report.migrated += part.migrated
         sequence = max(sequence, part.newest)
-    entries = [
-        (key, cost, seen)
-        for (key, cost, seen, _), here in zip(snapshot.entries, found, strict=True)
-        if here
-    ]
-    report.restored = len(entries)
-    report.dropped = len(snapshot.entries) - report.restored - changed
-    adopted.sort()
-    entries += [(key, cost, stamp / 1e9) for stamp, key, cost in adopted]
+    trusted.sort()  # key order, as the snapshot's rows
+    report.restored = len(trusted)
+    report.dropped = len(snapshot) - report.restored - changed
     report.adopted = len(adopted)
+    # Recency: the snapshot's rows by last use, then what was committed since, in commit order.
+    adopted.sort()
+    seen = array("d", (snapshot.seen[n] for n in trusted))
+    seen.extend(stamp / 1e9 for stamp, _, _ in adopted)
+    order = sorted(range(len(trusted)), key=seen.__getitem__)
+    order += range(len(trusted), len(seen))
+    keys = [snapshot.keys[n] for n in trusted] + [key for _, key, _ in adopted]
+    charges = array("q", (snapshot.charges[n] for n in trusted))
+    charges.extend(cost for _, _, cost in adopted)
+    # Into key order (two sorted runs: Timsort merges them in linear time).
+    by_key = sorted(range(len(keys)), key=keys.__getitem__)
+    position = array("i", bytes(4 * len(keys)))
+    for new, old in enumerate(by_key):
+        position[old] = new
     report.seconds = time.monotonic() - started
-    return Rebuilt(entries, sequence, report)
+    return Rebuilt(
+        [keys[n] for n in by_key],
+        array("q", (charges[n] for n in by_key)),
+        array("d", (seen[n] for n in by_key)),
+        [position[n] for n in order],
+        sequence,
+        report,
+    )
+
+
+def _names_by_fanout(snapshot: Snapshot) -> list[dict[str, int]]:
+    """For each fan-out directory, the file names of the snapshot's rows there: name -> row."""
+    names: dict[str, dict[str, int]] = {fanout: {} for fanout in FANOUT}
+    sha256 = hashlib.sha256
+    for n, key in enumerate(snapshot.keys):
+        digest = sha256(key).hexdigest()
+        names[digest[:2]][digest] = n
+    return list(names.values())
 
 
 def _scan_dir(
@@ -148,7 +177,6 @@ def _scan_dir(
         position = positions.get(name) if OBJECT_NAME.fullmatch(name) else None
         try:
             if position is not None:
-                key, cost, _, _ = snapshot.entries[position]
                 if snapshot.clean:
                     result.trusted.append(position)
                     continue
@@ -157,7 +185,7 @@ def _scan_dir(
                 if (
                     stat.S_ISREG(info.st_mode)
                     and info.st_mtime_ns <= trust_before
-                    and charge(info, key) == cost
+                    and charge(info, snapshot.keys[position].decode()) == snapshot.charges[position]
                 ):
                     result.trusted.append(position)
                     continue
@@ -168,7 +196,7 @@ def _scan_dir(
             fd, meta, info = opened
             os.close(fd)
             result.newest = max(result.newest, info.st_mtime_ns)
-            result.adopted.append((info.st_mtime_ns, meta.key, charge(info, meta.key)))
+            result.adopted.append((info.st_mtime_ns, meta.key.encode(), charge(info, meta.key)))
         except FileNotFoundError:
             continue
         except (CorruptObject, OSError) as e:

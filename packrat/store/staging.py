@@ -191,13 +191,17 @@ def staging_owner(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def sweep_staging(layout: Layout, stale_after: float, everything: bool = False) -> int:
+def sweep_staging(
+    layout: Layout, stale_after: float, everything: bool = False, running: bool = False
+) -> int:
     """Remove staging files no one will finish; return how many.
 
     Removed: files whose writer process is gone, files idle for
     ``stale_after`` seconds, claimed files (only a coordinator that died
     mid-commit leaves one), anything that is not a staging file, and with
-    ``everything`` all of them (start-up, before any front end runs).
+    ``everything`` all of them (start-up, before any front end runs).  The
+    running coordinator's own sweep (``running``) keeps claimed files: they
+    wait for its file work, which publishes or discards each.
     """
     removed = 0
     now = time.time()
@@ -209,13 +213,15 @@ def sweep_staging(layout: Layout, stale_after: float, everything: bool = False) 
         except FileNotFoundError:
             continue
         owner = staging_owner(name)
-        keep = (
-            not everything
-            and name.endswith(PART)
-            and stat.S_ISREG(info.st_mode)
-            and owner is not None
-            and alive(owner)
-            and now - info.st_mtime <= stale_after
+        keep = not everything and (
+            (running and name.endswith(CLAIMED) and owner is not None)
+            or (
+                name.endswith(PART)
+                and stat.S_ISREG(info.st_mode)
+                and owner is not None
+                and alive(owner)
+                and now - info.st_mtime <= stale_after
+            )
         )
         if not keep and _remove(layout, name, info):
             removed += 1
