@@ -47,6 +47,7 @@ bench: $(VENV)/.installed-test ## the benchmarks (docs/benchmarks.md), against n
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/http.py
 	$(BIN)/python bench/http.py --pin
+	$(BIN)/python bench/instructions.py
 	$(BIN)/python bench/objectstore.py
 	$(BIN)/python bench/action_results.py
 

@@ -6,8 +6,9 @@ parser and event loop must do for each request and nothing more: no access
 log, no checks beyond the parser's, no keys, no coordinator.  What Packrat
 costs above it is Packrat's own work.
 
-* ``GET /<key>``: open, ``fstat``, one ``pread`` of a file up to 64 KiB and one
-  write of headers and body; a larger file goes by ``loop.sendfile``.
+* ``GET /<key>``: open (relative to the root's descriptor, ``bench/floor.py``),
+  ``fstat``, one ``pread`` of a file up to 64 KiB and one write of headers
+  and body; a larger file goes by ``loop.sendfile``.
 * ``HEAD /<key>``: open, ``fstat``, close, the headers.
 * ``GET /exists/<key>``: a ``stat``, ``{"present": true|false}``.
 * ``PUT``/``POST /<key>``: the body, as it arrives, to a new file beside the
@@ -25,21 +26,24 @@ import sys
 from pathlib import Path
 
 # Run as a script, this file's directory comes first on sys.path, where
-# bench/http.py would hide the standard library's ``http``.
+# bench/http.py would hide the standard library's ``http``; the repository
+# root takes its place, for bench.floor.
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httptools
 
+from bench.floor import PRESENT, Files
+
 SMALL = 64 << 10
-PRESENT = {True: b'{"present": true}', False: b'{"present": false}'}
 
 
 class Connection(asyncio.Protocol):
     """One client connection; requests answered in order, one at a time."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, files: Files) -> None:
+        self.files = files
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.url = b""
@@ -69,12 +73,9 @@ class Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         method = self.parser.get_method()
         if method in (b"PUT", b"POST"):
-            path = self.path()
-            if path is None:
-                return
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.upload_path = f"{path}.{id(self)}.tmp"
-            self.upload = os.open(self.upload_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            key = self.key()
+            if key is not None:
+                self.upload, self.upload_path = self.files.create(key, id(self))
 
     def on_body(self, body: bytes) -> None:
         if self.upload is not None:
@@ -82,28 +83,26 @@ class Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         method = self.parser.get_method()
-        path = self.path()
-        if path is None:
+        key = self.key()
+        if key is None:
             self.answer(400, b"bad key\n")
         elif method in (b"PUT", b"POST"):
             assert self.upload is not None
             os.close(self.upload)
             self.upload = None
-            os.rename(self.upload_path, path)
+            self.files.publish(self.upload_path, key)
             self.answer(201, b"")
         elif self.url.startswith(b"/exists/"):
-            self.answer(200, PRESENT[path.is_file()], b"application/json")
+            self.answer(200, PRESENT[self.files.exists(key)], b"application/json")
         else:
-            self.read(path, with_body=method == b"GET")
+            self.read(key, with_body=method == b"GET")
 
-    def path(self) -> Path | None:
-        key = self.url.split(b"?", 1)[0].removeprefix(b"/exists/").lstrip(b"/").decode()
-        path = (self.root / key).resolve()
-        return path if path.is_relative_to(self.root) else None
+    def key(self) -> str | None:
+        return self.files.key(self.url.decode())
 
-    def read(self, path: Path, with_body: bool) -> None:
+    def read(self, key: str, with_body: bool) -> None:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = self.files.open(key)
         except OSError:
             self.answer(404, b"not found\n")
             return
@@ -151,7 +150,8 @@ class Connection(asyncio.Protocol):
 
 async def serve(port: int, root: Path) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Connection(root), "127.0.0.1", port, backlog=1024)
+    files = Files(root)
+    server = await loop.create_server(lambda: Connection(files), "127.0.0.1", port, backlog=1024)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)

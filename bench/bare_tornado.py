@@ -19,35 +19,38 @@ import sys
 from pathlib import Path
 
 # Run as a script, this file's directory comes first on sys.path, where
-# bench/http.py would hide the standard library's ``http`` from Tornado.
+# bench/http.py would hide the standard library's ``http`` from Tornado; the
+# repository root takes its place, for bench.floor.
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tornado import httputil
 from tornado.httpserver import HTTPServer
 from tornado.iostream import StreamClosedError
 
+from bench.floor import PRESENT, Files
+
 SMALL = 64 << 10
 CHUNK = 256 << 10
 MAX_BODY = 256 << 20
-PRESENT = {True: b'{"present": true}', False: b'{"present": false}'}
 
 
-class Files(httputil.HTTPServerConnectionDelegate):
-    def __init__(self, root: Path) -> None:
-        self.root = root
+class Server(httputil.HTTPServerConnectionDelegate):
+    def __init__(self, files: Files) -> None:
+        self.files = files
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
-        return Exchange(self.root, request_conn)
+        return Exchange(self.files, request_conn)
 
 
 class Exchange(httputil.HTTPMessageDelegate):
     """One request: ``headers_received``, the body to a file, the answer in ``finish``."""
 
-    def __init__(self, root: Path, connection: httputil.HTTPConnection) -> None:
-        self.root = root
+    def __init__(self, files: Files, connection: httputil.HTTPConnection) -> None:
+        self.files = files
         self.connection = connection
         self.method = ""
         self.target = ""
@@ -62,44 +65,36 @@ class Exchange(httputil.HTTPMessageDelegate):
         assert isinstance(start_line, httputil.RequestStartLine)
         self.method, self.target = start_line.method, start_line.path
         if self.method in ("PUT", "POST"):
-            path = self.path()
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self.upload_path = f"{path}.{id(self)}.tmp"
-                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-                self.upload = os.open(self.upload_path, flags, 0o644)
+            key = self.files.key(self.target)
+            if key is not None:
+                self.upload, self.upload_path = self.files.create(key, id(self))
 
     def data_received(self, chunk: bytes) -> None:
         if self.upload is not None:
             os.write(self.upload, chunk)
 
     def finish(self) -> None:
-        path = self.path()
-        if path is None:
+        key = self.files.key(self.target)
+        if key is None:
             self.answer(400, b"bad key\n")
         elif self.upload is not None:
             os.close(self.upload)
             self.upload = None
-            os.rename(self.upload_path, path)
+            self.files.publish(self.upload_path, key)
             self.answer(201, b"")
         elif self.target.startswith("/exists/"):
-            self.answer(200, PRESENT[path.is_file()], "application/json")
+            self.answer(200, PRESENT[self.files.exists(key)], "application/json")
         else:
-            self.read(path, with_body=self.method == "GET")
+            self.read(key, with_body=self.method == "GET")
 
     def on_connection_close(self) -> None:
         if self.upload is not None:
             os.close(self.upload)
             self.upload = None
 
-    def path(self) -> Path | None:
-        key = self.target.split("?", 1)[0].removeprefix("/exists/").lstrip("/")
-        path = (self.root / key).resolve()
-        return path if path.is_relative_to(self.root) else None
-
-    def read(self, path: Path, with_body: bool) -> None:
+    def read(self, key: str, with_body: bool) -> None:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = self.files.open(key)
         except OSError:
             self.answer(404, b"not found\n")
             return
@@ -150,7 +145,7 @@ class Exchange(httputil.HTTPMessageDelegate):
 
 
 async def serve(port: int, root: Path) -> None:
-    server = HTTPServer(Files(root), max_body_size=MAX_BODY)
+    server = HTTPServer(Server(Files(root)), max_body_size=MAX_BODY)
     server.listen(port, "127.0.0.1")
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -219,8 +219,8 @@ def wait_http(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"{what} exited early:\n{log.read_text(errors='replace')}")
-        with contextlib.suppress(requests.ConnectionError):
-            reply = requests.get(url, timeout=1, headers=headers)
+        with contextlib.suppress(requests.ConnectionError, requests.Timeout):
+            reply = requests.get(url, timeout=5, headers=headers)
             if ok is None or ok(reply):
                 return
         time.sleep(0.1)
@@ -797,17 +797,17 @@ def render(
     return "\n".join(out) + "\n"
 
 
-def begin_marker(mode: str) -> str:
-    return f"<!-- bench/http.py {mode}: begin -->"
+def begin_marker(mode: str, script: str = "bench/http.py") -> str:
+    return f"<!-- {script} {mode}: begin -->"
 
 
-def end_marker(mode: str) -> str:
-    return f"<!-- bench/http.py {mode}: end -->"
+def end_marker(mode: str, script: str = "bench/http.py") -> str:
+    return f"<!-- {script} {mode}: end -->"
 
 
-def update_doc(text: str, mode: str, block: str) -> str:
+def update_doc(text: str, mode: str, block: str, script: str = "bench/http.py") -> str:
     """``text`` with the block of ``mode`` replaced, or added at the end if it has none."""
-    begin, end = begin_marker(mode), end_marker(mode)
+    begin, end = begin_marker(mode, script), end_marker(mode, script)
     fresh = f"{begin}\n{block}{end}"
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
     if pattern.search(text):

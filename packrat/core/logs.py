@@ -14,6 +14,9 @@ A front end writes an access line per request, so its log is cheap: a line
 is formatted only if it is emitted, and when stderr is a file or a pipe the
 lines are buffered and written at least once a second (``flush_logs``) or
 at once for a warning or worse.  On a terminal every line is written at once.
+``log_event`` writes an event's line straight to the handler when logging
+would do nothing else with it (no other handler, no filter): the same line,
+without a ``LogRecord`` and the handler chain per request.
 """
 
 from __future__ import annotations
@@ -54,17 +57,25 @@ class Event:
 class TextFormatter(logging.Formatter):
     def __init__(self, role: str) -> None:
         super().__init__(f"%(asctime)s %(levelname)s [{role}] %(message)s")
+        self.role = role
         self._second = -1
         self._stamp = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         """``logging.Formatter``'s time, its date part made once a second, not per line
         (an access line per request made it a few percent of a small read)."""
-        second = int(record.created)
+        return self._time(record.created, record.msecs)
+
+    def _time(self, created: float, msecs: float) -> str:
+        second = int(created)
         if second != self._second:
-            self._stamp = time.strftime(self.default_time_format, self.converter(record.created))
+            self._stamp = time.strftime(self.default_time_format, self.converter(created))
             self._second = second
-        return self.default_msec_format % (self._stamp, record.msecs)
+        return self.default_msec_format % (self._stamp, msecs)
+
+    def event_line(self, created: float, level: int, logger: str, event: Event) -> str:
+        """The line ``format`` makes of a record of ``event`` logged at ``created``."""
+        return f"{self._time(created, _msecs(created))} {_level_name(level)} [{self.role}] {event}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -75,18 +86,39 @@ class JsonFormatter(logging.Formatter):
         self.role = role
 
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "process": self.role,
-            "message": record.getMessage(),
-        }
+        line = self._fields(record.created, record.levelname, record.name, record.getMessage())
         if isinstance(record.msg, Event):
             line.update(record.msg.fields())
         if record.exc_info:
             line["traceback"] = self.formatException(record.exc_info)
         return json.dumps(line)
+
+    def _fields(self, created: float, level_name: str, logger: str, message: str) -> dict[str, Any]:
+        return {
+            "time": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
+            "level": level_name.lower(),
+            "logger": logger,
+            "process": self.role,
+            "message": message,
+        }
+
+    def event_line(self, created: float, level: int, logger: str, event: Event) -> str:
+        """The line ``format`` makes of a record of ``event`` logged at ``created``."""
+        line = self._fields(created, _level_name(level), logger, str(event))
+        line.update(event.fields())
+        return json.dumps(line)
+
+
+_LEVEL_NAMES = {level: logging.getLevelName(level) for level in LEVELS.values()}
+
+
+def _level_name(level: int) -> str:
+    return _LEVEL_NAMES.get(level) or logging.getLevelName(level)
+
+
+def _msecs(created: float) -> float:
+    """A record's milliseconds, as ``logging.LogRecord`` computes them."""
+    return int((created - int(created)) * 1000) + 0.0
 
 
 class StderrHandler(logging.StreamHandler):
@@ -117,6 +149,50 @@ class StderrHandler(logging.StreamHandler):
             raise
         except Exception:
             self.handleError(record)
+
+    def emit_event(self, level: int, logger: str, event: Event) -> None:
+        """Write ``event``'s line as ``emit`` writes a record's (see ``log_event``)."""
+        formatter = self.formatter
+        assert isinstance(formatter, TextFormatter | JsonFormatter)
+        line = formatter.event_line(time.time(), level, logger, event)
+        with self.lock:
+            self.stream.write(line + "\n")
+            if not self.buffered or level >= logging.WARNING:
+                self.flush()
+
+
+def log_event(logger: logging.Logger, level: int, event: Event) -> None:
+    """``logger.log(level, event)``; straight to the handler when that is all it would do.
+
+    That is when the only handler is the one ``configure`` installed, with
+    its formatter, and no logger on the way nor the handler has a filter or
+    a handler of its own (a test's ``caplog``, say, takes the usual way).
+    The caller has checked ``logger.isEnabledFor(level)``.
+    """
+    root = logging.root
+    handlers = root.handlers
+    if len(handlers) == 1 and not root.filters:
+        handler = handlers[0]
+        if (
+            type(handler) is StderrHandler
+            and not handler.filters
+            and level >= handler.level
+            and type(handler.formatter) in (TextFormatter, JsonFormatter)
+            and _plain(logger)
+        ):
+            handler.emit_event(level, logger.name, event)
+            return
+    logger.log(level, event)
+
+
+def _plain(logger: logging.Logger) -> bool:
+    """Whether records of ``logger`` go up to the root untouched."""
+    node: logging.Logger | None = logger
+    while node is not None and node is not logging.root:
+        if node.handlers or node.filters or not node.propagate:
+            return False
+        node = node.parent
+    return True
 
 
 def configure(role: str, settings: Settings, buffered: bool = False) -> None:

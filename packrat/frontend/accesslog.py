@@ -24,7 +24,7 @@ from tornado import httputil
 from tornado.web import HTTPError, RequestHandler
 
 from packrat.core.errors import PackratError
-from packrat.core.logs import ACCESS_LOGGER, Event
+from packrat.core.logs import ACCESS_LOGGER, Event, log_event
 
 if TYPE_CHECKING:
     from packrat.frontend.dependencies import Dependencies
@@ -209,4 +209,4 @@ class RequestLog:
                 error,
                 detail,
             )
-            access_log.log(level, entry)
+            log_event(access_log, level, entry)

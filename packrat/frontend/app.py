@@ -262,6 +262,7 @@ async def serve(settings: Settings, number: int = 0) -> None:
     await stop.wait()
     server.stop()  # no new connections; requests under way may finish
     await server.drain(SHUTDOWN_GRACE)
+    frontend.metrics.flush()  # the counts of the last answers
     await coordinator.close()
     if frontend.readthrough is not None and frontend.uploader is not None:
         frontend.readthrough.close()

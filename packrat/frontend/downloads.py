@@ -66,7 +66,7 @@ class Answer:
     """What a read of an object answers, before any byte is sent."""
 
     status: int  # 200, 206 or 304
-    headers: list[tuple[str, str]]
+    headers: list[tuple[str, str] | str]  # fields, or header lines made once per object
     body: bool  # False for HEAD and 304
     start: int  # the bytes start:stop of the data are the body
     stop: int
@@ -74,13 +74,14 @@ class Answer:
 
 
 def open_to_send(
-    frontend: Dependencies, key: str
+    frontend: Dependencies, key: str, whole_up_to: int = WHOLE_FILE
 ) -> tuple[int, ObjectMeta, tuple[int, int], memoryview | None] | None:
-    """Open ``key``'s object: ``(fd, meta, inode, data)``, ``data`` for small ones; None if absent.
+    """Open ``key``'s object: ``(fd, meta, inode, data)``, ``data`` for files of at most
+    ``whole_up_to`` bytes; None if absent.
 
     Raises ``CorruptObject`` and ``OSError`` as ``store.open_to_read`` does.
     """
-    opened = open_to_read(frontend.layout, key, WHOLE_FILE)
+    opened = open_to_read(frontend.layout, key, whole_up_to)
     if opened is None:
         return None
     fd, meta, info, data = opened
@@ -97,8 +98,12 @@ async def drop_corrupt(frontend: Dependencies, key: str, inode: tuple[int, int])
 
 def cache_control(frontend: Dependencies) -> str:
     """Shared caches (a CDN) may keep objects only when anyone may read them."""
-    scope = "public" if frontend.auth.public_reads else "private"
-    max_age = frontend.settings.frontend_cache_max_age
+    return _cache_control(frontend.auth.public_reads, frontend.settings.frontend_cache_max_age)
+
+
+@functools.lru_cache(maxsize=16)
+def _cache_control(public: bool, max_age: int) -> str:
+    scope = "public" if public else "private"
     return f"{scope}, max-age={max_age}" if max_age else f"{scope}, no-cache"
 
 
@@ -147,31 +152,48 @@ def http_date(seconds: int) -> str:
 def plan(
     frontend: Dependencies, headers: Mapping[str, str], meta: ObjectMeta, with_body: bool
 ) -> Answer:
-    """The status, headers and bytes of the answer; ``RangeNotSatisfiable`` for a 416."""
+    """The status, headers and bytes of the answer; ``RangeNotSatisfiable`` for a 416.
+
+    The header lines that depend on the object alone are made once per
+    object and answer kind (``_validators``, ``_described``), not per request.
+    """
+    control = cache_control(frontend)
     etag = f'"{meta.sha256}"'
-    fields = [
-        ("ETag", etag),
-        ("Last-Modified", http_date(int(meta.stored_at))),
-        ("Cache-Control", cache_control(frontend)),
-        ("Accept-Ranges", "bytes"),
-    ]
-    if meta.headers:  # stored with it by a build tool's route (turbo's x-artifact-*)
-        fields += meta.headers
     if not_modified(headers, etag, meta):
-        return Answer(304, fields, False, 0, 0, False)
-    fields += [
-        ("Content-Type", meta.content_type),
-        ("Content-Disposition", disposition(meta.filename)),
-        ("Content-Security-Policy", OBJECT_CSP),
-    ]
+        return Answer(304, [_validators(meta, control)], False, 0, 0, False)
     span = requested_range(headers, etag, meta) if with_body else None
     if span is None:
-        fields.append(("Content-Length", str(meta.size)))
-        return Answer(200, fields, with_body, 0, meta.size, True)
+        lines = _described(meta, control) + f"Content-Length: {meta.size}\r\n"
+        return Answer(200, [lines], with_body, 0, meta.size, True)
     first, last = span
-    fields.append(("Content-Range", f"bytes {first}-{last}/{meta.size}"))
-    fields.append(("Content-Length", str(last - first + 1)))
-    return Answer(206, fields, True, first, last + 1, False)
+    lines = (
+        f"Content-Range: bytes {first}-{last}/{meta.size}\r\nContent-Length: {last - first + 1}\r\n"
+    )
+    return Answer(206, [_described(meta, control), lines], True, first, last + 1, False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _validators(meta: ObjectMeta, control: str) -> str:
+    """``ETag``, ``Last-Modified``, ``Cache-Control``, ``Accept-Ranges``: every answer's;
+    and the headers a build tool's route stored with the object (turbo's ``x-artifact-*``,
+    printable ASCII: ``format.header_problem``)."""
+    return (
+        f'ETag: "{meta.sha256}"\r\n'
+        f"Last-Modified: {http_date(int(meta.stored_at))}\r\n"
+        f"Cache-Control: {control}\r\n"
+        "Accept-Ranges: bytes\r\n"
+    ) + "".join(f"{name}: {value}\r\n" for name, value in meta.headers)
+
+
+@functools.lru_cache(maxsize=4096)
+def _described(meta: ObjectMeta, control: str) -> str:
+    """The validators, then what describes the bytes: type, name, and the sandbox."""
+    return (
+        _validators(meta, control)
+        + f"Content-Type: {meta.content_type}\r\n"
+        + f"Content-Disposition: {disposition(meta.filename)}\r\n"
+        + f"Content-Security-Policy: {OBJECT_CSP}\r\n"
+    )
 
 
 def small_body(data: memoryview, meta: ObjectMeta, answer: Answer) -> memoryview | None:

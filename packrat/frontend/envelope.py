@@ -46,6 +46,19 @@ def common_fields(json_body: bool = False) -> list[tuple[str, str]]:
     return fields
 
 
+_lines: dict[bool, tuple[int, str]] = {}  # json_body -> (second, lines)
+
+
+def common_lines(json_body: bool = False) -> str:
+    """``common_fields`` as header lines, made once a second (an ``http1`` field block)."""
+    now = int(time.time())
+    made = _lines.get(json_body)
+    if made is None or made[0] != now:
+        lines = "".join(f"{name}: {value}\r\n" for name, value in common_fields(json_body))
+        made = _lines[json_body] = (now, lines)
+    return made[1]
+
+
 def json_body(payload: dict[str, Any]) -> bytes:
     """A JSON answer's bytes: one line, ended by a newline.
 

@@ -88,8 +88,15 @@ LINE_OVERHEAD = 4  # ": " and CRLF of a header line, counted against max_header_
 _HOST = re.compile(
     r"(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?"
 )
+# Host values found well-formed, not matched again: clients name the server
+# the same few ways (bounded, so made-up hosts cannot grow it).
+_GOOD_HOSTS: set[str] = set()
+MAX_GOOD_HOSTS = 256
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _END = object()  # the end of a request body, in an exchange's inbox
+# An answer's headers: (name, value) fields, or blocks of ready "Name: value\r\n" lines
+# (what stays the same from one answer to the next, made once: ``envelope.common_lines``).
+Fields = list[tuple[str, str] | str]
 
 
 @dataclass(frozen=True)
@@ -372,7 +379,7 @@ class Exchange:
 
     # -- the response side, used by delegates
 
-    def respond(self, status: int, fields: list[tuple[str, str]], body: bytes | memoryview) -> None:
+    def respond(self, status: int, fields: Fields, body: bytes | memoryview) -> None:
         """Write a whole answer (headers and body in one write) and end it.
 
         ``Content-Length`` must be among ``fields``; the body is left out
@@ -389,7 +396,7 @@ class Exchange:
     def start(
         self,
         status: int,
-        fields: list[tuple[str, str]],
+        fields: Fields,
         chunked: bool = False,
         body: bytes | memoryview = b"",
     ) -> None:
@@ -464,7 +471,7 @@ class Exchange:
     def closed(self) -> bool:
         return self.connection.closed
 
-    def _head(self, status: int, fields: list[tuple[str, str]]) -> bytes:
+    def _head(self, status: int, fields: Fields) -> bytes:
         """The status line and headers, with the connection headers of RFC 9112 9.6.
 
         The connection is kept only if the request was read whole (an
@@ -477,15 +484,16 @@ class Exchange:
         request = self.request
         keep = request.keep_alive and self.request_complete and not self.connection.draining
         request.keep_alive = keep
-        lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}"]
-        lines += [f"{name}: {value}" for name, value in fields]
+        lines = [STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n"]
+        for field in fields:
+            lines.append(field if type(field) is str else f"{field[0]}: {field[1]}\r\n")
         if request.version == "HTTP/1.1":
             if not keep:
-                lines.append("Connection: close")
+                lines.append("Connection: close\r\n")
         elif keep:
-            lines.append("Connection: keep-alive")
+            lines.append("Connection: keep-alive\r\n")
         lines.append("\r\n")
-        return "\r\n".join(lines).encode("latin-1")
+        return "".join(lines).encode("latin-1")
 
     def done(self, status: int) -> None:
         """Record the exchange (access line and counts), once; it leaves the in-flight count."""
@@ -520,6 +528,9 @@ REASONS = {
     503: "Service Unavailable",
     507: "Insufficient Storage",
 }
+
+
+STATUS_LINES = {status: f"HTTP/1.1 {status} {reason}\r\n" for status, reason in REASONS.items()}
 
 
 class _Refused(Exception):
@@ -850,8 +861,12 @@ def host_problem(host: str | None, count: int) -> str | None:
         return "the request has no Host header"
     if count > 1:
         return f"the request has {count} Host headers"
+    if host in _GOOD_HOSTS:
+        return None
     if not _HOST.fullmatch(host):
         return f"the Host header is not a host name and port: {host!r}"
+    if len(_GOOD_HOSTS) < MAX_GOOD_HOSTS:
+        _GOOD_HOSTS.add(host)
     return None
 
 

@@ -7,10 +7,19 @@ supervisor's restarts).  The coordinator's figures (objects, bytes, evictions)
 are fetched with one ``Stats`` round trip per scrape and exposed by
 ``CoordinatorCollector``; its counters restart from zero with the
 coordinator, which Prometheus' ``rate()`` handles as a counter reset.
+
+Per request, counting is a few additions to plain numbers (``request``,
+``hit``, ``miss``, ``observe_round_trip``); they reach Prometheus' values
+(locked, memory-mapped) in one ``flush`` per turn of the event loop, right
+after the answers of that turn were written, and before this process's own
+scrape.  Under load one flush serves many requests; a scrape of another
+front end sees them a turn of the loop later, microseconds after the answer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,11 +43,44 @@ ROUND_TRIP_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"))
 
 
+class _Pending:
+    """Counts of one label set since the last flush: a histogram's and its counters'."""
+
+    __slots__ = ("buckets", "count", "received", "seconds", "sent")
+
+    def __init__(self, buckets: int) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.buckets = [0] * buckets  # observations per bucket (not cumulative)
+        self.received = 0
+        self.sent = 0
+
+    def observe(self, bounds: tuple[float, ...], seconds: float) -> None:
+        self.count += 1
+        self.seconds += seconds
+        self.buckets[bisect.bisect_left(bounds, seconds)] += 1
+
+
+def observe_many(histogram: Any, buckets: list[int], total: float) -> None:
+    """Add observations to a histogram's child at once: ``buckets[i]`` of them in its
+    i-th bucket, summing to ``total``.
+
+    ``prometheus_client`` observes one value at a time; this updates the
+    same values ``Histogram.observe`` updates (its ``_sum`` and ``_buckets``),
+    once per flush instead of once per request.  ``tests/test_metrics.py``
+    checks that it exposes what single observations would.
+    """
+    histogram._sum.inc(total)
+    for value, count in zip(histogram._buckets, buckets, strict=True):
+        if count:
+            value.inc(count)
+
+
 class FrontendMetrics:
     """One process's metrics (create one per process, after ``use_directory``).
 
-    ``request`` is the per-request cost: one dictionary lookup for the
-    labelled children, then four increments.
+    ``request`` is the per-request cost: a dictionary lookup and a few
+    additions; ``flush`` hands them to Prometheus (see the module docstring).
     """
 
     def __init__(self) -> None:
@@ -98,36 +140,72 @@ class FrontendMetrics:
             multiprocess_mode="livesum",
             registry=None,
         )
-        self._children: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
+        self._requests: dict[tuple[str, str, int], _Pending] = {}
+        self._round_trips: dict[str, _Pending] = {}
+        self._hits = 0
+        self._misses = 0
+        self._flush_soon = False
 
     def request(
         self, route: str, method: str, status: int, seconds: float, received: int, sent: int
     ) -> None:
         """Count one answered request."""
-        if method not in METHODS:
-            method = "other"
-        label = (route, method, status)
-        children = self._children.get(label)
-        if children is None:
-            children = self._children[label] = (
-                self.requests.labels(route, method, str(status)),
-                self.duration.labels(route, method),
-                self.received.labels(route),
-                self.sent.labels(route),
-            )
-        requests, duration, received_bytes, sent_bytes = children
-        requests.inc()
-        duration.observe(seconds)
-        if received:
-            received_bytes.inc(received)
-        if sent:
-            sent_bytes.inc(sent)
+        pending = self._requests.get((route, method, status))
+        if pending is None:
+            pending = self._requests[(route, method, status)] = _Pending(len(DURATION_BUCKETS) + 1)
+        pending.observe(DURATION_BUCKETS, seconds)
+        pending.received += received
+        pending.sent += sent
+        self._dirty()
+
+    def hit(self) -> None:
+        self._hits += 1
+        self._dirty()
+
+    def miss(self) -> None:
+        self._misses += 1
+        self._dirty()
 
     def observe_round_trip(self, op: str, seconds: float) -> None:
-        self.round_trip.labels(op).observe(seconds)
+        pending = self._round_trips.get(op)
+        if pending is None:
+            pending = self._round_trips[op] = _Pending(len(ROUND_TRIP_BUCKETS) + 1)
+        pending.observe(ROUND_TRIP_BUCKETS, seconds)
+        self._dirty()
+
+    def _dirty(self) -> None:
+        if not self._flush_soon:
+            self._flush_soon = True
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no event loop (a tool, a test): at once
+                self.flush()
+
+    def flush(self) -> None:
+        """Hand the counts gathered since the last flush to Prometheus' values."""
+        self._flush_soon = False
+        requests, self._requests = self._requests, {}
+        for (route, method, status), pending in requests.items():
+            method = method if method in METHODS else "other"
+            self.requests.labels(route, method, str(status)).inc(pending.count)
+            observe_many(self.duration.labels(route, method), pending.buckets, pending.seconds)
+            if pending.received:
+                self.received.labels(route).inc(pending.received)
+            if pending.sent:
+                self.sent.labels(route).inc(pending.sent)
+        round_trips, self._round_trips = self._round_trips, {}
+        for op, pending in round_trips.items():
+            observe_many(self.round_trip.labels(op), pending.buckets, pending.seconds)
+        if self._hits:
+            self.hits.inc(self._hits)
+            self._hits = 0
+        if self._misses:
+            self.misses.inc(self._misses)
+            self._misses = 0
 
     def collect(self) -> Iterator[Metric]:
         """This process's values (when they are not shared through files)."""
+        self.flush()
         for metric in (
             self.requests,
             self.duration,
@@ -196,6 +274,7 @@ class CoordinatorCollector:
 
 def exposition(metrics: FrontendMetrics, stats: dict[str, Any] | None) -> bytes:
     """The Prometheus text of every process's metrics and the coordinator's figures."""
+    metrics.flush()
     registry = CollectorRegistry(auto_describe=False)
     directory = shared_directory()
     if directory is not None:

@@ -8,6 +8,7 @@ whatever the file size.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from python_multipart.exceptions import FormParserError
@@ -148,8 +149,10 @@ class MultipartForm:
         self.complete = True
 
 
+@functools.lru_cache(maxsize=4096)
 def clean_filename(name: str) -> str:
-    """The last path segment of ``name`` without control characters, at most 255 chars."""
+    """The last path segment of ``name`` without control characters, at most 255 chars
+    (remembered: build tools upload the same names again and again)."""
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if ch.isprintable()).strip()
     if name in (".", ".."):

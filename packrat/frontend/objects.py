@@ -118,6 +118,10 @@ EXISTS_BODY = {present: envelope.json_body({"present": present}) for present in 
 EXISTS_ETAG = {
     present: f'"{hashlib.sha1(body).hexdigest()}"' for present, body in EXISTS_BODY.items()
 }
+EXISTS_LINES = {
+    present: f"Etag: {EXISTS_ETAG[present]}\r\nContent-Length: {len(body)}\r\n"
+    for present, body in EXISTS_BODY.items()
+}
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f]")  # what RequestHandler replaces in arguments
 
 # A check of a request's headers: None to go on, an awaitable to wait for,
@@ -302,12 +306,11 @@ class ObjectRequest(Delegate):
             return self._miss(with_body, second_tier)
         fd, meta, inode, data = opened
         frontend.coordinator.touch(key)
-        frontend.metrics.hits.inc()
+        frontend.metrics.hit()
         exchange = self.exchange
         try:
             answer = plan(frontend, exchange.request.headers, meta, with_body)
-            fields = envelope.common_fields()
-            fields += answer.headers
+            fields = [envelope.common_lines(), *answer.headers]
             if not answer.body:
                 exchange.respond(answer.status, fields, b"")
             elif data is not None:
@@ -334,7 +337,7 @@ class ObjectRequest(Delegate):
 
     def _count_miss(self) -> None:
         self.frontend.coordinator.miss()
-        self.frontend.metrics.misses.inc()
+        self.frontend.metrics.miss()
 
     async def _from_second_tier(self, tier: SecondTier, with_body: bool) -> None:
         """A local miss answered from the second tier (a miss all the same, in the counts).
@@ -403,7 +406,7 @@ class ObjectRequest(Delegate):
 
     def _exists(self) -> Awaitable[None] | None:
         try:
-            opened = open_to_send(self.frontend, self.key)
+            opened = open_to_send(self.frontend, self.key, whole_up_to=0)  # the trailer only
         except CorruptObject as e:
             return self._drop_then_miss(e)
         except OSError as e:
@@ -421,15 +424,13 @@ class ObjectRequest(Delegate):
         self._present(await tier.head(self.key) is not None)
 
     def _present(self, present: bool) -> None:
-        body = EXISTS_BODY[present]
+        common = envelope.common_lines(json_body=True)
         etag = EXISTS_ETAG[present]
-        fields = envelope.common_fields(json_body=True)
-        fields += [("Etag", etag), ("Content-Length", str(len(body)))]
         match = self.exchange.request.headers.get("if-none-match")
         if match is not None and _etag_matches(match, etag):
-            self.exchange.respond(304, fields[:-1], b"")
+            self.exchange.respond(304, [common, ("Etag", etag)], b"")
         else:
-            self.exchange.respond(200, fields, body)
+            self.exchange.respond(200, [common, EXISTS_LINES[present]], EXISTS_BODY[present])
 
     # -- delete
 

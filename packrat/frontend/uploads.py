@@ -14,6 +14,7 @@ to the status page's form handler; each upload holds one of the process's
 
 from __future__ import annotations
 
+import functools
 import logging
 import mimetypes
 import re
@@ -52,6 +53,12 @@ DIGEST_HEADER = "x-packrat-sha256"  # X-Packrat-Sha256, looked up by its lower-c
 # Request bodies that describe a form, never a stored file's own type.
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")  # ASCII digits, and no int() of 5,000 of them
+
+
+@functools.lru_cache(maxsize=4096)
+def guess_type(filename: str) -> str | None:
+    """The type ``mimetypes`` guesses from a file name, remembered per name."""
+    return mimetypes.guess_type(filename)[0]
 
 
 @dataclass(frozen=True)
@@ -166,9 +173,7 @@ class Upload:
             await check(key, staged)
         filename = clean_filename(filename or "") or key.rsplit("/", 1)[-1]
         content_type = (
-            clean_content_type(content_type)
-            or mimetypes.guess_type(filename)[0]
-            or "application/octet-stream"
+            clean_content_type(content_type) or guess_type(filename) or "application/octet-stream"
         )
         try:
             meta, file_size = staged.seal(key, filename, content_type, headers=headers)

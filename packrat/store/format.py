@@ -10,6 +10,7 @@ restart can rebuild the index from the files alone.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import struct
@@ -117,17 +118,29 @@ def read_trailer(fd: int, file_size: int, whole: bytes | None = None) -> ObjectM
     if length > MAX_METADATA or start < 0:
         raise CorruptObject("trailer length out of range")
     if length + TAIL_SIZE <= span:
-        body = tail[span - TAIL_SIZE - length : span - TAIL_SIZE]
+        body = bytes(tail[span - TAIL_SIZE - length : span - TAIL_SIZE])
     else:
         body = os.pread(fd, length, start)
+    meta = decode_metadata(body)
+    if meta.size != start:
+        raise CorruptObject(f"trailer says {meta.size} bytes of data, file has {start}")
+    return meta
+
+
+@functools.lru_cache(maxsize=4096)
+def decode_metadata(body: bytes) -> ObjectMeta:
+    """The metadata of a trailer's msgpack bytes; ``CorruptObject`` if they are not sound.
+
+    Remembered by the bytes themselves (a cache reads the same objects again
+    and again): the same bytes always decode to the same, immutable, metadata,
+    and bytes that do not decode raise every time.
+    """
     try:
         meta = ObjectMeta(**msgpack.unpackb(body, use_list=False))
     except (ValueError, TypeError, msgpack.UnpackException) as e:
         raise CorruptObject(f"trailer does not decode: {e}") from None
     if not _well_typed(meta):
         raise CorruptObject("trailer fields have the wrong types")
-    if meta.size != start:
-        raise CorruptObject(f"trailer says {meta.size} bytes of data, file has {start}")
     return meta
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import itertools
 import os
 import re
 import secrets
@@ -43,13 +44,32 @@ def no_space(error: OSError) -> bool:
     return error.errno in NO_SPACE
 
 
+_salt = secrets.randbits(32)
+_serial = itertools.count()
+
+
+def _unique() -> str:
+    """16 hex digits no other staging file of this process has: a random half drawn
+    once per process, then a counter (no ``getrandom`` per upload; ``O_EXCL``
+    still refuses a name in use)."""
+    return f"{_salt:08x}{next(_serial) & 0xFFFFFFFF:08x}"
+
+
+def _new_salt() -> None:
+    global _salt
+    _salt = secrets.randbits(32)
+
+
+os.register_at_fork(after_in_child=_new_salt)
+
+
 class StagedFile:
     """One upload being written to ``staging/``: size, sha256 and xxh3-128 kept as bytes arrive."""
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         while True:
-            self.name = f"{os.getpid()}-{secrets.token_hex(8)}{PART}"
+            self.name = f"{os.getpid()}-{_unique()}{PART}"
             try:
                 self._fd = os.open(self.name, _CREATE_FLAGS, 0o644, dir_fd=layout.staging_fd)
                 break
