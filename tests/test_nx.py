@@ -64,6 +64,8 @@ def nx(workspace: Path, url: str, token: str = WRITE_TOKEN) -> subprocess.Comple
             "NX_NO_CLOUD": "true",
             "NX_TUI": "false",
             "NX_SKIP_NX_CACHE": "false",
+            "FORCE_COLOR": "0",  # CI machines make chalk colour its output; the tests read words
+            "NO_COLOR": "1",
         },
         capture_output=True,
         text=True,
