@@ -49,6 +49,7 @@ bench: $(VENV)/.installed-test ## the benchmarks (docs/benchmarks.md), against n
 	$(BIN)/python bench/http.py --pin
 	$(BIN)/python bench/instructions.py
 	$(BIN)/python bench/objectstore.py
+	$(BIN)/python bench/action_results.py
 
 clean: ## remove .venv, build files and var/ (the default cache root: its objects too)
 	rm -rf $(VENV) var build *.egg-info

@@ -139,7 +139,7 @@ def test_a_build_after_clean_expunge_takes_every_action_from_packrat(bazel, modu
     results = requests.get(f"{server.url}/api/keys", params={"prefix": "bazel/ac/"}, timeout=10)
     assert len(results.json()["keys"]) == ACTIONS
     for entry in results.json()["keys"]:
-        output, stdout, stderr = output_digests(server.get(entry["key"]).content)
+        output, stdout, stderr = output_digests(server.get(entry["key"]).content).files
         assert stdout.size == stderr.size == 0
         stored_blob = server.get(f"bazel/cas/{output.hash}")
         assert stored_blob.status_code == 200 and len(stored_blob.content) == output.size > 0

@@ -13,15 +13,20 @@ Chromium the module is skipped, saying so.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.server
 import os
 import random
 import re
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
 
+import bcrypt
 import pytest
 
 from packrat.core.keys import FORBIDDEN_CLASS, KEY_PATTERN, key_path, validate_key
@@ -439,3 +444,140 @@ def test_the_page_checks_and_makes_keys_by_the_servers_rule(make_server, open_co
             assert validate_key(default) == default  # a file's name always makes a key
         # Both encodings decode to the key (they differ only in what they leave as is).
         assert unquote(path) == unquote(key_path(key)) == "/" + key, key
+
+
+# -- another site's page tries to write ------------------------------------------
+
+# Served by a second server on another port: what any page the user opens could do.
+ATTACK = """<!doctype html><html><body>
+<form id="root" method="post" enctype="multipart/form-data" action="{target}/">
+  <input name="key" value="poisoned/form"><input type="file" name="file"></form>
+<form id="direct" method="post" enctype="multipart/form-data" action="{target}/poisoned/direct">
+  <input type="file" name="file"></form>
+</body></html>"""
+# A file in each form's input (pages can make one), then a submission.
+SUBMIT = """(id) => {
+  const form = document.getElementById(id);
+  const files = new DataTransfer();
+  files.items.add(new File(["poison"], "out.o"));
+  form.querySelector("input[type=file]").files = files.files;
+  form.submit();
+}"""
+# A no-cors POST (its answer unreadable, but sent), a PUT (preflighted).
+FETCHES = """async (target) => {
+  const body = new FormData();
+  body.append("file", new File(["poison"], "out.o"));
+  await fetch(target + "/poisoned/fetch", {method: "POST", mode: "no-cors", body,
+                                           credentials: "include"});
+  try {
+    await fetch(target + "/poisoned/put", {method: "PUT", body: "poison", credentials: "include"});
+    return "PUT sent";
+  } catch (e) {
+    return "PUT blocked";
+  }
+}"""
+POISONED = ("poisoned/form", "poisoned/direct", "poisoned/fetch", "poisoned/put")
+
+
+@contextlib.contextmanager
+def attacker_site(target: str) -> Iterator[str]:
+    """An HTTP server on another port serving ``ATTACK`` against ``target``; its URL."""
+    page = ATTACK.format(target=target).encode()
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def attack(page, site: str, target: str) -> str:
+    """Each attempt from the attacker's page; what became of the PUT."""
+    for form in ("root", "direct"):
+        page.goto(site)
+        with page.expect_navigation() as navigation:
+            page.evaluate(SUBMIT, form)
+        assert navigation.value.status == 403
+        assert "cross_site" in navigation.value.text()
+    page.goto(site)
+    return page.evaluate(FETCHES, target)
+
+
+def refused_in_log(server, count: int) -> list[str]:
+    """The access lines of the requests refused as cross-site, once there are ``count``."""
+
+    def found() -> list[str]:
+        lines = [line for line in server.log().splitlines() if "error=cross_site" in line]
+        return lines if len(lines) >= count else []
+
+    return wait_for_log(found)
+
+
+def wait_for_log(found):
+    deadline = time.monotonic() + 15  # access lines are flushed once a second
+    while time.monotonic() < deadline:
+        lines = found()
+        if lines:
+            return lines
+        time.sleep(0.1)
+    raise AssertionError("the refusals never reached the access log")
+
+
+def test_another_sites_page_cannot_write_with_auth_off(make_server, open_context):
+    server = make_server()
+    with attacker_site(server.url) as site:
+        page = open_context().new_page()
+        assert attack(page, site, server.url) == "PUT blocked"  # no CORS: never sent
+    lines = refused_in_log(server, 3)  # the two forms and the no-cors fetch
+    assert {re.search(r'(\S+) "([^"]*)" 403 ', line).groups() for line in lines} == {
+        ("POST", "/"),
+        ("POST", "/poisoned/direct"),
+        ("POST", "/poisoned/fetch"),
+    }
+    assert not any('PUT "/poisoned/put"' in line for line in server.log().splitlines())
+    for key in POISONED:
+        assert not server.exists(key), key
+    assert server.object_bytes() == 0 and server.staging_files() == []
+
+
+def test_another_sites_page_cannot_write_with_the_users_basic_credentials(
+    make_server, open_context, tmp_path
+):
+    """Browsers resend HTTP Basic credentials on another site's form posts: refused all the
+    same, before credentials are looked at (no password prompt), and the user's own upload
+    through the status page still works."""
+    users = tmp_path / "users.htpasswd"
+    users.write_text(f"alice:{bcrypt.hashpw(b'alice-pw', bcrypt.gensalt(4)).decode()}\n")
+    server = make_server(wait=False, auth={"enabled": "true", "htpasswd": users})
+    server.http.auth = ("alice", "alice-pw")
+    server.wait_ready()
+    context = open_context(http_credentials={"username": "alice", "password": "alice-pw"})
+    page = context.new_page()
+    page.goto(server.url + "/")  # the user signs in to the status page
+    assert page.locator("h1").count() == 1
+    with attacker_site(server.url) as site:
+        assert attack(context.new_page(), site, server.url) == "PUT blocked"
+    refused_in_log(server, 3)
+    for key in POISONED:
+        assert not server.exists(key), key
+    # The user's own upload, through the page, with the same credentials.
+    page.set_input_files("#file", {"name": "mine.txt", "mimeType": "text/plain", "buffer": b"ok"})
+    page.locator(".item-key").fill("mine/own.txt")
+    page.click("#send")
+    page.locator(".item.done").wait_for()
+    assert server.get("mine/own.txt").content == b"ok"

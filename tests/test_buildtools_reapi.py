@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from packrat.buildtools.reapi import Digest, MalformedMessage, output_digests, tree_digests
+from packrat.buildtools.reapi import (
+    Digest,
+    MalformedMessage,
+    Outputs,
+    output_digests,
+    tree_digests,
+)
 
 
 def varint(value: int) -> bytes:
@@ -49,31 +55,35 @@ DIGESTS = st.builds(
 
 
 @given(
-    st.lists(DIGESTS, max_size=4),
+    st.lists(st.tuples(DIGESTS, st.booleans()), max_size=4),
     st.lists(st.tuples(DIGESTS, st.none() | DIGESTS), max_size=3),
     st.none() | DIGESTS,
     st.none() | DIGESTS,
     st.integers(-(2**31), 2**31 - 1),
     st.booleans(),
 )
-def test_output_digests_are_every_blob_named(files, directories, stdout, stderr, code, extra):
+def test_output_digests_are_the_blobs_bazel_remote_checks(
+    files, directories, stdout, stderr, code, extra
+):
     message = b""
-    expected = []
-    for n, d in enumerate(files):
-        message += field(2, field(1, f"out/{n}".encode()) + field(2, digest(d, extra)))
-        expected.append(d)
+    expected = Outputs([], [])
+    for n, (d, inlined) in enumerate(files):
+        contents = field(5, b"inlined bytes") if inlined else b""
+        output = field(1, f"out/{n}".encode()) + field(2, digest(d, extra)) + field(4, 1)
+        message += field(2, output + contents)  # 4: is_executable; 5: the contents inlined
+        if not inlined:
+            expected.files.append(d)
     for tree, root in directories:
         body = field(1, b"dir") + field(3, digest(tree, extra)) + field(4, 1)
-        expected.append(tree)
-        if root is not None:
+        if root is not None:  # root_directory_digest: not a blob bazel-remote requires
             body += field(5, digest(root, extra))
-            expected.append(root)
+        expected.trees.append(tree)
         message += field(3, body)
     message += field(4, code & (2**64 - 1))  # exit_code, a negative int32 in ten bytes
     for number, d in ((6, stdout), (8, stderr)):
         if d is not None:
             message += field(number, digest(d, extra))
-            expected.append(d)
+            expected.files.append(d)
     if extra:
         message = noise(len(message)) + message + noise(7)
     assert output_digests(message) == expected
@@ -102,6 +112,8 @@ def test_tree_digests_are_the_files_of_every_directory(directories):
         field(6, field(1, b"ab") + field(2, 2**63)),  # a negative size
         field(6, 5),  # a digest that is not a message
         field(6, field(1, b"ab") + field(2, b"x")),  # a size that is not a varint
+        field(2, field(1, b"out/a")),  # an output file without a digest
+        field(3, field(1, b"dir") + field(5, field(1, b"ab"))),  # a directory without its Tree
     ],
 )
 def test_malformed_messages_are_refused(message):

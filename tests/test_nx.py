@@ -6,8 +6,10 @@ path.  A one-project workspace is built, its outputs and Nx's local cache
 (``.nx``) are removed, and the next run must take the task from Packrat: Nx
 marks it ``[remote cache]`` and Packrat counts the hit.
 
-Marked ``xfail(strict=True)``: issue 18's second phase (Nx's specification
-asks for ``text/plain`` bodies on 401 and 403).
+Nx's specification asks for ``text/plain`` bodies on 401 and 403 (Nx says
+"Unauthorized: <message>" then), 403 for a read-only token that writes, and
+allows 409 for an existing record, which Packrat answers: a record is never
+replaced (``packrat.frontend.nx``).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 
-PHASE_2 = "issue 18 phase 2: "
 WRITE_TOKEN = "nx-writer-0123456789"
 READ_TOKEN = "nx-reader-0123456789"
 
@@ -110,9 +112,44 @@ def test_a_read_only_token_gets_hits_and_stores_nothing(workspace, auth_server):
     assert read.returncode == 0 and "[remote cache]" in read.stdout, read.stdout
 
 
-@pytest.mark.xfail(strict=True, reason=PHASE_2 + "text/plain 401 for Nx")
 def test_a_wrong_token_is_reported_as_unauthorized(workspace, auth_server):
     done = nx(workspace, f"{auth_server.url}/nx", "not-a-token-0123456789")
     output = done.stdout + done.stderr
     assert "Misconfigured remote cache endpoint" not in output, output
     assert "Unauthorized: " in output
+
+
+def test_a_record_is_never_replaced(module_server):
+    """409 for an existing record (Nx takes it as "not stored"), before the body is read and
+    nothing stored; removing the record lets it be stored again."""
+    url = f"{module_server.url}/nx/v1/cache/1234567890"
+    assert requests.put(url, data=b"first outputs", timeout=10).status_code == 200
+    before = module_server.stats()
+    second = requests.put(url, data=b"other outputs", timeout=10)
+    assert second.status_code == 409
+    assert second.headers["Content-Type"] == "text/plain"
+    assert "already" in second.text
+    form = requests.post(url, files={"file": ("f", b"other outputs")}, timeout=10)
+    assert form.status_code == 409
+    assert requests.get(url, timeout=10).content == b"first outputs"
+    assert module_server.stats()["commits"] == before["commits"]
+    assert module_server.staging_files() == []
+    assert requests.delete(url, timeout=10).status_code == 200
+    assert requests.put(url, data=b"other outputs", timeout=10).status_code == 200
+    # Other keys are replaced as ever, and a path that is not a record is any key.
+    for key in ("nx/v1/cache/1234567890/more", "nx/v2/cache/1234567890"):
+        for body in (b"one", b"two"):
+            assert requests.put(f"{module_server.url}/{key}", data=body, timeout=10).ok
+
+
+def test_errors_are_text_plain_as_nx_asks(auth_server):
+    url = f"{auth_server.url}/nx/v1/cache/42"
+    anonymous = requests.get(url, timeout=10)
+    assert anonymous.status_code == 401 and anonymous.headers["Content-Type"] == "text/plain"
+    assert anonymous.text == "credentials are required\n"
+    assert "Bearer" in anonymous.headers["WWW-Authenticate"]
+    read_only = {"Authorization": f"Bearer {READ_TOKEN}"}
+    refused = requests.put(url, data=b"outputs", headers=read_only, timeout=10)
+    assert refused.status_code == 403 and refused.headers["Content-Type"] == "text/plain"
+    missing = requests.get(url, headers=read_only, timeout=10)
+    assert missing.status_code == 404 and missing.headers["Content-Type"] == "text/plain"

@@ -127,7 +127,7 @@ def test_the_docs_document_every_route_error_and_option():
     api = (docs / "api.md").read_text()
     configuration = (docs / "configuration.md").read_text()
     for path, item in DOCUMENT["paths"].items():
-        shown = path.replace("{key}", "<key>")
+        shown = path.replace("{key}", "<key>").replace("{hash}", "<hash>")
         for method in item:
             assert f"`{method.upper()} {shown}" in api, (method, path)
     for code in DOCUMENT["components"]["schemas"]["Error"]["properties"]["error"]["enum"]:

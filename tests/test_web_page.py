@@ -236,7 +236,7 @@ def test_the_page_links_its_own_script_style_and_icon_only(packrat_server):
     url = packrat_server.url
     reply = requests.get(url + "/", timeout=10)
     assert reply.headers["Content-Security-Policy"] == STATUS_CSP == EXPECTED_CSP
-    assert reply.headers["Referrer-Policy"] == "no-referrer"
+    assert reply.headers["Referrer-Policy"] == "same-origin"
     linked = re.findall(r'(?:src|href)="(/static/[^"]+)"', reply.text)
     assert {link.split("?")[0] for link in linked} == {
         "/static/packrat.js",

@@ -7,6 +7,11 @@ case, anywhere (``/CAS/…``, ``/a/Cas/…``), and the digest's hex digits in
 any case.  Bazel names blobs by sha256, or by BLAKE3 with
 ``--digest_function=blake3`` (Bazel 6.4 and later); both are 64 hex digits,
 so a body is accepted when either of its digests is the one the key names.
+
+Beside them, ``.../ac/<digest>`` holds an action's result, whose output
+blobs live in the ``cas/`` beside it: ``P/ac/<digest>`` names blobs
+``P/cas/<blob digest>`` (``blobs_of``), as Bazel lays out both under one
+``--remote_cache`` URL.
 """
 
 from __future__ import annotations
@@ -38,3 +43,17 @@ def body_matches(expected: str, sha256: str, blake3: str) -> bool:
     (True, False)
     """
     return expected in (sha256.lower(), blake3.lower())
+
+
+def blobs_of(key: str) -> str | None:
+    """For an action-cache key ``P/ac/<64 hex digits>`` (``ac`` in any case), the prefix
+    ``P/cas/`` its blobs are under; None for any other key.
+
+    >>> blobs_of("bazel/ac/" + "a" * 64), blobs_of("AC/" + "B" * 64), blobs_of("bazel/ac/x")
+    ('bazel/cas/', 'cas/', None)
+    """
+    parent, _, name = key.rpartition("/")
+    above, _, segment = parent.rpartition("/")
+    if segment.lower() == "ac" and _HEX64.fullmatch(name):
+        return f"{above}/cas/" if above else "cas/"
+    return None

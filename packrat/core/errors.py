@@ -19,10 +19,13 @@ class ErrorCode(StrEnum):
     MALFORMED_MULTIPART = "malformed_multipart"
     MISSING_FIELD = "missing_field"
     CHECKSUM_MISMATCH = "checksum_mismatch"
+    INVALID_ACTION_RESULT = "invalid_action_result"  # an ac/ entry Bazel could not use
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
+    CROSS_SITE = "cross_site"  # a write a browser sent for another site's page
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
+    ALREADY_STORED = "already_stored"  # an upload that may not replace what is stored (Nx)
     TOO_LARGE = "too_large"
     RANGE_NOT_SATISFIABLE = "range_not_satisfiable"
     INTERNAL_ERROR = "internal_error"
@@ -43,10 +46,13 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.MALFORMED_MULTIPART: 400,
     ErrorCode.MISSING_FIELD: 400,
     ErrorCode.CHECKSUM_MISMATCH: 400,
+    ErrorCode.INVALID_ACTION_RESULT: 400,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.FORBIDDEN: 403,
+    ErrorCode.CROSS_SITE: 403,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.ALREADY_STORED: 409,
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.RANGE_NOT_SATISFIABLE: 416,
     ErrorCode.INTERNAL_ERROR: 500,
@@ -101,6 +107,12 @@ class ChecksumMismatch(PackratError):
     code = ErrorCode.CHECKSUM_MISMATCH
 
 
+class InvalidActionResult(PackratError):
+    """An ``ac/`` upload that is no ActionResult, or names blobs that are not stored."""
+
+    code = ErrorCode.INVALID_ACTION_RESULT
+
+
 class Unauthorized(PackratError):
     """No credentials, or credentials that match nobody: 401 with a challenge."""
 
@@ -117,8 +129,20 @@ class Forbidden(PackratError):
     code = ErrorCode.FORBIDDEN
 
 
+class CrossSiteRequest(PackratError):
+    """A state-changing request a browser sent for another site's page (``crosssite``)."""
+
+    code = ErrorCode.CROSS_SITE
+
+
 class NotFound(PackratError):
     code = ErrorCode.NOT_FOUND
+
+
+class AlreadyStored(PackratError):
+    """An upload to a key whose object may not be replaced (Nx's records); nothing stored."""
+
+    code = ErrorCode.ALREADY_STORED
 
 
 class RangeNotSatisfiable(PackratError):

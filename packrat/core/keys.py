@@ -15,7 +15,9 @@ make a key misread where it does travel, in a URL path and in logs:
   rewrite them (RFC 3986 removes dot segments), and a trailing ``/`` names a
   WebDAV collection, not an object;
 * first segments the API uses for itself (``RESERVED_PREFIXES``), and
-  ``favicon.ico``.
+  whole keys whose paths it answers (``RESERVED_KEYS``: ``favicon.ico``,
+  and Turborepo's ``v8/artifacts``, ``v8/artifacts/status`` and
+  ``v8/artifacts/events``).
 
 In a URL the key is percent-encoded (``key_path``); ``%``, ``?``, ``#`` and
 spaces may be in a key but must travel encoded.
@@ -72,8 +74,9 @@ KEY_RULE = (
 
 # First segments the HTTP API uses for itself; a key cannot start with them.
 RESERVED_PREFIXES = ("exists", "api", "metrics", "static", "healthz", "readyz")
-# Whole keys the HTTP API answers itself (browsers ask for /favicon.ico on their own).
-RESERVED_KEYS = ("favicon.ico",)
+# Whole keys whose paths the HTTP API answers itself (browsers ask for
+# /favicon.ico on their own; the others are Turborepo's API: frontend.turborepo).
+RESERVED_KEYS = ("favicon.ico", "v8/artifacts", "v8/artifacts/status", "v8/artifacts/events")
 
 # Characters a URL path carries as they are (RFC 3986 pchar and '/'); the
 # others are percent-encoded.

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from packrat.core.origins import normalize_origin
+
 ENV_VAR = "PACKRAT_CONFIG"
 # Looked for in this order when neither --config nor $PACKRAT_CONFIG names a file.
 SEARCH_PATH = (Path("etc/packrat.ini"), Path("/etc/packrat/packrat.ini"))
@@ -74,6 +76,8 @@ class Settings:
     frontend_max_header_size: int = 64 << 10  # bytes of request line plus headers
     frontend_max_uploads: int = 64  # concurrent uploads per front end; 0: no limit
     frontend_cache_max_age: int = 0  # seconds shared caches may serve an object unchecked
+    # origins (scheme://host[:port]) whose pages may write, besides this server's own
+    frontend_allowed_origins: tuple[str, ...] = ()
     auth_enabled: bool = False  # the one switch: require credentials
     auth_read_tokens: tuple[str, ...] = ()  # bearer tokens that may read
     auth_write_tokens: tuple[str, ...] = ()  # bearer tokens that may read and write
@@ -87,6 +91,8 @@ class Settings:
     cache_max_file_size: int | None = None  # bytes; None means cache_max_size
     cache_policy: str = "s3gdsf"  # eviction policy; see docs/policies.md
     cache_low_water: float = 0.95  # evict down to this fraction of max_size
+    # ac/ entries must name blobs stored in the cas/ beside them (docs/build-tools.md)
+    bazel_check_action_results: bool = True
     coordinator_endpoint: str = "ipc://var/run/packrat-coordinator.sock"
     coordinator_timeout: float = 10.0  # seconds a front end waits for a reply
     coordinator_snapshot_interval: float = 60.0  # seconds between index snapshots
@@ -198,6 +204,17 @@ def _bool(text: str) -> bool:
 def _words(text: str) -> tuple[str, ...]:
     """Whitespace- or comma-separated words."""
     return tuple(word for word in re.split(r"[\s,]+", text) if word)
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    """Origins, normalized: ``scheme://host[:port]``, nothing after but one ``/``."""
+    origins = []
+    for word in _words(text):
+        origin = normalize_origin(word.removesuffix("/"))
+        if origin is None:
+            raise ValueError(f"{word!r} is not an origin (scheme://host[:port], nothing after)")
+        origins.append(origin)
+    return tuple(origins)
 
 
 def _tokens(text: str) -> tuple[str, ...]:
@@ -355,6 +372,7 @@ _OPTIONS = {
     ("frontend", "max_header_size"): _positive_size,
     ("frontend", "max_uploads"): _non_negative_int,
     ("frontend", "cache_max_age"): _non_negative_int,
+    ("frontend", "allowed_origins"): _origins,
     ("auth", "enabled"): _bool,
     ("auth", "read_tokens"): _tokens,
     ("auth", "write_tokens"): _tokens,
@@ -368,6 +386,7 @@ _OPTIONS = {
     ("cache", "max_file_size"): _positive_size,
     ("cache", "policy"): _policy,
     ("cache", "low_water"): _fraction,
+    ("bazel", "check_action_results"): _bool,
     ("coordinator", "endpoint"): _endpoint,
     ("coordinator", "timeout"): _seconds,
     ("coordinator", "snapshot_interval"): _seconds,

@@ -32,6 +32,7 @@ from packrat.core.logs import flush_logs
 from packrat.core.settings import Settings
 from packrat.frontend.accesslog import RequestLog
 from packrat.frontend.auth import Authenticator
+from packrat.frontend.buildcache import ActionResultCheck
 from packrat.frontend.dependencies import Dependencies
 from packrat.frontend.handlers import (
     FaviconHandler,
@@ -43,6 +44,8 @@ from packrat.frontend.handlers import (
 from packrat.frontend.http1 import Delegate, Exchange, Limits
 from packrat.frontend.listing import KeysHandler
 from packrat.frontend.metrics import FrontendMetrics
+from packrat.frontend.nx import MARK as NX_MARK
+from packrat.frontend.nx import Nx
 from packrat.frontend.objects import ObjectPath
 from packrat.frontend.observability import (
     HealthHandler,
@@ -52,6 +55,8 @@ from packrat.frontend.observability import (
 )
 from packrat.frontend.pages import TornadoDelegate
 from packrat.frontend.server import Server
+from packrat.frontend.turborepo import PATH as TURBO_PATH
+from packrat.frontend.turborepo import Turborepo
 from packrat.frontend.upload_slots import UploadSlots
 from packrat.frontend.webdav import DAV_METHODS, DAVHandler, DAVMethods
 from packrat.store import Layout
@@ -159,11 +164,14 @@ def make_app(frontend: Dependencies) -> Application:
 
 
 class Router:
-    """Picks who answers a request: the object path, or the ``Application``."""
+    """Picks who answers a request: the object path (directly, or through a build
+    tool's API around it), or the ``Application``."""
 
     def __init__(self, application: Application, objects: ObjectPath) -> None:
         self.application = application
         self.objects = objects
+        self.turborepo = Turborepo(objects)
+        self.nx = Nx(objects)
 
     def __call__(self, exchange: Exchange) -> Delegate:
         path = exchange.request.path
@@ -173,9 +181,18 @@ class Router:
             or path[-1] == "/"
             or exchange.request.method in DAV_METHODS
         ):
+            self.objects.cross_site(exchange)  # the pages' writes: the form, WebDAV, purges
             return TornadoDelegate(self.application, exchange)
         if path.startswith("/exists/"):
             return self.objects.delegate(exchange, path[8:], exists=True)
+        if path.startswith(TURBO_PATH):
+            turbo = self.turborepo.route(exchange)
+            if turbo is not None:
+                return turbo
+        if NX_MARK in path:
+            record = self.nx.route(exchange)
+            if record is not None:
+                return record
         return self.objects.delegate(exchange, path[1:])
 
 
@@ -190,6 +207,8 @@ def make_server(app: Application, settings: Settings) -> Server:
     frontend: Dependencies = app.settings["frontend"]
     objects = ObjectPath(frontend)
     objects.second_tier = frontend.readthrough  # [objectstore]: local misses read through
+    if settings.bazel_check_action_results:
+        objects.read_checks.append(ActionResultCheck(frontend))
     limits = Limits(
         max_header_size=settings.frontend_max_header_size,
         max_body_size=SMALL_BODY,  # uploads raise it per request

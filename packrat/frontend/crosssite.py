@@ -18,41 +18,30 @@ client library) and pass, as do ``Sec-Fetch-Site: same-origin`` and
 ``none`` (the user typed the address).  Reads are never refused here: a page
 cannot read another origin's answers.  Behind a proxy that rewrites ``Host``,
 the public origin goes in the allowed list.
+
+``CrossSite`` applies the rule to requests, with the origins ``[frontend]
+allowed_origins`` lists: the object path runs it first among its checks
+(``objects.ObjectPath.checks``), the router before handing a request to the
+``Application`` (the status page's form, WebDAV, ``/api/keys``), and
+Turborepo's JSON routes before theirs; all before any byte of a body is
+read.  (Pages of this origin send their real ``Origin``: the status page's
+``Referrer-Policy`` is ``same-origin``, as ``no-referrer`` would make a
+browser send ``Origin: null`` on the page's own form posts.)
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from typing import TYPE_CHECKING
+
+from packrat.core.errors import CrossSiteRequest
+from packrat.core.origins import normalize_origin
+
+if TYPE_CHECKING:
+    from packrat.frontend.http1 import Exchange
 
 # Methods that change nothing (RFC 9110 9.2.1, and WebDAV's PROPFIND).
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PROPFIND"})
-DEFAULT_PORTS = {"http": 80, "https": 443}
-_ORIGIN = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s/:?#@\[\]]+)"
-    r"(?::(?P<port>[0-9]{1,5}))?"
-)
-
-
-def normalize_origin(origin: str) -> str | None:
-    """``scheme://host[:port]`` in lower case without its scheme's default port, or None
-    when ``origin`` is not one (``null``, a path, credentials, a port out of range).
-
-    >>> normalize_origin("HTTP://Example.COM:80"), normalize_origin("https://[::1]:8443")
-    ('http://example.com', 'https://[::1]:8443')
-    >>> normalize_origin("null"), normalize_origin("http://a.b/path")
-    (None, None)
-    """
-    match = _ORIGIN.fullmatch(origin.strip())
-    if match is None:
-        return None
-    scheme, host = match["scheme"].lower(), match["host"].lower()
-    port = int(match["port"]) if match["port"] else DEFAULT_PORTS.get(scheme)
-    if port is None or not 0 < port < 65536:
-        return None
-    return (
-        f"{scheme}://{host}" if DEFAULT_PORTS.get(scheme) == port else f"{scheme}://{host}:{port}"
-    )
 
 
 def cross_site(
@@ -86,3 +75,26 @@ def cross_site(
     if site in ("cross-site", "same-site"):
         return f"the request comes from another site's page (Sec-Fetch-Site: {site})"
     return None
+
+
+class CrossSite:
+    """The rule, applied to a request's headers: ``CrossSiteRequest`` (403) when refused."""
+
+    def __init__(self, allowed: Iterable[str] = ()) -> None:
+        self.allowed = frozenset(allowed)  # normalized origins
+
+    def __call__(self, exchange: Exchange) -> None:
+        request = exchange.request
+        if request.method in SAFE_METHODS:
+            return
+        headers = request.headers
+        origin, site = headers.get("origin"), headers.get("sec-fetch-site")
+        if origin is None and site is None:
+            return  # not a browser's request (the usual case: one look each)
+        scheme = "https" if exchange.connection.tls else "http"
+        why = cross_site(request.method, origin, site, scheme, headers.get("host"), self.allowed)
+        if why is not None:
+            raise CrossSiteRequest(
+                f"{why}: a page of another site may not change what is stored here "
+                "(list its origin in [frontend] allowed_origins to allow it); nothing was done"
+            )

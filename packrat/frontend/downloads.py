@@ -174,13 +174,15 @@ def plan(
 
 @functools.lru_cache(maxsize=4096)
 def _validators(meta: ObjectMeta, control: str) -> str:
-    """``ETag``, ``Last-Modified``, ``Cache-Control``, ``Accept-Ranges``: every answer's."""
+    """``ETag``, ``Last-Modified``, ``Cache-Control``, ``Accept-Ranges``: every answer's;
+    and the headers a build tool's route stored with the object (turbo's ``x-artifact-*``,
+    printable ASCII: ``format.header_problem``)."""
     return (
         f'ETag: "{meta.sha256}"\r\n'
         f"Last-Modified: {http_date(int(meta.stored_at))}\r\n"
         f"Cache-Control: {control}\r\n"
         "Accept-Ranges: bytes\r\n"
-    )
+    ) + "".join(f"{name}: {value}\r\n" for name, value in meta.headers)
 
 
 @functools.lru_cache(maxsize=4096)

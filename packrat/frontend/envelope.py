@@ -68,6 +68,14 @@ def json_body(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload).encode() + b"\n"
 
 
+def json_answer(payload: dict[str, Any]) -> tuple[list[tuple[str, str]], bytes]:
+    """The headers and body of a JSON answer (``Content-Length`` included)."""
+    body = json_body(payload)
+    fields = common_fields(json_body=True)
+    fields.append(("Content-Length", str(len(body))))
+    return fields, body
+
+
 def error_body(code: str, message: str) -> bytes:
     return json_body({"success": False, "error": code, "message": message})
 

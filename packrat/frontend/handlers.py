@@ -50,7 +50,9 @@ class StatusHandler(BaseHandler):
         super().set_default_headers()
         self.set_header("Content-Security-Policy", STATUS_CSP)
         self.set_header("X-Frame-Options", "DENY")
-        self.set_header("Referrer-Policy", "no-referrer")
+        # Not no-referrer: then a browser sends Origin: null on the page's own form
+        # posts, which the cross-site rule (crosssite) cannot tell from another site's.
+        self.set_header("Referrer-Policy", "same-origin")
 
     async def prepare(self) -> None:
         await self.authorize()

@@ -215,6 +215,7 @@ class Exchange:
         "_inbox_bytes",
         "connection",
         "delegate",
+        "error_answer",
         "failure",
         "head_sent",
         "logged",
@@ -232,6 +233,9 @@ class Exchange:
         self.connection = connection
         self.request = request
         self.delegate: Delegate | None = None
+        # How errors are answered: the JSON envelope, unless a build tool's route
+        # asks for its tool's shape (Nx's text/plain, turbo's error object).
+        self.error_answer = envelope.error_answer
         self.route = "other"
         self.failure: BaseException | None = None
         self.status = 0
@@ -456,7 +460,7 @@ class Exchange:
         if self.head_sent:
             self.connection.close()
             return
-        status, fields, body = envelope.error_answer(error)
+        status, fields, body = self.error_answer(error)
         self.respond(status, fields, body)
 
     def close(self) -> None:
@@ -517,6 +521,7 @@ REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    409: "Conflict",
     413: "Content Too Large",
     416: "Range Not Satisfiable",
     500: "Internal Server Error",

@@ -122,6 +122,18 @@ class FrontendMetrics:
             buckets=ROUND_TRIP_BUCKETS,
             registry=None,
         )
+        self.turbo_events = Counter(
+            "packrat_turbo_events",
+            "Turborepo's cache usage events (POST /v8/artifacts/events), by source and event",
+            ["source", "event"],
+            registry=None,
+        )
+        self.turbo_saved = Counter(
+            "packrat_turbo_saved_seconds",
+            "Task time Turborepo's cache hits saved, as its events report it, by source",
+            ["source"],
+            registry=None,
+        )
         self.uploads_in_flight = Gauge(
             "packrat_uploads_in_flight",
             "Uploads being received, in every running front end",
@@ -202,6 +214,8 @@ class FrontendMetrics:
             self.hits,
             self.misses,
             self.round_trip,
+            self.turbo_events,
+            self.turbo_saved,
             self.uploads_in_flight,
         ):
             yield from metric.collect()

@@ -11,14 +11,18 @@ request, and its docstring lists those checks):
    ``/exists/<key>`` ``GET``; any other is ``405 method_not_allowed`` with
    ``Allow``.
 2. **The path's checks** (``ObjectPath.checks``), run as soon as the headers
-   are in, before any byte of a body is read.  The first is access control
-   (``auth``): the read right for ``GET``/``HEAD``, the write right for the
-   others; ``401 unauthorized`` with ``WWW-Authenticate``, or ``403
-   forbidden``.
+   are in, before any byte of a body is read.  The first refuses a write a
+   browser sent for another site's page (``crosssite``: ``403 cross_site``,
+   before credentials are looked at, so no password prompt); the second is
+   access control (``auth``): the read right for ``GET``/``HEAD``, the write
+   right for the others; ``401 unauthorized`` with ``WWW-Authenticate``, or
+   ``403 forbidden``.
 3. **The key**: the path's tail percent-decoded as Tornado decodes path
    arguments; not UTF-8: ``400 bad_request``; against ``keys.validate_key``:
    ``400 invalid_key``.
-4. **Reads** (``GET``/``HEAD``): the object opened from the disk alone
+4. **Reads** (``GET``/``HEAD``): first the path's read checks
+   (``ObjectPath.read_checks``; one with something to say of the key may
+   answer it as a miss, 404); then the object opened from the disk alone
    (``downloads``): out of file descriptors: ``503 too_busy``; a file that is
    not a sound object of this key (a symlink, a FIFO, a bad trailer, another
    key): dropped through the coordinator, then a miss; a miss: the second
@@ -30,18 +34,21 @@ request, and its docstring lists those checks):
    answered as a miss), a large one segment by segment (corrupt: the
    transfer is cut and the object dropped); a reader that takes nothing for
    ``idle_timeout`` is cut off.
-5. **Exists**: the object opened as for a read (corrupt: dropped, absent;
+5. **Exists**: the read checks, then the object opened as for a read (corrupt: dropped, absent;
    out of descriptors: 503); ``If-None-Match`` against the answer's ETag
    gives 304.
-6. **Uploads** (``PUT``/``POST``, ``uploads.BodyReceiver``): the declared
+6. **Uploads** (``PUT``/``POST``, ``uploads.BodyReceiver``): for a route
+   that forbids replacing (Nx's records), ``409 already_stored`` when an
+   object is stored (here, or in the second tier); the declared
    length against ``max_file_size`` (``413 too_large`` before the body), a
    slot among ``max_uploads`` (``503 too_busy``), a staging file (``507
    insufficient_storage``); as the body streams: its size (413), the
    multipart form (``400 malformed_multipart``/``missing_field``), the disk
    (507), a stalled body (cut after ``idle_timeout``); at the end: the
-   ``X-Packrat-Sha256`` digest and a content address (``400
-   checksum_mismatch``), then the commit (the coordinator's errors with their
-   own status; a commit it did not confirm in time is ``503
+   ``X-Packrat-Sha256`` digest and the key's scheme (``buildcache``: 400
+   ``checksum_mismatch``, ``invalid_action_result``), then the commit (the
+   coordinator's errors with their own status; ``409 already_stored`` when
+   it may not replace the key's object; a commit it did not confirm in time is ``503
    coordinator_unavailable`` when the staging file could still be withdrawn,
    so nothing was stored, else ``503 outcome_unknown``).  The staging file is
    removed before any error is answered.
@@ -49,10 +56,12 @@ request, and its docstring lists those checks):
    down).
 
 Extension points (add a concern around this path, never a second path):
-``ObjectPath.checks`` takes more checks of a request's headers (a
-cross-site check, a key scheme); ``ObjectPath.second_tier`` is asked on a
-local miss; other routes to objects (a build tool's URL scheme) call
-``ObjectPath.delegate`` with the key they found.
+``ObjectPath.checks`` takes more checks of a request's headers;
+``ObjectPath.read_checks`` look at a key before it is read (Bazel's ``ac/``
+entries: ``buildcache``);
+``ObjectPath.second_tier`` is asked on a local miss; other routes to objects
+(a build tool's URL scheme) call ``ObjectPath.delegate`` with the key they
+found.
 """
 
 from __future__ import annotations
@@ -71,6 +80,7 @@ from urllib.parse import unquote_to_bytes
 from tornado.escape import parse_qs_bytes
 
 from packrat.core.errors import (
+    AlreadyStored,
     BadRequest,
     CoordinatorUnavailable,
     ErrorCode,
@@ -81,6 +91,7 @@ from packrat.core.errors import (
 from packrat.core.keys import validate_key
 from packrat.frontend import envelope
 from packrat.frontend.auth import READ, WRITE
+from packrat.frontend.crosssite import CrossSite
 from packrat.frontend.downloads import (
     drop_corrupt,
     open_to_send,
@@ -90,7 +101,7 @@ from packrat.frontend.downloads import (
 )
 from packrat.frontend.http1 import Delegate, Exchange
 from packrat.frontend.uploads import BodyReceiver
-from packrat.store import CorruptObject, ObjectMeta
+from packrat.store import CorruptObject, ObjectMeta, is_stored
 
 if TYPE_CHECKING:
     from packrat.frontend.dependencies import Dependencies
@@ -116,6 +127,10 @@ _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f]")  # what RequestHandler replaces i
 # A check of a request's headers: None to go on, an awaitable to wait for,
 # or a PackratError raised to refuse.
 Check = Callable[[Exchange], Awaitable[None] | None]
+# A check of a key before it is read: None when the object may be served (at
+# once, the usual case), why it cannot be (answered as a miss), or an
+# awaitable of either.
+ReadCheck = Callable[[str], str | Awaitable[str | None] | None]
 
 
 class SecondTier(Protocol):
@@ -146,18 +161,33 @@ class ObjectPath:
 
     def __init__(self, frontend: Dependencies) -> None:
         self.frontend = frontend
-        self.checks: list[Check] = [self.authorize]
+        self.cross_site = CrossSite(frontend.settings.frontend_allowed_origins)
+        self.checks: list[Check] = [self.cross_site, self.authorize]
+        self.read_checks: list[ReadCheck] = []
         self.second_tier: SecondTier | None = None
         self.tasks: set[asyncio.Task[None]] = set()  # drops running in the background
 
-    def delegate(self, exchange: Exchange, raw_key: str, exists: bool = False) -> Delegate:
-        """The delegate that answers ``exchange`` for ``raw_key`` (still percent-encoded)."""
+    def delegate(
+        self,
+        exchange: Exchange,
+        raw_key: str,
+        exists: bool = False,
+        stored: tuple[tuple[str, str], ...] = (),
+        route: str | None = None,
+        replace: bool = True,
+    ) -> Delegate:
+        """The delegate that answers ``exchange`` for ``raw_key`` (still percent-encoded).
+
+        A build tool's route names itself (``route``, for the metrics), may
+        give headers an upload keeps with its object (``stored``), and may
+        forbid an upload to replace an object (``replace``: 409 instead).
+        """
         method = exchange.request.method
-        exchange.route = EXISTS_ROUTE if exists else OBJECT_ROUTE
+        exchange.route = route or (EXISTS_ROUTE if exists else OBJECT_ROUTE)
         allowed = EXISTS_METHODS if exists else OBJECT_METHODS
         if method not in allowed:
             raise MethodNotAllowed(method, allowed)
-        return ObjectRequest(self, exchange, raw_key, exists)
+        return ObjectRequest(self, exchange, raw_key, exists, stored, replace)
 
     def authorize(self, exchange: Exchange) -> Awaitable[None] | None:
         """Access control, the first check: the read right to read, the write right else."""
@@ -189,7 +219,15 @@ class ObjectPath:
 class ObjectRequest(Delegate):
     """One request for an object or its existence."""
 
-    def __init__(self, path: ObjectPath, exchange: Exchange, raw_key: str, exists: bool) -> None:
+    def __init__(
+        self,
+        path: ObjectPath,
+        exchange: Exchange,
+        raw_key: str,
+        exists: bool,
+        stored: tuple[tuple[str, str], ...] = (),
+        replace: bool = True,
+    ) -> None:
         self.path = path
         self.frontend = path.frontend
         self.exchange = exchange
@@ -197,6 +235,8 @@ class ObjectRequest(Delegate):
         self.exists = exists
         self.receiver: BodyReceiver | None = None
         self.key = ""
+        self.stored = stored  # headers an upload keeps with its object
+        self.replace = replace  # whether an upload may replace a stored object
 
     # -- the headers: checks, key, then the method
 
@@ -215,22 +255,43 @@ class ObjectRequest(Delegate):
     def _answer(self) -> Awaitable[None] | None:
         self.key = decode_key(self.raw_key)
         method = self.exchange.request.method
-        if self.exists:
-            return self._exists()
-        if method == "GET" or method == "HEAD":
-            return self._read(method == "GET")
+        if self.exists or method == "GET" or method == "HEAD":
+            for check in self.path.read_checks:
+                unusable = check(self.key)
+                if unusable is not None:
+                    return self._read_unless(unusable)
+            return self._exists() if self.exists else self._read(method == "GET")
         if method == "DELETE":
             return self._delete()
-        self.receiver = BodyReceiver(
-            self.frontend,
-            self.exchange.request.headers,
-            self.exchange,
-            method == "POST",
-            self.exchange.fail,
-        )
+        if not self.replace:
+            return self._receive_unless_stored()
+        self._receive()
         return None
 
     # -- reads
+
+    def _read_unless(self, unusable: str | Awaitable[str | None]) -> Awaitable[None] | None:
+        """A read that a read check had something to say of: a miss when it says why."""
+        if not isinstance(unusable, str):
+            return self._read_after(unusable)
+        log.debug("answered %s as a miss: %s", self.exchange.request.path, unusable)
+        if self.exists:
+            self._present(False)
+            return None
+        self._count_miss()
+        raise NotFound(unusable)
+
+    async def _read_after(self, unusable: Awaitable[str | None]) -> None:
+        reason = await unusable
+        more = (
+            self._read_unless(reason)
+            if reason is not None
+            else self._exists()
+            if self.exists
+            else self._read(self.exchange.request.method == "GET")
+        )
+        if more is not None:
+            await more
 
     def _read(self, with_body: bool, second_tier: bool = True) -> Awaitable[None] | None:
         frontend = self.frontend
@@ -385,6 +446,31 @@ class ObjectRequest(Delegate):
 
     # -- uploads
 
+    def _receive(self) -> None:
+        self.receiver = BodyReceiver(
+            self.frontend,
+            self.exchange.request.headers,
+            self.exchange,
+            self.exchange.request.method == "POST",
+            self.exchange.fail,
+        )
+
+    def _receive_unless_stored(self) -> Awaitable[None] | None:
+        """An upload that may not replace an object: 409 before its body is read when
+        one is stored, here or in the second tier (the commit checks again, at once)."""
+        if is_stored(self.frontend.layout, self.key):
+            raise AlreadyStored(f"an object is stored under key {self.key!r} already; kept it")
+        tier = self.path.second_tier
+        if tier is None:
+            self._receive()
+            return None
+        return self._receive_unless_in(tier)
+
+    async def _receive_unless_in(self, tier: SecondTier) -> None:
+        if await tier.head(self.key) is not None:
+            raise AlreadyStored(f"an object is stored under key {self.key!r} already; kept it")
+        self._receive()
+
     def data_received(self, chunk: bytes) -> None:
         if self.receiver is not None:
             self.receiver.feed(chunk)
@@ -398,9 +484,11 @@ class ObjectRequest(Delegate):
     async def _commit(self, receiver: BodyReceiver) -> None:
         try:
             if self.exchange.request.method == "POST":
-                result = await receiver.commit_form(self.key)
+                result = await receiver.commit_form(self.key, self.replace)
             else:
-                result = await receiver.commit_raw(self.key, self._filename())
+                result = await receiver.commit_raw(
+                    self.key, self._filename(), self.stored, self.replace
+                )
         except BaseException:
             receiver.end()  # the staging file goes before the error is answered
             raise
@@ -429,10 +517,7 @@ class ObjectRequest(Delegate):
             self.receiver.end()
 
     def _json(self, payload: dict[str, object]) -> None:
-        body = envelope.json_body(payload)
-        fields = envelope.common_fields(json_body=True)
-        fields.append(("Content-Length", str(len(body))))
-        self.exchange.respond(200, fields, body)
+        self.exchange.respond(200, *envelope.json_answer(payload))
 
 
 @functools.lru_cache(maxsize=4096)

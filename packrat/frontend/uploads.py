@@ -19,7 +19,7 @@ import logging
 import mimetypes
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,6 +27,7 @@ from tornado.web import RequestHandler
 
 from packrat.coordinator.connection import AsyncCoordinatorClient
 from packrat.core.errors import (
+    AlreadyStored,
     ChecksumMismatch,
     CoordinatorUnavailable,
     InsufficientStorage,
@@ -35,6 +36,7 @@ from packrat.core.errors import (
     TooLarge,
 )
 from packrat.core.keys import validate_key
+from packrat.frontend.buildcache import check_upload
 from packrat.frontend.headers import clean_content_type, disposition_filename
 from packrat.frontend.multipart import MultipartForm, clean_filename
 from packrat.frontend.page import human_bytes
@@ -51,26 +53,12 @@ DIGEST_HEADER = "x-packrat-sha256"  # X-Packrat-Sha256, looked up by its lower-c
 # Request bodies that describe a form, never a stored file's own type.
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")  # ASCII digits, and no int() of 5,000 of them
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @functools.lru_cache(maxsize=4096)
 def guess_type(filename: str) -> str | None:
     """The type ``mimetypes`` guesses from a file name, remembered per name."""
     return mimetypes.guess_type(filename)[0]
-
-
-def content_address(key: str) -> str | None:
-    """The sha256 a content-addressed key names: ``.../cas/<64 hex digits>``, as Bazel's
-    HTTP cache uses (bazel-remote refuses a body that does not hash to it, and so do we).
-
-    >>> content_address("ci/cas/" + "a" * 64) == "a" * 64, content_address("ac/" + "a" * 64)
-    (True, None)
-    """
-    parent, _, name = key.rpartition("/")
-    if parent.rpartition("/")[2] == "cas" and _SHA256.fullmatch(name):
-        return name
-    return None
 
 
 @dataclass(frozen=True)
@@ -128,6 +116,10 @@ def declared_length(value: str | None) -> int | None:
     return None
 
 
+# A check of a whole staged body before it is sealed: raises the PackratError that refuses it.
+BodyCheck = Callable[[str, StagedFile], Awaitable[None]]
+
+
 class Upload:
     """One upload's body on its way to a staging file, then its commit."""
 
@@ -159,8 +151,14 @@ class Upload:
         filename: str | None,
         content_type: str | None,
         expected_sha256: str | None,
+        check: BodyCheck | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+        replace: bool = True,
     ) -> dict[str, Any]:
-        """Check the digest, seal the file and have the coordinator publish it.
+        """Check the digest and the body (``check``: the key's scheme, ``buildcache``),
+        seal the file (with ``headers`` to send back on reads) and have the
+        coordinator publish it; with ``replace`` False, only if the key has no
+        object (``AlreadyStored`` else, nothing stored).
 
         Returns the JSON answer for the client.
         """
@@ -171,22 +169,20 @@ class Upload:
             raise ChecksumMismatch(
                 "the upload's sha256 does not match the expected digest; nothing was stored"
             )
-        address = content_address(key)
-        if address is not None and address != digest:
-            raise ChecksumMismatch(
-                f"a key under cas/ names its content: this upload's sha256 is {digest}; "
-                "nothing was stored"
-            )
+        if check is not None:
+            await check(key, staged)
         filename = clean_filename(filename or "") or key.rsplit("/", 1)[-1]
         content_type = (
             clean_content_type(content_type) or guess_type(filename) or "application/octet-stream"
         )
         try:
-            meta, file_size = staged.seal(key, filename, content_type)
+            meta, file_size = staged.seal(key, filename, content_type, headers=headers)
         except NoSpace as e:
             raise _disk_full(e) from None
         try:
-            reply = await coordinator.commit(key, staged.name, file_size, meta.size, meta.filename)
+            reply = await coordinator.commit(
+                key, staged.name, file_size, meta.size, meta.filename, not replace
+            )
         except CoordinatorUnavailable:
             if staged.withdraw():
                 self.staged = None
@@ -196,6 +192,8 @@ class Upload:
                 "the cache coordinator took the upload but did not confirm it in time; it may"
                 f" or may not be stored: check GET /exists/{key} or upload it again"
             ) from None
+        if reply.present:  # not claimed: the key's object stays, this one goes
+            raise AlreadyStored(f"an object is stored under key {key!r} already; kept it")
         self.staged = None  # published by the coordinator
         return {
             "success": True,
@@ -276,6 +274,10 @@ class BodyReceiver:
         # lift it and count here (one size rule: SizeLimit).
         connection.set_max_body_size(UNLIMITED_BODY)
 
+    async def check(self, key: str, staged: StagedFile) -> None:
+        """What the key's scheme asks of the body (``buildcache``: Bazel's cas/ and ac/)."""
+        await check_upload(self.frontend, key, staged)
+
     def feed(self, chunk: bytes) -> None:
         if self.error is not None:
             return
@@ -292,7 +294,7 @@ class BodyReceiver:
         self.slot.receiving = False
         return self.error is None
 
-    async def commit_form(self, key: str | None) -> dict[str, Any]:
+    async def commit_form(self, key: str | None, replace: bool = True) -> dict[str, Any]:
         """Commit a multipart upload; ``key`` None: the form's ``key`` field names it."""
         form = self.upload.form
         assert form is not None
@@ -301,18 +303,39 @@ class BodyReceiver:
             key = validate_key(form.fields.get("key", ""))
         expected = self.headers.get(DIGEST_HEADER) or form.fields.get("sha256")
         return await self.upload.commit(
-            self.frontend.coordinator, key, form.filename, form.content_type, expected
+            self.frontend.coordinator,
+            key,
+            form.filename,
+            form.content_type,
+            expected,
+            self.check,
+            replace=replace,
         )
 
-    async def commit_raw(self, key: str, filename: str | None) -> dict[str, Any]:
-        """Commit a ``PUT``: name from ``filename`` (the query) or ``Content-Disposition``."""
+    async def commit_raw(
+        self,
+        key: str,
+        filename: str | None,
+        stored: tuple[tuple[str, str], ...] = (),
+        replace: bool = True,
+    ) -> dict[str, Any]:
+        """Commit a ``PUT``: name from ``filename`` (the query) or ``Content-Disposition``;
+        ``stored``: headers kept with the object, ``replace``: whether it may replace
+        one (a build tool's route says)."""
         headers = self.headers
         filename = filename or disposition_filename(headers.get("content-disposition", ""))
         content_type = headers.get("content-type", "")
         if content_type.split(";", 1)[0].strip().lower() in FORM_TYPES:
             content_type = ""  # curl --data-binary's default, not the file's type
         return await self.upload.commit(
-            self.frontend.coordinator, key, filename, content_type, headers.get(DIGEST_HEADER)
+            self.frontend.coordinator,
+            key,
+            filename,
+            content_type,
+            headers.get(DIGEST_HEADER),
+            self.check,
+            stored,
+            replace,
         )
 
     def _cut_off(self) -> None:

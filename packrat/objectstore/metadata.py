@@ -12,6 +12,9 @@ it and answer with the same headers as the node that stored it:
 * ``packrat-stored-at``: the upload's Unix time (``Last-Modified``);
 * ``packrat-filename``: the uploaded name, percent-encoded UTF-8 (header
   values are ASCII);
+* ``packrat-headers``: the headers stored with the object (``ObjectMeta.headers``,
+  turbo's ``x-artifact-*``), as ``name=value&...`` with both percent-encoded,
+  when it has some;
 
 and the object's ``Content-Type`` is the uploaded type.  An object without
 valid Packrat metadata (put there by another program) is not served.
@@ -26,6 +29,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import quote, unquote
 
 from packrat.store import ObjectMeta
+from packrat.store.format import MAX_HEADERS, header_problem
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -62,7 +66,34 @@ def encode(meta: ObjectMeta, version: int) -> dict[str, str]:
     }
     if meta.xxh3:
         fields["packrat-xxh3"] = meta.xxh3
+    if meta.headers:
+        fields["packrat-headers"] = "&".join(
+            f"{quote(name, safe='')}={quote(value, safe='')}" for name, value in meta.headers
+        )
     return fields
+
+
+def decode_headers(text: str) -> tuple[tuple[str, str], ...] | None:
+    """The headers of ``packrat-headers``; None when it is not what ``encode`` writes.
+
+    >>> decode_headers("x-artifact-duration=1500&x-artifact-tag=a%2Bb%3D")
+    (('x-artifact-duration', '1500'), ('x-artifact-tag', 'a+b='))
+    >>> decode_headers("x-a=%0D%0ASet-Cookie%3A%20b") is None, decode_headers("")
+    (True, ())
+    """
+    if not text:
+        return ()
+    headers = []
+    for pair in text.split("&"):
+        name, sep, value = pair.partition("=")
+        try:
+            name, value = unquote(name, errors="strict"), unquote(value, errors="strict")
+        except UnicodeDecodeError:
+            return None
+        if not sep or header_problem(name, value) is not None:
+            return None
+        headers.append((name, value))
+    return tuple(headers) if len(headers) <= MAX_HEADERS else None
 
 
 def decode(
@@ -87,6 +118,9 @@ def decode(
         return None
     if not math.isfinite(stored_at) or stored_at < 0:
         return None
+    headers = decode_headers(metadata.get("packrat-headers", ""))
+    if headers is None:
+        return None
     if not filename or len(filename) > MAX_FILENAME or "\x00" in filename:
         filename = key.rsplit("/", 1)[-1]
     if content_type is None or not _PRINTABLE.fullmatch(content_type):
@@ -101,6 +135,7 @@ def decode(
         stored_at=stored_at,
         xxh3=xxh3,
         fetched_version=version or 1,
+        headers=headers,
     )
     return Stored(meta, version, etag)
 

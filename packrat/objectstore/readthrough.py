@@ -280,7 +280,12 @@ class ReadThrough:
             self.metrics.fetches.labels("fetched").inc()
             meta = fetch.meta
             sealed, file_size = fetch.staged.seal(
-                key, meta.filename, meta.content_type, meta.stored_at, meta.fetched_version
+                key,
+                meta.filename,
+                meta.content_type,
+                meta.stored_at,
+                meta.fetched_version,
+                meta.headers,
             )
             try:
                 committed = await self.commit(

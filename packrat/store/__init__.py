@@ -36,7 +36,14 @@ restarts):
 from packrat.store.format import CorruptObject, ObjectMeta
 from packrat.store.layout import Layout, LayoutError, key_digest
 from packrat.store.lock import RootLocked, lock_root
-from packrat.store.reader import Checker, open_entry, open_key, open_to_read, read_data
+from packrat.store.reader import (
+    Checker,
+    is_stored,
+    open_entry,
+    open_key,
+    open_to_read,
+    read_data,
+)
 from packrat.store.staging import NoSpace, StagedFile, sweep_staging
 
 __all__ = [
@@ -48,6 +55,7 @@ __all__ = [
     "ObjectMeta",
     "RootLocked",
     "StagedFile",
+    "is_stored",
     "key_digest",
     "lock_root",
     "open_entry",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import struct
 from dataclasses import dataclass, fields
 
@@ -53,10 +54,34 @@ class ObjectMeta:
     # number it was stored under, see packrat.objectstore); 0 for an object
     # uploaded here.  Written only when set, so other trailers are unchanged.
     fetched_version: int = 0
+    # Headers a build tool's route stored with the object, sent back with it on
+    # every read (turbo's x-artifact-duration and x-artifact-tag): (name, value)
+    # pairs that ``header_problem`` allows.  Written only when set.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 _FIELDS = tuple(field.name for field in fields(ObjectMeta))
-_WRITTEN_WHEN_SET = ("fetched_version",)
+_WRITTEN_WHEN_SET = ("fetched_version", "headers")
+# What a stored header may be: an x- name in lower case, a printable ASCII value
+# (it goes back on the wire as it is, so nothing that could end a header line).
+_HEADER_NAME = re.compile(r"x-[a-z0-9-]{1,62}")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]{0,1024}")
+MAX_HEADERS = 8
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """Why ``(name, value)`` cannot be stored with an object and sent back, or None.
+
+    >>> header_problem("x-artifact-duration", "1500"), header_problem("X-A", "1")
+    (None, "'X-A' is not a lower-case x- header name")
+    >>> header_problem("x-artifact-tag", "a\\r\\nSet-Cookie: b")
+    'the value of x-artifact-tag has characters other than printable ASCII, or is too long'
+    """
+    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+        return f"{name!r} is not a lower-case x- header name"
+    if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
+        return f"the value of {name} has characters other than printable ASCII, or is too long"
+    return None
 
 
 def encode_trailer(meta: ObjectMeta) -> bytes:
@@ -111,7 +136,7 @@ def decode_metadata(body: bytes) -> ObjectMeta:
     and bytes that do not decode raise every time.
     """
     try:
-        meta = ObjectMeta(**msgpack.unpackb(body))
+        meta = ObjectMeta(**msgpack.unpackb(body, use_list=False))
     except (ValueError, TypeError, msgpack.UnpackException) as e:
         raise CorruptObject(f"trailer does not decode: {e}") from None
     if not _well_typed(meta):
@@ -126,4 +151,16 @@ def _well_typed(meta: ObjectMeta) -> bool:
         and type(meta.size) is int
         and type(meta.fetched_version) is int
         and isinstance(meta.stored_at, int | float)
+        and (not meta.headers or _headers_sound(meta.headers))
+    )
+
+
+def _headers_sound(headers: object) -> bool:
+    return (
+        isinstance(headers, tuple)
+        and len(headers) <= MAX_HEADERS
+        and all(
+            isinstance(pair, tuple) and len(pair) == 2 and header_problem(*pair) is None
+            for pair in headers
+        )
     )

@@ -80,6 +80,17 @@ def open_key(layout: Layout, key: str) -> tuple[int, ObjectMeta, os.stat_result]
     return open_entry(layout.fanout_fd(digest), digest, key)
 
 
+def is_stored(layout: Layout, key: str) -> bool:
+    """Whether an object file is at ``key``'s place: one ``stat``, no trailer read (for a
+    check whose answer a read of the object confirms later; a corrupt file is found then)."""
+    digest = key_digest(key)
+    try:
+        info = os.stat(digest, dir_fd=layout.fanout_fd(digest), follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(info.st_mode)
+
+
 def open_to_read(
     layout: Layout, key: str, whole_up_to: int
 ) -> tuple[int, ObjectMeta, os.stat_result, memoryview | None] | None:

@@ -19,12 +19,14 @@ import re
 import secrets
 import stat
 import time
+from collections.abc import Iterator
 
 import xxhash
 
 from packrat.core.pids import alive
 from packrat.store.format import ObjectMeta, encode_trailer
 from packrat.store.layout import Layout
+from packrat.store.reader import read_data
 
 HOLD = 64 * 1024  # bytes of an upload held in memory before its first write
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -107,6 +109,19 @@ class StagedFile:
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 
+    def data(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The bytes written so far, read back: for a check of the whole body that its
+        running digests cannot make (another digest, a message to parse) before it is
+        sealed."""
+        if self._held is not None:
+            yield bytes(self._held)
+            return
+        fd = os.open(self.name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.layout.staging_fd)
+        try:
+            yield from read_data(fd, 0, self.size, chunk_size)
+        finally:
+            os.close(fd)
+
     def seal(
         self,
         key: str,
@@ -114,11 +129,13 @@ class StagedFile:
         content_type: str,
         stored_at: float | None = None,
         fetched_version: int = 0,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> tuple[ObjectMeta, int]:
         """Append the trailer and close; return the metadata and the file's total size.
 
         ``stored_at`` (default: now) and ``fetched_version`` are an object's
-        own when it was fetched from the object store.
+        own when it was fetched from the object store; ``headers`` go back
+        with every read of it (``format.header_problem`` allows them).
         """
         meta = ObjectMeta(
             key=key,
@@ -129,6 +146,7 @@ class StagedFile:
             stored_at=time.time() if stored_at is None else stored_at,
             xxh3=self._fast_hash.hexdigest(),
             fetched_version=fetched_version,
+            headers=headers,
         )
         trailer = encode_trailer(meta)
         file_size = self.size + len(trailer)
