@@ -263,3 +263,20 @@ def test_a_tcp_endpoint_with_curve_keys_answers_only_key_holders(
             raise AssertionError("a client without the keys was answered")
     with CoordinatorClient(f"tcp://127.0.0.1:{free_tcp_port}", 5, keys) as member:
         assert member.stats()["objects"] == 1
+
+
+def test_a_removed_fanout_directory_made_again_is_read_by_every_front_end(make_server):
+    """Someone removes ``objects/ab/``; the coordinator makes it again for the next upload
+    there, and the front ends, which opened the old one at start-up, read the new one."""
+    coordinator = make_server("coordinator")
+    front_ends = [make_server("frontend"), make_server("frontend")]
+    key = next(f"fanout/{n}" for n in range(100_000) if digest_of(f"fanout/{n}")[:2] == "ab")
+    fanout = coordinator.cache / "objects" / "ab"
+    shutil.rmtree(fanout)
+    assert put(front_ends[0].url, key, b"in a new directory") == 200
+    assert fanout.is_dir()
+    for front_end in front_ends:
+        reply = front_end.get(key)
+        assert reply.status_code == 200, (front_end.url, reply.text)
+        assert reply.content == b"in a new directory"
+        assert front_end.exists(key) is True
