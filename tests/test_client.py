@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import http.server
 import io
 import logging
 import os
@@ -19,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +28,6 @@ from packrat.client import (
     BadAnswer,
     ChecksumMismatch,
     Client,
-    ClientError,
     IntegrityError,
     KeyRefused,
     NotFound,
@@ -40,16 +37,6 @@ from packrat.client import (
 
 READER = "r" * 16 + "-read-token"
 WRITER = "w" * 16 + "-write-token"
-
-
-def answering(url: str, token: str | None = None) -> bool:
-    """HTTP answers (``exists`` needs no coordinator)."""
-    try:
-        with Client(url, token, retries=0, timeout=2) as probe:
-            probe.exists("probe")
-    except ClientError:
-        return False
-    return True
 
 
 def only_object_file(server) -> Path:
@@ -171,10 +158,10 @@ def test_errors_carry_the_api_code(make_server, tmp_path):
     assert not server.exists("big")
 
 
-def test_tokens(make_server, wait_for):
+def test_tokens(make_server):
     auth = {"enabled": "true", "read_tokens": READER, "write_tokens": WRITER}
     server = make_server(wait=False, auth=auth)
-    wait_for(lambda: answering(server.url, READER))
+    server.wait_answering("/exists/probe", headers={"Authorization": f"Bearer {READER}"})
     with Client(server.url) as anonymous, pytest.raises(APIError) as denied:
         anonymous.exists("k")
     assert (denied.value.status, denied.value.code) == (401, "unauthorized")
@@ -228,65 +215,35 @@ def test_an_upload_that_changed_after_hashing_is_refused(packrat_server):
 # -- a stand-in server that lies --------------------------------------------
 
 
-@pytest.fixture
-def liar() -> Iterator[tuple[str, dict]]:
-    """An HTTP server answering every GET with ``answer["body"]`` and ``answer["headers"]``."""
-    answer: dict = {}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            for name, value in answer["headers"].items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(answer["body"])
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", answer
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-def test_a_download_must_match_its_etag_and_length(liar, tmp_path):
-    url, answer = liar
+def test_a_download_must_match_its_etag_and_length(hostile_server, tmp_path):
     body = b"not what was stored"
+    right = f'"{hashlib.sha256(body).hexdigest()}"'
     dest = tmp_path / "out"
-    with Client(url) as cache:
-        answer.update(body=body, headers={"ETag": f'"{"0" * 64}"', "Content-Length": len(body)})
+    hostile_server.reply("200 OK", {"ETag": f'"{"0" * 64}"', "Content-Length": len(body)}, body)
+    hostile_server.reply("200 OK", {"ETag": right, "Content-Length": len(body) + 10}, body)
+    hostile_server.reply("200 OK", {"Content-Length": len(body)}, body)  # nothing to verify
+    hostile_server.reply("200 OK", {"ETag": right, "Content-Length": len(body)}, body)
+    with Client(hostile_server.url) as cache:
         with pytest.raises(IntegrityError, match="not 0000"):
             cache.get("k", dest)
         assert not dest.exists()
-
-        right = hashlib.sha256(body).hexdigest()
-        answer.update(headers={"ETag": f'"{right}"', "Content-Length": len(body) + 10})
         with pytest.raises(TransferError):
             cache.get("k", dest)
         assert not dest.exists()
-
-        answer.update(headers={"Content-Length": len(body)})  # nothing to verify against
         with pytest.raises(IntegrityError, match="no sha256 ETag"):
             cache.get("k", dest)
-
-        answer.update(headers={"ETag": f'"{right}"', "Content-Length": len(body)})
-        assert cache.get("k", dest).sha256 == right
+        assert cache.get("k", dest).sha256 == right.strip('"')
         assert dest.read_bytes() == body
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert len(hostile_server.requests) == 4  # one GET each: none was retried
 
 
 # -- 503: retried after Retry-After -----------------------------------------
 
 
-def test_uploads_wait_for_a_restarting_coordinator(make_server, caplog, wait_for):
+def test_uploads_wait_for_a_restarting_coordinator(make_server, caplog):
     frontend = make_server("frontend", wait=False)
-    wait_for(lambda: answering(frontend.url))
+    frontend.wait_answering("/exists/probe")
     started = threading.Timer(1.5, lambda: make_server("coordinator", wait=False))
     started.start()
     try:
@@ -299,9 +256,9 @@ def test_uploads_wait_for_a_restarting_coordinator(make_server, caplog, wait_for
     assert retries, "the first attempt should have met a 503"
 
 
-def test_retries_are_bounded(make_server, wait_for):
+def test_retries_are_bounded(make_server):
     frontend = make_server("frontend", wait=False)
-    wait_for(lambda: answering(frontend.url))
+    frontend.wait_answering("/exists/probe")
     start = time.monotonic()
     with Client(frontend.url, retries=1, max_wait=0.2) as cache, pytest.raises(Unavailable) as e:
         cache.put("never", io.BytesIO(b"x"))

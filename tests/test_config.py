@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 
 from packrat.core import settings as config
 from packrat.core.exits import ExitStatus
+from tests.support.cli import packrat
 
 EXAMPLE = Path(__file__).parent.parent / "etc" / "packrat.ini.example"
 
@@ -136,22 +136,11 @@ def test_describe_loads_back_to_the_same_settings(tmp_path, body):
     assert config.load(again) == expected
 
 
-def run_packrat(*args: str, cwd: Path, env: dict[str, str] | None = None):
-    return subprocess.run(
-        [sys.executable, "-m", "packrat", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-    )
-
-
 def test_packrat_config_says_where_each_setting_came_from(tmp_path):
     (tmp_path / "etc").mkdir()
     local = tmp_path / "etc" / "packrat.ini"
     local.write_text("[server]\nport = 6001\n[auth]\nread_tokens = abcdefghijklmnopqrstuvwxyz\n")
-    result = run_packrat("config", cwd=tmp_path)
+    result = packrat("config", cwd=tmp_path, text=True)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "; configuration file: etc/packrat.ini (found)"
@@ -163,15 +152,15 @@ def test_packrat_config_says_where_each_setting_came_from(tmp_path):
 
     other = tmp_path / "other.ini"
     other.write_text("[cache]\npolicy = lru\n")
-    by_env = run_packrat("config", cwd=tmp_path, env={"PACKRAT_CONFIG": str(other)})
+    by_env = packrat("config", cwd=tmp_path, text=True, env={"PACKRAT_CONFIG": str(other)})
     assert by_env.stdout.splitlines()[0] == f"; configuration file: {other} ($PACKRAT_CONFIG)"
     assert f"policy = lru  ; {other}" in by_env.stdout
     assert "port = 5050  ; default" in by_env.stdout
-    explicit = run_packrat("config", "--config", str(other), cwd=tmp_path)
+    explicit = packrat("config", "--config", str(other), cwd=tmp_path, text=True)
     assert explicit.stdout.splitlines()[0] == f"; configuration file: {other} (--config)"
 
     other.write_text("[cache]\npolicy = nope\n")
-    bad = run_packrat("config", "--config", str(other), cwd=tmp_path)
+    bad = packrat("config", "--config", str(other), cwd=tmp_path, text=True)
     assert bad.returncode == ExitStatus.CONFIG and "unknown policy 'nope'" in bad.stderr
 
 
@@ -183,7 +172,7 @@ def test_runs_on_built_in_defaults_in_any_directory(tmp_path):
     """No file anywhere: `packrat config` says so, and a coordinator starts in an
     empty directory with the default (relative) cache root and endpoint.  (The
     front ends would bind the default port 5050, which tests never use.)"""
-    result = run_packrat("config", cwd=tmp_path)
+    result = packrat("config", cwd=tmp_path, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("; no configuration file (none of etc/packrat.ini")
     assert "built-in defaults" in result.stdout.splitlines()[0]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import subprocess
-import sys
 import time
 
 import requests
 
 from packrat.core.exits import ExitStatus
 from packrat.store import Layout
+from tests.support.cli import packrat
 
 
 def test_expected_digest_header_is_checked(packrat_server):
@@ -73,15 +72,6 @@ def test_corrupt_object_is_never_served_whole_and_then_dropped(packrat_server, w
     assert "failed its digest check" in packrat_server.log()
 
 
-def _fsck(server, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "packrat", "fsck", "--config", str(server.config), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_fsck_reports_and_repairs(make_server):
     packrat_server = make_server(coordinator={"snapshot_interval": 0.2})
     for key in ("good", "flipped", "truncated"):
@@ -93,7 +83,7 @@ def test_fsck_reports_and_repairs(make_server):
     truncated.write_bytes(truncated.read_bytes()[:-20])
     (layout.staging / "999999999-abandoned.part").write_bytes(b"junk")
 
-    report = _fsck(packrat_server)
+    report = packrat("fsck", "--config", str(packrat_server.config), text=True)
     assert report.returncode == ExitStatus.CORRUPT_LEFT, report.stdout + report.stderr
     assert "data does not match its sha256 (key 'flipped')" in report.stdout
     assert f"corrupt   {truncated}" in report.stdout
@@ -101,7 +91,7 @@ def test_fsck_reports_and_repairs(make_server):
     assert "checked 3 objects" in report.stdout
     assert layout.object_path("flipped").exists()  # reporting changes nothing
 
-    repaired = _fsck(packrat_server, "--repair")
+    repaired = packrat("fsck", "--config", str(packrat_server.config), "--repair", text=True)
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert not layout.object_path("flipped").exists()
     assert not truncated.exists()
@@ -112,6 +102,6 @@ def test_fsck_reports_and_repairs(make_server):
     assert "<th>Objects</th><td>1</td>" in page
 
     time.sleep(0.5)  # the next snapshot no longer lists the removed keys
-    clean = _fsck(packrat_server)
+    clean = packrat("fsck", "--config", str(packrat_server.config), text=True)
     assert clean.returncode == 0, clean.stdout
     assert "0 corrupt, 0 missing" in clean.stdout

@@ -9,11 +9,9 @@ import http.client
 import json
 import socket
 
+from tests.support.rawhttp import header_lines
+
 SERVER_SECTIONS = {"cache": {"max_size": "4M", "max_file_size": "1M"}}
-
-
-def _credential(server) -> bytes:
-    return b"".join(f"{k}: {v}\r\n".encode() for k, v in server.auth.items())
 
 
 def test_declared_too_large_is_413_before_the_body(server):
@@ -21,7 +19,9 @@ def test_declared_too_large_is_413_before_the_body(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(
             b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 52428800\r\n"
-            b"Content-Type: multipart/form-data; boundary=b\r\n" + _credential(server) + b"\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n"
+            + header_lines(server.auth)
+            + b"\r\n"
         )
         head = sock.recv(65536).decode()
     assert head.startswith("HTTP/1.1 413"), head
@@ -33,7 +33,7 @@ def test_declared_too_large_is_413_before_the_body(server):
 def test_chunked_upload_over_limit_is_413_and_staging_removed(server):
     head = (
         b"POST /chunky HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-        b"Content-Type: multipart/form-data; boundary=b\r\n" + _credential(server) + b"\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\n" + header_lines(server.auth) + b"\r\n"
     )
     part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\n'
     block = b"z" * 65536

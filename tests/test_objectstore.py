@@ -27,7 +27,8 @@ import pytest
 import requests
 
 from bench.seaweedfs import SECRET_KEY
-from tests.conftest import BUCKET, REPO, PackratProcess, free_port, wait_until, write_config
+from tests.support.processes import BUCKET, REPO, PackratProcess, free_port, write_config
+from tests.support.waiting import wait_answering, wait_until
 
 
 def start_node(
@@ -199,12 +200,6 @@ def kill_group(node: PackratProcess) -> None:
         process.wait(10)
 
 
-def stats(node: PackratProcess) -> dict:
-    reply = requests.get(node.url + "/api/stats", timeout=10)
-    assert reply.status_code == 200, reply.text
-    return reply.json()
-
-
 def test_the_store_down_mid_traffic_then_back_after_kill_9_with_a_backlog(
     seaweedfs, objectstore, nodes, tmp_path
 ):
@@ -240,8 +235,8 @@ def test_the_store_down_mid_traffic_then_back_after_kill_9_with_a_backlog(
         # A delete that cannot reach the store deletes nothing.
         assert requests.delete(node.url + "/mid/local", timeout=10).status_code == 503
         assert node.get("mid/local").content == b"local bytes"
-        wait_until(lambda: stats(node)["objectstore"]["state"] == "degraded")
-        figures = stats(node)["objectstore"]
+        wait_until(lambda: node.stats()["objectstore"]["state"] == "degraded")
+        figures = node.stats()["objectstore"]
         assert figures["uploader"]["backlog_objects"] == len(objects), figures
         ready = requests.get(node.url + "/readyz", timeout=10)
         assert ready.status_code == 200  # the node still serves: the balancer keeps it
@@ -261,8 +256,8 @@ def test_the_store_down_mid_traffic_then_back_after_kill_9_with_a_backlog(
     for key, data in objects.items():
         wait_until(lambda key=key: in_store(seaweedfs, objectstore, key), timeout=30)
         assert store_bytes(seaweedfs, objectstore, key) == data
-    wait_until(lambda: stats(restarted)["objectstore"]["uploader"]["backlog_objects"] == 0)
-    assert stats(restarted)["objectstore"]["state"] == "ok"
+    wait_until(lambda: restarted.stats()["objectstore"]["uploader"]["backlog_objects"] == 0)
+    assert restarted.stats()["objectstore"]["state"] == "ok"
     assert restarted.get("mid/remote").content == remote
     assert requests.delete(restarted.url + "/mid/local", timeout=10).status_code == 200
     assert in_store(seaweedfs, objectstore, "mid/local") is None
@@ -364,7 +359,7 @@ def test_credentials_never_show(seaweedfs, objectstore, nodes, tmp_path, monkeyp
     nodes.append(refused)
     assert refused.upload("creds/local", b"y").status_code == 200
     assert refused.get("creds/k").status_code == 404
-    wait_until(lambda: stats(refused)["objectstore"]["state"] == "degraded")
+    wait_until(lambda: refused.stats()["objectstore"]["state"] == "degraded")
     shown.append(requests.get(refused.url + "/api/stats", timeout=10).text)
     node.stop()
     refused.stop()
@@ -402,7 +397,7 @@ def test_nodes_sharing_a_bucket_behind_haproxy_round_robin(seaweedfs, objectstor
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _answers(url + "/readyz"))
+        wait_answering(url + "/readyz", process=balancer)
         objects = {f"shared/{n}": secrets.token_bytes(2000 + n) for n in range(8)}
         for key, data in objects.items():
             reply = requests.post(f"{url}/{key}", files={"file": ("f", data)}, timeout=10)
@@ -440,13 +435,6 @@ def test_nodes_sharing_a_bucket_behind_haproxy_round_robin(seaweedfs, objectstor
         log.close()
 
 
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def test_concurrent_misses_of_one_key_make_one_fetch(seaweedfs, objectstore, nodes, tmp_path):
     node = start_node(tmp_path / "a", objectstore)  # two front ends: both levels of the lock
     nodes.append(node)
@@ -476,8 +464,8 @@ def test_objects_evicted_before_they_reach_the_store_are_counted(
         uploader.resume()
     gone = [n for n in range(4) if not local_file(node, f"evicted/{n}").exists()]
     assert gone, "nothing was evicted"
-    wait_until(lambda: stats(node)["objectstore"]["uploader"]["backlog_objects"] == 0)
-    figures = stats(node)["objectstore"]["uploader"]
+    wait_until(lambda: node.stats()["objectstore"]["uploader"]["backlog_objects"] == 0)
+    figures = node.stats()["objectstore"]["uploader"]
     assert figures["lost_before_upload"] == len(gone), figures
     assert metric(node, "packrat_objectstore_lost_before_upload_total") == len(gone)
     for n in range(4):

@@ -48,25 +48,6 @@ def healthz_answers(server, count: int) -> dict[int, int]:
     return answered
 
 
-def wait_until_ready(server, wait_for) -> None:
-    """What a load balancer does: poll ``/readyz`` (no credentials) until it says 200."""
-
-    def ready() -> bool:
-        assert server.process.poll() is None, server.log()
-        try:
-            return requests.get(server.url + "/readyz", timeout=5).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    wait_for(ready, timeout=20)
-
-
-def stats(server, **kw) -> dict:
-    reply = requests.get(server.url + "/api/stats", timeout=10, **kw)
-    assert reply.status_code == 200, reply.text
-    return reply.json()
-
-
 def test_metrics_add_up_every_front_end(make_server):
     server = make_server()
     answered = healthz_answers(server, 60)
@@ -101,14 +82,14 @@ def test_metrics_add_up_every_front_end(make_server):
 def test_counters_survive_a_front_end_killed_and_restarted(make_server, wait_for):
     server = make_server()
     answered = healthz_answers(server, 40)
-    processes = {p["number"]: p["pid"] for p in stats(server)["processes"][1:]}
+    processes = {p["number"]: p["pid"] for p in server.stats()["processes"][1:]}
     number = max(answered, key=answered.get)  # a front end with requests counted
     victim = processes[number]
     next(p for p in server.children("frontend") if p.pid == victim).kill()
 
     def replaced() -> bool:
         try:  # a connection queued at the killed process is reset
-            rows = stats(server)["processes"][1:]
+            rows = server.stats()["processes"][1:]
         except requests.ConnectionError:
             return False
         return any(p["number"] == number and p["pid"] != victim for p in rows)
@@ -166,7 +147,7 @@ def test_healthz_and_readyz_follow_the_coordinator(make_server, wait_for):
 
 def test_api_stats(make_server):
     server = make_server(cache={"policy": "lru"})
-    fresh = stats(server)
+    fresh = server.stats()
     assert fresh["hit_ratio"] is None and fresh["recent_uploads"] == []
     for n in range(12):
         reply = server.upload(f"s/{n}", b"d" * (100 + n), filename=f"f{n}.bin")
@@ -175,7 +156,7 @@ def test_api_stats(make_server):
     assert server.get("s/3").content == b"d" * 103
     server.get("s/absent")
     time.sleep(0.2)  # reads reach the coordinator in batches
-    figures = stats(server)
+    figures = server.stats()
     assert figures["version"]
     assert figures["uptime_seconds"] > 0
     assert figures["objects"] == 11 and figures["commits"] == 12
@@ -207,11 +188,11 @@ def test_api_stats(make_server):
     assert "<th>Objects</th><td>11</td>" in page
 
 
-def test_operations_endpoints_with_auth(make_server, wait_for):
+def test_operations_endpoints_with_auth(make_server):
     sections = {"auth": {"enabled": "true", "read_tokens": READER}}
     server = make_server(wait=False, **sections)
     read = {"Authorization": f"Bearer {READER}"}
-    wait_until_ready(server, wait_for)
+    server.wait_answering("/readyz")  # as a load balancer polls, without credentials
     for path in ("/healthz", "/readyz", "/api/openapi.json"):
         assert requests.get(server.url + path, timeout=10).status_code == 200, path
     for path in ("/metrics", "/api/stats"):
@@ -220,7 +201,7 @@ def test_operations_endpoints_with_auth(make_server, wait_for):
         assert requests.get(server.url + path, headers=read, timeout=10).status_code == 200
     server.stop()  # the next server uses the same cache root
     public = make_server(wait=False, metrics={"public": "true"}, **sections)
-    wait_until_ready(public, wait_for)
+    public.wait_answering("/readyz")
     assert requests.get(public.url + "/metrics", timeout=10).status_code == 200
     assert requests.get(public.url + "/api/stats", timeout=10).status_code == 401
 

@@ -10,7 +10,8 @@ import sys
 import time
 
 import psutil
-import requests
+
+from tests.support.waiting import wait_answering
 
 
 def test_titles_name_each_role(packrat_server):
@@ -102,23 +103,16 @@ def test_coordinator_and_front_end_run_alone(make_server):
     coordinator.stop()
 
 
-def test_serve_uses_packrat_config_environment(config_for, free_tcp_port, wait_for):
+def test_serve_uses_packrat_config_environment(config_for, free_tcp_port):
     port = free_tcp_port
     config = config_for(port)
     env = {**os.environ, "PACKRAT_CONFIG": str(config)}
     process = subprocess.Popen([sys.executable, "-m", "packrat", "serve"], env=env)
     try:
-        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"), timeout=20)
+        wait_answering(f"http://127.0.0.1:{port}/", process=process)
     finally:
         process.terminate()
         assert process.wait(10) == 0
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 def test_sigterm_lets_an_upload_under_way_finish(make_server):

@@ -14,7 +14,6 @@ import shutil
 import socket
 import stat
 import subprocess
-import sys
 import time
 
 import msgpack
@@ -27,14 +26,9 @@ from packrat.coordinator.connection import CoordinatorClient
 from packrat.core.exits import ExitStatus
 from packrat.store.layout import FIXED_OVERHEAD
 from packrat.store.layout import key_digest as digest_of
+from tests.support.cli import packrat
 
 MiB = 1 << 20
-
-
-def packrat(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run one ``packrat`` command to its end; its output is captured."""
-    command = [sys.executable, "-m", "packrat", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 
 def put(url: str, key: str, data: bytes, session: requests.Session | None = None) -> int:
@@ -91,7 +85,7 @@ def test_a_second_instance_on_the_same_root_exits_in_use_and_harms_nothing(make_
         + body[:MiB]
     )
     wait_for(lambda: first.staging_files())
-    second = packrat("serve", "--config", str(first.config))
+    second = packrat("serve", "--config", str(first.config), text=True)
     assert second.returncode == ExitStatus.IN_USE
     lines = second.stderr.strip().splitlines()
     assert len(lines) == 1 and "is in use by pid" in lines[0], second.stderr
@@ -104,7 +98,7 @@ def test_a_second_instance_on_the_same_root_exits_in_use_and_harms_nothing(make_
 
 def test_a_coordinator_alone_on_a_held_root_exits_in_use(make_server):
     first = make_server()
-    alone = packrat("coordinator", "--config", str(first.config))
+    alone = packrat("coordinator", "--config", str(first.config), text=True)
     assert alone.returncode == ExitStatus.IN_USE
     assert "in use by pid" in alone.stderr and "Traceback" not in alone.stderr
 
@@ -184,7 +178,7 @@ def test_fsck_repair_removes_a_misnamed_object_for_real(make_server):
     shutil.copy(server.cache / "objects" / digest_of("a")[:2] / digest_of("a"), path_b)
 
     def fsck(*args: str) -> subprocess.CompletedProcess[str]:
-        return packrat("fsck", "--config", str(server.config), *args)
+        return packrat("fsck", "--config", str(server.config), *args, text=True)
 
     assert fsck().returncode == ExitStatus.CORRUPT_LEFT
     repaired = fsck("--repair")
@@ -202,7 +196,7 @@ def test_fsck_repair_offline_removes_and_exits_0(make_server):
     server.stop()
     path = server.cache / "objects" / digest_of("c")[:2] / digest_of("c")
     path.write_bytes(b"garbage, not an object")
-    done = packrat("fsck", "--repair", "--config", str(server.config))
+    done = packrat("fsck", "--repair", "--config", str(server.config), text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert not path.exists()
 
@@ -247,7 +241,7 @@ def test_a_tcp_endpoint_with_curve_keys_answers_only_key_holders(
     make_server, free_tcp_port, tmp_path
 ):
     keys = tmp_path / "curve"
-    assert packrat("keygen", str(keys)).returncode == 0
+    assert packrat("keygen", str(keys), text=True).returncode == 0
     assert stat.S_IMODE((keys / "client.key_secret").stat().st_mode) == 0o600
     server = make_server(
         coordinator={"endpoint": f"tcp://0.0.0.0:{free_tcp_port}", "curve_keys": keys}

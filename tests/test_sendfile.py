@@ -20,6 +20,7 @@ import requests
 from packrat.frontend.downloads import SEGMENT, SMALL
 from packrat.store import Layout
 from packrat.store.format import _LENGTH, MAGIC, read_trailer
+from tests.support.rawhttp import request
 
 SIZES = (0, 1, SMALL, SMALL + 1, 3 * SEGMENT + 17)
 
@@ -45,18 +46,7 @@ def _data(size: int) -> bytes:
 def _get_raw(server, key: str) -> tuple[int, bytes]:
     """Status and whatever body arrived, a cut transfer included (0: no answer at all,
     as for a small object found corrupt before its headers went out)."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    conn.request("GET", f"/{key}", headers=server.auth)
-    try:
-        response = conn.getresponse()
-    except http.client.RemoteDisconnected:
-        return 0, b""
-    try:
-        body = response.read()
-    except http.client.IncompleteRead as e:
-        body = e.partial
-    conn.close()
-    return response.status, body
+    return request(server.port, "GET", f"/{key}", headers=server.auth, cut_ok=True)
 
 
 def _flip(server, key: str, offset: int) -> None:
