@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 import trustme
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.append(str(REPO))  # tests.support and bench.<name> import from the checkout
+# tests.support and bench.<name> import from the checkout (bench/ is not installed).
+sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from bench.seaweedfs import ACCESS_KEY, SECRET_KEY, SeaweedFS  # noqa: E402
-from tests.support.hostile import HostileServer  # noqa: E402
-from tests.support.processes import (  # noqa: E402
+from bench.seaweedfs import ACCESS_KEY, SECRET_KEY, SeaweedFS
+from tests.support.hostile import HostileServer
+from tests.support.processes import (
     AUTH_MODES,
     BUCKET,
     PackratProcess,
@@ -34,8 +34,8 @@ from tests.support.processes import (  # noqa: E402
     shared_server,
     write_config,
 )
-from tests.support.rawhttp import read_after_stalling  # noqa: E402
-from tests.support.waiting import wait_answering, wait_until  # noqa: E402
+from tests.support.rawhttp import read_after_stalling
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -71,12 +71,13 @@ def make_server(tmp_path: Path) -> Iterator:
             server.stop()
 
 
-@pytest.fixture
-def certificate(tmp_path: Path) -> tuple[Path, Path, Path]:
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """``(certfile, keyfile, cafile)`` for 127.0.0.1 and localhost, from a CA made here."""
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
-    certfile, keyfile, cafile = tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"
+    directory = tmp_path_factory.mktemp("tls")
+    certfile, keyfile, cafile = directory / "c.pem", directory / "k.pem", directory / "ca.pem"
     cert.cert_chain_pems[0].write_to_path(str(certfile))
     for pem in cert.cert_chain_pems[1:]:
         pem.write_to_path(str(certfile), append=True)
@@ -91,14 +92,14 @@ def stalled_read():
     return read_after_stalling
 
 
-@pytest.fixture
-def https_server(make_server, certificate) -> tuple[PackratProcess, str]:
-    """A server answering HTTPS with ``certificate``, and its URL, once it is ready."""
+@pytest.fixture(scope="module", params=AUTH_MODES)
+def https_server(request, tmp_path_factory, certificate) -> Iterator[PackratProcess]:
+    """A server answering HTTPS with ``certificate``, per module and auth mode as ``server``:
+    its ``url`` is ``https://``, and ``http`` trusts the certificate's CA."""
     certfile, keyfile, cafile = certificate
-    server = make_server(wait=False, server={"certfile": certfile, "keyfile": keyfile})
-    url = f"https://127.0.0.1:{server.port}"
-    wait_answering(url + "/readyz", process=server.process, log=server.log, verify=str(cafile))
-    return server, url
+    sections = {"server": {"certfile": certfile, "keyfile": keyfile}}
+    with shared_server(tmp_path_factory, request.param, sections, cafile=cafile) as process:
+        yield process
 
 
 @pytest.fixture

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 
 import requests
 
 from tests.support.rawhttp import request
+from tests.support.waiting import wait_until
 
 
 def test_readme_example_round_trip(packrat_server, tmp_path):
@@ -212,11 +212,10 @@ def test_status_page_counts_hits_and_misses(packrat_server):
         "<th>Hits</th><td>2</td>",
         "<th>Misses</th><td>1</td>",
     )
-    deadline = time.monotonic() + 2  # reads are reported in batches every 20 ms
-    while True:
-        page = requests.get(packrat_server.url + "/", timeout=10).text
-        if all(row in page for row in expected) or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
-    for row in expected:
-        assert row in page
+    pages = []
+
+    def counted() -> bool:  # reads are reported in batches
+        pages.append(requests.get(packrat_server.url + "/", timeout=10).text)
+        return all(row in pages[-1] for row in expected)
+
+    wait_until(counted, what="the counts on the page", detail=lambda: pages[-1])

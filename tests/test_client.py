@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from packrat import __version__
@@ -34,6 +35,8 @@ from packrat.client import (
     TransferError,
     Unavailable,
 )
+from tests.support.cli import packrat
+from tests.support.waiting import wait_until
 
 READER = "r" * 16 + "-read-token"
 WRITER = "w" * 16 + "-write-token"
@@ -273,7 +276,7 @@ def test_too_busy_is_retried_until_a_slot_frees(make_server):
     # One upload in flight holds the only slot: headers and half the body sent.
     slow = socket.create_connection(("127.0.0.1", server.port))
     slow.sendall(b"PUT /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
-    time.sleep(0.3)  # let the front end start receiving it
+    wait_until(server.staging_files)  # the front end is receiving it: the slot is taken
     release = threading.Timer(1.5, lambda: slow.sendall(b"world"))
     release.start()
     try:
@@ -351,7 +354,7 @@ def test_an_endless_chunked_body_after_a_content_length_is_not_read(hostile_serv
     with Client(hostile_server.url) as cache, pytest.raises(BadAnswer, match="ambiguous"):
         cache.get("k", out)
     assert out.getvalue() == b""
-    time.sleep(0.5)  # the server notices the closed connection
+    wait_until(lambda: hostile_server.finished == 1)  # it noticed the closed connection
     assert hostile_server.sent < 16 << 20  # socket buffers, not an endless stream
 
 
@@ -433,24 +436,19 @@ def test_an_error_page_of_a_proxy_keeps_its_status(hostile_server):
     assert (error.value.status, error.value.code) == (502, "http_502")
 
 
-def test_https_is_verified_against_the_systems_cas_or_ssl_cert_file(https_server, certificate):
-    _, url = https_server
-    cafile = certificate[2]
-    with Client(url, retries=0) as cache, pytest.raises(TransferError, match="certificate"):
+def test_https_is_verified_against_the_systems_cas_or_ssl_cert_file(https_server):
+    url, token, cafile = https_server.url, https_server.token, https_server.cafile
+    with Client(url, token, retries=0) as cache, pytest.raises(TransferError, match="certificate"):
         cache.exists("k")  # a CA of its own: not trusted by default
     context = ssl.create_default_context(cafile=str(cafile))
-    with Client(url, ssl_context=context) as cache:
+    with Client(url, token, ssl_context=context) as cache:
         cache.put("over/tls", io.BytesIO(b"secret"))
         out = io.BytesIO()
         cache.get("over/tls", out)
     assert out.getvalue() == b"secret"
     # The command line: OpenSSL's own variable names the CA.
-    result = subprocess.run(
-        [sys.executable, "-m", "packrat", "exists", "over/tls", "--url", url],
-        capture_output=True,
-        timeout=60,
-        env={**os.environ, "SSL_CERT_FILE": str(cafile)},
-    )
+    env = {"SSL_CERT_FILE": str(cafile), **({"PACKRAT_TOKEN": token} if token else {})}
+    result = packrat("exists", "over/tls", "--url", url, env=env)
     assert result.returncode == 0, result.stderr
 
 
@@ -458,8 +456,18 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(make_server):
     server = make_server(frontend={"idle_timeout": 1})
     with Client(server.url, retries=0) as cache:
         cache.put("kept", io.BytesIO(b"alive"))
-        time.sleep(1.5)  # the server closes the idle keep-alive connection
+        wait_until(lambda: not open_connections(server))  # idle: the server closed it
         assert cache.exists("kept")
+
+
+def open_connections(server) -> list:
+    """The front ends' established TCP connections on ``server``'s port."""
+    return [
+        connection
+        for process in server.children("frontend")
+        for connection in process.net_connections("tcp")
+        if connection.status == psutil.CONN_ESTABLISHED and connection.laddr.port == server.port
+    ]
 
 
 def test_credentials_in_the_url_are_sent_as_basic_and_never_shown(hostile_server):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 from packrat.core import settings as config
 from packrat.core.exits import ExitStatus
 from tests.support.cli import packrat
+from tests.support.waiting import wait_until
 
 EXAMPLE = Path(__file__).parent.parent / "etc" / "packrat.ini.example"
 
@@ -186,11 +186,12 @@ def test_runs_on_built_in_defaults_in_any_directory(tmp_path):
         )
     try:
         socket = tmp_path / "var" / "run" / "packrat-coordinator.sock"
-        deadline = time.monotonic() + 20
-        while not socket.exists():
+
+        def bound() -> bool:
             assert coordinator.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+            return socket.exists()
+
+        wait_until(bound, 20, detail=log.read_text)
         assert (tmp_path / "var" / "cache" / "objects").is_dir()
     finally:
         coordinator.terminate()

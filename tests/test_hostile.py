@@ -24,6 +24,7 @@ from tornado.template import Loader
 from packrat.frontend import page
 from tests.support import rawhttp
 from tests.support.rawhttp import exchange, header_lines, json_answer
+from tests.support.waiting import wait_answering, wait_until
 
 TEMPLATES = Path(__file__).parent.parent / "packrat" / "frontend" / "templates"
 MiB = 1 << 20
@@ -143,10 +144,7 @@ def test_slow_body_is_cut_off_and_staging_removed(make_server):
             data = b""
         assert data == b"" or data.startswith(b"HTTP/1.1 4"), data
         assert time.monotonic() - start < 5
-    deadline = time.monotonic() + 3
-    while server.staging_files() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.staging_files() == []
+    wait_until(lambda: server.staging_files() == [], 3)
     assert server.exists("slow") is False
 
 
@@ -176,7 +174,7 @@ def test_max_uploads_gives_503_with_retry_after(make_server):
     server = make_server(frontend={"processes": 1, "max_uploads": 1})
     holder = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     holder.sendall(b"PUT /first HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nfive_")
-    time.sleep(0.3)  # the first upload holds the only slot
+    wait_until(server.staging_files)  # the first upload holds the only slot
     reply = requests.put(server.url + "/second", data=b"x", timeout=10)
     assert reply.status_code == 503
     assert reply.headers["Retry-After"] == "1"
@@ -189,15 +187,10 @@ def test_max_uploads_gives_503_with_retry_after(make_server):
     # A client that vanishes mid-upload gives its slot back.
     gone = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     gone.sendall(b"PUT /gone HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
-    time.sleep(0.2)
+    wait_until(server.staging_files)  # it holds the slot
     gone.close()
-    deadline = time.monotonic() + 5
-    while True:
-        status = requests.put(server.url + "/third", data=b"x", timeout=10).status_code
-        if status == 200 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert status == 200
+    third = server.url + "/third"
+    wait_until(lambda: requests.put(third, data=b"x", timeout=10).status_code == 200, 5)
 
 
 def test_concurrent_uploads_within_the_limit_all_succeed(make_server):
@@ -259,12 +252,13 @@ def test_stalled_uploads_lose_their_slots_after_idle_timeout(make_server):
         sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         sock.sendall(f"PUT /stall{n} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nx".encode())
         stalled.append(sock)
-    time.sleep(0.3)
+    wait_until(lambda: len(server.staging_files()) == 4)  # each holds a slot
     assert requests.put(server.url + "/blocked", data=b"x", timeout=10).status_code == 503
-    deadline = time.monotonic() + 5
-    while requests.put(server.url + "/free", data=b"x", timeout=10).status_code != 200:
-        assert time.monotonic() < deadline, "stalled uploads kept their slots"
-        time.sleep(0.1)
+
+    def freed() -> bool:
+        return requests.put(server.url + "/free", data=b"x", timeout=10).status_code == 200
+
+    wait_until(freed, 5, 0.1, what="stalled uploads losing their slots")
     for sock in stalled:
         sock.settimeout(2)
         with contextlib.suppress(ConnectionResetError, TimeoutError):
@@ -290,8 +284,7 @@ def test_front_end_out_of_file_descriptors_pauses_accepting(make_server, tmp_pat
     assert kept.getresponse().read() == b"still served"
     idle = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(200)]
     try:
-        time.sleep(0.5)
-        assert "not accepting" in server.log()
+        wait_until(lambda: "not accepting" in server.log(), 5)
         cpu_before = sum(frontend.cpu_times()[:2])
         log_before = len(server.log())
         time.sleep(3)
@@ -309,13 +302,8 @@ def test_front_end_out_of_file_descriptors_pauses_accepting(make_server, tmp_pat
     finally:
         for sock in idle:
             sock.close()
-    deadline = time.monotonic() + 10
-    while True:  # accepting resumes once descriptors are free
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(server.url + "/kept", timeout=2).content == b"still served":
-                break
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    # Accepting resumes once descriptors are free.
+    wait_answering(server.url + "/kept", lambda reply: reply.content == b"still served", 10)
 
 
 def test_open_file_limit_is_raised_to_the_hard_limit(make_server):

@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import re
 import socket
-import time
 
 import pytest
 
 from tests.support.rawhttp import answers, exchange, header_lines
+from tests.support.waiting import wait_until
 
 HOST_CASES = {
     "no Host": b"",
@@ -234,9 +234,7 @@ def test_every_refusal_is_recorded_once_in_the_access_log_and_the_metrics(make_s
     def recorded() -> list[str]:
         return [line for line in server.log().splitlines() if " 400 sent=" in line]
 
-    deadline = time.monotonic() + 5
-    while len(recorded()) < 3 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: len(recorded()) >= 3, 5, 0.1, detail=server.log)
     lines = recorded()
     assert len(lines) == 3, lines
     assert sum('"no-host"' in line for line in lines) == 1

@@ -11,7 +11,7 @@ import time
 
 import psutil
 
-from tests.support.waiting import wait_answering
+from tests.support.waiting import refuses, wait_answering, wait_until
 
 
 def test_titles_name_each_role(packrat_server):
@@ -73,21 +73,24 @@ def test_restart_keeps_objects_filenames_and_recency(make_server):
     for n in range(4):
         reply = server.upload(f"k{n}", bytes([n]) * blob, filename=f"file-{n}.dat")
         assert reply.status_code == 200, reply.text
+    before = server.stats()
     server.get("k0")  # k1 is now the least recently used
-    time.sleep(0.1)
+    server.stats_grown(before, hits=1)  # the read reached the coordinator
     assert server.stop() == 0
 
     again = make_server(port=server.port, **options)
+    before = again.stats()
     for n in range(4):
         reply = again.get(f"k{n}")
         assert reply.content == bytes([n]) * blob
         assert reply.headers["Content-Disposition"] == f'attachment; filename="file-{n}.dat"'
-    time.sleep(0.1)
+    # Through either front end: each batch of reads must arrive before the next reads.
+    again.stats_grown(before, hits=4)
     # Recency survived the restart: the next eviction takes the least recently used.
     again.get("k0")
     again.get("k2")
     again.get("k3")
-    time.sleep(0.1)
+    again.stats_grown(before, hits=7)
     again.upload("k4", b"4" * blob)
     assert [again.exists(f"k{n}") for n in range(5)] == [True, False, True, True, True]
 
@@ -128,9 +131,9 @@ def test_sigterm_lets_an_upload_under_way_finish(make_server):
             f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode()
             + body[:100_000]
         )
-        time.sleep(0.3)
+        wait_until(server.staging_files)  # the front end is receiving it
         server.process.send_signal(signal.SIGTERM)  # a rolling restart begins
-        time.sleep(0.5)
+        wait_until(lambda: refuses(server.url + "/healthz"))  # no longer accepting
         sock.sendall(body[100_000:])  # the client finishes within the grace period
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 200"), answer

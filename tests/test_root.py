@@ -27,6 +27,7 @@ from packrat.core.exits import ExitStatus
 from packrat.store.layout import FIXED_OVERHEAD
 from packrat.store.layout import key_digest as digest_of
 from tests.support.cli import packrat
+from tests.support.waiting import wait_until
 
 MiB = 1 << 20
 
@@ -69,7 +70,8 @@ def test_overwrites_abandoned_right_after_their_body_leak_nothing(make_server):
                 + body
             )
             sock.shutdown(socket.SHUT_RDWR)
-    time.sleep(0.5)  # let the last commits and discards run
+    # Every upload answered (committed or its staging file discarded): 12 + 15 access lines.
+    wait_until(lambda: server.log().count('PUT "/fill/') == 27, detail=server.log)
     stats = server.coordinator_stats()
     assert stats["bytes"] == server.charged_on_disk() <= stats["max_size"]
     assert server.du() <= MiB + FIXED_OVERHEAD

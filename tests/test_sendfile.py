@@ -15,7 +15,6 @@ import os
 
 import msgpack
 import pytest
-import requests
 
 from packrat.frontend.downloads import SEGMENT, SMALL
 from packrat.store import Layout
@@ -122,10 +121,9 @@ def test_stalled_reader_is_cut_off(server, stalled_read):
     assert server.get("big").content == data  # the server is fine
 
 
-def test_large_object_over_tls(https_server, certificate):
-    _, url = https_server
-    cafile = certificate[2]
+def test_large_object_over_tls(https_server):
+    url = https_server.url
     data = _data(3 * SEGMENT + 17)
-    reply = requests.put(url + "/tls/big", data=data, verify=str(cafile), timeout=30)
+    reply = https_server.http.put(url + "/tls/big", data=data, timeout=30)
     assert reply.status_code == 200, reply.text
-    assert requests.get(url + "/tls/big", verify=str(cafile), timeout=30).content == data
+    assert https_server.http.get(url + "/tls/big", timeout=30).content == data

@@ -22,6 +22,7 @@ class HostileServer:
         self.answers: list[Callable[[socket.socket], None]] = []
         self.requests: list[bytes] = []
         self.sent = 0  # body bytes an endless answer got out
+        self.finished = 0  # connections done with: answered, or the client left
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.2)
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
@@ -59,6 +60,7 @@ class HostileServer:
             with conn, contextlib.suppress(OSError):
                 conn.settimeout(10)
                 self._answer(conn)
+            self.finished += 1
 
     def _answer(self, conn: socket.socket) -> None:
         data = b""

@@ -67,12 +67,14 @@ class PackratProcess:
         port: int,
         preexec_fn=None,
         token: str | None = None,
+        cafile: Path | None = None,
     ) -> None:
         self.token = token  # sent as a bearer token by ``http`` and the helpers
+        self.cafile = cafile  # a server with certfile/keyfile: HTTPS, verified against it
         self.config = config
         self.root = root
         self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{'https' if cafile else 'http'}://127.0.0.1:{port}"
         self.log_path = root / f"{argv[0]}-{port}-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
         self.process = subprocess.Popen(
@@ -97,7 +99,13 @@ class PackratProcess:
         """A session that sends the credential with every request when auth is on."""
         session = requests.Session()
         session.headers.update(self.auth)
+        session.verify = self.verify
         return session
+
+    @property
+    def verify(self) -> str | bool:
+        """``requests``' ``verify``: this server's CA file for HTTPS."""
+        return str(self.cafile) if self.cafile else True
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -118,7 +126,7 @@ class PackratProcess:
     ) -> None:
         """Wait until HTTP answers (and, if ``writable``, the coordinator too);
         ``token``: a bearer token that may read, for a server whose own is not set."""
-        headers = {**self.auth, **({"Authorization": f"Bearer {token}"} if token else {})}
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         accept = shows_figures if writable else is_ok
         self.wait_answering("/", accept=accept, timeout=timeout, headers=headers)
 
@@ -194,7 +202,17 @@ class PackratProcess:
             now = self.stats()
             return now if all(now[k] - before[k] >= n for k, n in at_least.items()) else None
 
-        return wait_until(grown)
+        return wait_until(grown, what=f"stats grown by {at_least}")
+
+    def stats_listing(self, count: int) -> dict:
+        """``stats()`` once ``count`` processes are listed: the coordinator, and each front
+        end from its first heartbeat on (a front end answers before that)."""
+
+        def listed() -> dict | None:
+            now = self.stats()
+            return now if len(now["processes"]) >= count else None
+
+        return wait_until(listed, what=f"{count} processes in the stats")
 
     def coordinator_stats(self) -> dict:
         """The running coordinator's figures, asked over its own socket."""
@@ -211,8 +229,11 @@ class PackratProcess:
         return du(self.cache)
 
     def wait_answering(self, path: str, **wait: object) -> requests.Response:
-        """``waiting.wait_answering`` for ``path`` here, failing at once if the process exits."""
-        return wait_answering(self.url + path, process=self.process, log=self.log, **wait)
+        """``waiting.wait_answering`` for ``path`` here through ``http`` (its credentials),
+        failing at once if the process exits."""
+        return wait_answering(
+            self.url + path, process=self.process, log=self.log, session=self.http, **wait
+        )
 
 
 def _kill(proc: psutil.Process) -> None:
@@ -222,10 +243,15 @@ def _kill(proc: psutil.Process) -> None:
 
 @contextlib.contextmanager
 def shared_server(
-    tmp_path_factory, mode: str, sections: dict, environment: dict[str, str] | None = None
+    tmp_path_factory,
+    mode: str,
+    sections: dict,
+    environment: dict[str, str] | None = None,
+    cafile: Path | None = None,
 ) -> Iterator[PackratProcess]:
     """A ``packrat serve`` for a module, in ``mode`` (one of ``AUTH_MODES``), with
-    ``sections`` added to its configuration and ``environment`` to its own."""
+    ``sections`` added to its configuration and ``environment`` to its own
+    (``cafile``: the CA of its certificate, when ``sections`` turn HTTPS on)."""
     root = tmp_path_factory.mktemp("shared-server")
     port = free_port()
     options: dict[str, dict[str, object]] = {"cache": {"max_size": "64M"}}
@@ -239,7 +265,7 @@ def shared_server(
     with pytest.MonkeyPatch.context() as patch:
         for name, value in (environment or {}).items():
             patch.setenv(name, value)
-        process = PackratProcess(["serve"], config, root, port, token=token)
+        process = PackratProcess(["serve"], config, root, port, token=token, cafile=cafile)
     try:
         process.wait_ready()
         yield process

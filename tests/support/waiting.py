@@ -37,11 +37,13 @@ def wait_until(
     raise AssertionError(f"{what} not met within {timeout}s{more}")
 
 
-def answer(url: str, timeout: float = 2.0, **request: object) -> requests.Response | None:
-    """``GET url``, or None while nothing answers there (not listening yet, or too slow
-    to answer on a loaded machine)."""
+def answer(
+    url: str, timeout: float = 2.0, session: requests.Session | None = None, **request: object
+) -> requests.Response | None:
+    """``GET url`` (through ``session``), or None while nothing answers there (not
+    listening yet, or too slow to answer on a loaded machine)."""
     try:
-        return requests.get(url, timeout=timeout, **request)
+        return (session or requests).get(url, timeout=timeout, **request)
     except (requests.ConnectionError, requests.Timeout):
         return None
 
@@ -61,16 +63,17 @@ def wait_answering(
     timeout: float = START_TIMEOUT,
     process: subprocess.Popen | None = None,
     log: Callable[[], str] | None = None,
+    session: requests.Session | None = None,
     **request: object,
 ) -> requests.Response:
-    """Poll ``GET url`` (with ``request``'s keywords) until ``accept`` takes the answer;
-    fail at once if ``process`` exits meanwhile, showing ``log()``."""
+    """Poll ``GET url`` (through ``session``, with ``request``'s keywords) until ``accept``
+    takes the answer; fail at once if ``process`` exits meanwhile, showing ``log()``."""
 
     def accepted() -> tuple[requests.Response] | None:  # a Response is false when not 2xx
         if process is not None and process.poll() is not None:
             shown = log() if log else ""
             raise AssertionError(f"exited with {process.returncode} before {url} answered\n{shown}")
-        reply = answer(url, **request)
+        reply = answer(url, session=session, **request)
         return (reply,) if reply is not None and accept(reply) else None
 
     (reply,) = wait_until(accepted, timeout, what=f"an answer from {url}", detail=log)
