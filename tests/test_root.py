@@ -24,7 +24,7 @@ import zmq
 from packrat.coordinator import protocol
 from packrat.coordinator.connection import CoordinatorClient
 from packrat.core.exits import ExitStatus
-from packrat.store.layout import FIXED_OVERHEAD
+from packrat.store.layout import FIXED_OVERHEAD, Layout
 from packrat.store.layout import key_digest as digest_of
 from tests.support.cli import packrat
 from tests.support.waiting import wait_until
@@ -276,3 +276,29 @@ def test_a_removed_fanout_directory_made_again_is_read_by_every_front_end(make_s
         assert reply.status_code == 200, (front_end.url, reply.text)
         assert reply.content == b"in a new directory"
         assert front_end.exists(key) is True
+
+
+def test_a_replaced_fanout_directory_is_reopened_under_the_same_descriptor(tmp_path):
+    """Other threads may hold the descriptor: its number stays valid (``dup2``), and only a
+    real directory is taken, never a symlink put where the removed one was."""
+    layout = Layout(tmp_path / "cache")
+    layout.create()
+    layout.open_dirs()
+    try:
+        digest = digest_of("k")
+        held = layout.fanout_fd(digest)
+        fanout = layout.objects / digest[:2]
+        fanout.rmdir()
+        assert layout.fanout_replaced(digest) is False  # nothing there yet
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        fanout.symlink_to(outside)
+        assert layout.fanout_replaced(digest) is False
+        fanout.unlink()
+        fanout.mkdir()
+        (fanout / "marker").touch()
+        assert layout.fanout_replaced(digest) is True
+        assert layout.fanout_fd(digest) == held and os.listdir(held) == ["marker"]
+        assert layout.fanout_replaced(digest) is False  # the one there now
+    finally:
+        layout.close_dirs()
