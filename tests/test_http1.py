@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 
 import pytest
 
@@ -202,24 +201,6 @@ def test_http_1_0_keeps_the_connection_only_when_asked(server):
     assert b"\r\nConnection: keep-alive\r\n" in raw  # and it stayed open until our timeout
     raw = exchange(server.port, b"GET /healthz HTTP/1.0\r\n\r\n")
     assert b"Connection: keep-alive" not in raw
-
-
-def test_100_continue_only_for_a_body_that_is_wanted(make_server):
-    server = make_server(cache={"max_size": "4M", "max_file_size": "1M"})
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(
-            b"PUT /cont/ok HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
-        )
-        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
-        sock.sendall(b"hello")
-        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
-    raw = exchange(
-        server.port,
-        b"PUT /cont/big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
-        b"Expect: 100-continue\r\n\r\n" % (2 << 20),
-    )
-    assert raw.startswith(b"HTTP/1.1 413 "), raw  # refused before any byte: no 100
-    assert server.get("cont/ok").content == b"hello"
 
 
 def test_every_refusal_is_recorded_once_in_the_access_log_and_the_metrics(make_server):

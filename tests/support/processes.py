@@ -99,13 +99,11 @@ class PackratProcess:
         """A session that sends the credential with every request when auth is on."""
         session = requests.Session()
         session.headers.update(self.auth)
-        session.verify = self.verify
+        if self.cafile:
+            session.verify = str(self.cafile)
+            session.trust_env = False  # else $REQUESTS_CA_BUNDLE would replace ``verify``
         return session
 
-    @property
-    def verify(self) -> str | bool:
-        """``requests``' ``verify``: this server's CA file for HTTPS."""
-        return str(self.cafile) if self.cafile else True
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
