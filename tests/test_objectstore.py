@@ -11,6 +11,7 @@ corrupted object in the store, and credentials that never show.
 from __future__ import annotations
 
 import hashlib
+import html
 import math
 import os
 import re
@@ -200,6 +201,18 @@ def kill_group(node: PackratProcess) -> None:
         process.wait(10)
 
 
+def store_tile(node: PackratProcess) -> tuple[str, str, str]:
+    """The status page's object-store tile as the server renders it: state, value, detail."""
+    text = requests.get(node.url + "/", timeout=10).text
+    found = re.search(
+        r'<tr id="objectstore" class="wide" data-state="(\w+)"><th>Object store</th>'
+        r'<td><span class="value">([^<]*)</span> <span class="detail">([^<]*)</span>',
+        text,
+    )
+    assert found, text
+    return found[1], found[2], html.unescape(found[3])
+
+
 def test_the_store_down_mid_traffic_then_back_after_kill_9_with_a_backlog(
     seaweedfs, objectstore, nodes, tmp_path
 ):
@@ -238,6 +251,13 @@ def test_the_store_down_mid_traffic_then_back_after_kill_9_with_a_backlog(
         wait_until(lambda: node.stats()["objectstore"]["state"] == "degraded")
         figures = node.stats()["objectstore"]
         assert figures["uploader"]["backlog_objects"] == len(objects), figures
+        # Each front end's read breaker opens on its own misses, the uploader's on its
+        # uploads: every front end's page says degraded once its answer does.
+        state, value, detail = wait_until(
+            lambda: (tile := store_tile(node))[0] == "degraded" and tile
+        )
+        assert value == "degraded"
+        assert detail.startswith(f"{objectstore['bucket']}/{objectstore['prefix']} · 12 waiting (")
         ready = requests.get(node.url + "/readyz", timeout=10)
         assert ready.status_code == 200  # the node still serves: the balancer keeps it
         assert ready.json()["objectstore"] == "degraded"
@@ -258,6 +278,9 @@ def test_the_store_down_mid_traffic_then_back_after_kill_9_with_a_backlog(
         assert store_bytes(seaweedfs, objectstore, key) == data
     wait_until(lambda: restarted.stats()["objectstore"]["uploader"]["backlog_objects"] == 0)
     assert restarted.stats()["objectstore"]["state"] == "ok"
+    state, value, detail = store_tile(restarted)
+    assert state == value == "ok"
+    assert " · nothing waiting · " in detail and detail.endswith(" uploaded")
     assert restarted.get("mid/remote").content == remote
     assert requests.delete(restarted.url + "/mid/local", timeout=10).status_code == 200
     assert in_store(seaweedfs, objectstore, "mid/local") is None

@@ -25,6 +25,7 @@ from typing import Any
 from packrat.coordinator.protocol import MAX_PAGE
 from packrat.core.errors import BadRequest, ErrorCode, MissingField, PackratError
 from packrat.core.keys import validate_prefix
+from packrat.core.numbers import whole_number
 from packrat.frontend.auth import LIST, WRITE
 from packrat.frontend.base import BaseHandler
 from packrat.frontend.dependencies import Dependencies
@@ -135,7 +136,7 @@ class KeysHandler(BaseHandler):
         )
 
     def _limit(self) -> int:
-        text = self.get_query_argument("limit", str(MAX_PAGE))
-        if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        limit = whole_number(self.get_query_argument("limit", str(MAX_PAGE)))
+        if limit is None or not 1 <= limit <= MAX_PAGE:
             raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}")
-        return int(text)
+        return limit

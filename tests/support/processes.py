@@ -104,7 +104,6 @@ class PackratProcess:
             session.trust_env = False  # else $REQUESTS_CA_BUNDLE would replace ``verify``
         return session
 
-
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
