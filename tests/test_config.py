@@ -224,12 +224,7 @@ def test_runs_on_built_in_defaults_in_any_directory(tmp_path):
 def test_bad_config_exits_2_with_one_clear_line(tmp_path, body, message):
     path = tmp_path / "bad.ini"
     path.write_text(body)
-    result = subprocess.run(
-        [sys.executable, "-m", "packrat", "serve", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = packrat("serve", "--config", str(path), text=True)
     assert result.returncode == ExitStatus.CONFIG
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -239,12 +234,7 @@ def test_bad_config_exits_2_with_one_clear_line(tmp_path, body, message):
 
 
 def test_missing_config_file_exits_config(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "packrat", "coordinator", "--config", str(tmp_path / "nope.ini")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = packrat("coordinator", "--config", str(tmp_path / "nope.ini"), text=True)
     assert result.returncode == ExitStatus.CONFIG
     assert "cannot read configuration" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -19,7 +19,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,6 +27,7 @@ import pytest
 import requests
 
 from bench.seaweedfs import SECRET_KEY
+from tests.support.cli import packrat
 from tests.support.processes import BUCKET, REPO, PackratProcess, free_port, write_config
 from tests.support.waiting import wait_answering, wait_until
 
@@ -360,13 +360,8 @@ def test_credentials_never_show(seaweedfs, objectstore, nodes, tmp_path, monkeyp
             k: v for k, v in objectstore.items() if environment == {} or k != "credentials_file"
         }
         config = write_config(tmp_path / "c.ini", tmp_path / "c", free_port(), objectstore=settings)
-        out = subprocess.run(
-            [sys.executable, "-m", "packrat", "config", "--config", str(config)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **environment},
-            check=True,
-        )
+        out = packrat("config", "--config", str(config), env=environment, text=True)
+        assert out.returncode == 0, out.stderr
         assert "[objectstore]" in out.stdout
         assert "not shown" in out.stdout
         assert ACCESS_KEY not in out.stdout  # cut short, recognisable
