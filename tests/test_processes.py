@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -11,7 +12,7 @@ import time
 
 import psutil
 
-from tests.support.waiting import refuses, wait_answering, wait_until
+from tests.support.waiting import wait_answering, wait_until
 
 
 def test_titles_name_each_role(packrat_server):
@@ -118,6 +119,14 @@ def test_serve_uses_packrat_config_environment(config_for, free_tcp_port):
         assert process.wait(10) == 0
 
 
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closed ``sock``, waiting for it (bounded by the socket's timeout)."""
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
 def test_sigterm_lets_an_upload_under_way_finish(make_server):
     server = make_server(frontend={"processes": 1})
     boundary = "drain"
@@ -125,6 +134,9 @@ def test_sigterm_lets_an_upload_under_way_finish(make_server):
     tail = f"\r\n--{boundary}--\r\n"
     data = b"d" * 200_000
     body = head.encode() + data + tail.encode()
+    idle = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    idle.request("GET", "/healthz")
+    assert idle.getresponse().read()  # the connection is kept alive, and now idle
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(
             f"POST /draining HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
@@ -133,9 +145,11 @@ def test_sigterm_lets_an_upload_under_way_finish(make_server):
         )
         wait_until(server.staging_files)  # the front end is receiving it
         server.process.send_signal(signal.SIGTERM)  # a rolling restart begins
-        wait_until(lambda: refuses(server.url + "/healthz"))  # no longer accepting
+        # The front end stops: it closes idle connections at once, the others after their answer.
+        assert closed_by_server(idle.sock)
         sock.sendall(body[100_000:])  # the client finishes within the grace period
         answer = sock.recv(65536)
+    idle.close()
     assert answer.startswith(b"HTTP/1.1 200"), answer
     assert server.process.wait(10) == 0
     again = make_server(port=server.port)
