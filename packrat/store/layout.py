@@ -71,6 +71,10 @@ class Layout:
         self.state = self.root / "state"
         self.staging_fd = -1
         self.fanout_fds: dict[str, int] = {}
+        # For a miss's check, one stat: each fan-out directory's path, made once (a Path
+        # costs more than the stat), and (st_dev, st_ino) of the one its descriptor holds.
+        self._fanout_paths: dict[str, str] = {}
+        self._fanout_ids: dict[str, tuple[int, int]] = {}
 
     # -- paths ------------------------------------------------------------
 
@@ -118,7 +122,8 @@ class Layout:
         try:
             self.staging_fd = os.open(self.staging, _DIR_FLAGS)
             for name in FANOUT if fanout else ():
-                self.fanout_fds[name] = os.open(self.objects / name, _DIR_FLAGS)
+                self._fanout_paths[name] = str(self.objects / name)
+                self._point_at(name, os.open(self._fanout_paths[name], _DIR_FLAGS))
         except OSError as e:
             self.close_dirs()
             raise LayoutError(f"cannot open the cache directories under {self.root}: {e}") from e
@@ -137,16 +142,16 @@ class Layout:
         followed: the old descriptor is kept and the miss stands.
         """
         name = digest[:2]
+        path = self._fanout_paths[name]
         try:
-            there = os.stat(self.objects / name, follow_symlinks=False)
+            there = os.stat(path, follow_symlinks=False)
         except FileNotFoundError:
             return False
-        held = os.fstat(self.fanout_fds[name])
-        same = (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino)
+        same = (there.st_dev, there.st_ino) == self._fanout_ids[name]
         if same or not stat.S_ISDIR(there.st_mode):
             return False
         try:
-            fd = os.open(self.objects / name, _DIR_FLAGS)
+            fd = os.open(path, _DIR_FLAGS)
         except OSError:  # removed again, or made a symlink, since the stat
             return False
         self._point_at(name, fd)
@@ -155,6 +160,8 @@ class Layout:
     def _point_at(self, name: str, fd: int) -> None:
         """Make ``name``'s descriptor refer to ``fd``'s directory, keeping its number
         (``dup2``: no other thread's call can land on a closed or reused one); closes ``fd``."""
+        info = os.fstat(fd)
+        self._fanout_ids[name] = (info.st_dev, info.st_ino)
         held = self.fanout_fds.get(name, -1)
         if held < 0:
             self.fanout_fds[name] = fd
