@@ -543,15 +543,53 @@ def test_a_fan_out_directory_replaced_under_the_uploader(seaweedfs, objectstore,
         wait_until(lambda key=key: in_store(seaweedfs, objectstore, key))
 
 
-def test_a_purge_by_prefix_is_refused_with_a_store_behind(seaweedfs, objectstore, nodes, tmp_path):
-    """The index names only this node's keys: a purge would leave those held only in the
-    store, to be read through again. It is refused, and nothing is deleted anywhere."""
-    node = start_node(tmp_path / "a", objectstore)
-    nodes.append(node)
-    assert node.upload("purge/kept", b"x").status_code == 200
-    wait_until(lambda: in_store(seaweedfs, objectstore, "purge/kept"))
-    for method, path in (("DELETE", "/api/keys?prefix=purge/"), ("DELETE", "/purge/")):
-        reply = requests.request(method, node.url + path, timeout=10)
-        assert reply.status_code == 405, reply.text
-        assert reply.headers["Allow"] == "GET" and "object store" in reply.json()["message"]
-    assert node.exists("purge/kept") and in_store(seaweedfs, objectstore, "purge/kept")
+def test_a_purge_by_prefix_deletes_in_the_store_too(seaweedfs, objectstore, nodes, tmp_path):
+    """A purge deletes the keys under the prefix on this node and in the store, those
+    another node uploaded included, in batches; nothing outside the prefix; over the API,
+    the CLI and WebDAV."""
+    first, second = (start_node(tmp_path / name, objectstore) for name in ("a", "b"))
+    nodes += [first, second]
+    mine = {f"purge/a/{n}": secrets.token_bytes(100 + n) for n in range(5)}
+    theirs = {f"purge/b/{n}": secrets.token_bytes(200 + n) for n in range(4)}
+    for node, objects in ((first, mine), (second, theirs)):
+        for key, data in objects.items():
+            assert node.upload(key, data).status_code == 200
+    assert first.upload("purged/not", b"a neighbour of the prefix").status_code == 200
+    put_as_packrat(seaweedfs, objectstore, "purge/c/foreign", b"put by another node")
+    # A single DELETE of a key held only in the store deletes it there, and says so.
+    put_as_packrat(seaweedfs, objectstore, "purge/d/single", b"only in the store")
+    reply = requests.delete(first.url + "/purge/d/single", timeout=10)
+    assert reply.status_code == 200, reply.text
+    assert in_store(seaweedfs, objectstore, "purge/d/single") is None
+    every = [*mine, *theirs, "purged/not"]
+    for key in every:
+        wait_until(lambda key=key: in_store(seaweedfs, objectstore, key))
+
+    # Batches of 4 over the API from the first node: its keys and the store's, in order.
+    removed: list[str] = []
+    while True:
+        reply = requests.delete(
+            first.url + "/api/keys", params={"prefix": "purge/", "limit": 4}, timeout=30
+        )
+        assert reply.status_code == 200, reply.text
+        removed += reply.json()["keys"]
+        if not reply.json()["more"]:
+            break
+    assert removed == sorted([*mine, *theirs, "purge/c/foreign"])
+    for key in [*mine, *theirs, "purge/c/foreign"]:
+        assert in_store(seaweedfs, objectstore, key) is None
+        assert first.get(key).status_code == 404  # nothing to read through any more
+    assert first.get("purged/not").content == b"a neighbour of the prefix"
+    assert in_store(seaweedfs, objectstore, "purged/not")
+    # The second node's own copies stay until it is purged too (or evicts them).
+    assert second.get("purge/b/0").content == theirs["purge/b/0"]
+
+    # WebDAV's DELETE of a collection, on the second node: its local copies go.
+    assert requests.delete(second.url + "/purge/", timeout=30).status_code == 204
+    assert all(second.get(key).status_code == 404 for key in theirs)
+    # And the CLI, for the last key.
+    cli = [sys.executable, "-m", "packrat", "rm", "--prefix", "purged/", "--url", first.url]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert in_store(seaweedfs, objectstore, "purged/not") is None
+    assert first.get("purged/not").status_code == 404
