@@ -588,8 +588,7 @@ def test_a_purge_by_prefix_deletes_in_the_store_too(seaweedfs, objectstore, node
     assert requests.delete(second.url + "/purge/", timeout=30).status_code == 204
     assert all(second.get(key).status_code == 404 for key in theirs)
     # And the CLI, for the last key.
-    cli = [sys.executable, "-m", "packrat", "rm", "--prefix", "purged/", "--url", first.url]
-    done = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    done = packrat("rm", "--prefix", "purged/", "--url", first.url, text=True)
     assert done.returncode == 0, done.stderr
     assert in_store(seaweedfs, objectstore, "purged/not") is None
     assert first.get("purged/not").status_code == 404
