@@ -27,7 +27,7 @@ from packrat.policies.ghost import Ghost
 from packrat.structures import ranking as ranking_module
 from packrat.structures.links import Links, Queue
 from packrat.structures.ranking import Ranking
-from packrat.structures.ring import CHUNK
+from packrat.structures.ring import CHUNK, WRAP
 
 # Few distinct first segments and short tails, so prefixes share many keys;
 # some keys are long so pages fill by bytes as well as by count.
@@ -103,6 +103,14 @@ class GhostMachine(RuleBasedStateMachine):
         self.model: OrderedDict[int, tuple[int, int]] = OrderedDict()
         self.clock = 0
 
+    @initialize(first=st.sampled_from([0, WRAP + 1 - 2 * CHUNK, 5 * (WRAP + 1) - CHUNK]))
+    def start_at(self, first: int) -> None:
+        """Number entries from ``first``, so they cross ``2**31`` (chains keep them ``& WRAP``)."""
+        ghost = self.ghost
+        ghost._head = first
+        for ring in (ghost._ident, ghost._clock, ghost._chain, ghost._alive):
+            ring.start = ring.end = first
+
     @rule(ident=st.integers(-(2**63), 2**63 - 1), size=st.integers(0, 10**12))
     def push(self, ident: int, size: int) -> None:
         if ident in self.model:
@@ -137,6 +145,8 @@ class GhostMachine(RuleBasedStateMachine):
         assert len(ghost) == len(self.model)
         assert ghost.used == sum(size for size, _ in self.model.values())
         assert ghost.clock == self.clock
+        # the oldest entry kept is alive: entries taken do not pile up behind it
+        assert ghost._head == ghost._ident.end or ghost._alive[ghost._head]
         for ident in list(self.model)[:50]:
             assert ident in ghost
 
