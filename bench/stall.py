@@ -183,8 +183,10 @@ def bench_uploads(root: Path, seconds: float, baseline: Path | None) -> None:
     for label, checkout in runs:
         with tempfile.TemporaryDirectory(prefix="packrat-stall-") as temp:
             work = Path(temp)
-            cache = work / "cache"
-            shutil.copytree(root, cache, symlinks=True)  # each run starts from the same files
+            cache = root
+            if baseline:  # each run starts from the same files
+                cache = work / "cache"
+                shutil.copytree(root, cache, symlinks=True)
             port = free_port()
             process = serve(checkout, cache, port, work)
             url = f"http://127.0.0.1:{port}"
