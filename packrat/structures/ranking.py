@@ -3,27 +3,30 @@
 A ``SortedList`` of one Python int per entry took about 56 bytes an entry;
 here entries sit in *blocks*, two ``array`` columns each (priority, slot),
 in order, with each block's highest priority in ``_maxes`` for ``bisect``,
-as ``sortedcontainers`` keeps its sublists: about 12 bytes an entry, and 4
+as ``sortedcontainers`` keeps its sublists: about 14 bytes an entry, and 4
 more per slot saying which block holds it.  A block splits beyond ``2 *
 LOAD`` entries and joins a neighbour below ``LOAD // 2``, so no operation
-moves more than a few thousand entries however many are ranked.
+moves more than a few hundred entries however many are ranked.
 
 Entries of equal priority leave in the order they came (a new entry goes
 after every entry of its priority), which is the ``(priority, placement
 number)`` order libCacheSim's ``abstractRank`` keeps, without storing the
 number.  Removing a slot finds it in its block by a byte search of the
-block's slots, not by its priority, so no tie ever needs a scan.
+block's slots, not by its priority, so a long run of ties costs nothing
+more.  That search is why blocks are small: ``bytes.find`` of a slot took
+9 us in a block of 2,048 (the bytes of neighbouring slots look alike), and
+256 entries cost about 2 bytes of block overhead each.
 """
 
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 
 from packrat.structures.columns import grow, length_for
 
-LOAD = 1024
+LOAD = 128  # a block splits beyond twice this many entries and joins a neighbour below half
 NOWHERE = -1  # in ``_block``: the slot is not ranked
 _SLOT = array("i").itemsize
 
@@ -95,12 +98,15 @@ class Ranking:
         block = self._block[slot]
         slots, priorities = self._slots[block], self._priorities[block]
         index = _find(slots, slot)
+        priority = priorities.pop(index)
         del slots[index]
-        del priorities[index]
         self._block[slot] = NOWHERE
         self.count -= 1
-        if index == len(slots) or len(slots) < LOAD // 2:
-            position = self._order.index(block)  # rare: a block's last entry, or a small block
+        if (
+            index == len(slots) or len(slots) < LOAD // 2
+        ):  # rare: a block's last entry, or a small block
+            # The first block that may hold ``priority``; more only when ties span blocks.
+            position = self._order.index(block, bisect_left(self._maxes, priority))
             if not slots:
                 self._drop(position)
                 return
