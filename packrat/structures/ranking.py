@@ -102,10 +102,9 @@ class Ranking:
         del slots[index]
         self._block[slot] = NOWHERE
         self.count -= 1
-        if (
-            index == len(slots) or len(slots) < LOAD // 2
-        ):  # rare: a block's last entry, or a small block
-            # The first block that may hold ``priority``; more only when ties span blocks.
+        # Rare: a block's last entry, or a small block.  Its position is searched
+        # from the first block that may hold ``priority`` (more when ties span blocks).
+        if index == len(slots) or len(slots) < LOAD // 2:
             position = self._order.index(block, bisect_left(self._maxes, priority))
             if not slots:
                 self._drop(position)
