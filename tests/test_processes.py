@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import time
 
 import psutil
+import requests
 
 from tests.support.waiting import wait_answering, wait_until
 
@@ -65,6 +67,40 @@ def test_a_killed_front_end_is_replaced(packrat_server, wait_for):
     assert "frontend 0 exited" in packrat_server.log() or "frontend 1 exited" in (
         packrat_server.log()
     )
+
+
+def test_a_draining_front_end_leaves_new_connections_to_the_others(make_server):
+    """A rolling restart: while one front end drains an upload, new connections go to the
+    other at once (its listening socket is closed, not left to queue them and reset them)."""
+    server = make_server(frontend={"processes": 2})
+    wait_until(lambda: len(server.stats()["processes"]) == 3)
+    body = b"u" * 200_000
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        number = int(re.search(rb'"frontend": ?(\d)', sock.recv(65536))[1])
+        processes = server.stats()["processes"]
+        pids = {p["number"]: p["pid"] for p in processes if p["role"] == "frontend"}
+        victim = psutil.Process(pids[number])
+        sock.sendall(
+            f"PUT /rolling HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body[:100_000]
+        )
+        wait_until(server.staging_files)  # the upload is under way
+        victim.send_signal(signal.SIGTERM)
+
+        def listening() -> bool:
+            return any(
+                c.status == psutil.CONN_LISTEN and c.laddr.port == server.port
+                for c in victim.net_connections("tcp")
+            )
+
+        wait_until(lambda: not listening())
+        for _ in range(20):
+            answer = requests.get(server.url + "/healthz", timeout=3)
+            assert answer.status_code == 200 and answer.json()["frontend"] != number
+        sock.sendall(body[100_000:])  # the upload under way still ends well
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    assert server.get("rolling").content == body
 
 
 def test_restart_keeps_objects_filenames_and_recency(make_server):

@@ -14,7 +14,8 @@ answers each request.  It owns what spans connections:
   second) rather than a timer per request: a connection that waited
   ``idle_timeout`` seconds for a request's headers, or ``body_timeout`` for
   a body, is closed.
-* **Draining.**  ``stop`` stops accepting and closes idle connections;
+* **Draining.**  ``stop`` closes the listening sockets (new connections go
+  to the other front ends sharing the port) and idle connections;
   ``drain`` waits for the answers under way (``in_flight``) and closes each
   connection as its answer ends.
 * **Accounting.**  Every exchange is recorded once, through ``record``
@@ -25,6 +26,7 @@ answers each request.  It owns what spans connections:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
@@ -96,8 +98,8 @@ class Server:
             log.debug("a connection failed before its first request: %s", task.exception())
 
     def connection_made(self, connection: Connection) -> None:
-        if self._stopped:
-            connection.drain_and_close()
+        if self._stopped:  # taken from the queue as the listener closed: one answer, then close
+            connection.draining = True
         self.connections.add(connection)
 
     def connection_lost(self, connection: Connection) -> None:
@@ -127,10 +129,17 @@ class Server:
     # -- stopping
 
     def stop(self) -> None:
-        """Stop accepting; close idle connections, the others once their answer ends."""
+        """Stop accepting; close idle connections, the others once their answer ends.
+
+        The listening sockets are closed, not only left unread: with
+        ``SO_REUSEPORT`` the kernel would go on queueing new connections on
+        them for the whole drain (and reset them at exit); closed, it hands
+        them to the other front ends.  Those already queued are taken first
+        and get one answer each.
+        """
         self._stopped = True
-        for remove in self._accepting:
-            remove()
+        for close in self._accepting:
+            close()
         self._accepting.clear()
         for connection in list(self.connections):
             connection.drain_and_close()
@@ -155,7 +164,8 @@ class Server:
 def accept_connections(
     sock: socket.socket, callback: Callable[[socket.socket, Any], None]
 ) -> Callable[[], None]:
-    """An accept loop on the running event loop, pausing on ``EMFILE``; returns the remover."""
+    """An accept loop on the running event loop, pausing on ``EMFILE``; returns the closer,
+    which takes the connections still queued and closes ``sock``."""
     loop = asyncio.get_running_loop()
     state = {"listening": True, "removed": False, "warned_at": -_WARN_EVERY}
 
@@ -194,10 +204,18 @@ def accept_connections(
             state["listening"] = True
             loop.add_reader(sock, accept)
 
-    def remove() -> None:
+    def close() -> None:
         if state["listening"]:
             loop.remove_reader(sock)
+        with contextlib.suppress(OSError):  # out of descriptors: those queued are reset
+            while True:
+                try:
+                    connection, address = sock.accept()
+                except ConnectionAbortedError:
+                    continue
+                callback(connection, address)
         state["removed"] = True
+        sock.close()
 
     loop.add_reader(sock, accept)
-    return remove
+    return close
