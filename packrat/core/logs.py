@@ -64,18 +64,20 @@ class TextFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         """``logging.Formatter``'s time, its date part made once a second, not per line
         (an access line per request made it a few percent of a small read)."""
-        return self._time(record.created, record.msecs)
+        return self._time(record.created)
 
-    def _time(self, created: float, msecs: float) -> str:
+    def _time(self, created: float) -> str:
+        """As ``logging.Formatter`` writes it (``default_msec_format``, the milliseconds
+        as ``LogRecord.msecs`` computes them)."""
         second = int(created)
         if second != self._second:
             self._stamp = time.strftime(self.default_time_format, self.converter(created))
             self._second = second
-        return self.default_msec_format % (self._stamp, msecs)
+        return f"{self._stamp},{int((created - second) * 1000):03d}"
 
     def event_line(self, created: float, level: int, logger: str, event: Event) -> str:
         """The line ``format`` makes of a record of ``event`` logged at ``created``."""
-        return f"{self._time(created, _msecs(created))} {_level_name(level)} [{self.role}] {event}"
+        return f"{self._time(created)} {_level_name(level)} [{self.role}] {event}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -114,11 +116,6 @@ _LEVEL_NAMES = {level: logging.getLevelName(level) for level in LEVELS.values()}
 
 def _level_name(level: int) -> str:
     return _LEVEL_NAMES.get(level) or logging.getLevelName(level)
-
-
-def _msecs(created: float) -> float:
-    """A record's milliseconds, as ``logging.LogRecord`` computes them."""
-    return int((created - int(created)) * 1000) + 0.0
 
 
 class StderrHandler(logging.StreamHandler):

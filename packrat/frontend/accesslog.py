@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -31,16 +30,18 @@ if TYPE_CHECKING:
     from packrat.frontend.http1 import Exchange
 
 access_log = logging.getLogger(ACCESS_LOGGER)
-_PLAIN = re.compile(r"[ !#-\[\]-~]*")  # printable ASCII but the quote and the backslash
 
 
 def quoted(text: str) -> str:
-    """``text`` as a JSON string: plain ASCII as it is, anything else escaped by ``json``.
+    """``text`` as a JSON string: printable ASCII but the quote and the backslash as it
+    is, anything else escaped by ``json``.
 
-    >>> print(quoted("curl/8.0"), quoted('say "hi"'))
-    "curl/8.0" "say \\"hi\\""
+    >>> print(quoted("curl/8.0"), quoted('say "hi"'), quoted("tab\\t"), quoted("\\x7f"))
+    "curl/8.0" "say \\"hi\\"" "tab\\t" "\\u007f"
     """
-    return f'"{text}"' if _PLAIN.fullmatch(text) else json.dumps(text)
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return json.dumps(text)
 
 
 CLIENT_CLOSED = 499

@@ -358,7 +358,7 @@ class ObjectRequest(Delegate):
                 raise NotFound(f"no object under key {key!r}")
             self._count_miss()
             answer = plan(self.frontend, exchange.request.headers, meta, with_body=False)
-            exchange.respond(answer.status, envelope.common_fields() + answer.headers, b"")
+            exchange.respond(answer.status, [*envelope.common_fields(), *answer.headers], b"")
             return
         fetched = await tier.fetch(key)
         if fetched is None:
@@ -371,7 +371,7 @@ class ObjectRequest(Delegate):
             return
         self._count_miss()
         answer = plan(self.frontend, exchange.request.headers, fetched.meta, with_body=True)
-        exchange.start(answer.status, envelope.common_fields() + answer.headers)
+        exchange.start(answer.status, [*envelope.common_fields(), *answer.headers])
         if not answer.body:
             exchange.end()  # a 304: the fetch goes on and stores the object
             return
