@@ -161,53 +161,29 @@ class RequestLog:
             exchange.failure = getattr(handler, "failure", None)
 
     def exchange_done(self, exchange: Exchange, status: int) -> None:
+        """Count one exchange and log its line."""
         request = exchange.request
-        error, detail = describe(exchange.failure, status)
-        self.record(
-            exchange.route,
+        frontend = self.frontend
+        duration = time.monotonic() - request.started
+        received, sent = exchange.received, exchange.sent
+        frontend.metrics.request(exchange.route, request.method, status, duration, received, sent)
+        frontend.coordinator.traffic(received, sent)
+        level = logging.WARNING if status >= 500 else logging.INFO
+        if not access_log.isEnabledFor(level):
+            return
+        failure = exchange.failure
+        error, detail = (None, None) if failure is None else describe(failure, status)
+        entry = AccessEntry(
             exchange.connection.remote,
             request.method,
             request.path,
-            request.headers.get("user-agent", ""),
             status,
-            exchange.sent,
-            exchange.received,
-            time.monotonic() - request.started,
+            sent,
+            received,
+            duration,
+            request.headers.get("user-agent", ""),
+            frontend.number,
             error,
             detail,
         )
-
-    def record(
-        self,
-        route: str,
-        remote: str,
-        method: str,
-        path: str,
-        user_agent: str,
-        status: int,
-        sent: int,
-        received: int,
-        duration: float,
-        error: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        """Count one request and log its line."""
-        frontend = self.frontend
-        frontend.metrics.request(route, method, status, duration, received, sent)
-        frontend.coordinator.traffic(received, sent)
-        level = logging.WARNING if status >= 500 else logging.INFO
-        if access_log.isEnabledFor(level):
-            entry = AccessEntry(
-                remote,
-                method,
-                path,
-                status,
-                sent,
-                received,
-                duration,
-                user_agent,
-                frontend.number,
-                error,
-                detail,
-            )
-            log_event(access_log, level, entry)
+        log_event(access_log, level, entry)

@@ -210,9 +210,7 @@ def small_body(data: memoryview, meta: ObjectMeta, answer: Answer) -> memoryview
     """The body of a small object's answer from its data read whole; None if corrupt."""
     if not answer.whole:
         return data[answer.start : answer.stop]
-    checker = Checker(meta)
-    checker.update(data)
-    return data if checker.matches() else None
+    return data if Checker.whole_matches(meta, data) else None
 
 
 async def send_body(

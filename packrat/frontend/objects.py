@@ -93,6 +93,7 @@ from packrat.frontend import envelope
 from packrat.frontend.auth import READ, WRITE
 from packrat.frontend.crosssite import CrossSite
 from packrat.frontend.downloads import (
+    WHOLE_FILE,
     drop_corrupt,
     open_to_send,
     plan,
@@ -297,7 +298,8 @@ class ObjectRequest(Delegate):
         frontend = self.frontend
         key = self.key
         try:
-            opened = open_to_send(frontend, key)
+            # HEAD needs the trailer only; a GET of a small object reads it whole.
+            opened = open_to_send(frontend, key, WHOLE_FILE if with_body else 0)
         except CorruptObject as e:
             return self._drop_then_miss(e, with_body)
         except OSError as e:
