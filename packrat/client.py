@@ -54,6 +54,7 @@ from urllib.parse import unquote, urlencode, urlsplit
 
 from packrat import __version__
 from packrat.core.keys import InvalidKey, key_path, validate_key
+from packrat.core.numbers import whole_number
 
 log = logging.getLogger("packrat.client")
 
@@ -62,9 +63,7 @@ DIGEST_HEADER = "X-Packrat-Sha256"
 MAX_ANSWER = 1 << 20  # bytes: the most of a JSON answer read (Packrat's are a few KiB)
 # A page of key names (GET, DELETE /api/keys): 1000 keys of up to 1 KiB, escaped, with details.
 PAGE_ANSWER = 16 << 20
-_LENGTH = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() takes "²"
 _ETAG = re.compile(r'"([0-9a-f]{64})"')
-_SECONDS = re.compile(r"[0-9]{1,9}")
 
 Progress = Callable[[int, "int | None"], None]
 """Called as ``progress(bytes_so_far, total)`` while a transfer runs (total may be None)."""
@@ -612,7 +611,7 @@ def _check_framing(reply: http.client.HTTPResponse, method: str, path: str) -> N
     problem = None
     if length is not None and reply.getheader("Transfer-Encoding") is not None:
         problem = "both Content-Length and Transfer-Encoding (ambiguous framing)"
-    elif length is not None and not _LENGTH.fullmatch(length):
+    elif length is not None and whole_number(length) is None:
         problem = f"a Content-Length that is not 1 to 18 ASCII digits: {length[:40]!r}"
     elif reply.getheader("Content-Encoding", "identity").lower() != "identity":
         problem = f"an encoded body (Content-Encoding: {reply.getheader('Content-Encoding')})"
@@ -705,8 +704,9 @@ def _retry_after(value: str | None) -> float:
     if value is None:
         return 1.0
     value = value.strip()
-    if _SECONDS.fullmatch(value):
-        return float(value)
+    seconds = whole_number(value, max_digits=9)
+    if seconds is not None:
+        return float(seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

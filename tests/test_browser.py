@@ -385,6 +385,31 @@ def test_the_script_refreshes_the_figures_as_the_server_renders_them(make_server
     assert bars(script["traffic"][0]) == bars([vars(b) for b in python_traffic])
     assert script["traffic"][1] == top
 
+    # The object store's tile too (its states and backlogs).
+    uploaders = [
+        None,
+        *[
+            {
+                "backlog_objects": rng.choice([0, 1, rng.randrange(10**7)]),
+                "backlog_bytes": rng.randrange(1 << 40),
+                "uploaded": rng.randrange(10**8),
+                "lost_before_upload": rng.choice([0, rng.randrange(10**4)]),
+            }
+            for _ in range(20)
+        ],
+    ]
+    stores = [
+        {"state": state, "bucket": "builds", "prefix": prefix, "uploader": uploader}
+        for state, prefix, uploader in zip(
+            ["ok", "degraded"] * 11, ["", "ci/"] * 11, uploaders, strict=False
+        )
+    ]
+    figures = page.evaluate(
+        f"async (s) => {{ const m = await {module}; return s.map(m.objectstoreFigure); }}",
+        stores,
+    )
+    assert figures == [server_page.objectstore_figure(store) for store in stores]
+
 
 def test_a_phone_sees_the_whole_page_without_scrolling_sideways(make_server, open_context):
     server = make_server()

@@ -165,3 +165,18 @@ def test_make_alone_lists_the_targets_and_does_nothing_else():
     assert listed == phony
     assert ".venv/bin/packrat" in alone.stdout
     assert "pip" not in alone.stdout and alone.stderr == ""
+
+
+def test_the_architecture_table_names_every_part_of_the_package_once():
+    """README's Architecture table is the living layout: every folder and module, once."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Architecture\n", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"^\| `(packrat/[^`]+)` \|", section, re.M)
+    package = ROOT / "packrat"
+    parts = [f"packrat/{p.name}/" for p in package.iterdir() if (p / "__init__.py").exists()]
+    parts += [
+        f"packrat/{p.name}"
+        for p in package.glob("*.py")
+        if p.name not in ("__init__.py", "__main__.py")
+    ]
+    assert sorted(named) == sorted(parts)

@@ -190,6 +190,8 @@ def test_pages_of_keys_with_their_details_and_a_purge_in_batches(packrat_server)
         ({"limit": 0}, "bad_request"),
         ({"limit": protocol.MAX_PAGE + 1}, "bad_request"),
         ({"limit": "x"}, "bad_request"),
+        ({"limit": "\u00b2"}, "bad_request"),  # a digit to str.isdigit, not to int()
+        ({"limit": "9" * 5000}, "bad_request"),
         ({"prefix": "/ci"}, "invalid_key"),
         ({"prefix": "a//b"}, "invalid_key"),
         ({"delimiter": "-"}, "bad_request"),

@@ -11,6 +11,7 @@ corrupted object in the store, and credentials that never show.
 from __future__ import annotations
 
 import hashlib
+import html
 import math
 import os
 import re
@@ -205,6 +206,18 @@ def stats(node: PackratProcess) -> dict:
     return reply.json()
 
 
+def store_tile(node: PackratProcess) -> tuple[str, str, str]:
+    """The status page's object-store tile as the server renders it: state, value, detail."""
+    text = requests.get(node.url + "/", timeout=10).text
+    found = re.search(
+        r'<tr id="objectstore" class="wide" data-state="(\w+)"><th>Object store</th>'
+        r'<td><span class="value">([^<]*)</span> <span class="detail">([^<]*)</span>',
+        text,
+    )
+    assert found, text
+    return found[1], found[2], html.unescape(found[3])
+
+
 def test_the_store_down_mid_traffic_then_back_after_kill_9_with_a_backlog(
     seaweedfs, objectstore, nodes, tmp_path
 ):
@@ -243,6 +256,13 @@ def test_the_store_down_mid_traffic_then_back_after_kill_9_with_a_backlog(
         wait_until(lambda: stats(node)["objectstore"]["state"] == "degraded")
         figures = stats(node)["objectstore"]
         assert figures["uploader"]["backlog_objects"] == len(objects), figures
+        # Each front end's read breaker opens on its own misses, the uploader's on its
+        # uploads: every front end's page says degraded once its answer does.
+        state, value, detail = wait_until(
+            lambda: (tile := store_tile(node))[0] == "degraded" and tile
+        )
+        assert value == "degraded"
+        assert detail.startswith(f"{objectstore['bucket']}/{objectstore['prefix']} · 12 waiting (")
         ready = requests.get(node.url + "/readyz", timeout=10)
         assert ready.status_code == 200  # the node still serves: the balancer keeps it
         assert ready.json()["objectstore"] == "degraded"
@@ -263,6 +283,9 @@ def test_the_store_down_mid_traffic_then_back_after_kill_9_with_a_backlog(
         assert store_bytes(seaweedfs, objectstore, key) == data
     wait_until(lambda: stats(restarted)["objectstore"]["uploader"]["backlog_objects"] == 0)
     assert stats(restarted)["objectstore"]["state"] == "ok"
+    state, value, detail = store_tile(restarted)
+    assert state == value == "ok"
+    assert " · nothing waiting · " in detail and detail.endswith(" uploaded")
     assert restarted.get("mid/remote").content == remote
     assert requests.delete(restarted.url + "/mid/local", timeout=10).status_code == 200
     assert in_store(seaweedfs, objectstore, "mid/local") is None
@@ -537,15 +560,53 @@ def test_a_fan_out_directory_replaced_under_the_uploader(seaweedfs, objectstore,
         wait_until(lambda key=key: in_store(seaweedfs, objectstore, key))
 
 
-def test_a_purge_by_prefix_is_refused_with_a_store_behind(seaweedfs, objectstore, nodes, tmp_path):
-    """The index names only this node's keys: a purge would leave those held only in the
-    store, to be read through again. It is refused, and nothing is deleted anywhere."""
-    node = start_node(tmp_path / "a", objectstore)
-    nodes.append(node)
-    assert node.upload("purge/kept", b"x").status_code == 200
-    wait_until(lambda: in_store(seaweedfs, objectstore, "purge/kept"))
-    for method, path in (("DELETE", "/api/keys?prefix=purge/"), ("DELETE", "/purge/")):
-        reply = requests.request(method, node.url + path, timeout=10)
-        assert reply.status_code == 405, reply.text
-        assert reply.headers["Allow"] == "GET" and "object store" in reply.json()["message"]
-    assert node.exists("purge/kept") and in_store(seaweedfs, objectstore, "purge/kept")
+def test_a_purge_by_prefix_deletes_in_the_store_too(seaweedfs, objectstore, nodes, tmp_path):
+    """A purge deletes the keys under the prefix on this node and in the store, those
+    another node uploaded included, in batches; nothing outside the prefix; over the API,
+    the CLI and WebDAV."""
+    first, second = (start_node(tmp_path / name, objectstore) for name in ("a", "b"))
+    nodes += [first, second]
+    mine = {f"purge/a/{n}": secrets.token_bytes(100 + n) for n in range(5)}
+    theirs = {f"purge/b/{n}": secrets.token_bytes(200 + n) for n in range(4)}
+    for node, objects in ((first, mine), (second, theirs)):
+        for key, data in objects.items():
+            assert node.upload(key, data).status_code == 200
+    assert first.upload("purged/not", b"a neighbour of the prefix").status_code == 200
+    put_as_packrat(seaweedfs, objectstore, "purge/c/foreign", b"put by another node")
+    # A single DELETE of a key held only in the store deletes it there, and says so.
+    put_as_packrat(seaweedfs, objectstore, "purge/d/single", b"only in the store")
+    reply = requests.delete(first.url + "/purge/d/single", timeout=10)
+    assert reply.status_code == 200, reply.text
+    assert in_store(seaweedfs, objectstore, "purge/d/single") is None
+    every = [*mine, *theirs, "purged/not"]
+    for key in every:
+        wait_until(lambda key=key: in_store(seaweedfs, objectstore, key))
+
+    # Batches of 4 over the API from the first node: its keys and the store's, in order.
+    removed: list[str] = []
+    while True:
+        reply = requests.delete(
+            first.url + "/api/keys", params={"prefix": "purge/", "limit": 4}, timeout=30
+        )
+        assert reply.status_code == 200, reply.text
+        removed += reply.json()["keys"]
+        if not reply.json()["more"]:
+            break
+    assert removed == sorted([*mine, *theirs, "purge/c/foreign"])
+    for key in [*mine, *theirs, "purge/c/foreign"]:
+        assert in_store(seaweedfs, objectstore, key) is None
+        assert first.get(key).status_code == 404  # nothing to read through any more
+    assert first.get("purged/not").content == b"a neighbour of the prefix"
+    assert in_store(seaweedfs, objectstore, "purged/not")
+    # The second node's own copies stay until it is purged too (or evicts them).
+    assert second.get("purge/b/0").content == theirs["purge/b/0"]
+
+    # WebDAV's DELETE of a collection, on the second node: its local copies go.
+    assert requests.delete(second.url + "/purge/", timeout=30).status_code == 204
+    assert all(second.get(key).status_code == 404 for key in theirs)
+    # And the CLI, for the last key.
+    cli = [sys.executable, "-m", "packrat", "rm", "--prefix", "purged/", "--url", first.url]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert in_store(seaweedfs, objectstore, "purged/not") is None
+    assert first.get("purged/not").status_code == 404

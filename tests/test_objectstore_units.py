@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from packrat.objectstore import messages
 from packrat.objectstore.backlog import LAG_NS, Backlog
 from packrat.objectstore.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from packrat.objectstore.metadata import decode, encode
@@ -238,3 +239,36 @@ def test_objectstore_settings_are_checked_with_clear_errors(tmp_path):
     settings = load(path)
     assert settings.objectstore_enabled and settings.objectstore_prefix == ""
     assert not load(None).objectstore_enabled
+
+
+# -- the uploader's requests ----------------------------------------------------
+
+_FIELD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.text(max_size=5),
+    st.lists(st.integers(), max_size=2),
+    st.sampled_from(messages.OPS),
+)
+
+
+@given(st.dictionaries(st.sampled_from(["op", "key", "prefix", "limit", "x"]), _FIELD_VALUES))
+def test_the_uploaders_requests_are_checked_field_by_field(fields):
+    """A request the uploader would act on has the fields its op needs, of their type."""
+    if messages.check_request(fields) is None:
+        assert fields["op"] in messages.OPS
+        if fields["op"] == "delete":
+            assert isinstance(fields["key"], str)
+        if fields["op"] == "list":
+            assert isinstance(fields["prefix"], str)
+            assert type(fields["limit"]) is int and 1 <= fields["limit"] <= messages.MAX_LIST
+
+
+def test_a_list_request_names_its_prefix_and_a_bounded_limit():
+    good = {"op": "list", "prefix": "ci/", "limit": 1000}
+    assert messages.check_request(good) is None
+    too_many = messages.check_request({**good, "limit": 1001})
+    assert too_many == "limit must be a whole number from 1 to 1000"
+    assert messages.check_request({**good, "limit": True}) is not None
+    assert messages.check_request({**good, "prefix": None}) == "prefix must be a string"

@@ -211,6 +211,8 @@ def test_bad_arguments_exit_with_usage(capsys: pytest.CaptureFixture[str]) -> No
         ("log.csv", "time,key,size\n", "no requests read as csv 'time,key,size'"),
         ("log.csv", "1,a,1\n2,b,\u00b2\n", "line 2 is not csv"),
         ("log.txt", "1,a,10\n", "line 1 is not webcachesim text: 'time id size'"),
+        ("log.txt", "1 7 10\n2 \u00b2 10\n", "line 2 is not webcachesim text"),
+        ("log.txt", "1 --7 10\n", "line 1 is not webcachesim text"),
         ("log.tsv", "a header\nnothing\tof\tNASA's\n", "no requests read as NASA-HTTP tsv"),
     ],
 )

@@ -217,6 +217,7 @@ def test_the_page_shows_the_figures_in_human_units(make_server, wait_for):
     assert '<meter id="fill" min="0" max="1" value="0.04' in text
     assert _figure(text, "evictions") == "0 0 B"
     assert _figure(text, "commits") == "2"
+    assert 'id="objectstore"' not in text  # no [objectstore]: no tile
     assert re.search(
         r"version \d+\.\d+\.\d+ · policy <span id=\"policy\">s3gdsf</span> · up ", text
     )

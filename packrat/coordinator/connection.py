@@ -42,7 +42,7 @@ from packrat.coordinator.protocol import (
     Stats,
     Touch,
 )
-from packrat.core.errors import CoordinatorUnavailable, PackratError
+from packrat.core.errors import CoordinatorUnavailable, ErrorCode, NotFound, PackratError
 
 log = logging.getLogger("packrat.coordinator.client")
 
@@ -112,10 +112,14 @@ def _expire(future: asyncio.Future[Reply]) -> None:
 
 
 def checked(reply: Reply) -> Reply:
-    """``reply``, or the ``PackratError`` its error code stands for."""
-    if reply.error is not None:
-        raise PackratError(reply.message or "the coordinator refused the request", code=reply.error)
-    return reply
+    """``reply``, or the ``PackratError`` its error code stands for (``NotFound`` for a
+    delete of a key the index does not hold, which callers tell from other refusals)."""
+    if reply.error is None:
+        return reply
+    message = reply.message or "the coordinator refused the request"
+    if reply.error == ErrorCode.NOT_FOUND:
+        raise NotFound(message)
+    raise PackratError(message, code=reply.error)
 
 
 def _dealer(context: zmq.Context[Any], endpoint: str, curve_keys: Path | None) -> zmq.Socket[Any]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from packrat.core.numbers import whole_number
 from packrat.core.pids import alive
 
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
@@ -83,6 +84,6 @@ def forget_dead_processes(directory: Path) -> None:
     from prometheus_client import multiprocess
 
     for path in directory.glob("gauge_live*_*.db"):
-        pid = path.stem.rsplit("_", 1)[1]
-        if pid.isdigit() and not alive(int(pid)):
-            multiprocess.mark_process_dead(int(pid), str(directory))
+        pid = whole_number(path.stem.rsplit("_", 1)[1])
+        if pid is not None and not alive(pid):
+            multiprocess.mark_process_dead(pid, str(directory))

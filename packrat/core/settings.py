@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from packrat.core.numbers import whole_number
 from packrat.core.origins import normalize_origin
 
 ENV_VAR = "PACKRAT_CONFIG"
@@ -146,10 +147,10 @@ class Settings:
 
 
 def _whole_number(text: str) -> int:
-    value = text.strip()
-    if not (value.isascii() and value.isdigit()):
+    value = whole_number(text.strip())
+    if value is None:
         raise ValueError(f"{text!r} is not a whole number")
-    return int(value)
+    return value
 
 
 def _number(text: str) -> float:
@@ -165,10 +166,10 @@ def _non_negative_int(text: str) -> int:
 
 def _port(text: str) -> int:
     """A TCP port to listen on.  Not 0: each front end would bind a random port of its own."""
-    value = text.strip()
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65535:
+    value = whole_number(text.strip())
+    if value is None or not 1 <= value <= 65535:
         raise ValueError(f"{text!r} is not a TCP port number (1 to 65535; 80 for http)")
-    return int(value)
+    return value
 
 
 def _positive_size(text: str) -> int:

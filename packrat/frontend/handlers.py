@@ -22,7 +22,7 @@ from packrat.core.errors import CoordinatorUnavailable, NotFound, PackratError, 
 from packrat.frontend import page
 from packrat.frontend.accesslog import Counted
 from packrat.frontend.base import BaseHandler, security_headers
-from packrat.frontend.observability import shown_to
+from packrat.frontend.observability import current_stats
 from packrat.frontend.uploads import UploadReceiver
 
 OPENAPI_PATH = Path(__file__).parent / "openapi.json"
@@ -64,9 +64,7 @@ class StatusHandler(BaseHandler):
 
     async def get(self) -> None:
         try:
-            stats: dict[str, Any] | None = await shown_to(
-                self, await self.frontend.coordinator.stats()
-            )
+            stats: dict[str, Any] | None = await current_stats(self)
         except CoordinatorUnavailable:
             stats = None
         self.render("status.html", **page.status_args(stats, self.frontend.settings.max_file_size))

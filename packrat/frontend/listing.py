@@ -20,11 +20,13 @@ Pages, never one unbounded answer: the coordinator names at most
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from packrat.coordinator.protocol import MAX_PAGE
-from packrat.core.errors import BadRequest, ErrorCode, MissingField, PackratError
+from packrat.core.errors import BadRequest, MissingField
 from packrat.core.keys import validate_prefix
+from packrat.core.numbers import whole_number
 from packrat.frontend.auth import LIST, WRITE
 from packrat.frontend.base import BaseHandler
 from packrat.frontend.dependencies import Dependencies
@@ -62,19 +64,20 @@ async def list_page(
     return entries, page[-1] if more and page else None
 
 
-def refuse_purge_with_object_store(frontend: Dependencies) -> None:
-    """A purge removes what the index names, and the index knows only this cache's
-    disk: with an object store behind it, the keys held only there would survive
-    (and be read through again), so a purge by prefix is refused rather than
-    reported done.  Single keys are deleted in both places (``DELETE /<key>``)."""
+async def purge_page(
+    frontend: Dependencies, prefix: str, limit: int = MAX_PAGE
+) -> tuple[Sequence[str], bool]:
+    """Remove a page of keys under ``prefix``: those removed, and whether more remain.
+
+    The index knows only this cache's disk; with an object store behind it, the
+    keys held only in the store are deleted too (else they would be read
+    through again), each after its upload under way.
+    """
     if frontend.uploader is not None:
-        error = PackratError(
-            "purging by prefix is not available with an object store behind the cache "
-            "(it would leave the keys held only in the store); delete keys one by one",
-            code=ErrorCode.METHOD_NOT_ALLOWED,
-        )
-        error.headers["Allow"] = "GET"
-        raise error
+        from packrat.objectstore.frontend import purge  # only with [objectstore]
+
+        return await purge(frontend, prefix, limit)
+    return await frontend.coordinator.purge(prefix, limit)
 
 
 def describe(meta: ObjectMeta) -> dict[str, Any]:
@@ -122,8 +125,7 @@ class KeysHandler(BaseHandler):
         if prefix is None:
             raise MissingField("a purge names its prefix: ?prefix=... (empty: every key)")
         validate_prefix(prefix)
-        refuse_purge_with_object_store(self.frontend)
-        removed, more = await self.frontend.coordinator.purge(prefix, self._limit())
+        removed, more = await purge_page(self.frontend, prefix, self._limit())
         self.write_json(
             {
                 "success": True,
@@ -135,7 +137,7 @@ class KeysHandler(BaseHandler):
         )
 
     def _limit(self) -> int:
-        text = self.get_query_argument("limit", str(MAX_PAGE))
-        if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        limit = whole_number(self.get_query_argument("limit", str(MAX_PAGE)))
+        if limit is None or not 1 <= limit <= MAX_PAGE:
             raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}")
-        return int(text)
+        return limit

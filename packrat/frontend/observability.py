@@ -102,17 +102,19 @@ class StatsHandler(BaseHandler):
     route = "/api/stats"
 
     async def get(self) -> None:
-        stats = await self.frontend.coordinator.stats()
-        if self.frontend.readthrough is not None:
-            from packrat.objectstore.status import objectstore_status
-
-            stats["objectstore"] = await objectstore_status(self.frontend, probe_timeout(self))
-        self.write_json({"version": __version__, **await shown_to(self, stats)})
+        self.write_json({"version": __version__, **await current_stats(self)})
 
 
-async def shown_to(handler: BaseHandler, stats: dict[str, Any]) -> dict[str, Any]:
-    """``stats`` as ``handler``'s caller may see them: key names only with the list right."""
+async def current_stats(handler: BaseHandler) -> dict[str, Any]:
+    """The figures ``/api/stats`` answers and the status page shows, with the object
+    store's state under ``[objectstore]``; ``recent_uploads`` names keys, so it is null
+    unless the caller may list them."""
+    stats = await handler.frontend.coordinator.stats()
+    if handler.frontend.readthrough is not None:
+        from packrat.objectstore.status import objectstore_status
+
+        stats["objectstore"] = await objectstore_status(handler.frontend, probe_timeout(handler))
     authorization = handler.request.headers.get("Authorization")
-    if await handler.frontend.auth.allows(LIST, authorization):
-        return stats
-    return {**stats, "recent_uploads": None}
+    if not await handler.frontend.auth.allows(LIST, authorization):
+        stats["recent_uploads"] = None
+    return stats

@@ -243,6 +243,7 @@ def view(stats: dict[str, Any]) -> dict[str, Any]:
             {**u, "human_size": human_bytes(u["size"]), "ago": ago(now - u["stored_at"])}
             for u in stats["recent_uploads"]
         ],
+        "objectstore": objectstore_figure(stats["objectstore"]) if "objectstore" in stats else None,
         "processes": [
             {
                 **p,
@@ -257,6 +258,29 @@ def view(stats: dict[str, Any]) -> dict[str, Any]:
             for p in stats["processes"]
         ],
     }
+
+
+def objectstore_figure(status: dict[str, Any]) -> dict[str, str]:
+    """The object store's tile from ``stats["objectstore"]``: its state, and the backlog.
+
+    >>> objectstore_figure({"state": "ok", "bucket": "b", "prefix": "", "uploader": None})
+    {'state': 'ok', 'detail': 'b · the uploader does not answer'}
+    """
+    where = f"{status['bucket']}/{status['prefix']}" if status["prefix"] else status["bucket"]
+    uploader = status["uploader"]
+    if uploader is None:
+        return {"state": status["state"], "detail": f"{where} · the uploader does not answer"}
+    waiting = uploader["backlog_objects"]
+    parts = [
+        where,
+        f"{count(waiting)} waiting ({human_bytes(uploader['backlog_bytes'])})"
+        if waiting
+        else "nothing waiting",
+        f"{count(uploader['uploaded'])} uploaded",
+    ]
+    if uploader["lost_before_upload"]:
+        parts.append(f"{count(uploader['lost_before_upload'])} evicted before upload")
+    return {"state": status["state"], "detail": " · ".join(parts)}
 
 
 def static_url(name: str) -> str:

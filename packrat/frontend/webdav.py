@@ -49,7 +49,7 @@ from packrat.core.errors import BadRequest, NotFound
 from packrat.core.keys import key_path, validate_key, validate_prefix
 from packrat.frontend.auth import LIST, READ, WRITE
 from packrat.frontend.base import BaseHandler
-from packrat.frontend.listing import list_page, read_meta, refuse_purge_with_object_store
+from packrat.frontend.listing import list_page, purge_page, read_meta
 from packrat.store import ObjectMeta
 
 DAV = "DAV:"
@@ -259,9 +259,8 @@ class DAVHandler(BaseHandler):
     async def delete(self, _: str) -> None:
         """``DELETE /<prefix>/``: the collection, that is every key under it."""
         await self._require(LIST)
-        refuse_purge_with_object_store(self.frontend)
         while True:
-            _, more = await self.frontend.coordinator.purge(self.path)
+            _, more = await purge_page(self.frontend, self.path)
             if not more:
                 break
         self.set_status(204)

@@ -2,6 +2,8 @@
 
 ``{"v": 1, "id": N, "op": "delete", "key": K}``: delete ``K`` in the store,
 after any upload of it under way; the reply says whether the store had it.
+``{"v": 1, "id": N, "op": "list", "prefix": P, "limit": L}``: the first ``L``
+keys under ``P`` the store holds, in key order, and whether there are more.
 ``{"v": 1, "id": N, "op": "status"}``: the backlog and the store's state.
 A reply is ``{"v": 1, "id": N, "ok": true, ...}`` or ``{"v": 1, "id": N,
 "ok": false, "message": why}``.  Anything else is refused and logged; the
@@ -15,7 +17,8 @@ from typing import Any
 import msgpack
 
 VERSION = 1
-OPS = ("delete", "status")
+OPS = ("delete", "list", "status")
+MAX_LIST = 1000  # the most keys one list names (S3's own page)
 
 
 class BadMessage(ValueError):
@@ -46,4 +49,10 @@ def check_request(fields: dict[str, Any]) -> str | None:
         return f"unknown op {op!r}"
     if op == "delete" and not isinstance(fields.get("key"), str):
         return "key must be a string"
+    if op == "list":
+        if not isinstance(fields.get("prefix"), str):
+            return "prefix must be a string"
+        limit = fields.get("limit")
+        if type(limit) is not int or not 1 <= limit <= MAX_LIST:
+            return f"limit must be a whole number from 1 to {MAX_LIST}"
     return None

@@ -183,6 +183,20 @@ class ObjectStore:
     def delete(self, key: str) -> None:
         self._call("delete", lambda: self.client.delete_object(**self._where(key)))
 
+    def list(self, prefix: str, limit: int) -> tuple[list[str], bool]:
+        """The first ``limit`` keys under ``prefix`` in the store, and whether more follow."""
+        reply = self._call(
+            "list",
+            lambda: self.client.list_objects_v2(
+                Bucket=self.bucket, Prefix=store_key(self.prefix, prefix), MaxKeys=limit
+            ),
+        )
+        if reply is None:  # a 404: nothing under it
+            return [], False
+        start = len(self.prefix)
+        keys = [entry["Key"][start:] for entry in reply.get("Contents", ())]
+        return keys, bool(reply.get("IsTruncated"))
+
     # -- the parts of a large object ----------------------------------------
 
     def _put_parts(

@@ -24,7 +24,8 @@ before its upload is in neither place; it is counted
 (``packrat_objectstore_lost_before_upload_total``) and logged.
 
 Deletes come from the front ends over this process's socket, so a delete is
-ordered after the key's upload under way and before any later one.
+ordered after the key's upload under way and before any later one; so do the
+lists of the store's keys under a prefix that a purge deletes one by one.
 """
 
 from __future__ import annotations
@@ -350,13 +351,17 @@ class Uploader:
         self, socket: zmq.asyncio.Socket, identity: bytes, request: dict[str, Any]
     ) -> None:
         reply: dict[str, Any] = {"id": request["id"], "ok": True}
-        if request["op"] == "status":
-            reply["status"] = self.status()
-        else:
-            try:
+        try:
+            if request["op"] == "status":
+                reply["status"] = self.status()
+            elif request["op"] == "list":
+                reply["keys"], reply["more"] = await asyncio.get_running_loop().run_in_executor(
+                    self.pool, self.store.list, request["prefix"], request["limit"]
+                )
+            else:
                 reply["found"] = await self._delete(request["key"])
-            except (StoreUnavailable, Refused) as e:
-                reply = {"id": request["id"], "ok": False, "message": str(e)}
+        except (StoreUnavailable, Refused) as e:
+            reply = {"id": request["id"], "ok": False, "message": str(e)}
         with contextlib.suppress(zmq.ZMQError):
             await socket.send_multipart([identity, messages.encode(reply)])
 

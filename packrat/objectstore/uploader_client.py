@@ -1,4 +1,4 @@
-"""The front end's client of the uploader: deletes and status, each with a deadline."""
+"""The front end's client of the uploader: deletes, lists and status, each with a deadline."""
 
 from __future__ import annotations
 
@@ -33,13 +33,23 @@ class UploaderClient:
 
     async def delete(self, key: str) -> bool:
         """Delete ``key`` in the store; whether it was there.  ``ObjectStoreUnavailable``."""
-        reply = await self._request({"op": "delete", "key": key}, self.timeout)
+        reply = await self._answer({"op": "delete", "key": key})
+        return bool(reply.get("found"))
+
+    async def list(self, prefix: str, limit: int) -> tuple[list[str], bool]:
+        """The first ``limit`` keys under ``prefix`` in the store, and whether more follow."""
+        reply = await self._answer({"op": "list", "prefix": prefix, "limit": limit})
+        return reply["keys"], reply["more"]
+
+    async def _answer(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """The uploader's reply; ``ObjectStoreUnavailable`` when it did not succeed."""
+        reply = await self._request(fields, self.timeout)
         if not reply.get("ok"):
             raise ObjectStoreUnavailable(
-                "the object store could not be reached; nothing was deleted, retry shortly",
+                "the object store could not be reached; nothing more was deleted, retry shortly",
                 log_message=str(reply.get("message", "")),
             )
-        return bool(reply.get("found"))
+        return reply
 
     async def status(self, timeout: float) -> dict[str, Any] | None:
         """The uploader's figures; None when it does not answer in ``timeout`` seconds."""

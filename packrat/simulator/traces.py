@@ -20,6 +20,8 @@ from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import IO
 
+from packrat.core.numbers import whole_number
+
 Request = tuple[Hashable, int]
 
 ORACLE_RECORD = struct.Struct("<IQIq")
@@ -59,9 +61,8 @@ class TraceError(ValueError):
 
 
 def _size(text: str) -> int | None:
-    """A size field's bytes: ASCII digits only (``isdigit`` accepts ``²``)."""
-    text = text.strip()
-    return int(text) if text.isascii() and text.isdigit() else None
+    """A size field's bytes."""
+    return whole_number(text.strip())
 
 
 def _bad_line(path: Path, number: int, line: str, fmt: str) -> TraceError:
@@ -78,10 +79,12 @@ def read_webcachesim(path: Path) -> Iterator[Request]:
             fields = line.split()
             if not fields:
                 continue
-            size = _size(fields[2]) if len(fields) >= 3 else None
-            if size is None or not fields[1].lstrip("-").isdigit():
+            if len(fields) < 3:
                 raise _bad_line(path, number, line, "webcachesim")
-            yield (int(fields[1]), size), size
+            size, key = _size(fields[2]), whole_number(fields[1].removeprefix("-"))
+            if size is None or key is None:
+                raise _bad_line(path, number, line, "webcachesim")
+            yield (-key if fields[1].startswith("-") else key, size), size
 
 
 def read_oracle_general(path: Path) -> Iterator[Request]:

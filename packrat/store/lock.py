@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 
+from packrat.core.numbers import whole_number
 from packrat.store.layout import Layout
 
 INHERITED_FD = "PACKRAT_ROOT_LOCK_FD"
@@ -44,9 +45,9 @@ def lock_root(layout: Layout, role: str) -> int:
 def _inherited_fd(path: os.PathLike[str] | str) -> int | None:
     """The lock file's descriptor handed down by ``packrat serve``, if it is one."""
     text = os.environ.pop(INHERITED_FD, "")
-    if not text.isascii() or not text.isdigit():
+    fd = whole_number(text)
+    if fd is None:
         return None
-    fd = int(text)
     try:
         same = os.path.samestat(os.fstat(fd), os.stat(path))
     except OSError:

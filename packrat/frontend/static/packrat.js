@@ -198,6 +198,21 @@ function keyLink(key) {
   return a;
 }
 
+// As page.py's objectstore_figure.
+export function objectstoreFigure(status) {
+  const where = status.prefix ? `${status.bucket}/${status.prefix}` : status.bucket;
+  const uploader = status.uploader;
+  if (uploader === null) return { state: status.state, detail: `${where} · the uploader does not answer` };
+  const waiting = uploader.backlog_objects;
+  const parts = [
+    where,
+    waiting ? `${count(waiting)} waiting (${humanBytes(uploader.backlog_bytes)})` : "nothing waiting",
+    `${count(uploader.uploaded)} uploaded`,
+  ];
+  if (uploader.lost_before_upload) parts.push(`${count(uploader.lost_before_upload)} evicted before upload`);
+  return { state: status.state, detail: parts.join(" · ") };
+}
+
 export function render(stats) {
   const now = stats.started_at + stats.uptime_seconds; // the server's clock
   const buckets = stats.history.buckets;
@@ -213,6 +228,12 @@ export function render(stats) {
   setFigure("misses", count(stats.misses));
   setFigure("evictions", count(stats.evictions), humanBytes(stats.evicted_bytes));
   setFigure("commits", count(stats.commits));
+  const store = $("objectstore");
+  if (store && stats.objectstore) {
+    const figure = objectstoreFigure(stats.objectstore);
+    store.dataset.state = figure.state;
+    setFigure("objectstore", figure.state, figure.detail);
+  }
   setText("uptime", duration(stats.uptime_seconds));
   setText("policy", stats.policy);
 
