@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import heapq
 import json
+import os
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -426,7 +427,9 @@ def report(mine: dict, ref: dict, traces: dict, seconds: float) -> list[str]:
         "## Speed",
         "",
         "Requests replayed per second (median over the 16 sizes, admission all), "
-        f"{WORKERS} processes sharing the machine, `python bench/policies.py`:",
+        f"{WORKERS} processes sharing the machine (1-minute load average "
+        f"{os.getloadavg()[0]:.1f} at the end: other work slows every row alike), "
+        "`python bench/policies.py`:",
         "",
         *speed_rows(mine),
         "",

@@ -258,3 +258,32 @@ def test_missing_config_file_exits_config(tmp_path):
     assert result.returncode == ExitStatus.CONFIG
     assert "cannot read configuration" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[coordinator]\nendpoint = tcp://127.0.0.1:5555\n", "set curve_keys"),
+        # The uploader's socket takes no keys: tcp:// is refused even with the coordinator's.
+        (
+            "[coordinator]\nendpoint = tcp://127.0.0.1:5555\ncurve_keys = {keys}\n"
+            "[objectstore]\nbucket = ok-name\nuploader_endpoint = tcp://127.0.0.1:5556\n",
+            "[objectstore] uploader_endpoint = tcp://127.0.0.1:5556: tcp://127.0.0.1:5556 is "
+            "reachable by every local user",
+        ),
+    ],
+)
+def test_a_tcp_endpoint_without_curve_is_refused(tmp_path, body, message):
+    """One rule (``endpoint_problem``) for both ZeroMQ sockets: whoever reaches one may delete."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for name in ("server.key", "server.key_secret", "client.key", "client.key_secret"):
+        (keys / name).write_text("")
+    path = tmp_path / "p.ini"
+    path.write_text(body.format(keys=keys))
+    with pytest.raises(config.ConfigError, match="every local user") as refused:
+        config.load(path)
+    assert message in str(refused.value)
+    path.write_text(body.format(keys=keys).replace("tcp://127.0.0.1:5556", "ipc://x/u.sock"))
+    if "uploader_endpoint" in body:
+        assert config.load(path).objectstore_uploader_endpoint == "ipc://x/u.sock"

@@ -18,7 +18,7 @@ from packrat.core.errors import ErrorCode
 from packrat.core.settings import Settings
 from packrat.store import StagedFile, key_digest, open_entry, open_key
 from packrat.store.accounting import charge
-from packrat.store.layout import FANOUT
+from packrat.store.layout import FANOUT, Layout
 from packrat.store.snapshot import SnapshotWriter, load_snapshot, save_snapshot
 from packrat.store.staging import sweep_staging
 
@@ -481,3 +481,29 @@ def test_old_two_level_layout_is_moved_up(coordinator):
     assert path.exists() and not nested.exists()
     assert "moved" in fresh.index
     fresh.close()
+
+
+def test_a_snapshot_written_behind_holds_the_same_rows(tmp_path):
+    """A thread writes the periodic snapshot's blocks: same file, and its errors reach finish."""
+    loaded = []
+    for behind in (False, True):
+        layout = Layout(tmp_path / str(behind))
+        layout.create()
+        writer = SnapshotWriter(layout, 7, behind=behind)
+        for start in range(0, 3000, 1000):
+            keys = [f"k/{n:05}".encode() for n in range(start, start + 1000)]
+            writer.add(keys, array("q", range(start + 1, start + 1001)), array("d", [1.5] * 1000))
+        writer.finish()
+        assert writer.backlog == 0
+        snapshot = load_snapshot(layout)
+        loaded.append((snapshot.keys, snapshot.charges, snapshot.seen, snapshot.sequence))
+    assert loaded[0] == loaded[1] and len(loaded[0][0]) == 3000
+    layout = Layout(tmp_path / "broken")
+    layout.create()
+    writer = SnapshotWriter(layout, 7, behind=True)
+    os.close(writer._file.fileno())  # every write of the thread fails
+    writer.add([b"k"], array("q", [1]), array("d", [1.0]))
+    with pytest.raises(OSError):
+        writer.finish()
+    assert not layout.snapshot_path().exists()
+    assert list(layout.snapshot_path().parent.iterdir()) == []

@@ -224,7 +224,7 @@ def test_objectstore_settings_are_checked_with_clear_errors(tmp_path):
     cases = {
         "bucket = B": "is not a bucket name",
         "bucket = ok-name\nendpoint_url = ftp://x": "is not an http:// or https:// URL",
-        "bucket = ok-name\nuploader_endpoint = tcp://0.0.0.0:5": "must be ipc:// or a loopback",
+        "bucket = ok-name\nuploader_endpoint = tcp://0.0.0.0:5": "takes no CURVE keys",
         "bucket = ok-name\nconcurrency = 0": "must be at least 1",
         f"bucket = ok-name\ncredentials_file = {credentials}": "lacks aws_secret_access_key",
         f"bucket = ok-name\ncredentials_file = {credentials}\nprofile = ci": "has no [ci] section",

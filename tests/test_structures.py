@@ -11,13 +11,23 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import given, settings
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from packrat.coordinator.keytable import KeyTable
 from packrat.policies.ghost import Ghost
+from packrat.structures import ranking as ranking_module
 from packrat.structures.links import Links, Queue
-from packrat.structures.ring import CHUNK
+from packrat.structures.ranking import Ranking
+from packrat.structures.ring import CHUNK, WRAP
 
 # Few distinct first segments and short tails, so prefixes share many keys;
 # some keys are long so pages fill by bytes as well as by count.
@@ -93,6 +103,14 @@ class GhostMachine(RuleBasedStateMachine):
         self.model: OrderedDict[int, tuple[int, int]] = OrderedDict()
         self.clock = 0
 
+    @initialize(first=st.sampled_from([0, WRAP + 1 - 2 * CHUNK, 5 * (WRAP + 1) - CHUNK]))
+    def start_at(self, first: int) -> None:
+        """Number entries from ``first``, so they cross ``2**31`` (chains keep them ``& WRAP``)."""
+        ghost = self.ghost
+        ghost._head = first
+        for ring in (ghost._ident, ghost._clock, ghost._chain, ghost._alive):
+            ring.start = ring.end = first
+
     @rule(ident=st.integers(-(2**63), 2**63 - 1), size=st.integers(0, 10**12))
     def push(self, ident: int, size: int) -> None:
         if ident in self.model:
@@ -127,6 +145,8 @@ class GhostMachine(RuleBasedStateMachine):
         assert len(ghost) == len(self.model)
         assert ghost.used == sum(size for size, _ in self.model.values())
         assert ghost.clock == self.clock
+        # the oldest entry kept is alive: entries taken do not pile up behind it
+        assert ghost._head == ghost._ident.end or ghost._alive[ghost._head]
         for ident in list(self.model)[:50]:
             assert ident in ghost
 
@@ -185,3 +205,69 @@ def test_a_ghost_spanning_many_chunks_keeps_sizes_and_order() -> None:
         assert ghost.pop_oldest() == model.popitem(last=False)[1]
     assert ghost.used == sum(model.values()) and len(ghost) == 10
     assert all(ident in ghost for ident in model)
+
+
+# Slot 256 is the bytes 00 01 00 00 and slot 1 is 01 00 00 00: a byte search that matched
+# across two entries would find 1 in 256 followed by 0.
+MAX_SLOT = 300
+SLOTS = st.integers(0, MAX_SLOT)
+
+
+class RankingMachine(RuleBasedStateMachine):
+    """``Ranking`` against a sorted list of ``(priority, placement number, slot)``.
+
+    Few distinct priorities, so ties span blocks; a small ``LOAD`` (patched
+    per example) makes blocks split and join many times.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ranking = Ranking()
+        self.model: list[tuple[float, int, int]] = []
+        self.placed = 0
+
+    @rule(priority=st.sampled_from([0.0, 0.5, 1.0, 2.0, 1e300]), slots=st.lists(SLOTS, max_size=40))
+    def add(self, priority: float, slots: list[int]) -> None:
+        for slot in slots:
+            if slot in self.ranking:
+                continue
+            self.ranking.add(priority, slot)
+            self.placed += 1
+            self.model.append((priority, self.placed, slot))
+            self.model.sort()
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data(), count=st.integers(1, 40))
+    def remove(self, data: st.DataObject, count: int) -> None:
+        for _ in range(min(count, len(self.model))):
+            entry = data.draw(st.sampled_from(self.model))
+            self.ranking.remove(entry[2])
+            self.model.remove(entry)
+
+    @precondition(lambda self: self.model)
+    @rule(count=st.integers(1, 40))
+    def pop_first(self, count: int) -> None:
+        for _ in range(min(count, len(self.model))):
+            priority, _, slot = self.model.pop(0)
+            assert self.ranking.pop_first() == (priority, slot)
+
+    @invariant()
+    def agrees(self) -> None:
+        ranking = self.ranking
+        assert len(ranking) == len(self.model)
+        assert list(ranking) == [(priority, slot) for priority, _, slot in self.model]
+        ranked = {slot for _, _, slot in self.model}
+        assert {slot for slot in range(MAX_SLOT + 2) if slot in ranking} == ranked
+        assert ranking._maxes == [ranking._priorities[block][-1] for block in ranking._order]
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ranking_module, "LOAD", 4)
+
+
+RankingMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=40, deadline=None)
+
+
+def test_ranking_behaves_as_a_sorted_list(small_blocks: None) -> None:
+    run_state_machine_as_test(RankingMachine, settings=RankingMachine.TestCase.settings)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from packrat.coordinator.keytable import KeyTable
 from packrat.policies import Policy, make_policy, make_room
-from packrat.policies.base import grow
 from packrat.store.layout import BLOCK
+from packrat.structures.columns import grow, length_for
 
 # Headroom of one directory block: a commit's rename may grow its fan-out
 # directory before the index hears of it.
@@ -216,6 +216,6 @@ class Index:
         else:
             slot = self.table.add(key)
             if slot >= len(self.last_access):
-                grow(self.last_access, max(slot + 1, 2 * len(self.last_access), 64))
+                grow(self.last_access, length_for(slot))
         self.policy.insert(slot, charge)
         self.last_access[slot] = seen

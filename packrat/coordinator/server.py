@@ -36,6 +36,7 @@ log = logging.getLogger("packrat.coordinator")
 
 SWEEP_INTERVAL = 10.0  # seconds between staging sweeps
 POLL_MS = 100  # longest the loop sleeps before looking at timers and signals
+SLOW_TURN = 0.020  # a turn of the loop this long is reported (issue 17: nothing may hold it longer)
 # pyzmq's flags as ints: an operation on its enum flags builds a new member.
 _NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
 
@@ -105,10 +106,12 @@ class CoordinatorServer:
             next_sweep = time.monotonic() + SWEEP_INTERVAL
             coordinator = self.coordinator
             in_snapshot = 0  # changes the snapshot being written holds
+            slow = SlowTurns()
             while not self.stopping:
                 job = self.snapshot_job
                 # While a snapshot is written, do not sleep: idle turns write it.
                 events = dict(poller.poll(0 if job is not None and not job.written else POLL_MS))
+                slow.start()
                 if socket in events:
                     self._drain(socket)
                 if files.fd in events:
@@ -132,6 +135,7 @@ class CoordinatorServer:
                         coordinator.layout, settings.coordinator_stale_staging, running=True
                     )
                     next_sweep = now + SWEEP_INTERVAL
+                slow.end(job is not None)
         finally:
             files.close()  # the decided file work is done and answered first
             socket.close()
@@ -167,6 +171,37 @@ class CoordinatorServer:
                 return None
             return protocol.Reply(e.request_id, error=ErrorCode.INVALID_MESSAGE, message=str(e))
         return self.coordinator.handle(request, respond)
+
+
+class SlowTurns:
+    """Reports turns of the loop over ``SLOW_TURN``: the worst, at most every ``SWEEP_INTERVAL``.
+
+    Wall-clock time and the loop thread's own CPU time: a turn long in the
+    first and short in the second waited for a core (other processes) or for
+    the interpreter lock (the file work's thread), not for its own work.
+    """
+
+    def __init__(self) -> None:
+        self.worst: tuple[float, float, bool] | None = None  # wall, CPU, writing a snapshot
+        self.reported = time.monotonic()
+        self._started = self._cpu = 0.0
+
+    def start(self) -> None:
+        self._started, self._cpu = time.perf_counter(), time.thread_time()
+
+    def end(self, snapshot: bool) -> None:
+        wall = time.perf_counter() - self._started
+        if wall >= SLOW_TURN and (self.worst is None or wall > self.worst[0]):
+            self.worst = (wall, time.thread_time() - self._cpu, snapshot)
+        if self.worst is not None and time.monotonic() - self.reported >= SWEEP_INTERVAL:
+            wall, cpu, snapshot = self.worst
+            log.warning(
+                "a turn of the loop took %.0f ms (%.1f ms of its own CPU%s)",
+                wall * 1000,
+                cpu * 1000,
+                ", a snapshot under way" if snapshot else "",
+            )
+            self.worst, self.reported = None, time.monotonic()
 
 
 def _bind(socket: zmq.Socket, endpoint: str) -> None:

@@ -4,9 +4,12 @@ Writing the whole index at once took 1.4 s per million objects, and every
 upload waited for it once per interval.  A forked child (as Redis's
 ``BGSAVE``) only makes the loop wait for ``fork``, but that copies the page
 tables: 63 ms at ten million objects here (``bench/stall.py``).  So a
-``SnapshotJob`` writes the rows in key order, ``SLICE`` seconds' worth per
-turn of the loop after its messages, resuming after the last key written;
-the final ``fsync`` and rename run in a thread.
+``SnapshotJob`` makes the rows' blocks in key order, ``SLICE`` seconds'
+worth per turn of the loop after its messages, resuming after the last key
+written; a thread writes them (``SnapshotWriter(behind=True)``: a ``write``
+throttled for dirty pages held the loop 30 ms at a million objects while
+other work filled the disk), and the final ``fsync`` and rename run in a
+thread too.  When the disk falls ``BACKLOG`` bytes behind, slices wait.
 
 The rows are then not one instant's index, and need not be: the snapshot's
 ``sequence`` is the commit stamp when it began, so start-up re-reads every
@@ -31,6 +34,7 @@ log = logging.getLogger("packrat.coordinator")
 
 SLICE = 0.004  # seconds of writing per turn of the loop
 ROWS = 1024  # rows per block of the file (and per step inside a slice)
+BACKLOG = 8 << 20  # bytes made and not written yet, beyond which a slice waits
 
 
 class SnapshotJob:
@@ -39,7 +43,7 @@ class SnapshotJob:
     def __init__(self, index: Index, layout: Layout, sequence: int, rows: int = ROWS) -> None:
         self.index = index
         self.rows = rows  # per block
-        self.writer = SnapshotWriter(layout, sequence)
+        self.writer = SnapshotWriter(layout, sequence, behind=True)
         self.started = time.monotonic()
         self.written = False  # every row is in the file
         self._finisher: threading.Thread | None = None
@@ -49,7 +53,7 @@ class SnapshotJob:
         """Write rows for about ``seconds``; True once every key has its row."""
         deadline = time.perf_counter() + seconds
         writer = self.writer
-        while not self.written:
+        while not self.written and writer.backlog < BACKLOG:
             keys, charges, seen = self.index.rows_after(writer.last_key, self.rows)
             writer.add(keys, charges, seen)
             self.written = len(keys) < self.rows

@@ -10,7 +10,6 @@ wrong; the CLI prints it and exits with ``ExitStatus.CONFIG`` (78).
 from __future__ import annotations
 
 import configparser
-import ipaddress
 import os
 import re
 import ssl
@@ -267,31 +266,15 @@ def _endpoint(text: str) -> str:
     return text
 
 
-def is_loopback(endpoint: str) -> bool:
-    """Whether a ZeroMQ endpoint is reachable only from this host.
-
-    >>> [is_loopback(e) for e in ("ipc:///run/p.sock", "tcp://127.0.0.1:5555", "tcp://[::1]:1")]
-    [True, True, True]
-    >>> [is_loopback(e) for e in ("tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://eth0:5555")]
-    [False, False, False]
-    """
-    if endpoint.startswith("ipc://"):
-        return True
-    host = endpoint.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # "*", an interface name, a host name
-
-
-def endpoint_problem(endpoint: str, keys: Path | None) -> str | None:
+def endpoint_problem(endpoint: str, keys: Path | None, curve: bool = True) -> str | None:
     """Why ``endpoint`` may not be served with ``keys`` (None: it may).
 
-    Every ``tcp://`` endpoint needs CURVE keys: on a loopback address every
-    local user reaches it, on any other address other hosts do, and anyone
-    who reaches it can delete objects, HTTP auth or not.
+    The one rule for every ZeroMQ socket Packrat serves (the coordinator's,
+    the uploader's): a ``tcp://`` endpoint needs CURVE keys.  On a loopback
+    address every local user reaches it, on any other address other hosts
+    do, and anyone who reaches it can delete objects, HTTP auth or not.  A
+    socket that takes no keys (``curve=False``: the uploader's) is ``ipc://``
+    only.
 
     >>> endpoint_problem("ipc:///run/p.sock", None) is None
     True
@@ -299,13 +282,16 @@ def endpoint_problem(endpoint: str, keys: Path | None) -> str | None:
     True
     >>> "every local user" in endpoint_problem("tcp://127.0.0.1:5555", None)
     True
+    >>> "no CURVE keys" in endpoint_problem("tcp://127.0.0.1:5555", Path("keys"), curve=False)
+    True
     """
-    if keys is not None or endpoint.startswith("ipc://"):
+    if endpoint.startswith("ipc://") or (curve and keys is not None):
         return None
+    remedy = "set curve_keys (packrat keygen DIR)" if curve else "this socket takes no CURVE keys"
     return (
         f"{endpoint} is reachable by every local user (and from other hosts unless it is a "
-        "loopback address), and anyone who reaches it can delete objects; use ipc://, or set "
-        "curve_keys (packrat keygen DIR)"
+        f"loopback address), and anyone who reaches it can delete objects; use ipc:// "
+        f"({remedy})"
     )
 
 
@@ -341,11 +327,12 @@ def _count_at_least_one(text: str) -> int:
     return value
 
 
-def _local_endpoint(text: str) -> str:
-    """A ZeroMQ endpoint on this host only (the uploader's: it needs the cache's disk)."""
+def _keyless_endpoint(text: str) -> str:
+    """An endpoint for a socket without CURVE keys (the uploader's): ``ipc://`` only."""
     endpoint = _endpoint(text)
-    if not is_loopback(endpoint):
-        raise ValueError(f"{text!r} must be ipc:// or a loopback tcp:// address")
+    problem = endpoint_problem(endpoint, None, curve=False)
+    if problem:
+        raise ValueError(problem)
     return endpoint
 
 
@@ -410,7 +397,7 @@ _OPTIONS = {
     ("objectstore", "upload_checksum"): _bool,
     ("objectstore", "concurrency"): _count_at_least_one,
     ("objectstore", "max_backlog"): _count_at_least_one,
-    ("objectstore", "uploader_endpoint"): _local_endpoint,
+    ("objectstore", "uploader_endpoint"): _keyless_endpoint,
 }
 
 

@@ -46,7 +46,7 @@ import zmq.asyncio
 from packrat.coordinator.server import _bind  # one rule for binding a local socket
 from packrat.core import metrics_directory
 from packrat.core.fdlimit import raise_open_file_limit
-from packrat.core.settings import Settings
+from packrat.core.settings import Settings, endpoint_problem
 from packrat.objectstore import messages
 from packrat.objectstore.backlog import Backlog
 from packrat.objectstore.store import ObjectStore, PreconditionFailed, Refused, StoreUnavailable
@@ -114,11 +114,15 @@ class Uploader:
         context = zmq.asyncio.Context()
         socket = context.socket(zmq.ROUTER)
         socket.linger = 0
-        _bind(socket, self.settings.objectstore_uploader_endpoint)
+        endpoint = self.settings.objectstore_uploader_endpoint
+        problem = endpoint_problem(endpoint, None, curve=False)
+        if problem:  # config.load refuses it too; this guards Settings made in code
+            raise ValueError(f"[objectstore] uploader_endpoint: {problem}")
+        _bind(socket, endpoint)
         log.info(
             "uploader for bucket %s listening on %s; uploaded up to commit %d",
             self.settings.objectstore_bucket,
-            self.settings.objectstore_uploader_endpoint,
+            endpoint,
             self.mark,
         )
         tasks = [

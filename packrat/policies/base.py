@@ -19,6 +19,8 @@ from array import array
 from collections.abc import Callable
 from typing import ClassVar
 
+from packrat.structures.columns import grow, length_for
+
 ABSENT = -1  # in ``sizes``: the slot is not tracked
 
 
@@ -89,7 +91,7 @@ class Policy(ABC):
 
     def insert(self, slot: int, size: int) -> None:
         if slot >= len(self.sizes):
-            self._resize(max(slot + 1, 2 * len(self.sizes), 64))
+            self._resize(length_for(slot))
         elif self.sizes[slot] != ABSENT:
             raise KeyError(f"slot {slot} is already tracked")
         self.sizes[slot] = size
@@ -125,7 +127,7 @@ class Policy(ABC):
 
     def _resize(self, length: int) -> None:
         """Grow every per-slot column to ``length`` (subclasses add theirs)."""
-        self.sizes.extend(array("q", [ABSENT]) * (length - len(self.sizes)))
+        grow(self.sizes, length, ABSENT)
 
     @abstractmethod
     def _on_insert(self, slot: int, size: int) -> None:
@@ -146,13 +148,6 @@ class Policy(ABC):
         Only called while at least one slot is tracked; ``sizes`` still holds
         the slot when this runs.
         """
-
-
-def grow(column: array, length: int, fill: int = 0) -> None:
-    """Extend a per-slot column to ``length`` entries of ``fill``."""
-    extra = length - len(column)
-    if extra > 0:
-        column.extend(array(column.typecode, [fill]) * extra)
 
 
 def admit(policy: Policy, size: int, capacity: int) -> bool:

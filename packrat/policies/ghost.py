@@ -4,8 +4,9 @@ A ghost entry is a key's fingerprint (``ident``: a 64-bit hash the caller
 gives) and the running total of bytes remembered when it was added
 (``clock``), from which its size follows: the difference with the entry
 before it.  Entries live in chunked columns indexed by an ever-growing
-number (``Ring``) and are found by fingerprint through ``Buckets``: about 30
-bytes each, where an ``OrderedDict`` entry took over 150.  A ghost may hold
+number (``Ring``) and are found by fingerprint through ``Buckets``, whose
+heads and chains hold entry numbers modulo ``2**31`` (``ring.WRAP``) in 32
+bits: about 27 bytes each, where an ``OrderedDict`` entry took over 150.  A ghost may hold
 three times as many entries as the cache holds objects, so this matters.
 Two keys with one fingerprint (a chance of about n / 2**64 per lookup) would
 share an entry; nothing else depends on it.
@@ -14,7 +15,7 @@ share an entry; nothing else depends on it.
 from __future__ import annotations
 
 from packrat.structures.buckets import EMPTY, Buckets
-from packrat.structures.ring import Ring
+from packrat.structures.ring import WRAP, Ring
 
 
 class Ghost:
@@ -29,9 +30,9 @@ class Ghost:
     def __init__(self) -> None:
         self._ident = Ring("q")
         self._clock = Ring("q")  # bytes remembered up to and including this entry
-        self._chain = Ring("q", fill=EMPTY)
+        self._chain = Ring("i", fill=EMPTY)  # entry numbers & WRAP, as the buckets' heads
         self._alive = Ring("b")
-        self._buckets = Buckets(self._chain, self._ident.__getitem__)
+        self._buckets = Buckets(self._chain, self._ident.__getitem__, typecode="i")
         self._head = 0  # the oldest entry (alive or not) still in the columns
         self._before_head = 0  # the clock of the entry before it
         self.clock = 0  # bytes ever remembered
@@ -52,7 +53,7 @@ class Ghost:
         self._clock.append(self.clock)
         self._chain.append(EMPTY)
         self._alive.append(1)
-        self._buckets.add(n, ident)
+        self._buckets.add(n & WRAP, ident)
         self.used += size
         self.count += 1
 
@@ -61,22 +62,23 @@ class Ghost:
         n = self._find(ident)
         if n == EMPTY:
             return None
+        n = self._ident.unwrap(n)
         size = self._size(n)
         self._forget(n)
-        return size, self._clock[n]
+        clock = self._clock[n]
+        self._skip_dead()
+        return size, clock
 
     def pop_oldest(self) -> int:
         """Forget the oldest entry alive (there must be one); return its size."""
-        alive = self._alive
         n = self._head
-        while not alive[n]:
-            n = self._advance()
         size = self._size(n)
         self._forget(n)
-        self._advance()
+        self._skip_dead()
         return size
 
     def _find(self, ident: int) -> int:
+        """The number of ``ident``'s entry ``& WRAP``, or ``EMPTY``."""
         n = self._buckets.head(ident)
         idents, chain = self._ident, self._chain
         while n != EMPTY and idents[n] != ident:
@@ -88,15 +90,23 @@ class Ghost:
         return self._clock[n] - before
 
     def _forget(self, n: int) -> None:
-        self._buckets.remove(n, self._ident[n])
+        self._buckets.remove(n & WRAP, self._ident[n])
         self._alive[n] = 0
         self.used -= self._size(n)
         self.count -= 1
 
-    def _advance(self) -> int:
-        """Move the head past its entry (dead by now); return the new head."""
-        self._before_head = self._clock[self._head]
-        self._head += 1
-        for ring in (self._ident, self._clock, self._chain, self._alive):
-            ring.drop_before(self._head)
-        return self._head
+    def _skip_dead(self) -> None:
+        """Move the head past entries forgotten, so the oldest kept is alive.
+
+        Entries taken out of the middle would otherwise pile up behind an
+        old one still alive (and the ring's numbers must stay within ``WRAP``).
+        """
+        alive, clock, end = self._alive, self._clock, self._ident.end
+        head = self._head
+        while head < end and not alive[head]:
+            self._before_head = clock[head]
+            head += 1
+        if head != self._head:
+            self._head = head
+            for ring in (self._ident, self._clock, self._chain, self._alive):
+                ring.drop_before(head)

@@ -70,7 +70,7 @@ class LazyGDSF(GDSF):
         self._hits[slot] = 0
 
     def _on_access(self, slot: int) -> None:
-        self._hits[slot] += 1
+        self._count_hit(slot)
 
     def _pop_victim(self) -> int:
         while True:

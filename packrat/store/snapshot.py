@@ -26,12 +26,15 @@ before anything else, so it never outlives the run it describes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
 import os
+import queue
 import struct
 import sys
+import threading
 import time
 from array import array
 from collections.abc import Iterator
@@ -72,9 +75,17 @@ class Snapshot:
 
 
 class SnapshotWriter:
-    """Writes a snapshot block by block to a temporary file; ``finish`` publishes it."""
+    """Writes a snapshot block by block to a temporary file; ``finish`` publishes it.
 
-    def __init__(self, layout: Layout, sequence: int) -> None:
+    With ``behind``, a thread writes (and hashes) the blocks ``add`` makes, so
+    the caller never waits for the disk: a ``write`` into the page cache is
+    held tens of milliseconds when the kernel throttles a process for dirty
+    pages (measured while other work filled the disk), and the coordinator's
+    loop must not be.  ``backlog`` says how many bytes the thread has yet to
+    write, so the caller can wait for it without blocking.
+    """
+
+    def __init__(self, layout: Layout, sequence: int, behind: bool = False) -> None:
         self.layout = layout
         self.sequence = sequence
         self.rows = 0
@@ -84,19 +95,39 @@ class SnapshotWriter:
         self._hash = hashlib.sha256()
         self._file = open(self._temp, "wb")  # noqa: SIM115 - closed by finish or abort
         self._write(MAGIC)
+        # Each count is changed by one thread only: handed by the caller, written by the thread.
+        self._handed = self._written = 0
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._error: OSError | None = None
+        self._thread: threading.Thread | None = None
+        if behind:
+            self._thread = threading.Thread(target=self._write_handed, name="snapshot-write")
+            self._thread.daemon = True
+            self._thread.start()
+
+    @property
+    def backlog(self) -> int:
+        """Bytes handed to the writing thread that it has not written yet."""
+        return self._handed - self._written
 
     def add(self, keys: list[bytes], charges: array, seen: array) -> None:
         """Append rows (``keys`` strictly increasing, and above every earlier row's)."""
         if not keys:
             return
-        lengths = array("H", map(len, keys))
+        columns = [charges, seen, array("H", map(len, keys))]
         if not _LITTLE:
-            for column in (charges, seen, lengths):
-                column = array(column.typecode, column)
+            columns = [array(column.typecode, column) for column in columns]
+            for column in columns:
                 column.byteswap()
         blob = b"".join(keys)
-        self._write(_BLOCK.pack(b"B", len(keys), len(blob)))
-        self._write(charges.tobytes() + seen.tobytes() + lengths.tobytes() + blob)
+        block = b"".join(
+            [_BLOCK.pack(b"B", len(keys), len(blob)), *(c.tobytes() for c in columns), blob]
+        )
+        if self._thread is None:
+            self._write(block)
+        else:
+            self._handed += len(block)
+            self._queue.put(block)
         self.rows += len(keys)
         self.last_key = keys[-1]
 
@@ -104,9 +135,10 @@ class SnapshotWriter:
         """Write the footer, fsync, rename into place; return the file's size."""
         fields = {"saved_at": time.time(), "sequence": self.sequence, "rows": self.rows}
         footer = msgpack.packb(fields)
-        self._write(_FOOTER.pack(b"E", len(footer)) + footer)
-        checksum = self._hash.digest()
         try:
+            self._join()
+            self._write(_FOOTER.pack(b"E", len(footer)) + footer)
+            checksum = self._hash.digest()
             self._file.write(checksum)
             self._file.flush()
             os.fsync(self._file.fileno())
@@ -121,8 +153,29 @@ class SnapshotWriter:
         return size
 
     def abort(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):  # the file goes anyway
+            self._join()
+        with contextlib.suppress(OSError):
+            self._file.close()
         self._temp.unlink(missing_ok=True)
+
+    def _join(self) -> None:
+        """Let the writing thread write what it was handed, and end; raise what it met."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            raise self._error
+
+    def _write_handed(self) -> None:
+        while (block := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._write(block)
+                except OSError as e:
+                    self._error = e  # finish raises it
+            self._written += len(block)
 
     def _write(self, data: bytes) -> None:
         self._hash.update(data)

@@ -3,6 +3,11 @@
 A FIFO of millions of entries as one ``array`` would have to be copied to
 drop its head or to grow; this one is a list of fixed-size chunks, so
 appending and dropping the oldest chunk never copy more than a chunk.
+
+An index is read modulo ``2**31`` from the first one kept, so ``n`` and
+``n & WRAP`` name the same entry while fewer than ``2**31`` are kept: a
+column that stores indexes can store them in 32 bits (the ghost's hash
+chains do) however far the counter has gone.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from array import array
 CHUNK_BITS = 16
 CHUNK = 1 << CHUNK_BITS
 _MASK = CHUNK - 1
+WRAP = (1 << 31) - 1
 
 
 class Ring:
@@ -21,32 +27,36 @@ class Ring:
     >>> for n in range(CHUNK + 3): ring.append(n * 2)
     >>> ring.drop_before(CHUNK + 1); ring[CHUNK + 2], ring.start, ring.end
     (131076, 65536, 65539)
+    >>> ring[(CHUNK + 2) | (1 << 31)], ring.unwrap((CHUNK + 2) & WRAP)
+    (131076, 65538)
     """
 
     def __init__(self, typecode: str, fill: int = 0) -> None:
         self._blank = array(typecode, [fill]) * CHUNK
         self._chunks: list[array] = []
-        self._first = 0  # number of the first chunk kept
         self.start = 0  # the first index still readable (a chunk boundary)
         self.end = 0
 
     def __getitem__(self, n: int) -> int:
-        return self._chunks[(n >> CHUNK_BITS) - self._first][n & _MASK]
+        return self._chunks[((n - self.start) & WRAP) >> CHUNK_BITS][n & _MASK]
 
     def __setitem__(self, n: int, value: int) -> None:
-        self._chunks[(n >> CHUNK_BITS) - self._first][n & _MASK] = value
+        self._chunks[((n - self.start) & WRAP) >> CHUNK_BITS][n & _MASK] = value
+
+    def unwrap(self, n: int) -> int:
+        """The index kept that ``n`` names (``n`` may be an index ``& WRAP``)."""
+        return self.start + ((n - self.start) & WRAP)
 
     def append(self, value: int) -> None:
         n = self.end
         if n & _MASK == 0:
             self._chunks.append(array(self._blank.typecode, self._blank))
-        self._chunks[(n >> CHUNK_BITS) - self._first][n & _MASK] = value
         self.end = n + 1
+        self[n] = value
 
     def drop_before(self, n: int) -> None:
         """Forget the whole chunks below index ``n``."""
-        whole = (n >> CHUNK_BITS) - self._first
+        whole = (n - self.start) >> CHUNK_BITS
         if whole > 0:
             del self._chunks[:whole]
-            self._first += whole
-            self.start = self._first << CHUNK_BITS
+            self.start += whole << CHUNK_BITS
