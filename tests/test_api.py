@@ -4,11 +4,12 @@ off and on (the ``server`` fixture) but for the two tests that need a server of 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
-import time
 
 import requests
+
+from tests.support.rawhttp import request
+from tests.support.waiting import wait_until
 
 
 def test_readme_example_round_trip(packrat_server, tmp_path):
@@ -158,13 +159,9 @@ def _raw_post(server, key: str, body: bytes, content_type: str) -> tuple[int, di
 
 
 def _raw_request(server, method, path, body=None, headers=None) -> tuple[int, dict]:
-    """One request exactly as written (no client-side path normalisation)."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    conn.request(method, path, body=body, headers={**server.auth, **(headers or {})})
-    response = conn.getresponse()
-    status, payload = response.status, json.loads(response.read())
-    conn.close()
-    return status, payload
+    """One request exactly as written (no client-side path normalisation); its JSON body."""
+    status, answer = request(server.port, method, path, body, {**server.auth, **(headers or {})})
+    return status, json.loads(answer)
 
 
 def test_malformed_multipart_is_400_never_500(server):
@@ -215,11 +212,10 @@ def test_status_page_counts_hits_and_misses(packrat_server):
         "<th>Hits</th><td>2</td>",
         "<th>Misses</th><td>1</td>",
     )
-    deadline = time.monotonic() + 2  # reads are reported in batches every 20 ms
-    while True:
-        page = requests.get(packrat_server.url + "/", timeout=10).text
-        if all(row in page for row in expected) or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
-    for row in expected:
-        assert row in page
+    pages = []
+
+    def counted() -> bool:  # reads are reported in batches
+        pages.append(requests.get(packrat_server.url + "/", timeout=10).text)
+        return all(row in pages[-1] for row in expected)
+
+    wait_until(counted, what="the counts on the page", detail=lambda: pages[-1])

@@ -30,19 +30,6 @@ def _htpasswd(tmp_path):
     return path
 
 
-def _wait(server, **kw) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert server.process.poll() is None, server.log()
-        try:
-            if requests.get(server.url + "/", timeout=1, **kw).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(server.log())
-
-
 def test_auth_is_off_by_default():
     assert config.Settings().auth_enabled is False
     assert config.load(Path("etc/packrat.ini.example")).auth_enabled is False
@@ -55,7 +42,7 @@ def test_tokens(make_server):
     )
     read = {"Authorization": f"Bearer {READER}"}
     write = {"Authorization": f"Bearer {WRITER}"}
-    _wait(server, headers=read)
+    server.wait_answering("/", headers=read)
     url = server.url
     # Nothing without credentials, and the challenge names the scheme.
     for method, path in (
@@ -109,7 +96,7 @@ def test_htpasswd_basic(make_server, tmp_path):
         wait=False,
         auth={"enabled": "yes", "htpasswd": _htpasswd(tmp_path), "write_users": "alice"},
     )
-    _wait(server, auth=("bob", "bob-pw"))
+    server.wait_answering("/", auth=("bob", "bob-pw"))
     url = server.url
     reply = requests.get(url + "/k", timeout=10)
     assert reply.status_code == 401

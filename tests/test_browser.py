@@ -21,7 +21,6 @@ import random
 import re
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
@@ -31,6 +30,7 @@ import pytest
 
 from packrat.core.keys import FORBIDDEN_CLASS, KEY_PATTERN, key_path, validate_key
 from packrat.frontend import page as server_page
+from tests.support.waiting import wait_until
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is a test extra: pip install -e '.[test]'"
@@ -550,17 +550,8 @@ def refused_in_log(server, count: int) -> list[str]:
         lines = [line for line in server.log().splitlines() if "error=cross_site" in line]
         return lines if len(lines) >= count else []
 
-    return wait_for_log(found)
-
-
-def wait_for_log(found):
-    deadline = time.monotonic() + 15  # access lines are flushed once a second
-    while time.monotonic() < deadline:
-        lines = found()
-        if lines:
-            return lines
-        time.sleep(0.1)
-    raise AssertionError("the refusals never reached the access log")
+    # Access lines are flushed once a second.
+    return wait_until(found, 15, 0.1, what="the refusals in the access log", detail=server.log)
 
 
 def test_another_sites_page_cannot_write_with_auth_off(make_server, open_context):

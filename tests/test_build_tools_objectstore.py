@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.conftest import wait_until
+from tests.support.waiting import wait_until
 from tests.test_action_results import ac_key, action_result, put, put_blobs
 from tests.test_objectstore import in_store, start_node, store_requests
 from tests.test_turborepo import put_artifact

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import http.server
 import json
 import os
 import pty
@@ -12,37 +11,15 @@ import struct
 import subprocess
 import sys
 import termios
-import threading
-from pathlib import Path
 
 import pytest
 import requests
 
 from packrat import __version__
 from packrat.core.exits import ExitStatus
+from tests.support.cli import packrat
 
 TOKEN = "t" * 16 + "-write-token"
-
-
-def packrat(
-    *args: str,
-    url: str | None = None,
-    stdin: bytes | None = None,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-) -> subprocess.CompletedProcess[bytes]:
-    """Run ``packrat ARGS`` with ``$PACKRAT_URL`` set to ``url``; output captured (no terminal)."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("PACKRAT_")}
-    if url:
-        environ["PACKRAT_URL"] = url
-    return subprocess.run(
-        [sys.executable, "-m", "packrat", *args],
-        input=stdin,
-        capture_output=True,
-        timeout=60,
-        env={**environ, **(env or {})},
-        cwd=cwd,
-    )
 
 
 def test_version():
@@ -101,7 +78,7 @@ def test_standard_input_and_the_url_option(packrat_server):
     assert no_key.returncode == ExitStatus.USAGE and b"KEY" in no_key.stderr
 
 
-def test_exit_statuses_for_failures(make_server, tmp_path, free_tcp_port, wait_for):
+def test_exit_statuses_for_failures(make_server, tmp_path, free_tcp_port):
     server = make_server(
         wait=False, cache={"max_file_size": "1K"}, auth={"enabled": "true", "write_tokens": TOKEN}
     )
@@ -109,8 +86,7 @@ def test_exit_statuses_for_failures(make_server, tmp_path, free_tcp_port, wait_f
     source.write_bytes(b"small")
     with_token = {"PACKRAT_TOKEN": TOKEN}
 
-    probe = f"{server.url}/exists/probe"
-    wait_for(lambda: answers(probe))
+    server.wait_answering("/exists/probe", accept=lambda reply: reply.status_code < 500)
     denied = packrat("put", str(source), url=server.url)
     assert denied.returncode == ExitStatus.DENIED
     assert b"unauthorized" in denied.stderr
@@ -139,37 +115,11 @@ def test_exit_statuses_for_failures(make_server, tmp_path, free_tcp_port, wait_f
     assert packrat("put", url=server.url).returncode == ExitStatus.USAGE  # argparse
 
 
-def test_a_download_that_does_not_match_its_etag_exits_6(tmp_path):
-    class Liar(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("ETag", '"' + "0" * 64 + '"')
-            self.send_header("Content-Length", "5")
-            self.end_headers()
-            self.wfile.write(b"wrong")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Liar)
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        result = packrat("get", "k", "-o", str(tmp_path / "k"), url=url)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+def test_a_download_that_does_not_match_its_etag_exits_6(hostile_server, tmp_path):
+    hostile_server.reply("200 OK", {"ETag": '"' + "0" * 64 + '"', "Content-Length": 5}, b"wrong")
+    result = packrat("get", "k", "-o", str(tmp_path / "k"), url=hostile_server.url)
     assert result.returncode == ExitStatus.INTEGRITY, result.stderr
     assert not (tmp_path / "k").exists()
-
-
-def answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code < 500
-    except requests.ConnectionError:
-        return False
 
 
 def on_a_terminal(*args: str, url: str, stdout_too: bool = False) -> tuple[int, bytes]:

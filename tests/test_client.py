@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import http.server
 import io
 import logging
 import os
@@ -19,9 +18,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from packrat import __version__
@@ -30,26 +29,17 @@ from packrat.client import (
     BadAnswer,
     ChecksumMismatch,
     Client,
-    ClientError,
     IntegrityError,
     KeyRefused,
     NotFound,
     TransferError,
     Unavailable,
 )
+from tests.support.cli import packrat
+from tests.support.waiting import wait_until
 
 READER = "r" * 16 + "-read-token"
 WRITER = "w" * 16 + "-write-token"
-
-
-def answering(url: str, token: str | None = None) -> bool:
-    """HTTP answers (``exists`` needs no coordinator)."""
-    try:
-        with Client(url, token, retries=0, timeout=2) as probe:
-            probe.exists("probe")
-    except ClientError:
-        return False
-    return True
 
 
 def only_object_file(server) -> Path:
@@ -171,10 +161,10 @@ def test_errors_carry_the_api_code(make_server, tmp_path):
     assert not server.exists("big")
 
 
-def test_tokens(make_server, wait_for):
+def test_tokens(make_server):
     auth = {"enabled": "true", "read_tokens": READER, "write_tokens": WRITER}
     server = make_server(wait=False, auth=auth)
-    wait_for(lambda: answering(server.url, READER))
+    server.wait_answering("/exists/probe", headers={"Authorization": f"Bearer {READER}"})
     with Client(server.url) as anonymous, pytest.raises(APIError) as denied:
         anonymous.exists("k")
     assert (denied.value.status, denied.value.code) == (401, "unauthorized")
@@ -228,65 +218,35 @@ def test_an_upload_that_changed_after_hashing_is_refused(packrat_server):
 # -- a stand-in server that lies --------------------------------------------
 
 
-@pytest.fixture
-def liar() -> Iterator[tuple[str, dict]]:
-    """An HTTP server answering every GET with ``answer["body"]`` and ``answer["headers"]``."""
-    answer: dict = {}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            for name, value in answer["headers"].items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(answer["body"])
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", answer
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-def test_a_download_must_match_its_etag_and_length(liar, tmp_path):
-    url, answer = liar
+def test_a_download_must_match_its_etag_and_length(hostile_server, tmp_path):
     body = b"not what was stored"
+    right = f'"{hashlib.sha256(body).hexdigest()}"'
     dest = tmp_path / "out"
-    with Client(url) as cache:
-        answer.update(body=body, headers={"ETag": f'"{"0" * 64}"', "Content-Length": len(body)})
+    hostile_server.reply("200 OK", {"ETag": f'"{"0" * 64}"', "Content-Length": len(body)}, body)
+    hostile_server.reply("200 OK", {"ETag": right, "Content-Length": len(body) + 10}, body)
+    hostile_server.reply("200 OK", {"Content-Length": len(body)}, body)  # nothing to verify
+    hostile_server.reply("200 OK", {"ETag": right, "Content-Length": len(body)}, body)
+    with Client(hostile_server.url) as cache:
         with pytest.raises(IntegrityError, match="not 0000"):
             cache.get("k", dest)
         assert not dest.exists()
-
-        right = hashlib.sha256(body).hexdigest()
-        answer.update(headers={"ETag": f'"{right}"', "Content-Length": len(body) + 10})
         with pytest.raises(TransferError):
             cache.get("k", dest)
         assert not dest.exists()
-
-        answer.update(headers={"Content-Length": len(body)})  # nothing to verify against
         with pytest.raises(IntegrityError, match="no sha256 ETag"):
             cache.get("k", dest)
-
-        answer.update(headers={"ETag": f'"{right}"', "Content-Length": len(body)})
-        assert cache.get("k", dest).sha256 == right
+        assert cache.get("k", dest).sha256 == right.strip('"')
         assert dest.read_bytes() == body
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert len(hostile_server.requests) == 4  # one GET each: none was retried
 
 
 # -- 503: retried after Retry-After -----------------------------------------
 
 
-def test_uploads_wait_for_a_restarting_coordinator(make_server, caplog, wait_for):
+def test_uploads_wait_for_a_restarting_coordinator(make_server, caplog):
     frontend = make_server("frontend", wait=False)
-    wait_for(lambda: answering(frontend.url))
+    frontend.wait_answering("/exists/probe")
     started = threading.Timer(1.5, lambda: make_server("coordinator", wait=False))
     started.start()
     try:
@@ -299,9 +259,9 @@ def test_uploads_wait_for_a_restarting_coordinator(make_server, caplog, wait_for
     assert retries, "the first attempt should have met a 503"
 
 
-def test_retries_are_bounded(make_server, wait_for):
+def test_retries_are_bounded(make_server):
     frontend = make_server("frontend", wait=False)
-    wait_for(lambda: answering(frontend.url))
+    frontend.wait_answering("/exists/probe")
     start = time.monotonic()
     with Client(frontend.url, retries=1, max_wait=0.2) as cache, pytest.raises(Unavailable) as e:
         cache.put("never", io.BytesIO(b"x"))
@@ -316,7 +276,7 @@ def test_too_busy_is_retried_until_a_slot_frees(make_server):
     # One upload in flight holds the only slot: headers and half the body sent.
     slow = socket.create_connection(("127.0.0.1", server.port))
     slow.sendall(b"PUT /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
-    time.sleep(0.3)  # let the front end start receiving it
+    wait_until(server.staging_files)  # the front end is receiving it: the slot is taken
     release = threading.Timer(1.5, lambda: slow.sendall(b"world"))
     release.start()
     try:
@@ -394,7 +354,7 @@ def test_an_endless_chunked_body_after_a_content_length_is_not_read(hostile_serv
     with Client(hostile_server.url) as cache, pytest.raises(BadAnswer, match="ambiguous"):
         cache.get("k", out)
     assert out.getvalue() == b""
-    time.sleep(0.5)  # the server notices the closed connection
+    wait_until(lambda: hostile_server.finished == 1)  # it noticed the closed connection
     assert hostile_server.sent < 16 << 20  # socket buffers, not an endless stream
 
 
@@ -476,24 +436,19 @@ def test_an_error_page_of_a_proxy_keeps_its_status(hostile_server):
     assert (error.value.status, error.value.code) == (502, "http_502")
 
 
-def test_https_is_verified_against_the_systems_cas_or_ssl_cert_file(https_server, certificate):
-    _, url = https_server
-    cafile = certificate[2]
-    with Client(url, retries=0) as cache, pytest.raises(TransferError, match="certificate"):
+def test_https_is_verified_against_the_systems_cas_or_ssl_cert_file(https_server):
+    url, token, cafile = https_server.url, https_server.token, https_server.cafile
+    with Client(url, token, retries=0) as cache, pytest.raises(TransferError, match="certificate"):
         cache.exists("k")  # a CA of its own: not trusted by default
     context = ssl.create_default_context(cafile=str(cafile))
-    with Client(url, ssl_context=context) as cache:
+    with Client(url, token, ssl_context=context) as cache:
         cache.put("over/tls", io.BytesIO(b"secret"))
         out = io.BytesIO()
         cache.get("over/tls", out)
     assert out.getvalue() == b"secret"
     # The command line: OpenSSL's own variable names the CA.
-    result = subprocess.run(
-        [sys.executable, "-m", "packrat", "exists", "over/tls", "--url", url],
-        capture_output=True,
-        timeout=60,
-        env={**os.environ, "SSL_CERT_FILE": str(cafile)},
-    )
+    env = {"SSL_CERT_FILE": str(cafile), **({"PACKRAT_TOKEN": token} if token else {})}
+    result = packrat("exists", "over/tls", "--url", url, env=env)
     assert result.returncode == 0, result.stderr
 
 
@@ -501,8 +456,18 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(make_server):
     server = make_server(frontend={"idle_timeout": 1})
     with Client(server.url, retries=0) as cache:
         cache.put("kept", io.BytesIO(b"alive"))
-        time.sleep(1.5)  # the server closes the idle keep-alive connection
+        wait_until(lambda: not open_connections(server))  # idle: the server closed it
         assert cache.exists("kept")
+
+
+def open_connections(server) -> list:
+    """The front ends' established TCP connections on ``server``'s port."""
+    return [
+        connection
+        for process in server.children("frontend")
+        for connection in process.net_connections("tcp")
+        if connection.status == psutil.CONN_ESTABLISHED and connection.laddr.port == server.port
+    ]
 
 
 def test_credentials_in_the_url_are_sent_as_basic_and_never_shown(hostile_server):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,8 @@ from hypothesis import strategies as st
 
 from packrat.core import settings as config
 from packrat.core.exits import ExitStatus
+from tests.support.cli import packrat
+from tests.support.waiting import wait_until
 
 EXAMPLE = Path(__file__).parent.parent / "etc" / "packrat.ini.example"
 
@@ -136,22 +136,11 @@ def test_describe_loads_back_to_the_same_settings(tmp_path, body):
     assert config.load(again) == expected
 
 
-def run_packrat(*args: str, cwd: Path, env: dict[str, str] | None = None):
-    return subprocess.run(
-        [sys.executable, "-m", "packrat", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-    )
-
-
 def test_packrat_config_says_where_each_setting_came_from(tmp_path):
     (tmp_path / "etc").mkdir()
     local = tmp_path / "etc" / "packrat.ini"
     local.write_text("[server]\nport = 6001\n[auth]\nread_tokens = abcdefghijklmnopqrstuvwxyz\n")
-    result = run_packrat("config", cwd=tmp_path)
+    result = packrat("config", cwd=tmp_path, text=True)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "; configuration file: etc/packrat.ini (found)"
@@ -163,15 +152,15 @@ def test_packrat_config_says_where_each_setting_came_from(tmp_path):
 
     other = tmp_path / "other.ini"
     other.write_text("[cache]\npolicy = lru\n")
-    by_env = run_packrat("config", cwd=tmp_path, env={"PACKRAT_CONFIG": str(other)})
+    by_env = packrat("config", cwd=tmp_path, text=True, env={"PACKRAT_CONFIG": str(other)})
     assert by_env.stdout.splitlines()[0] == f"; configuration file: {other} ($PACKRAT_CONFIG)"
     assert f"policy = lru  ; {other}" in by_env.stdout
     assert "port = 5050  ; default" in by_env.stdout
-    explicit = run_packrat("config", "--config", str(other), cwd=tmp_path)
+    explicit = packrat("config", "--config", str(other), cwd=tmp_path, text=True)
     assert explicit.stdout.splitlines()[0] == f"; configuration file: {other} (--config)"
 
     other.write_text("[cache]\npolicy = nope\n")
-    bad = run_packrat("config", "--config", str(other), cwd=tmp_path)
+    bad = packrat("config", "--config", str(other), cwd=tmp_path, text=True)
     assert bad.returncode == ExitStatus.CONFIG and "unknown policy 'nope'" in bad.stderr
 
 
@@ -183,7 +172,7 @@ def test_runs_on_built_in_defaults_in_any_directory(tmp_path):
     """No file anywhere: `packrat config` says so, and a coordinator starts in an
     empty directory with the default (relative) cache root and endpoint.  (The
     front ends would bind the default port 5050, which tests never use.)"""
-    result = run_packrat("config", cwd=tmp_path)
+    result = packrat("config", cwd=tmp_path, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("; no configuration file (none of etc/packrat.ini")
     assert "built-in defaults" in result.stdout.splitlines()[0]
@@ -197,11 +186,12 @@ def test_runs_on_built_in_defaults_in_any_directory(tmp_path):
         )
     try:
         socket = tmp_path / "var" / "run" / "packrat-coordinator.sock"
-        deadline = time.monotonic() + 20
-        while not socket.exists():
+
+        def bound() -> bool:
             assert coordinator.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+            return socket.exists()
+
+        wait_until(bound, 20, detail=log.read_text)
         assert (tmp_path / "var" / "cache" / "objects").is_dir()
     finally:
         coordinator.terminate()
@@ -234,12 +224,7 @@ def test_runs_on_built_in_defaults_in_any_directory(tmp_path):
 def test_bad_config_exits_2_with_one_clear_line(tmp_path, body, message):
     path = tmp_path / "bad.ini"
     path.write_text(body)
-    result = subprocess.run(
-        [sys.executable, "-m", "packrat", "serve", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = packrat("serve", "--config", str(path), text=True)
     assert result.returncode == ExitStatus.CONFIG
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -249,12 +234,7 @@ def test_bad_config_exits_2_with_one_clear_line(tmp_path, body, message):
 
 
 def test_missing_config_file_exits_config(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "packrat", "coordinator", "--config", str(tmp_path / "nope.ini")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = packrat("coordinator", "--config", str(tmp_path / "nope.ini"), text=True)
     assert result.returncode == ExitStatus.CONFIG
     assert "cannot read configuration" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

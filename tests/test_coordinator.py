@@ -21,6 +21,7 @@ from packrat.store.accounting import charge
 from packrat.store.layout import FANOUT, Layout
 from packrat.store.snapshot import SnapshotWriter, load_snapshot, save_snapshot
 from packrat.store.staging import sweep_staging
+from tests.support.waiting import wait_until
 
 BLOCK = 4096
 DATA = b"x" * 8000  # two blocks
@@ -412,11 +413,8 @@ def test_a_failed_snapshot_is_reported_and_keeps_the_last_one(coordinator):
     job.step()
     coordinator.layout.snapshot_path().with_name("snapshot.tmp").unlink()  # rename fails
     job.finish_in_background()
-    deadline = time.monotonic() + 10
-    while (saved := job.done()) is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    assert saved is False
+    wait_until(lambda: job.done() is not None, 10, 0.01, what="the snapshot job's end")
+    assert job.done() is False
     assert coordinator.layout.snapshot_path().read_bytes() == before
 
 

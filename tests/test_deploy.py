@@ -27,7 +27,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -36,44 +35,16 @@ import requests
 
 from packrat.core.exits import FATAL
 from packrat.store import Layout
+from tests.support.waiting import refuses, shows_figures, wait_answering, wait_until
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 SUPERVISORD = Path(sys.executable).parent / "supervisord"
 TIMEOUT = 20.0
 
 
-def wait_for(
-    predicate,
-    what: str,
-    timeout: float = TIMEOUT,
-    log: Path | None = None,
-    process: subprocess.Popen | None = None,
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            detail = log.read_text(errors="replace") if log and log.exists() else ""
-            raise AssertionError(f"exited with {process.returncode} before {what}\n{detail}")
-        with contextlib.suppress(requests.ConnectionError, OSError):
-            if predicate():
-                return
-        time.sleep(0.05)
-    detail = log.read_text(errors="replace") if log and log.exists() else ""
-    raise AssertionError(f"timed out waiting for {what}\n{detail}")
-
-
-def ready(url: str) -> bool:
-    """HTTP answers and the status page shows the coordinator's numbers."""
-    reply = requests.get(url + "/", timeout=1)
-    return reply.status_code == 200 and "Objects" in reply.text
-
-
-def refused(url: str) -> bool:
-    try:
-        requests.get(url + "/", timeout=1)
-    except requests.ConnectionError:
-        return True
-    return False
+def log_of(path: Path):
+    """What ``path`` holds when a wait fails (nothing if it was never written)."""
+    return lambda: path.read_text(errors="replace") if path.exists() else ""
 
 
 def descendants(pid: int) -> list[psutil.Process]:
@@ -174,14 +145,11 @@ def test_supervisord_group_on_a_fresh_checkout(free_tcp_port: int, tmp_path: Pat
         )
     seen: set[psutil.Process] = set()
     try:
-        wait_for(
-            lambda: ready(url),
-            "packrat under supervisord",
-            log=run / "supervisord.log",
-            process=supervisord,
+        wait_answering(
+            url + "/", shows_figures, TIMEOUT, supervisord, log_of(run / "supervisord.log")
         )
         # RUNNING once each program has stayed up for startsecs.
-        wait_for(lambda: ctl(checkout, "status").count("RUNNING") == 3, "three RUNNING programs")
+        wait_until(lambda: ctl(checkout, "status").count("RUNNING") == 3, TIMEOUT, what="3 RUNNING")
         status = ctl(checkout, "status")
         assert "packrat:coordinator" in status and "packrat:frontend-1" in status, status
         children = descendants(supervisord.pid)
@@ -201,7 +169,7 @@ def test_supervisord_group_on_a_fresh_checkout(free_tcp_port: int, tmp_path: Pat
         # stop all: every program exits, supervisord stays.
         out = ctl(checkout, "stop", "all")
         assert "ERROR" not in out, out
-        assert refused(url)
+        assert refuses(url)
         _, alive = psutil.wait_procs(children, timeout=5)
         assert not alive, f"still running after stop all: {alive}"
         assert supervisord.poll() is None
@@ -209,7 +177,7 @@ def test_supervisord_group_on_a_fresh_checkout(free_tcp_port: int, tmp_path: Pat
         # start all again: the object survived the restart.
         out = ctl(checkout, "start", "all")
         assert "ERROR" not in out, out
-        wait_for(lambda: ready(url), "packrat restarted", log=run / "supervisord.log")
+        wait_answering(url + "/", shows_figures, TIMEOUT, log=log_of(run / "supervisord.log"))
         seen.update(descendants(supervisord.pid))
         assert requests.get(f"{url}/deploy/obj", timeout=10).content == data
 
@@ -218,7 +186,7 @@ def test_supervisord_group_on_a_fresh_checkout(free_tcp_port: int, tmp_path: Pat
         assert supervisord.wait(TIMEOUT) == 0
         _, alive = psutil.wait_procs(list(seen), timeout=5)
         assert not alive, f"left behind by shutdown: {alive}"
-        assert refused(url)
+        assert refuses(url)
     finally:
         if supervisord.poll() is None:
             seen.update(descendants(supervisord.pid))
@@ -464,7 +432,7 @@ def test_consistent_hash_balancer(
     with open(log, "wb") as out:
         lb = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for(lambda: ready(url), f"{balancer} in front of two nodes", log=log, process=lb)
+        wait_answering(url + "/", shows_figures, TIMEOUT, lb, log_of(log))
         keys = [f"shard/{n}/k{n * 7919 % 1000}" for n in range(24)]
         data = {key: os.urandom(1000 + n) for n, key in enumerate(keys)}
         home: dict[str, int] = {}

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
+
+from tests.support.waiting import wait_answering
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -78,16 +79,7 @@ def make_run(tmp_path_factory, config_writer, port_picker):
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            try:
-                if requests.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
+        wait_answering(url + "/readyz", timeout=60, process=process, log=log.read_text)
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import random
-import time
 
 import pytest
 
@@ -29,10 +28,11 @@ def test_lru_order_follows_reads_through_any_front_end(cluster):
     _, first, second = cluster
     for n in range(4):
         assert first.upload(f"k{n}", bytes([n]) * OBJECT).status_code == 200
+    before = first.stats()
     # k0 and k1 are read, each through a different front end; k2 and k3 are not.
     assert second.get("k0").status_code == 200
     assert first.get("k1").status_code == 200
-    time.sleep(0.1)  # reads reach the coordinator's order within 100 ms
+    first.stats_grown(before, hits=2)  # reads reach the coordinator's order in batches
     assert second.upload("k4", b"4" * OBJECT).status_code == 200
     assert [first.exists(f"k{n}") for n in range(5)] == [True, True, False, True, True]
     assert first.upload("k5", b"5" * OBJECT).status_code == 200
@@ -46,12 +46,13 @@ def test_repeated_reads_of_a_fresh_object_count(cluster):
     # k0 is read right after its neighbours were written, twice, through both
     # front ends: no throttle may drop these as "too recent to matter".
     first.upload("k0", b"0" * OBJECT)
+    before = first.stats()
     for n in (1, 2, 3):
         first.get(f"k{n}")
-    time.sleep(0.05)
+    first.stats_grown(before, hits=3)
     first.get("k0")
     second.get("k0")
-    time.sleep(0.1)
+    first.stats_grown(before, hits=5)
     first.upload("k4", b"4" * OBJECT)
     assert first.exists("k0") is True
     assert first.exists("k1") is False

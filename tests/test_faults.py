@@ -91,13 +91,19 @@ def test_writes_get_503_with_retry_after_while_coordinator_is_down(make_server, 
     assert frontend.upload("kept", b"kept").status_code == 200
     coordinator.process.kill()
     coordinator.process.wait(5)
+    unreachable = "the cache coordinator is not reachable; retry shortly"
+    # The front end knows once ZeroMQ has seen the socket close (a request sent before
+    # that waits for its deadline instead: "did not answer in time").
+    frontend.wait_answering(
+        "/readyz", accept=lambda reply: reply.status_code == 503 and unreachable in reply.text
+    )
     reply = frontend.upload("refused", b"nope")
     assert reply.status_code == 503
     assert reply.headers["Retry-After"].isdigit()
     assert reply.json() == {
         "success": False,
         "error": "coordinator_unavailable",
-        "message": "the cache coordinator is not reachable; retry shortly",
+        "message": unreachable,
     }
     assert frontend.get("kept").content == b"kept"
     assert frontend.exists("refused") is False

@@ -22,6 +22,9 @@ import requests
 from tornado.template import Loader
 
 from packrat.frontend import page
+from tests.support import rawhttp
+from tests.support.rawhttp import exchange, header_lines, json_answer
+from tests.support.waiting import wait_answering, wait_until
 
 TEMPLATES = Path(__file__).parent.parent / "packrat" / "frontend" / "templates"
 MiB = 1 << 20
@@ -54,18 +57,6 @@ TRAVERSALS = [
 ]
 
 
-def _raw(port: int, method: str, target: str, body: bytes | None = None) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.putrequest(method, target, skip_accept_encoding=True)
-    if body is not None:
-        conn.putheader("Content-Length", str(len(body)))
-    conn.endheaders(body)
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response.status, data
-
-
 def _files_outside_objects(root) -> set:
     """What a request could create outside objects/ (logs and metrics files are ours)."""
     return {
@@ -86,7 +77,7 @@ def test_traversal_in_any_encoding_never_escapes_or_fails(make_server, tmp_path)
     for target in TRAVERSALS:
         for method in ("GET", "HEAD", "PUT", "DELETE", "POST"):
             body = boundary if method == "POST" else (b"pwned" if method == "PUT" else None)
-            status, data = _raw(server.port, method, target, body)
+            status, data = rawhttp.request(server.port, method, target, body)
             assert status < 500, (method, target, status, data)
             assert b"TOP SECRET" not in data and b"root:" not in data, (method, target)
             if method in ("PUT", "POST"):
@@ -105,7 +96,7 @@ def test_a_double_encoded_dot_segment_is_a_key_of_percent_signs(make_server, tmp
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP SECRET")
     before = _files_outside_objects(tmp_path)
-    status, _ = _raw(server.port, "PUT", "/%252e%252e/%252e%252esecret.txt", b"stored")
+    status, _ = rawhttp.request(server.port, "PUT", "/%252e%252e/%252e%252esecret.txt", b"stored")
     assert status == 200
     assert server.get("%252e%252e/%252e%252esecret.txt").content == b"stored"
     assert secret.read_text() == "TOP SECRET"
@@ -153,10 +144,7 @@ def test_slow_body_is_cut_off_and_staging_removed(make_server):
             data = b""
         assert data == b"" or data.startswith(b"HTTP/1.1 4"), data
         assert time.monotonic() - start < 5
-    deadline = time.monotonic() + 3
-    while server.staging_files() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.staging_files() == []
+    wait_until(lambda: server.staging_files() == [], 3)
     assert server.exists("slow") is False
 
 
@@ -186,7 +174,7 @@ def test_max_uploads_gives_503_with_retry_after(make_server):
     server = make_server(frontend={"processes": 1, "max_uploads": 1})
     holder = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     holder.sendall(b"PUT /first HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nfive_")
-    time.sleep(0.3)  # the first upload holds the only slot
+    wait_until(server.staging_files)  # the first upload holds the only slot
     reply = requests.put(server.url + "/second", data=b"x", timeout=10)
     assert reply.status_code == 503
     assert reply.headers["Retry-After"] == "1"
@@ -199,15 +187,10 @@ def test_max_uploads_gives_503_with_retry_after(make_server):
     # A client that vanishes mid-upload gives its slot back.
     gone = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     gone.sendall(b"PUT /gone HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
-    time.sleep(0.2)
+    wait_until(server.staging_files)  # it holds the slot
     gone.close()
-    deadline = time.monotonic() + 5
-    while True:
-        status = requests.put(server.url + "/third", data=b"x", timeout=10).status_code
-        if status == 200 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert status == 200
+    third = server.url + "/third"
+    wait_until(lambda: requests.put(third, data=b"x", timeout=10).status_code == 200, 5)
 
 
 def test_concurrent_uploads_within_the_limit_all_succeed(make_server):
@@ -262,30 +245,6 @@ def test_status_page_escapes_and_has_a_strict_csp(server):
         assert secret_word not in reply.text
 
 
-def _exchange(port: int, request: bytes, timeout: float = 10) -> bytes:
-    """Send raw bytes, read the whole answer until the server closes (or ``timeout``)."""
-    answer = b""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(request)
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except (ConnectionResetError, TimeoutError):
-            pass
-    return answer
-
-
-def _credential(server) -> bytes:
-    """The header lines that carry ``server``'s credential (none when auth is off)."""
-    return b"".join(f"{k}: {v}\r\n".encode() for k, v in server.auth.items())
-
-
-def _json_error(answer: bytes) -> tuple[int, dict]:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return status, json.loads(body.decode())
-
-
 def test_stalled_uploads_lose_their_slots_after_idle_timeout(make_server):
     server = make_server(frontend={"processes": 1, "max_uploads": 4, "idle_timeout": 1})
     stalled = []
@@ -293,12 +252,13 @@ def test_stalled_uploads_lose_their_slots_after_idle_timeout(make_server):
         sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         sock.sendall(f"PUT /stall{n} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nx".encode())
         stalled.append(sock)
-    time.sleep(0.3)
+    wait_until(lambda: len(server.staging_files()) == 4)  # each holds a slot
     assert requests.put(server.url + "/blocked", data=b"x", timeout=10).status_code == 503
-    deadline = time.monotonic() + 5
-    while requests.put(server.url + "/free", data=b"x", timeout=10).status_code != 200:
-        assert time.monotonic() < deadline, "stalled uploads kept their slots"
-        time.sleep(0.1)
+
+    def freed() -> bool:
+        return requests.put(server.url + "/free", data=b"x", timeout=10).status_code == 200
+
+    wait_until(freed, 5, 0.1, what="stalled uploads losing their slots")
     for sock in stalled:
         sock.settimeout(2)
         with contextlib.suppress(ConnectionResetError, TimeoutError):
@@ -324,8 +284,7 @@ def test_front_end_out_of_file_descriptors_pauses_accepting(make_server, tmp_pat
     assert kept.getresponse().read() == b"still served"
     idle = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(200)]
     try:
-        time.sleep(0.5)
-        assert "not accepting" in server.log()
+        wait_until(lambda: "not accepting" in server.log(), 5)
         cpu_before = sum(frontend.cpu_times()[:2])
         log_before = len(server.log())
         time.sleep(3)
@@ -343,13 +302,8 @@ def test_front_end_out_of_file_descriptors_pauses_accepting(make_server, tmp_pat
     finally:
         for sock in idle:
             sock.close()
-    deadline = time.monotonic() + 10
-    while True:  # accepting resumes once descriptors are free
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(server.url + "/kept", timeout=2).content == b"still served":
-                break
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    # Accepting resumes once descriptors are free.
+    wait_answering(server.url + "/kept", lambda reply: reply.content == b"still served", 10)
 
 
 def test_open_file_limit_is_raised_to_the_hard_limit(make_server):
@@ -366,8 +320,8 @@ def test_open_file_limit_is_raised_to_the_hard_limit(make_server):
 )
 def test_malformed_content_length_is_a_json_400(server, length):
     request = f"PUT /cl HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\nabc".encode()
-    request = request.replace(b"\r\n\r\n", b"\r\n" + _credential(server) + b"\r\n", 1)
-    status, error = _json_error(_exchange(server.port, request))
+    request = request.replace(b"\r\n\r\n", b"\r\n" + header_lines(server.auth) + b"\r\n", 1)
+    status, error = json_answer(exchange(server.port, request))
     assert status == 400 and error["error"] == "bad_request", error
     assert server.staging_files() == []
 
@@ -382,9 +336,9 @@ def test_malformed_content_length_is_a_json_400(server, length):
 )
 def test_ambiguous_framing_is_a_json_400_and_the_connection_closes(server, headers):
     request = f"POST /f HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode()
-    request += _credential(server) + b"\r\nabc"
-    answer = _exchange(server.port, request + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    status, error = _json_error(answer)
+    request += header_lines(server.auth) + b"\r\nabc"
+    answer = exchange(server.port, request + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, error = json_answer(answer)
     assert status == 400 and error["success"] is False
     assert answer.count(b"HTTP/1.1") == 1  # nothing after: where a next request starts is unknown
 
@@ -392,8 +346,8 @@ def test_ambiguous_framing_is_a_json_400_and_the_connection_closes(server, heade
 def test_a_bad_chunk_size_is_a_json_400(server, wait_for):
     """Found while the body is read, before any answer began: the same JSON 400."""
     request = b"PUT /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-    request += _credential(server) + b"\r\nzz\r\nabc\r\n"
-    status, error = _json_error(_exchange(server.port, request))
+    request += header_lines(server.auth) + b"\r\nzz\r\nabc\r\n"
+    status, error = json_answer(exchange(server.port, request))
     assert status == 400 and error["error"] == "bad_request", error
     wait_for(lambda: server.staging_files() == [], timeout=5)
 

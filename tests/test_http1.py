@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import time
 
 import pytest
+
+from tests.support.rawhttp import answers, exchange, header_lines
+from tests.support.waiting import wait_until
 
 HOST_CASES = {
     "no Host": b"",
@@ -37,39 +38,9 @@ ROUTES = [
 ]
 
 
-def exchange(server, request: bytes, timeout: float = 10) -> bytes:
-    """Send ``request`` raw, read every byte until the server closes (or ``timeout``)."""
-    answer = b""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
-        sock.sendall(request)
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except (ConnectionResetError, TimeoutError):
-            pass
-    return answer
-
-
-def credential(server) -> bytes:
-    return b"".join(f"{k}: {v}\r\n".encode() for k, v in server.auth.items())
-
-
-def answers(raw: bytes) -> list[tuple[int, bytes]]:
-    """The statuses and bodies of the answers in ``raw``, in order (Content-Length framed)."""
-    found = []
-    while raw:
-        head, _, rest = raw.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        match = re.search(rb"\r\ncontent-length: *(\d+)", head, re.I)
-        length = int(match.group(1)) if match and status not in (100, 304) else 0
-        found.append((status, rest[:length]))
-        raw = rest[length:]
-    return found
-
-
 def refused(server, request: bytes) -> dict:
     """``request`` must get one JSON 400 and a closed connection; its error body."""
-    replies = answers(exchange(server, request))
+    replies = answers(exchange(server.port, request))
     assert len(replies) == 1, replies  # nothing after: the connection closed
     status, body = replies[0]
     assert status == 400, (request, replies)
@@ -87,7 +58,7 @@ def test_host_must_be_one_well_formed_host_on_every_route(server, case):
             route
             + b"HTTP/1.1\r\n"
             + HOST_CASES[case]
-            + credential(server)
+            + header_lines(server.auth)
             + b"Content-Length: %d\r\n\r\n" % len(body)
             + body
         )
@@ -97,7 +68,7 @@ def test_host_must_be_one_well_formed_host_on_every_route(server, case):
 
 
 def test_http_1_0_may_omit_host(server):
-    status, body = answers(exchange(server, b"GET /healthz HTTP/1.0\r\n\r\n"))[0]
+    status, body = answers(exchange(server.port, b"GET /healthz HTTP/1.0\r\n\r\n"))[0]
     assert status == 200 and json.loads(body)["live"] is True
 
 
@@ -116,7 +87,7 @@ def test_http_1_0_may_omit_host(server):
     ],
 )
 def test_a_malformed_request_line_is_refused(server, request_line):
-    refused(server, request_line + b"\r\nHost: x\r\n" + credential(server) + b"\r\n")
+    refused(server, request_line + b"\r\nHost: x\r\n" + header_lines(server.auth) + b"\r\n")
 
 
 @pytest.mark.parametrize(
@@ -160,7 +131,7 @@ def test_headers_over_max_header_size_are_refused(server):
 )
 def test_ambiguous_framing_is_refused_and_nothing_is_stored(server, framing):
     key = b"framing/" + str(abs(hash(framing))).encode()
-    request = b"PUT /" + key + b" HTTP/1.1\r\nHost: x\r\n" + credential(server) + framing
+    request = b"PUT /" + key + b" HTTP/1.1\r\nHost: x\r\n" + header_lines(server.auth) + framing
     refused(server, request + b"\r\n\r\nabc")
     assert server.exists(key.decode()) is False
     assert server.staging_files() == []
@@ -173,7 +144,7 @@ def test_ambiguous_framing_is_refused_and_nothing_is_stored(server, framing):
 )
 def test_a_malformed_chunk_is_refused_and_its_staging_file_removed(server, wait_for, chunks):
     request = b"PUT /chunks/bad HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-    refused(server, request + credential(server) + b"\r\n" + chunks)
+    refused(server, request + header_lines(server.auth) + b"\r\n" + chunks)
     wait_for(lambda: server.staging_files() == [], timeout=5)
     assert server.exists("chunks/bad") is False
 
@@ -181,18 +152,18 @@ def test_a_malformed_chunk_is_refused_and_its_staging_file_removed(server, wait_
 def test_urls_are_decoded_as_utf_8(server):
     status, body = answers(
         exchange(
-            server,
+            server.port,
             b"GET /%ff%fe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-            + credential(server)
+            + header_lines(server.auth)
             + b"\r\n",
         )
     )[0]
     assert status == 400 and json.loads(body)["error"] == "bad_request"
     status, body = answers(
         exchange(
-            server,
+            server.port,
             b"GET /a%2F..%2Fb HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-            + credential(server)
+            + header_lines(server.auth)
             + b"\r\n",
         )
     )[0]
@@ -200,7 +171,7 @@ def test_urls_are_decoded_as_utf_8(server):
 
 
 def test_a_known_method_a_route_does_not_answer_is_405(server):
-    raw = exchange(server, b"PATCH /h/key HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    raw = exchange(server.port, b"PATCH /h/key HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     status, body = answers(raw)[0]
     assert status == 405 and json.loads(body)["error"] == "method_not_allowed"
     assert b"\r\nAllow: DELETE, GET, HEAD, POST, PUT\r\n" in raw
@@ -209,56 +180,42 @@ def test_a_known_method_a_route_does_not_answer_is_405(server):
 def test_a_page_refuses_a_body_over_64_kib(server):
     body = b"x" * (100 * 1024)
     request = b"POST /api/stats HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n" % len(body)
-    status, reply = answers(exchange(server, request + credential(server) + b"\r\n" + body))[0]
+    status, reply = answers(
+        exchange(server.port, request + header_lines(server.auth) + b"\r\n" + body)
+    )[0]
     assert status == 413 and json.loads(reply)["error"] == "too_large"
 
 
 def test_keep_alive_and_pipelined_requests_are_answered_in_order(server):
     assert server.http.put(server.url + "/pipe/a", data=b"first", timeout=10).status_code == 200
-    one = b"GET /pipe/a HTTP/1.1\r\nHost: x\r\n" + credential(server) + b"\r\n"
+    one = b"GET /pipe/a HTTP/1.1\r\nHost: x\r\n" + header_lines(server.auth) + b"\r\n"
     last = b"GET /exists/pipe/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-    replies = answers(exchange(server, one * 3 + last + credential(server) + b"\r\n"))
+    replies = answers(exchange(server.port, one * 3 + last + header_lines(server.auth) + b"\r\n"))
     assert replies == [(200, b"first")] * 3 + [(200, b'{"present": true}\n')]
 
 
 def test_http_1_0_keeps_the_connection_only_when_asked(server):
-    raw = exchange(server, b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", timeout=1)
-    assert b"\r\nConnection: keep-alive\r\n" in raw  # and it stayed open until our timeout
-    raw = exchange(server, b"GET /healthz HTTP/1.0\r\n\r\n")
-    assert b"Connection: keep-alive" not in raw
-
-
-def test_100_continue_only_for_a_body_that_is_wanted(make_server):
-    server = make_server(cache={"max_size": "4M", "max_file_size": "1M"})
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(
-            b"PUT /cont/ok HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
-        )
-        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
-        sock.sendall(b"hello")
-        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
     raw = exchange(
-        server,
-        b"PUT /cont/big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
-        b"Expect: 100-continue\r\n\r\n" % (2 << 20),
+        server.port, b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", timeout=1
     )
-    assert raw.startswith(b"HTTP/1.1 413 "), raw  # refused before any byte: no 100
-    assert server.get("cont/ok").content == b"hello"
+    assert b"\r\nConnection: keep-alive\r\n" in raw  # and it stayed open until our timeout
+    raw = exchange(server.port, b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert b"Connection: keep-alive" not in raw
 
 
 def test_every_refusal_is_recorded_once_in_the_access_log_and_the_metrics(make_server):
     server = make_server(frontend={"processes": 1})
     marker = "refused-request-line"
-    exchange(server, b"GET /x HTTP/1.1 junk\r\nHost: x\r\nUser-Agent: " + marker.encode() + b"\r\n")
+    exchange(
+        server.port, b"GET /x HTTP/1.1 junk\r\nHost: x\r\nUser-Agent: " + marker.encode() + b"\r\n"
+    )
     refused(server, b"GET /x HTTP/1.1\r\nUser-Agent: no-host\r\n\r\n")
-    exchange(server, b"\x16\x03\x01 not http at all\r\n\r\n")  # a TLS hello on a plain port
+    exchange(server.port, b"\x16\x03\x01 not http at all\r\n\r\n")  # a TLS hello on a plain port
 
     def recorded() -> list[str]:
         return [line for line in server.log().splitlines() if " 400 sent=" in line]
 
-    deadline = time.monotonic() + 5
-    while len(recorded()) < 3 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: len(recorded()) >= 3, 5, 0.1, detail=server.log)
     lines = recorded()
     assert len(lines) == 3, lines
     assert sum('"no-host"' in line for line in lines) == 1
@@ -277,8 +234,8 @@ def test_an_upgrade_is_never_made_and_a_body_with_one_is_refused(server):
     )
     first = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + upgrade + b"\r\n"
     last = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    replies = answers(exchange(server, first + last))
+    replies = answers(exchange(server.port, first + last))
     assert [status for status, _ in replies] == [200, 200], replies
-    put = b"PUT /h/upgraded HTTP/1.1\r\nHost: x\r\n" + upgrade + credential(server)
+    put = b"PUT /h/upgraded HTTP/1.1\r\nHost: x\r\n" + upgrade + header_lines(server.auth)
     refused(server, put + b"Content-Length: 3\r\n\r\nabc")
     assert server.exists("h/upgraded") is False

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import socket
 
 import requests
 from tornado.httputil import format_timestamp
@@ -222,33 +221,6 @@ def test_put_raw_body(server):
     _put(server, "p/u", b"4", params={"filename": "../../etc/pass\twd"})
     disposition = server.get("p/u").headers["Content-Disposition"]
     assert disposition == 'attachment; filename="passwd"', disposition
-
-
-def test_put_checksum_and_limits(make_server):
-    server = make_server(cache={"max_size": "4M", "max_file_size": "64K"})
-    data = b"d" * 1000
-    reply = _put(server, "k", data, headers={"X-Packrat-Sha256": "0" * 64})
-    assert reply.status_code == 400 and reply.json()["error"] == "checksum_mismatch"
-    good = hashlib.sha256(data).hexdigest()
-    assert _put(server, "k", data, headers={"X-Packrat-Sha256": good}).status_code == 200
-    reply = _put(server, "big", b"b" * (64 * 1024 + 1))
-    assert reply.status_code == 413 and reply.json()["error"] == "too_large"
-    assert _put(server, "exact", b"e" * (64 * 1024)).status_code == 200
-    # Declared too large: refused from the headers, before any body byte.
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(b"PUT /huge HTTP/1.1\r\nHost: x\r\nContent-Length: 10485760\r\n\r\n")
-        head = sock.recv(65536).decode()
-    assert head.startswith("HTTP/1.1 413"), head
-    # Chunked, no Content-Length: refused mid-stream.
-    reply = server.http.put(
-        f"{server.url}/chunky", data=iter([b"c" * 16384] * 8), timeout=10
-    )  # a generator body is sent chunked
-    assert reply.status_code == 413
-    # PUT needs a key; / is the form's.
-    reply = server.http.put(server.url + "/", data=b"x", timeout=10)
-    assert reply.status_code == 405
-    assert server.exists("big") is False and server.exists("chunky") is False
-    assert server.staging_files() == []
 
 
 def test_delete(server):

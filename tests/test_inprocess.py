@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-import time
 
 import pytest
 from tornado.httpclient import HTTPClientError
@@ -20,6 +19,7 @@ from packrat.coordinator.server import CoordinatorServer
 from packrat.core.settings import Settings
 from packrat.frontend.app import make_app, make_dependencies, make_server
 from packrat.store.accounting import charge
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -37,10 +37,7 @@ def coordinator(settings, tmp_path):
     server = CoordinatorServer(settings)
     thread = threading.Thread(target=server.run, kwargs={"handle_signals": False})
     thread.start()
-    deadline = time.monotonic() + 10
-    while not (tmp_path / "coordinator.sock").exists():
-        assert time.monotonic() < deadline, "coordinator did not bind"
-        time.sleep(0.01)
+    wait_until((tmp_path / "coordinator.sock").exists, 10, 0.01, what="the coordinator's socket")
     yield server.coordinator
     server.stopping = True
     thread.join(10)

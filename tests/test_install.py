@@ -18,14 +18,13 @@ import signal
 import subprocess
 import sys
 import sysconfig
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
-import requests
 
 from packrat import __version__
+from tests.support.waiting import shows_figures, wait_answering
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ["pyproject.toml", "README.md", "packrat"]
@@ -172,16 +171,8 @@ def test_the_installed_command_runs_anywhere(venv, tmp_path, free_tcp_port):
             [packrat, "serve"], cwd=anywhere, stdout=out, stderr=subprocess.STDOUT, env=env
         )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            try:
-                if "Objects" in requests.get(env["PACKRAT_URL"] + "/", timeout=1).text:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
+        url = env["PACKRAT_URL"] + "/"
+        wait_answering(url, shows_figures, timeout=30, process=server, log=log.read_text)
         (anywhere / "hello.txt").write_text("hello from the wheel")
         put = run("put", "hello.txt", "greetings/hello")
         assert put.returncode == 0, put.stderr

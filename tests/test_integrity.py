@@ -1,12 +1,11 @@
-"""End-to-end integrity: digests in, digests out, corruption never served as whole."""
+"""End-to-end integrity: digests in, digests out, corruption never served as whole.
+
+The tests on the shared ``server`` run with access control off and on."""
 
 from __future__ import annotations
 
 import hashlib
 import http.client
-import subprocess
-import sys
-import time
 
 import requests
 import xxhash
@@ -15,35 +14,40 @@ from hypothesis import strategies as st
 
 from packrat.core.exits import ExitStatus
 from packrat.store import Checker, Layout, ObjectMeta
+from packrat.store.snapshot import read_snapshot
+from tests.support.cli import packrat
+from tests.support.waiting import wait_until
 
 
-def test_expected_digest_header_is_checked(packrat_server):
+def test_expected_digest_header_is_checked(server):
     data = b"checked bytes"
     good = hashlib.sha256(data).hexdigest()
-    reply = packrat_server.upload("h", data, headers={"X-Packrat-Sha256": "0" * 64})
+    reply = server.upload("h", data, headers={"X-Packrat-Sha256": "0" * 64})
     assert reply.status_code == 400
     assert reply.json()["error"] == "checksum_mismatch"
-    assert packrat_server.exists("h") is False
-    assert packrat_server.staging_files() == []
-    reply = packrat_server.upload("h", data, headers={"X-Packrat-Sha256": good.upper()})
+    assert server.exists("h") is False
+    assert server.staging_files() == []
+    reply = server.upload("h", data, headers={"X-Packrat-Sha256": good.upper()})
     assert reply.status_code == 200 and reply.json()["sha256"] == good
 
 
-def test_expected_digest_form_field_is_checked(packrat_server):
-    url = f"{packrat_server.url}/f"
+def test_expected_digest_form_field_is_checked(server):
+    url = f"{server.url}/f"
     data = b"field checked"
-    reply = requests.post(url, data={"sha256": "f" * 64}, files={"file": ("x", data)}, timeout=10)
+    reply = server.http.post(
+        url, data={"sha256": "f" * 64}, files={"file": ("x", data)}, timeout=10
+    )
     assert reply.status_code == 400 and reply.json()["error"] == "checksum_mismatch"
-    assert packrat_server.exists("f") is False
+    assert server.exists("f") is False
     good = hashlib.sha256(data).hexdigest()
-    reply = requests.post(url, data={"sha256": good}, files={"file": ("x", data)}, timeout=10)
+    reply = server.http.post(url, data={"sha256": good}, files={"file": ("x", data)}, timeout=10)
     assert reply.status_code == 200
 
 
-def test_etag_is_the_sha256(packrat_server):
+def test_etag_is_the_sha256(server):
     data = b"etag me"
-    packrat_server.upload("e", data)
-    assert packrat_server.get("e").headers["ETag"] == f'"{hashlib.sha256(data).hexdigest()}"'
+    server.upload("e", data)
+    assert server.get("e").headers["ETag"] == f'"{hashlib.sha256(data).hexdigest()}"'
 
 
 def _corrupt_one_byte(server, key: str, offset: int) -> None:
@@ -79,13 +83,13 @@ def test_a_small_object_is_checked_in_one_call_as_in_segments(data, with_xxh3, p
         assert Checker.whole_matches(meta, memoryview(body)) is sound
 
 
-def test_corrupt_object_is_never_served_whole_and_then_dropped(packrat_server, wait_for):
+def test_corrupt_object_is_never_served_whole_and_then_dropped(server, wait_for):
     data = bytes(range(256)) * 1024  # 256 KiB: several chunks
-    packrat_server.upload("rotten", data)
-    _corrupt_one_byte(packrat_server, "rotten", 200_000)
+    server.upload("rotten", data)
+    _corrupt_one_byte(server, "rotten", 200_000)
 
-    conn = http.client.HTTPConnection("127.0.0.1", packrat_server.port, timeout=10)
-    conn.request("GET", "/rotten")
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/rotten", headers=server.auth)
     response = conn.getresponse()
     assert response.status == 200  # headers went out before the damage was found
     try:
@@ -95,18 +99,9 @@ def test_corrupt_object_is_never_served_whole_and_then_dropped(packrat_server, w
     conn.close()
     assert len(body) < len(data)  # the client sees a short transfer, never a whole body
 
-    wait_for(lambda: packrat_server.get("rotten").status_code == 404)
-    assert packrat_server.exists("rotten") is False
-    assert "failed its digest check" in packrat_server.log()
-
-
-def _fsck(server, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "packrat", "fsck", "--config", str(server.config), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    wait_for(lambda: server.get("rotten").status_code == 404)
+    assert server.exists("rotten") is False
+    assert "failed its digest check" in server.log()
 
 
 def test_fsck_reports_and_repairs(make_server):
@@ -114,13 +109,14 @@ def test_fsck_reports_and_repairs(make_server):
     for key in ("good", "flipped", "truncated"):
         packrat_server.upload(key, key.encode() * 1000)
     layout = Layout(packrat_server.cache)
-    time.sleep(0.5)  # a snapshot names the key of the file whose trailer we break
+    # A snapshot names the key of the file whose trailer we break.
+    wait_until(lambda: read_snapshot(layout)[0].keys == [b"flipped", b"good", b"truncated"])
     _corrupt_one_byte(packrat_server, "flipped", 10)
     truncated = layout.object_path("truncated")
     truncated.write_bytes(truncated.read_bytes()[:-20])
     (layout.staging / "999999999-abandoned.part").write_bytes(b"junk")
 
-    report = _fsck(packrat_server)
+    report = packrat("fsck", "--config", str(packrat_server.config), text=True)
     assert report.returncode == ExitStatus.CORRUPT_LEFT, report.stdout + report.stderr
     assert "data does not match its sha256 (key 'flipped')" in report.stdout
     assert f"corrupt   {truncated}" in report.stdout
@@ -128,7 +124,7 @@ def test_fsck_reports_and_repairs(make_server):
     assert "checked 3 objects" in report.stdout
     assert layout.object_path("flipped").exists()  # reporting changes nothing
 
-    repaired = _fsck(packrat_server, "--repair")
+    repaired = packrat("fsck", "--config", str(packrat_server.config), "--repair", text=True)
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert not layout.object_path("flipped").exists()
     assert not truncated.exists()
@@ -138,7 +134,8 @@ def test_fsck_reports_and_repairs(make_server):
     page = requests.get(packrat_server.url + "/", timeout=10).text
     assert "<th>Objects</th><td>1</td>" in page
 
-    time.sleep(0.5)  # the next snapshot no longer lists the removed keys
-    clean = _fsck(packrat_server)
+    # The next snapshot no longer lists the removed keys.
+    wait_until(lambda: read_snapshot(layout)[0].keys == [b"good"])
+    clean = packrat("fsck", "--config", str(packrat_server.config), text=True)
     assert clean.returncode == 0, clean.stdout
     assert "0 corrupt, 0 missing" in clean.stdout

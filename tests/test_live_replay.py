@@ -13,7 +13,6 @@ the live one.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,8 @@ from packrat.simulator.cli import main as simulate
 from packrat.simulator.traces import read_trace
 from packrat.store import Layout
 from packrat.store.accounting import charge
+from tests.support.processes import PackratProcess
+from tests.support.waiting import wait_until
 
 DATA = Path(__file__).parent / "data"
 REQUESTS = 1200
@@ -42,10 +43,12 @@ def scaled_slice() -> list[tuple[str, int]]:
     ]
 
 
-def live_hits(url: str, trace: list[tuple[str, int]]) -> int:
+def live_hits(server: PackratProcess, trace: list[tuple[str, int]]) -> int:
     """Replay ``trace`` through HTTP on one connection; return the number of hits."""
+    url = server.url
     hits = 0
     touched = False
+    counted = server.stats()["hits"]
     with requests.Session() as http:
         for key, size in trace:
             reply = http.get(f"{url}/{key}", timeout=10)
@@ -56,9 +59,10 @@ def live_hits(url: str, trace: list[tuple[str, int]]) -> int:
                 continue
             assert reply.status_code == 404, reply.text
             if touched:
-                # Reads reach the coordinator in batches; let the last ones
-                # arrive before this commit so the order matches the simulator's.
-                time.sleep(3 * TOUCH_INTERVAL)
+                # Reads reach the coordinator in batches; wait for the last ones
+                # to arrive before this commit so the order matches the simulator's.
+                seen = counted + hits
+                wait_until(lambda n=seen: server.stats()["hits"] >= n, interval=TOUCH_INTERVAL)
                 touched = False
             data = key.encode().ljust(size, b".")[:size]
             stored = http.put(f"{url}/{key}", data=data, timeout=10)
@@ -81,7 +85,7 @@ def test_simulate_predicts_the_live_hit_ratio(
         cache={"max_size": max_size, "policy": policy},
         frontend={"processes": 1, "touch_interval": TOUCH_INTERVAL},
     )
-    hits = live_hits(server.url, trace)
+    hits = live_hits(server, trace)
 
     # The simulator charged each object what the server charges, file by file.
     layout = Layout(server.cache)

@@ -19,7 +19,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,7 +27,9 @@ import pytest
 import requests
 
 from bench.seaweedfs import SECRET_KEY
-from tests.conftest import BUCKET, REPO, PackratProcess, free_port, wait_until, write_config
+from tests.support.cli import packrat
+from tests.support.processes import BUCKET, REPO, PackratProcess, free_port, write_config
+from tests.support.waiting import wait_answering, wait_until
 
 
 def start_node(
@@ -200,12 +201,6 @@ def kill_group(node: PackratProcess) -> None:
         process.wait(10)
 
 
-def stats(node: PackratProcess) -> dict:
-    reply = requests.get(node.url + "/api/stats", timeout=10)
-    assert reply.status_code == 200, reply.text
-    return reply.json()
-
-
 def store_tile(node: PackratProcess) -> tuple[str, str, str]:
     """The status page's object-store tile as the server renders it: state, value, detail."""
     text = requests.get(node.url + "/", timeout=10).text
@@ -253,8 +248,8 @@ def test_the_store_down_mid_traffic_then_back_after_kill_9_with_a_backlog(
         # A delete that cannot reach the store deletes nothing.
         assert requests.delete(node.url + "/mid/local", timeout=10).status_code == 503
         assert node.get("mid/local").content == b"local bytes"
-        wait_until(lambda: stats(node)["objectstore"]["state"] == "degraded")
-        figures = stats(node)["objectstore"]
+        wait_until(lambda: node.stats()["objectstore"]["state"] == "degraded")
+        figures = node.stats()["objectstore"]
         assert figures["uploader"]["backlog_objects"] == len(objects), figures
         # Each front end's read breaker opens on its own misses, the uploader's on its
         # uploads: every front end's page says degraded once its answer does.
@@ -281,8 +276,8 @@ def test_the_store_down_mid_traffic_then_back_after_kill_9_with_a_backlog(
     for key, data in objects.items():
         wait_until(lambda key=key: in_store(seaweedfs, objectstore, key), timeout=30)
         assert store_bytes(seaweedfs, objectstore, key) == data
-    wait_until(lambda: stats(restarted)["objectstore"]["uploader"]["backlog_objects"] == 0)
-    assert stats(restarted)["objectstore"]["state"] == "ok"
+    wait_until(lambda: restarted.stats()["objectstore"]["uploader"]["backlog_objects"] == 0)
+    assert restarted.stats()["objectstore"]["state"] == "ok"
     state, value, detail = store_tile(restarted)
     assert state == value == "ok"
     assert " · nothing waiting · " in detail and detail.endswith(" uploaded")
@@ -365,13 +360,8 @@ def test_credentials_never_show(seaweedfs, objectstore, nodes, tmp_path, monkeyp
             k: v for k, v in objectstore.items() if environment == {} or k != "credentials_file"
         }
         config = write_config(tmp_path / "c.ini", tmp_path / "c", free_port(), objectstore=settings)
-        out = subprocess.run(
-            [sys.executable, "-m", "packrat", "config", "--config", str(config)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **environment},
-            check=True,
-        )
+        out = packrat("config", "--config", str(config), env=environment, text=True)
+        assert out.returncode == 0, out.stderr
         assert "[objectstore]" in out.stdout
         assert "not shown" in out.stdout
         assert ACCESS_KEY not in out.stdout  # cut short, recognisable
@@ -387,7 +377,7 @@ def test_credentials_never_show(seaweedfs, objectstore, nodes, tmp_path, monkeyp
     nodes.append(refused)
     assert refused.upload("creds/local", b"y").status_code == 200
     assert refused.get("creds/k").status_code == 404
-    wait_until(lambda: stats(refused)["objectstore"]["state"] == "degraded")
+    wait_until(lambda: refused.stats()["objectstore"]["state"] == "degraded")
     shown.append(requests.get(refused.url + "/api/stats", timeout=10).text)
     node.stop()
     refused.stop()
@@ -425,7 +415,7 @@ def test_nodes_sharing_a_bucket_behind_haproxy_round_robin(seaweedfs, objectstor
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _answers(url + "/readyz"))
+        wait_answering(url + "/readyz", process=balancer)
         objects = {f"shared/{n}": secrets.token_bytes(2000 + n) for n in range(8)}
         for key, data in objects.items():
             reply = requests.post(f"{url}/{key}", files={"file": ("f", data)}, timeout=10)
@@ -463,13 +453,6 @@ def test_nodes_sharing_a_bucket_behind_haproxy_round_robin(seaweedfs, objectstor
         log.close()
 
 
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 def test_concurrent_misses_of_one_key_make_one_fetch(seaweedfs, objectstore, nodes, tmp_path):
     node = start_node(tmp_path / "a", objectstore)  # two front ends: both levels of the lock
     nodes.append(node)
@@ -499,8 +482,8 @@ def test_objects_evicted_before_they_reach_the_store_are_counted(
         uploader.resume()
     gone = [n for n in range(4) if not local_file(node, f"evicted/{n}").exists()]
     assert gone, "nothing was evicted"
-    wait_until(lambda: stats(node)["objectstore"]["uploader"]["backlog_objects"] == 0)
-    figures = stats(node)["objectstore"]["uploader"]
+    wait_until(lambda: node.stats()["objectstore"]["uploader"]["backlog_objects"] == 0)
+    figures = node.stats()["objectstore"]["uploader"]
     assert figures["lost_before_upload"] == len(gone), figures
     assert metric(node, "packrat_objectstore_lost_before_upload_total") == len(gone)
     for n in range(4):
@@ -605,8 +588,7 @@ def test_a_purge_by_prefix_deletes_in_the_store_too(seaweedfs, objectstore, node
     assert requests.delete(second.url + "/purge/", timeout=30).status_code == 204
     assert all(second.get(key).status_code == 404 for key in theirs)
     # And the CLI, for the last key.
-    cli = [sys.executable, "-m", "packrat", "rm", "--prefix", "purged/", "--url", first.url]
-    done = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    done = packrat("rm", "--prefix", "purged/", "--url", first.url, text=True)
     assert done.returncode == 0, done.stderr
     assert in_store(seaweedfs, objectstore, "purged/not") is None
     assert first.get("purged/not").status_code == 404

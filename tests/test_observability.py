@@ -11,10 +11,11 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import time
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.waiting import wait_until
 
 READER = "r" * 8 + "-read-token-0001"
 
@@ -37,6 +38,20 @@ def total(samples, name: str, **labels: str) -> float:
     return sum(value for (n, ls), value in samples.items() if n == name and wanted <= set(ls))
 
 
+def scrape_counted(server, requests_per_route: dict[str, int]) -> dict:
+    """``scrape`` once every request sent so far is counted: each front end hands its counts
+    over a turn of its loop after its answers, so another's scrape may see them a moment later."""
+
+    def counted() -> dict | None:
+        samples = scrape(server)
+        for route, count in requests_per_route.items():
+            if total(samples, "packrat_http_requests_total", route=route) < count:
+                return None
+        return samples
+
+    return wait_until(counted, what=f"requests counted: {requests_per_route}")
+
+
 def healthz_answers(server, count: int) -> dict[int, int]:
     """Send ``count`` GET /healthz on new connections; how many each front end answered."""
     answered: dict[int, int] = {}
@@ -48,25 +63,6 @@ def healthz_answers(server, count: int) -> dict[int, int]:
     return answered
 
 
-def wait_until_ready(server, wait_for) -> None:
-    """What a load balancer does: poll ``/readyz`` (no credentials) until it says 200."""
-
-    def ready() -> bool:
-        assert server.process.poll() is None, server.log()
-        try:
-            return requests.get(server.url + "/readyz", timeout=5).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    wait_for(ready, timeout=20)
-
-
-def stats(server, **kw) -> dict:
-    reply = requests.get(server.url + "/api/stats", timeout=10, **kw)
-    assert reply.status_code == 200, reply.text
-    return reply.json()
-
-
 def test_metrics_add_up_every_front_end(make_server):
     server = make_server()
     answered = healthz_answers(server, 60)
@@ -75,7 +71,7 @@ def test_metrics_add_up_every_front_end(make_server):
         assert server.upload(f"m/{n}", b"x" * 1000).status_code == 200
     assert server.get("m/0").status_code == 200
     assert server.get("m/none").status_code == 404
-    samples = scrape(server)
+    samples = scrape_counted(server, {"/healthz": 60, "/{key}": 5})
     assert total(samples, "packrat_http_requests_total", route="/healthz") == 60
     assert total(samples, "packrat_http_requests_total", route="/healthz", status="200") == 60
     assert total(samples, "packrat_http_request_duration_seconds_count", route="/healthz") == 60
@@ -101,25 +97,26 @@ def test_metrics_add_up_every_front_end(make_server):
 def test_counters_survive_a_front_end_killed_and_restarted(make_server, wait_for):
     server = make_server()
     answered = healthz_answers(server, 40)
-    processes = {p["number"]: p["pid"] for p in stats(server)["processes"][1:]}
+    rows = server.stats_listing(3)["processes"][1:]  # both front ends have heartbeated
+    processes = {p["number"]: p["pid"] for p in rows}
     number = max(answered, key=answered.get)  # a front end with requests counted
     victim = processes[number]
     next(p for p in server.children("frontend") if p.pid == victim).kill()
 
     def replaced() -> bool:
         try:  # a connection queued at the killed process is reset
-            rows = stats(server)["processes"][1:]
+            rows = server.stats()["processes"][1:]
         except requests.ConnectionError:
             return False
         return any(p["number"] == number and p["pid"] != victim for p in rows)
 
     wait_for(replaced, timeout=20)
-    samples = scrape(server)
+    samples = scrape_counted(server, {"/healthz": 40})
     assert total(samples, "packrat_http_requests_total", route="/healthz") == 40
     assert total(samples, "packrat_restarts_total", role="frontend") == 1
     assert total(samples, "packrat_restarts_total", role="coordinator") == 0
     healthz_answers(server, 10)
-    samples = scrape(server)
+    samples = scrape_counted(server, {"/healthz": 50})
     assert total(samples, "packrat_http_requests_total", route="/healthz") == 50
 
 
@@ -128,12 +125,16 @@ def test_uploads_in_flight_counts_every_front_end(make_server, wait_for):
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     sock.sendall(b"PUT /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"s" * 1000)
     wait_for(lambda: server.staging_files())
+    # Each front end writes its figures for the others once per loop turn.
+    wait_for(lambda: total(scrape(server), "packrat_uploads_in_flight") == 1)
     for _ in range(6):  # whichever front end answers the scrape
         assert total(scrape(server), "packrat_uploads_in_flight") == 1
     sock.sendall(b"s" * 99000)
     assert b"200 OK" in sock.recv(4096)
     sock.close()
-    assert total(scrape(server), "packrat_uploads_in_flight") == 0
+    wait_for(lambda: total(scrape(server), "packrat_uploads_in_flight") == 0)
+    for _ in range(6):
+        assert total(scrape(server), "packrat_uploads_in_flight") == 0
 
 
 def test_healthz_and_readyz_follow_the_coordinator(make_server, wait_for):
@@ -166,7 +167,7 @@ def test_healthz_and_readyz_follow_the_coordinator(make_server, wait_for):
 
 def test_api_stats(make_server):
     server = make_server(cache={"policy": "lru"})
-    fresh = stats(server)
+    fresh = server.stats()
     assert fresh["hit_ratio"] is None and fresh["recent_uploads"] == []
     for n in range(12):
         reply = server.upload(f"s/{n}", b"d" * (100 + n), filename=f"f{n}.bin")
@@ -174,8 +175,8 @@ def test_api_stats(make_server):
     assert requests.delete(server.url + "/s/11", timeout=10).status_code == 200
     assert server.get("s/3").content == b"d" * 103
     server.get("s/absent")
-    time.sleep(0.2)  # reads reach the coordinator in batches
-    figures = stats(server)
+    server.stats_listing(3)  # the coordinator and each front end, once it has heartbeated
+    figures = server.stats_grown(fresh, hits=1, misses=1)  # reads arrive in batches
     assert figures["version"]
     assert figures["uptime_seconds"] > 0
     assert figures["objects"] == 11 and figures["commits"] == 12
@@ -207,11 +208,11 @@ def test_api_stats(make_server):
     assert "<th>Objects</th><td>11</td>" in page
 
 
-def test_operations_endpoints_with_auth(make_server, wait_for):
+def test_operations_endpoints_with_auth(make_server):
     sections = {"auth": {"enabled": "true", "read_tokens": READER}}
     server = make_server(wait=False, **sections)
     read = {"Authorization": f"Bearer {READER}"}
-    wait_until_ready(server, wait_for)
+    server.wait_answering("/readyz")  # as a load balancer polls, without credentials
     for path in ("/healthz", "/readyz", "/api/openapi.json"):
         assert requests.get(server.url + path, timeout=10).status_code == 200, path
     for path in ("/metrics", "/api/stats"):
@@ -220,7 +221,7 @@ def test_operations_endpoints_with_auth(make_server, wait_for):
         assert requests.get(server.url + path, headers=read, timeout=10).status_code == 200
     server.stop()  # the next server uses the same cache root
     public = make_server(wait=False, metrics={"public": "true"}, **sections)
-    wait_until_ready(public, wait_for)
+    public.wait_answering("/readyz")
     assert requests.get(public.url + "/metrics", timeout=10).status_code == 200
     assert requests.get(public.url + "/api/stats", timeout=10).status_code == 401
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -10,7 +11,8 @@ import sys
 import time
 
 import psutil
-import requests
+
+from tests.support.waiting import wait_answering, wait_until
 
 
 def test_titles_name_each_role(packrat_server):
@@ -72,21 +74,24 @@ def test_restart_keeps_objects_filenames_and_recency(make_server):
     for n in range(4):
         reply = server.upload(f"k{n}", bytes([n]) * blob, filename=f"file-{n}.dat")
         assert reply.status_code == 200, reply.text
+    before = server.stats()
     server.get("k0")  # k1 is now the least recently used
-    time.sleep(0.1)
+    server.stats_grown(before, hits=1)  # the read reached the coordinator
     assert server.stop() == 0
 
     again = make_server(port=server.port, **options)
+    before = again.stats()
     for n in range(4):
         reply = again.get(f"k{n}")
         assert reply.content == bytes([n]) * blob
         assert reply.headers["Content-Disposition"] == f'attachment; filename="file-{n}.dat"'
-    time.sleep(0.1)
+    # Through either front end: each batch of reads must arrive before the next reads.
+    again.stats_grown(before, hits=4)
     # Recency survived the restart: the next eviction takes the least recently used.
     again.get("k0")
     again.get("k2")
     again.get("k3")
-    time.sleep(0.1)
+    again.stats_grown(before, hits=7)
     again.upload("k4", b"4" * blob)
     assert [again.exists(f"k{n}") for n in range(5)] == [True, False, True, True, True]
 
@@ -102,23 +107,24 @@ def test_coordinator_and_front_end_run_alone(make_server):
     coordinator.stop()
 
 
-def test_serve_uses_packrat_config_environment(config_for, free_tcp_port, wait_for):
+def test_serve_uses_packrat_config_environment(config_for, free_tcp_port):
     port = free_tcp_port
     config = config_for(port)
     env = {**os.environ, "PACKRAT_CONFIG": str(config)}
     process = subprocess.Popen([sys.executable, "-m", "packrat", "serve"], env=env)
     try:
-        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"), timeout=20)
+        wait_answering(f"http://127.0.0.1:{port}/", process=process)
     finally:
         process.terminate()
         assert process.wait(10) == 0
 
 
-def _answers(url: str) -> bool:
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closed ``sock``, waiting for it (bounded by the socket's timeout)."""
     try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
 
 
 def test_sigterm_lets_an_upload_under_way_finish(make_server):
@@ -128,17 +134,22 @@ def test_sigterm_lets_an_upload_under_way_finish(make_server):
     tail = f"\r\n--{boundary}--\r\n"
     data = b"d" * 200_000
     body = head.encode() + data + tail.encode()
+    idle = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    idle.request("GET", "/healthz")
+    assert idle.getresponse().read()  # the connection is kept alive, and now idle
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(
             f"POST /draining HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
             f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode()
             + body[:100_000]
         )
-        time.sleep(0.3)
+        wait_until(server.staging_files)  # the front end is receiving it
         server.process.send_signal(signal.SIGTERM)  # a rolling restart begins
-        time.sleep(0.5)
+        # The front end stops: it closes idle connections at once, the others after their answer.
+        assert closed_by_server(idle.sock)
         sock.sendall(body[100_000:])  # the client finishes within the grace period
         answer = sock.recv(65536)
+    idle.close()
     assert answer.startswith(b"HTTP/1.1 200"), answer
     assert server.process.wait(10) == 0
     again = make_server(port=server.port)

@@ -14,7 +14,6 @@ import shutil
 import socket
 import stat
 import subprocess
-import sys
 import time
 
 import msgpack
@@ -25,16 +24,12 @@ import zmq
 from packrat.coordinator import protocol
 from packrat.coordinator.connection import CoordinatorClient
 from packrat.core.exits import ExitStatus
-from packrat.store.layout import FIXED_OVERHEAD
+from packrat.store.layout import FIXED_OVERHEAD, Layout
 from packrat.store.layout import key_digest as digest_of
+from tests.support.cli import packrat
+from tests.support.waiting import wait_until
 
 MiB = 1 << 20
-
-
-def packrat(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run one ``packrat`` command to its end; its output is captured."""
-    command = [sys.executable, "-m", "packrat", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 
 def put(url: str, key: str, data: bytes, session: requests.Session | None = None) -> int:
@@ -75,7 +70,8 @@ def test_overwrites_abandoned_right_after_their_body_leak_nothing(make_server):
                 + body
             )
             sock.shutdown(socket.SHUT_RDWR)
-    time.sleep(0.5)  # let the last commits and discards run
+    # Every upload answered (committed or its staging file discarded): 12 + 15 access lines.
+    wait_until(lambda: server.log().count('PUT "/fill/') == 27, detail=server.log)
     stats = server.coordinator_stats()
     assert stats["bytes"] == server.charged_on_disk() <= stats["max_size"]
     assert server.du() <= MiB + FIXED_OVERHEAD
@@ -91,7 +87,7 @@ def test_a_second_instance_on_the_same_root_exits_in_use_and_harms_nothing(make_
         + body[:MiB]
     )
     wait_for(lambda: first.staging_files())
-    second = packrat("serve", "--config", str(first.config))
+    second = packrat("serve", "--config", str(first.config), text=True)
     assert second.returncode == ExitStatus.IN_USE
     lines = second.stderr.strip().splitlines()
     assert len(lines) == 1 and "is in use by pid" in lines[0], second.stderr
@@ -104,7 +100,7 @@ def test_a_second_instance_on_the_same_root_exits_in_use_and_harms_nothing(make_
 
 def test_a_coordinator_alone_on_a_held_root_exits_in_use(make_server):
     first = make_server()
-    alone = packrat("coordinator", "--config", str(first.config))
+    alone = packrat("coordinator", "--config", str(first.config), text=True)
     assert alone.returncode == ExitStatus.IN_USE
     assert "in use by pid" in alone.stderr and "Traceback" not in alone.stderr
 
@@ -184,7 +180,7 @@ def test_fsck_repair_removes_a_misnamed_object_for_real(make_server):
     shutil.copy(server.cache / "objects" / digest_of("a")[:2] / digest_of("a"), path_b)
 
     def fsck(*args: str) -> subprocess.CompletedProcess[str]:
-        return packrat("fsck", "--config", str(server.config), *args)
+        return packrat("fsck", "--config", str(server.config), *args, text=True)
 
     assert fsck().returncode == ExitStatus.CORRUPT_LEFT
     repaired = fsck("--repair")
@@ -202,7 +198,7 @@ def test_fsck_repair_offline_removes_and_exits_0(make_server):
     server.stop()
     path = server.cache / "objects" / digest_of("c")[:2] / digest_of("c")
     path.write_bytes(b"garbage, not an object")
-    done = packrat("fsck", "--repair", "--config", str(server.config))
+    done = packrat("fsck", "--repair", "--config", str(server.config), text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert not path.exists()
 
@@ -247,7 +243,7 @@ def test_a_tcp_endpoint_with_curve_keys_answers_only_key_holders(
     make_server, free_tcp_port, tmp_path
 ):
     keys = tmp_path / "curve"
-    assert packrat("keygen", str(keys)).returncode == 0
+    assert packrat("keygen", str(keys), text=True).returncode == 0
     assert stat.S_IMODE((keys / "client.key_secret").stat().st_mode) == 0o600
     server = make_server(
         coordinator={"endpoint": f"tcp://0.0.0.0:{free_tcp_port}", "curve_keys": keys}
@@ -263,3 +259,46 @@ def test_a_tcp_endpoint_with_curve_keys_answers_only_key_holders(
             raise AssertionError("a client without the keys was answered")
     with CoordinatorClient(f"tcp://127.0.0.1:{free_tcp_port}", 5, keys) as member:
         assert member.stats()["objects"] == 1
+
+
+def test_a_removed_fanout_directory_made_again_is_read_by_every_front_end(make_server):
+    """Someone removes ``objects/ab/``; the coordinator makes it again for the next upload
+    there, and the front ends, which opened the old one at start-up, read the new one."""
+    coordinator = make_server("coordinator")
+    front_ends = [make_server("frontend"), make_server("frontend")]
+    key = next(f"fanout/{n}" for n in range(100_000) if digest_of(f"fanout/{n}")[:2] == "ab")
+    fanout = coordinator.cache / "objects" / "ab"
+    shutil.rmtree(fanout)
+    assert put(front_ends[0].url, key, b"in a new directory") == 200
+    assert fanout.is_dir()
+    for front_end in front_ends:
+        reply = front_end.get(key)
+        assert reply.status_code == 200, (front_end.url, reply.text)
+        assert reply.content == b"in a new directory"
+        assert front_end.exists(key) is True
+
+
+def test_a_replaced_fanout_directory_is_reopened_under_the_same_descriptor(tmp_path):
+    """Other threads may hold the descriptor: its number stays valid (``dup2``), and only a
+    real directory is taken, never a symlink put where the removed one was."""
+    layout = Layout(tmp_path / "cache")
+    layout.create()
+    layout.open_dirs()
+    try:
+        digest = digest_of("k")
+        held = layout.fanout_fd(digest)
+        fanout = layout.objects / digest[:2]
+        fanout.rmdir()
+        assert layout.fanout_replaced(digest) is False  # nothing there yet
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        fanout.symlink_to(outside)
+        assert layout.fanout_replaced(digest) is False
+        fanout.unlink()
+        fanout.mkdir()
+        (fanout / "marker").touch()
+        assert layout.fanout_replaced(digest) is True
+        assert layout.fanout_fd(digest) == held and os.listdir(held) == ["marker"]
+        assert layout.fanout_replaced(digest) is False  # the one there now
+    finally:
+        layout.close_dirs()

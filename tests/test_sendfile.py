@@ -15,11 +15,11 @@ import os
 
 import msgpack
 import pytest
-import requests
 
 from packrat.frontend.downloads import SEGMENT, SMALL
 from packrat.store import Layout
 from packrat.store.format import _LENGTH, MAGIC, read_trailer
+from tests.support.rawhttp import request
 
 SIZES = (0, 1, SMALL, SMALL + 1, 3 * SEGMENT + 17)
 
@@ -45,18 +45,7 @@ def _data(size: int) -> bytes:
 def _get_raw(server, key: str) -> tuple[int, bytes]:
     """Status and whatever body arrived, a cut transfer included (0: no answer at all,
     as for a small object found corrupt before its headers went out)."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    conn.request("GET", f"/{key}", headers=server.auth)
-    try:
-        response = conn.getresponse()
-    except http.client.RemoteDisconnected:
-        return 0, b""
-    try:
-        body = response.read()
-    except http.client.IncompleteRead as e:
-        body = e.partial
-    conn.close()
-    return response.status, body
+    return request(server.port, "GET", f"/{key}", headers=server.auth, cut_ok=True)
 
 
 def _flip(server, key: str, offset: int) -> None:
@@ -132,10 +121,9 @@ def test_stalled_reader_is_cut_off(server, stalled_read):
     assert server.get("big").content == data  # the server is fine
 
 
-def test_large_object_over_tls(https_server, certificate):
-    _, url = https_server
-    cafile = certificate[2]
+def test_large_object_over_tls(https_server):
+    url = https_server.url
     data = _data(3 * SEGMENT + 17)
-    reply = requests.put(url + "/tls/big", data=data, verify=str(cafile), timeout=30)
+    reply = https_server.http.put(url + "/tls/big", data=data, timeout=30)
     assert reply.status_code == 200, reply.text
-    assert requests.get(url + "/tls/big", verify=str(cafile), timeout=30).content == data
+    assert https_server.http.get(url + "/tls/big", timeout=30).content == data

@@ -44,19 +44,11 @@ from packrat.store import StagedFile, open_entry, open_key, sweep_staging
 from packrat.store.accounting import charge
 from packrat.store.layout import BLOCK, FANOUT, FIXED_OVERHEAD
 from packrat.store.reader import data_matches
+from tests.support.disk import du
 
 MAX_SIZE = 16 * BLOCK
 KEYS = st.sampled_from([f"k{n}" for n in range(10)])
 SIZES = st.sampled_from([0, 1, 3000, 4200, 9000, 20000, 70000])  # the last is too large
-
-
-def _du(path: Path) -> int:
-    total = 0
-    for directory, _names, files in os.walk(path):
-        total += os.lstat(directory).st_blocks * 512
-        for name in files:
-            total += os.lstat(os.path.join(directory, name)).st_blocks * 512
-    return total
 
 
 @dataclass
@@ -301,8 +293,8 @@ class StoreMachine(RuleBasedStateMachine):
     def du_is_bounded(self) -> None:
         """At every moment, file work done or not: the disk holds no more than max_size."""
         layout = self.coordinator.layout
-        staged = _du(layout.staging) - os.lstat(layout.staging).st_blocks * 512
-        assert _du(layout.root) - staged <= MAX_SIZE + FIXED_OVERHEAD
+        staged = du(layout.staging) - os.lstat(layout.staging).st_blocks * 512
+        assert du(layout.root) - staged <= MAX_SIZE + FIXED_OVERHEAD
 
     @invariant()
     def files_are_the_index_at_their_charges(self) -> None:
@@ -324,7 +316,7 @@ class StoreMachine(RuleBasedStateMachine):
         assert index.used == sum(charged.values())
         assert index.overhead == coordinator.writer.dirs.total
         assert index.disk_bytes <= MAX_SIZE
-        assert _du(coordinator.layout.root) <= MAX_SIZE + FIXED_OVERHEAD
+        assert du(coordinator.layout.root) <= MAX_SIZE + FIXED_OVERHEAD
         assert os.listdir(coordinator.layout.staging) == []
 
     @invariant()

@@ -1,4 +1,6 @@
-"""HTTPS served directly from ``[server] certfile/keyfile``, with a certificate made here."""
+"""HTTPS served directly from ``[server] certfile/keyfile``, with a certificate made here.
+
+The round trip runs with access control off and on (``https_server``)."""
 
 from __future__ import annotations
 
@@ -8,14 +10,13 @@ import requests
 from packrat.core import settings as config
 
 
-def test_https_round_trip(https_server, certificate):
-    server, url = https_server
-    cafile = certificate[2]
-    reply = requests.put(url + "/secure/doc", data=b"over tls", verify=str(cafile), timeout=10)
+def test_https_round_trip(https_server):
+    server, url = https_server, https_server.url
+    reply = server.http.put(url + "/secure/doc", data=b"over tls", timeout=10)
     assert reply.status_code == 200, reply.text
-    reply = requests.get(url + "/secure/doc", verify=str(cafile), timeout=10)
+    reply = server.http.get(url + "/secure/doc", timeout=10)
     assert reply.content == b"over tls"
-    reply = requests.get(url + "/secure/doc", headers={"Range": "bytes=5-"}, verify=str(cafile))
+    reply = server.http.get(url + "/secure/doc", headers={"Range": "bytes=5-"}, timeout=10)
     assert reply.status_code == 206 and reply.content == b"tls"
     # Plain HTTP on the TLS port gets nowhere.
     with pytest.raises(requests.ConnectionError):

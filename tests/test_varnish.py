@@ -25,7 +25,8 @@ import psutil
 import pytest
 import requests
 
-from tests.conftest import free_port, wait_until
+from tests.support.processes import free_port
+from tests.support.waiting import wait_answering, wait_until
 
 VARNISHD = shutil.which("varnishd") or "/usr/sbin/varnishd"
 VCL = Path(__file__).parents[1] / "deploy" / "varnish" / "packrat.vcl"
@@ -65,7 +66,7 @@ def varnish(tmp_path: Path) -> Iterator:
         )  # fmt: skip
         started.append(psutil.Process(int((workdir / "varnishd.pid").read_text())))
         url = f"http://127.0.0.1:{listen}"
-        wait_until(lambda: _answers(url))
+        wait_answering(url + "/healthz", accept=lambda reply: True)
         return url
 
     yield start
@@ -76,14 +77,6 @@ def varnish(tmp_path: Path) -> Iterator:
         for process in alive:
             process.kill()
         assert not alive, f"varnishd left behind: {alive}"
-
-
-def _answers(url: str) -> bool:
-    try:
-        requests.get(url + "/healthz", timeout=1)
-        return True
-    except requests.ConnectionError:
-        return False
 
 
 @pytest.fixture

@@ -23,6 +23,11 @@ Every process opens the directories once (``open_dirs``) with
 ``O_NOFOLLOW`` and then works relative to those descriptors: a directory
 swapped for a symlink afterwards cannot send a read or a write outside the
 root, and a fan-out directory found to be a symlink at start-up is replaced.
+A fan-out directory removed while running is made again by the next commit
+there (``reopen_fanout``); every other process finds the new one on its next
+miss there (``fanout_replaced``).  Either way the descriptor keeps its number
+(``dup2``), so a caller holding it, on another thread too, is never left with
+a closed or reused one.
 """
 
 from __future__ import annotations
@@ -65,6 +70,10 @@ class Layout:
         self.state = self.root / "state"
         self.staging_fd = -1
         self.fanout_fds: dict[str, int] = {}
+        # For a miss's check, one stat: each fan-out directory's path, made once (a Path
+        # costs more than the stat), and (st_dev, st_ino) of the one its descriptor holds.
+        self._fanout_paths: dict[str, str] = {}
+        self._fanout_ids: dict[str, tuple[int, int]] = {}
 
     # -- paths ------------------------------------------------------------
 
@@ -112,7 +121,8 @@ class Layout:
         try:
             self.staging_fd = os.open(self.staging, _DIR_FLAGS)
             for name in FANOUT if fanout else ():
-                self.fanout_fds[name] = os.open(self.objects / name, _DIR_FLAGS)
+                self._fanout_paths[name] = str(self.objects / name)
+                self._point_at(name, os.open(self._fanout_paths[name], _DIR_FLAGS))
         except OSError as e:
             self.close_dirs()
             raise LayoutError(f"cannot open the cache directories under {self.root}: {e}") from e
@@ -120,11 +130,43 @@ class Layout:
     def reopen_fanout(self, name: str) -> int:
         """Make and reopen one fan-out directory (someone removed it)."""
         _make_real_dir(self.objects / name, replace=True)
-        old = self.fanout_fds.get(name, -1)
-        self.fanout_fds[name] = os.open(self.objects / name, _DIR_FLAGS)
-        if old >= 0:
-            os.close(old)
+        self._point_at(name, os.open(self.objects / name, _DIR_FLAGS))
         return self.fanout_fds[name]
+
+    def fanout_replaced(self, digest: str) -> bool:
+        """Whether ``digest``'s fan-out directory is not the one opened, in which case
+        its descriptor now refers to the one there (for a reader to retry a miss once).
+
+        A removed directory that no one made again, or a symlink there, is not
+        followed: the old descriptor is kept and the miss stands.
+        """
+        name = digest[:2]
+        path = self._fanout_paths[name]
+        try:
+            there = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        same = (there.st_dev, there.st_ino) == self._fanout_ids[name]
+        if same or not stat.S_ISDIR(there.st_mode):
+            return False
+        try:
+            fd = os.open(path, _DIR_FLAGS)
+        except OSError:  # removed again, or made a symlink, since the stat
+            return False
+        self._point_at(name, fd)
+        return True
+
+    def _point_at(self, name: str, fd: int) -> None:
+        """Make ``name``'s descriptor refer to ``fd``'s directory, keeping its number
+        (``dup2``: no other thread's call can land on a closed or reused one); closes ``fd``."""
+        info = os.fstat(fd)
+        self._fanout_ids[name] = (info.st_dev, info.st_ino)
+        held = self.fanout_fds.get(name, -1)
+        if held < 0:
+            self.fanout_fds[name] = fd
+            return
+        os.dup2(fd, held, inheritable=False)
+        os.close(fd)
 
     def close_dirs(self) -> None:
         for fd in [self.staging_fd, *self.fanout_fds.values()]:

@@ -76,27 +76,40 @@ def open_read(
 
 def open_key(layout: Layout, key: str) -> tuple[int, ObjectMeta, os.stat_result] | None:
     """Open the object stored under ``key`` (see ``open_entry``)."""
-    digest = key_digest(key)
-    return open_entry(layout.fanout_fd(digest), digest, key)
+    opened = open_to_read(layout, key, 0)
+    return None if opened is None else opened[:3]
 
 
 def is_stored(layout: Layout, key: str) -> bool:
     """Whether an object file is at ``key``'s place: one ``stat``, no trailer read (for a
     check whose answer a read of the object confirms later; a corrupt file is found then)."""
     digest = key_digest(key)
+    info = _lstat(layout, digest)
+    if info is None and layout.fanout_replaced(digest):
+        info = _lstat(layout, digest)
+    return info is not None and stat.S_ISREG(info.st_mode)
+
+
+def _lstat(layout: Layout, digest: str) -> os.stat_result | None:
     try:
-        info = os.stat(digest, dir_fd=layout.fanout_fd(digest), follow_symlinks=False)
+        return os.stat(digest, dir_fd=layout.fanout_fd(digest), follow_symlinks=False)
     except FileNotFoundError:
-        return False
-    return stat.S_ISREG(info.st_mode)
+        return None
 
 
 def open_to_read(
     layout: Layout, key: str, whole_up_to: int
 ) -> tuple[int, ObjectMeta, os.stat_result, memoryview | None] | None:
-    """Open the object stored under ``key``, small ones read whole (see ``open_read``)."""
+    """Open the object stored under ``key``, small ones read whole (see ``open_read``).
+
+    A miss whose fan-out directory was removed and made again since this
+    process opened it is retried once in the new one (``Layout.fanout_replaced``).
+    """
     digest = key_digest(key)
-    return open_read(layout.fanout_fd(digest), digest, key, whole_up_to)
+    opened = open_read(layout.fanout_fd(digest), digest, key, whole_up_to)
+    if opened is None and layout.fanout_replaced(digest):
+        opened = open_read(layout.fanout_fd(digest), digest, key, whole_up_to)
+    return opened
 
 
 def read_data(fd: int, start: int, stop: int, chunk_size: int = CHUNK) -> Iterator[bytes]:
