@@ -32,7 +32,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
     del sys.path[0]
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.http import packrat_server
+from bench.http import checkout, packrat_server
 
 REPO = Path(__file__).resolve().parent.parent
 ABSENT = "bench/cli-startup/absent"
@@ -87,17 +87,6 @@ def import_times(argv: list[str], source: Path, cwd: Path) -> dict[str, float]:
         by_package[name.split(".")[0]] += int(self_us) / 1e6
         by_package["total"] += int(self_us) / 1e6
     return by_package
-
-
-def checkout(revision: str, into: Path) -> Path:
-    """``packrat/`` as it was at ``revision`` (git archive), for the baseline."""
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", revision, "packrat"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
 
 
 def main() -> None:

@@ -25,7 +25,10 @@ Five servers answer the same files:
 * Packrat (``packrat serve``: supervisor, coordinator, front ends); with
   ``--auth`` a second Packrat with ``[auth]`` on, every request to it
   carrying a bearer token (``Packrat auth``), so the cost of access control
-  is measured in the same run.  ``--servers`` picks some of them.
+  is measured in the same run; with ``--baseline REV`` another one running
+  the ``packrat/`` of a git revision (``Packrat baseline``), taking turns
+  with this one, so a change is measured before and after in one run.
+  ``--servers`` picks some of them.
 
 Workloads, each at 16 connections (GET 16 MiB at 4, 64 MiB uploads at 2 and
 for twice as long, so that the few requests cut off when a run ends weigh
@@ -122,8 +125,18 @@ BOUNDARY = "----packratbenchQ3x7Lw0pVd"
 SEED = 20240501
 NGINX, NAIVE_TORNADO, PACKRAT = "nginx", "naive Tornado", "Packrat"
 BARE_HTTPTOOLS, BARE_TORNADO, PACKRAT_AUTH = "bare httptools", "bare Tornado", "Packrat auth"
+PACKRAT_BASELINE = "Packrat baseline"  # another revision's packrat/ (--baseline REV)
 # run order within a workload
-SERVERS = (NGINX, BARE_HTTPTOOLS, BARE_TORNADO, NAIVE_TORNADO, PACKRAT, PACKRAT_AUTH)
+SERVERS = (
+    NGINX,
+    BARE_HTTPTOOLS,
+    BARE_TORNADO,
+    NAIVE_TORNADO,
+    PACKRAT_BASELINE,
+    PACKRAT,
+    PACKRAT_AUTH,
+)
+PACKRATS = (PACKRAT_BASELINE, PACKRAT, PACKRAT_AUTH)
 BARE = {BARE_HTTPTOOLS: HERE / "bare_httptools.py", BARE_TORNADO: HERE / "bare_tornado.py"}
 TOKEN = "bench-token-0123456789abcdef"  # Packrat auth's write token, sent on every request
 QUICK = ("GET 1 KiB", "GET 1 MiB", "HEAD", "exists", "upload 1 KiB POST")
@@ -236,11 +249,13 @@ def running(
     stop_signal=signal.SIGTERM,
     ok=None,
     headers=None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen]:
     """Start ``argv``, wait until ``url`` answers; at the end stop it and all it started."""
     with open(log, "wb") as out:
         process = subprocess.Popen(
             argv,
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -273,13 +288,29 @@ def pinned(cpus: list[int] | None, argv: list[str]) -> list[str]:
     return ["taskset", "-c", ",".join(map(str, cpus)), *argv] if cpus else argv
 
 
+def checkout(revision: str, into: Path) -> Path:
+    """``packrat/`` as it was at ``revision`` (git archive), for a baseline."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", revision, "packrat"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
 @contextlib.contextmanager
 def packrat_server(
-    work: Path, frontends: int, cpus: list[int] | None, auth: bool = False
+    work: Path,
+    frontends: int,
+    cpus: list[int] | None,
+    auth: bool = False,
+    source: Path | None = None,
 ) -> Iterator[Server]:
-    """``packrat serve``; with ``auth``, ``[auth]`` on and ``TOKEN`` the one write token."""
+    """``packrat serve``; with ``auth``, ``[auth]`` on and ``TOKEN`` the one write token;
+    with ``source``, the ``packrat/`` under it (``checkout``) as ``PACKRAT_BASELINE``."""
     port = free_port()
-    root = work / f"packrat-{frontends}{'-auth' if auth else ''}"
+    root = work / f"packrat-{frontends}{'-auth' if auth else ''}{'-baseline' if source else ''}"
     (root / "run").mkdir(parents=True)
     config = root / "packrat.ini"
     config.write_text(
@@ -293,6 +324,8 @@ def packrat_server(
     argv = pinned(cpus, [sys.executable, "-m", "packrat", "serve", "--config", str(config)])
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {TOKEN}"} if auth else {}
+    env = dict(os.environ, PYTHONPATH=str(source)) if source else None
+    name = PACKRAT_BASELINE if source else PACKRAT_AUTH if auth else PACKRAT
     with running(
         argv,
         root / "packrat.log",
@@ -300,8 +333,9 @@ def packrat_server(
         url + "/",
         ok=lambda r: "Objects" in r.text,
         headers=headers,
+        env=env,
     ) as process:
-        yield Server(PACKRAT_AUTH if auth else PACKRAT, url, process.pid, headers)
+        yield Server(name, url, process.pid, headers)
 
 
 NGINX_CONF = """\
@@ -415,6 +449,7 @@ def make_workloads(bodies: Path) -> list[Workload]:
         workloads.append(Workload(f"{name} PUT", size, conns, dict.fromkeys(SERVERS, put), scale))
     for w in workloads:  # the same requests, with a token
         w.requests[PACKRAT_AUTH] = replace(w.requests[PACKRAT], authorization=f"Bearer {TOKEN}")
+        w.requests[PACKRAT_BASELINE] = w.requests[PACKRAT]
     return workloads
 
 
@@ -644,6 +679,13 @@ def machine() -> dict[str, str]:
     }
 
 
+def revision(rev: str) -> str:
+    """``rev`` as a short commit name."""
+    return subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", rev], capture_output=True, text=True
+    ).stdout.strip()
+
+
 def filesystem(path: Path) -> str:
     """The file system ``path`` is on and its mount options, from /proc/self/mounts."""
     path = path.resolve()
@@ -688,10 +730,16 @@ RATIOS = (
     (PACKRAT, BARE_HTTPTOOLS, "µs/req"),
     (PACKRAT, NAIVE_TORNADO, "µs/req"),
     (PACKRAT_AUTH, PACKRAT, "µs/req"),
+    (PACKRAT, PACKRAT_BASELINE, "µs/req"),
     (PACKRAT, NGINX, "req/s"),
     (PACKRAT, NAIVE_TORNADO, "req/s"),
 )
-SHORT = {NAIVE_TORNADO: "naive", BARE_HTTPTOOLS: "bare httptools", PACKRAT_AUTH: "Packrat auth"}
+SHORT = {
+    NAIVE_TORNADO: "naive",
+    BARE_HTTPTOOLS: "bare httptools",
+    PACKRAT_AUTH: "Packrat auth",
+    PACKRAT_BASELINE: "baseline",
+}
 
 
 def table(results: list[Result]) -> list[str]:
@@ -770,7 +818,9 @@ def render(
         f"- machine: {info['nproc']} CPUs, {info['cpu']}, Linux {info['kernel']};"
         f" Python {info['python']}, {versions['nginx']}, wrk {versions['wrk']}",
         f"- files on {info['filesystem']}",
-        f"- commit {info['commit']}, run {info['date']}; 1-minute load average"
+        f"- commit {info['commit']}"
+        + (f" ({PACKRAT_BASELINE}: {info['baseline']})" if "baseline" in info else "")
+        + f", run {info['date']}; 1-minute load average"
         f" {info['load']} before, {os.getloadavg()[0]:.1f} after",
         f"- each run: {args.warmup} s warm-up (dropped), then {args.duration} s measured;"
         f" wrk with {args.threads} thread(s); waited {sum(waits):.0f} s in all for an idle"
@@ -864,6 +914,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"smoke run: 1 s runs, no warm-up, at most 2 s idle wait, only {', '.join(QUICK)}"
         " unless --only says otherwise",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help=f"also run the packrat/ of this git revision ({PACKRAT_BASELINE!r}), taking turns"
+        " with this one: a before and after in one run",
+    )
     parser.add_argument("--output", type=Path, default=DOC, help="markdown file to update")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--json", type=Path, help="also write every run's numbers here")
@@ -887,9 +943,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.server_cpus, args.wrk_cpus = None, None
         args.mode = "unpinned"
     args.threads = len(args.wrk_cpus or cores)
-    chosen = args.servers or [s for s in SERVERS if s != PACKRAT_AUTH or args.auth]
-    if args.auth and PACKRAT_AUTH not in chosen:
-        chosen.append(PACKRAT_AUTH)
+    optional = {PACKRAT_AUTH: args.auth, PACKRAT_BASELINE: bool(args.baseline)}
+    chosen = args.servers or [s for s in SERVERS if optional.get(s, True)]
+    chosen += [s for s, wanted in optional.items() if wanted and s not in chosen]
     args.servers = [s for s in SERVERS if s in chosen]
     args.frontends = list(dict.fromkeys(args.frontends or [len(args.server_cpus or cores)]))
     args.command = "python bench/http.py" + (
@@ -932,6 +988,11 @@ def main(argv: list[str] | None = None) -> int:
         objects = objects_for(workloads)
         www = work / "www"  # nginx and the naive server serve the same files
         write_files(www, objects)
+        baseline = None
+        if args.baseline:
+            (work / "baseline").mkdir()
+            baseline = checkout(args.baseline, work / "baseline")
+            info["baseline"] = revision(args.baseline)
         for frontends in args.frontends:
             print(f"-- Packrat with {frontends} front end(s)", flush=True)
             plan = Plan(
@@ -954,12 +1015,14 @@ def main(argv: list[str] | None = None) -> int:
                         launch = bare_server(name, work, www, cpus)
                     elif name == NAIVE_TORNADO:
                         launch = naive_server(work, www, cpus)
+                    elif name == PACKRAT_BASELINE:
+                        launch = packrat_server(work, frontends, cpus, source=baseline)
                     elif name in (PACKRAT, PACKRAT_AUTH):
                         launch = packrat_server(work, frontends, cpus, auth=name == PACKRAT_AUTH)
                     else:
                         continue
                     server = stack.enter_context(launch)
-                    if name in (PACKRAT, PACKRAT_AUTH):
+                    if name in PACKRATS:
                         load(server, objects)
                     servers.append(server)
                 for server in servers:

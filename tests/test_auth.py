@@ -9,6 +9,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 from passlib.hash import sha512_crypt
 
 from packrat.core import settings as config
@@ -161,6 +163,48 @@ def test_authenticator_unit(tmp_path):
 
     asyncio.run(check())
     assert Authenticator(config.Settings()).public_reads is True
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([READ, WRITE]),
+            st.sampled_from(
+                [
+                    f"Bearer {READER}",
+                    f"bearer  {WRITER} ",
+                    f"Bearer {WRITER}",
+                    f"Bearer {READER[:-1]}",
+                    "Bearer nope",
+                    "Basic Ym9iOmJvYi1wdw==",
+                    f"Token {WRITER}",
+                    "",
+                ]
+            ),
+        ),
+        max_size=30,
+    )
+)
+def test_remembered_tokens_answer_as_a_first_check_does(checks):
+    """A token found valid is remembered (by its MAC): a later check with it answers
+    what a fresh check answers, and what was refused is never remembered."""
+    settings = config.Settings(
+        auth_enabled=True, auth_read_tokens=(READER,), auth_write_tokens=(WRITER,)
+    )
+    auth = Authenticator(settings)
+    for right, header in checks:
+        assert _answer(auth, right, header) == _answer(Authenticator(settings), right, header)
+    valid = {h for _, h in checks if _answer(Authenticator(settings), READ, h) == "granted"}
+    assert len(auth._remembered) == len(valid)
+
+
+def _answer(auth: Authenticator, right: str, header: str) -> str:
+    try:
+        return "granted" if auth.check(right, header) is None else "awaitable"
+    except Forbidden:
+        return "forbidden"
+    except Unauthorized:
+        return "unauthorized"
 
 
 def test_a_changed_htpasswd_file_takes_effect_within_a_second(tmp_path):

@@ -8,9 +8,12 @@ import hashlib
 import http.client
 
 import requests
+import xxhash
+from hypothesis import given
+from hypothesis import strategies as st
 
 from packrat.core.exits import ExitStatus
-from packrat.store import Layout
+from packrat.store import Checker, Layout, ObjectMeta
 from packrat.store.snapshot import read_snapshot
 from tests.support.cli import packrat
 from tests.support.waiting import wait_until
@@ -54,6 +57,30 @@ def _corrupt_one_byte(server, key: str, offset: int) -> None:
         byte = f.read(1)
         f.seek(offset)
         f.write(bytes([byte[0] ^ 0xFF]))
+
+
+@given(st.binary(min_size=1, max_size=3000), st.booleans(), st.integers(min_value=0))
+def test_a_small_object_is_checked_in_one_call_as_in_segments(data, with_xxh3, position):
+    """``Checker.whole_matches`` (small reads) says what feeding a ``Checker`` says, for
+    objects with an xxh3 and those stored before it (sha256 only), and a flipped byte
+    fails both."""
+    meta = ObjectMeta(
+        "k",
+        "k",
+        "application/octet-stream",
+        len(data),
+        hashlib.sha256(data).hexdigest(),
+        0.0,
+        xxhash.xxh3_128_hexdigest(data) if with_xxh3 else "",
+    )
+    flipped = bytearray(data)
+    flipped[position % len(data)] ^= 1
+    for body, sound in ((data, True), (bytes(flipped), False)):
+        checker = Checker(meta)
+        for start in range(0, len(body), 1000):
+            checker.update(memoryview(body)[start : start + 1000])
+        assert checker.matches() is sound
+        assert Checker.whole_matches(meta, memoryview(body)) is sound
 
 
 def test_corrupt_object_is_never_served_whole_and_then_dropped(server, wait_for):

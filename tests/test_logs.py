@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -71,6 +72,28 @@ def test_the_straight_path_writes_what_logging_writes(configured, form, entry, l
     cut = 23 if form == "text" else straight.index('"level"')
     assert straight[cut:] == usual[cut:]
     assert straight[:cut].count(":") == usual[:cut].count(":")
+
+
+@given(st.lists(st.floats(min_value=0, max_value=4e9), min_size=1, max_size=20))
+def test_the_text_time_is_loggings_made_once_a_millisecond(moments):
+    """``TextFormatter`` remembers its time text for a millisecond; in any order of
+    moments it writes what ``logging.Formatter`` writes (to the millisecond: the
+    product ``created * 1000`` may round up where logging's subtraction does not)."""
+    ours, theirs = logs.TextFormatter("frontend 0"), logging.Formatter()
+    for created in moments:
+        record = logging.makeLogRecord({"created": created, "msecs": _msecs(created)})
+        mine, reference = ours.formatTime(record), theirs.formatTime(record)
+        assert abs(_parse(mine) - _parse(reference)) <= 0.001, (created, mine, reference)
+
+
+def _msecs(created: float) -> float:
+    return int((created - int(created)) * 1000) + 0.0  # as logging.LogRecord does
+
+
+def _parse(text: str) -> float:
+    """Seconds of a ``YYYY-MM-DD HH:MM:SS,mmm`` time in the local zone."""
+    stamp, _, millis = text.partition(",")
+    return time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000
 
 
 def test_other_handlers_and_filters_get_events_the_usual_way(configured):

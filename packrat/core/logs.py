@@ -58,24 +58,32 @@ class TextFormatter(logging.Formatter):
     def __init__(self, role: str) -> None:
         super().__init__(f"%(asctime)s %(levelname)s [{role}] %(message)s")
         self.role = role
+        self._millisecond = -1
         self._second = -1
-        self._stamp = ""
+        self._stamp = ""  # the current second's date and time
+        self._time_text = ""  # and the current millisecond's
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        """``logging.Formatter``'s time, its date part made once a second, not per line
-        (an access line per request made it a few percent of a small read)."""
-        return self._time(record.created, record.msecs)
+        """``logging.Formatter``'s time, made once a millisecond, not per line (an access
+        line per request made it a few percent of a small read)."""
+        return self._time(record.created)
 
-    def _time(self, created: float, msecs: float) -> str:
-        second = int(created)
-        if second != self._second:
-            self._stamp = time.strftime(self.default_time_format, self.converter(created))
-            self._second = second
-        return self.default_msec_format % (self._stamp, msecs)
+    def _time(self, created: float) -> str:
+        """As ``logging.Formatter`` writes it (``default_time_format``, then ``,`` and
+        the milliseconds); the date part made once a second."""
+        millisecond = int(created * 1000)
+        if millisecond != self._millisecond:
+            second = millisecond // 1000
+            if second != self._second:
+                self._stamp = time.strftime(self.default_time_format, self.converter(second))
+                self._second = second
+            self._time_text = f"{self._stamp},{millisecond % 1000:03d}"
+            self._millisecond = millisecond
+        return self._time_text
 
     def event_line(self, created: float, level: int, logger: str, event: Event) -> str:
         """The line ``format`` makes of a record of ``event`` logged at ``created``."""
-        return f"{self._time(created, _msecs(created))} {_level_name(level)} [{self.role}] {event}"
+        return f"{self._time(created)} {_level_name(level)} [{self.role}] {event}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -116,11 +124,6 @@ def _level_name(level: int) -> str:
     return _LEVEL_NAMES.get(level) or logging.getLevelName(level)
 
 
-def _msecs(created: float) -> float:
-    """A record's milliseconds, as ``logging.LogRecord`` computes them."""
-    return int((created - int(created)) * 1000) + 0.0
-
-
 class StderrHandler(logging.StreamHandler):
     """Writes lines to stderr; ``buffered``: flushes only for warnings and worse.
 
@@ -152,8 +155,7 @@ class StderrHandler(logging.StreamHandler):
 
     def emit_event(self, level: int, logger: str, event: Event) -> None:
         """Write ``event``'s line as ``emit`` writes a record's (see ``log_event``)."""
-        formatter = self.formatter
-        assert isinstance(formatter, TextFormatter | JsonFormatter)
+        formatter: TextFormatter | JsonFormatter = self.formatter  # type: ignore[assignment]
         line = formatter.event_line(time.time(), level, logger, event)
         with self.lock:
             self.stream.write(line + "\n")

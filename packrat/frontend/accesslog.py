@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -31,16 +30,18 @@ if TYPE_CHECKING:
     from packrat.frontend.http1 import Exchange
 
 access_log = logging.getLogger(ACCESS_LOGGER)
-_PLAIN = re.compile(r"[ !#-\[\]-~]*")  # printable ASCII but the quote and the backslash
 
 
 def quoted(text: str) -> str:
-    """``text`` as a JSON string: plain ASCII as it is, anything else escaped by ``json``.
+    """``text`` as a JSON string: printable ASCII but the quote and the backslash as it
+    is, anything else escaped by ``json``.
 
-    >>> print(quoted("curl/8.0"), quoted('say "hi"'))
-    "curl/8.0" "say \\"hi\\""
+    >>> print(quoted("curl/8.0"), quoted('say "hi"'), quoted("tab\\t"), quoted("\\x7f"))
+    "curl/8.0" "say \\"hi\\"" "tab\\t" "\\u007f"
     """
-    return f'"{text}"' if _PLAIN.fullmatch(text) else json.dumps(text)
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return json.dumps(text)
 
 
 CLIENT_CLOSED = 499
@@ -160,53 +161,29 @@ class RequestLog:
             exchange.failure = getattr(handler, "failure", None)
 
     def exchange_done(self, exchange: Exchange, status: int) -> None:
+        """Count one exchange and log its line."""
         request = exchange.request
-        error, detail = describe(exchange.failure, status)
-        self.record(
-            exchange.route,
+        frontend = self.frontend
+        duration = time.monotonic() - request.started
+        received, sent = exchange.received, exchange.sent
+        frontend.metrics.request(exchange.route, request.method, status, duration, received, sent)
+        frontend.coordinator.traffic(received, sent)
+        level = logging.WARNING if status >= 500 else logging.INFO
+        if not access_log.isEnabledFor(level):
+            return
+        failure = exchange.failure
+        error, detail = (None, None) if failure is None else describe(failure, status)
+        entry = AccessEntry(
             exchange.connection.remote,
             request.method,
             request.path,
-            request.headers.get("user-agent", ""),
             status,
-            exchange.sent,
-            exchange.received,
-            time.monotonic() - request.started,
+            sent,
+            received,
+            duration,
+            request.headers.get("user-agent", ""),
+            frontend.number,
             error,
             detail,
         )
-
-    def record(
-        self,
-        route: str,
-        remote: str,
-        method: str,
-        path: str,
-        user_agent: str,
-        status: int,
-        sent: int,
-        received: int,
-        duration: float,
-        error: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        """Count one request and log its line."""
-        frontend = self.frontend
-        frontend.metrics.request(route, method, status, duration, received, sent)
-        frontend.coordinator.traffic(received, sent)
-        level = logging.WARNING if status >= 500 else logging.INFO
-        if access_log.isEnabledFor(level):
-            entry = AccessEntry(
-                remote,
-                method,
-                path,
-                status,
-                sent,
-                received,
-                duration,
-                user_agent,
-                frontend.number,
-                error,
-                detail,
-            )
-            log_event(access_log, level, entry)
+        log_event(access_log, level, entry)

@@ -14,7 +14,8 @@ unless it is given the right (``list_tokens``, ``list_users``), not even
   ``read_tokens``, ``write_tokens`` and ``list_tokens`` (a token in several
   lists has each of their rights).  The offered token is compared with
   every configured one in constant time (``hmac.compare_digest``), all of
-  them, so timing tells nothing about which or how much matched.
+  them, so timing tells nothing about which or how much matched.  A token
+  found valid is then remembered as Basic credentials are (below).
 * HTTP Basic checks ``user:password`` against an htpasswd-style file, as
   bazel-remote does: bcrypt (``$2a$``/``$2b$``/``$2y$``, ``htpasswd -B``) or
   sha-crypt (``$5$``/``$6$``, ``mkpasswd -m sha-512``) hashes.  Hashing runs
@@ -25,8 +26,9 @@ unless it is given the right (``list_tokens``, ``list_users``), not even
   key (never in clear), in a bounded LRU of ``MAX_REMEMBERED`` entries, so a
   password is never hashed again per request: a client that sends the same
   credentials on every request costs one hash, then one MAC and one
-  dictionary lookup per request.  Unknown users are checked against a dummy
-  hash, so they take as long as known ones.
+  dictionary lookup per request.  Only what was found valid is remembered
+  (wrong credentials are checked each time, and cannot fill it).  Unknown
+  users are checked against a dummy hash, so they take as long as known ones.
 
 Changes take effect without a restart for the htpasswd file: it is looked
 at (``os.stat``) at most once a second, re-read when its size, inode or
@@ -75,7 +77,7 @@ READ_ONLY = frozenset((READ,))
 READ_WRITE = frozenset((READ, WRITE))
 RELOAD_EVERY = 1.0  # seconds between two looks at the htpasswd file
 REALM = "packrat"
-MAX_REMEMBERED = 1024  # verified Basic credentials kept per front end
+MAX_REMEMBERED = 1024  # verified credentials (Basic and tokens) kept per front end
 HASH_THREADS = 2
 
 
@@ -99,7 +101,7 @@ class Authenticator:
         self._write_users = set(settings.auth_write_users)
         self._list_users = set(settings.auth_list_users)
         self._remembered: OrderedDict[bytes, frozenset[str]] = OrderedDict()
-        self._key = secrets.token_bytes(32)
+        self._mac = hashlib.blake2b(key=secrets.token_bytes(32), digest_size=16)
         self._executor: ThreadPoolExecutor | None = None
         challenges = []
         if self._read_tokens or self._write_tokens or self._list_tokens:
@@ -122,20 +124,24 @@ class Authenticator:
             return None
         if not authorization:
             raise Unauthorized("credentials are required", self.challenges)
+        if self._htpasswd is not None:
+            self._maybe_reload()  # a changed file: what was remembered is forgotten
+        mac = self._mac.copy()  # keyed already: no key set-up per request
+        mac.update(authorization.encode("utf-8", "replace"))
+        fingerprint = mac.digest()
+        rights = self._remembered.get(fingerprint)
+        if rights is not None:
+            self._remembered.move_to_end(fingerprint)
+            return self._grant(right, rights)
         scheme, _, credentials = authorization.strip().partition(" ")
         scheme = scheme.lower()
         credentials = credentials.strip()
         if scheme == "bearer" and credentials:
-            return self._grant(right, self._token_rights(credentials.encode("utf-8", "replace")))
-        if scheme == "basic" and credentials and self._htpasswd is not None:
-            self._maybe_reload()
-            fingerprint = hashlib.blake2b(
-                credentials.encode("utf-8", "replace"), key=self._key, digest_size=16
-            ).digest()
-            rights = self._remembered.get(fingerprint)
+            rights = self._token_rights(credentials.encode("utf-8", "replace"))
             if rights is not None:
-                self._remembered.move_to_end(fingerprint)
-                return self._grant(right, rights)
+                self._remember(fingerprint, rights)
+            return self._grant(right, rights)
+        if scheme == "basic" and credentials and self._htpasswd is not None:
             return self._check_basic(right, credentials, fingerprint)
         raise Unauthorized("the credentials are not valid", self.challenges)
 
@@ -177,10 +183,13 @@ class Authenticator:
     async def _check_basic(self, right: str, credentials: str, fingerprint: bytes) -> None:
         rights = await self._basic_rights(credentials)
         if rights is not None:
-            self._remembered[fingerprint] = rights
-            while len(self._remembered) > MAX_REMEMBERED:
-                self._remembered.popitem(last=False)
+            self._remember(fingerprint, rights)
         self._grant(right, rights)
+
+    def _remember(self, fingerprint: bytes, rights: frozenset[str]) -> None:
+        self._remembered[fingerprint] = rights
+        while len(self._remembered) > MAX_REMEMBERED:
+            self._remembered.popitem(last=False)
 
     async def _basic_rights(self, credentials: str) -> frozenset[str] | None:
         try:

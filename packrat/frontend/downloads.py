@@ -63,10 +63,10 @@ assert MAX_METADATA > 1024  # WHOLE_FILE covers most trailers, read_trailer chec
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """What a read of an object answers, before any byte is sent."""
+    """What a read of an object answers, before any byte is sent (shared: never changed)."""
 
     status: int  # 200, 206 or 304
-    headers: list[tuple[str, str] | str]  # fields, or header lines made once per object
+    headers: tuple[str, ...]  # header lines, made once per object (and range)
     body: bool  # False for HEAD and 304
     start: int  # the bytes start:stop of the data are the body
     stop: int
@@ -107,21 +107,22 @@ def _cache_control(public: bool, max_age: int) -> str:
     return f"{scope}, max-age={max_age}" if max_age else f"{scope}, no-cache"
 
 
-def not_modified(headers: Mapping[str, str], etag: str, meta: ObjectMeta) -> bool:
+def not_modified(headers: Mapping[str, str], meta: ObjectMeta) -> bool:
     """``If-None-Match`` (weak comparison), else ``If-Modified-Since`` (RFC 9110 13.2.2).
 
     ``headers`` are the request's, by lower-case name (``http1.Request.headers``).
     """
     match = headers.get("if-none-match")
     if match is not None:
-        return etag_in(match, etag, weak=True)
-    since = parse_http_date(headers.get("if-modified-since", ""))
-    return since is not None and int(meta.stored_at) <= since
+        return etag_in(match, f'"{meta.sha256}"', weak=True)
+    since = headers.get("if-modified-since")
+    if since is None:
+        return False
+    seconds = parse_http_date(since)
+    return seconds is not None and int(meta.stored_at) <= seconds
 
 
-def requested_range(
-    headers: Mapping[str, str], etag: str, meta: ObjectMeta
-) -> tuple[int, int] | None:
+def requested_range(headers: Mapping[str, str], meta: ObjectMeta) -> tuple[int, int] | None:
     """The single range to send, None for the whole object; 416 when unsatisfiable."""
     header = headers.get("range")
     if header is None:
@@ -130,7 +131,7 @@ def requested_range(
     if if_range is not None:
         if_range = if_range.strip()
         if if_range.startswith(('"', "W/")):
-            if not etag_in(if_range, etag, weak=False):
+            if not etag_in(if_range, f'"{meta.sha256}"', weak=False):
                 return None
         elif parse_http_date(if_range) != int(meta.stored_at):
             return None
@@ -154,22 +155,31 @@ def plan(
 ) -> Answer:
     """The status, headers and bytes of the answer; ``RangeNotSatisfiable`` for a 416.
 
-    The header lines that depend on the object alone are made once per
-    object and answer kind (``_validators``, ``_described``), not per request.
+    The answers that depend on the object alone (200 and 304) are made once
+    per object and kind, not per request (``_whole``, ``_not_modified``).
     """
     control = cache_control(frontend)
-    etag = f'"{meta.sha256}"'
-    if not_modified(headers, etag, meta):
-        return Answer(304, [_validators(meta, control)], False, 0, 0, False)
-    span = requested_range(headers, etag, meta) if with_body else None
+    if not_modified(headers, meta):
+        return _not_modified(meta, control)
+    span = requested_range(headers, meta) if with_body else None
     if span is None:
-        lines = _described(meta, control) + f"Content-Length: {meta.size}\r\n"
-        return Answer(200, [lines], with_body, 0, meta.size, True)
+        return _whole(meta, control, with_body)
     first, last = span
     lines = (
         f"Content-Range: bytes {first}-{last}/{meta.size}\r\nContent-Length: {last - first + 1}\r\n"
     )
-    return Answer(206, [_described(meta, control), lines], True, first, last + 1, False)
+    return Answer(206, (_described(meta, control), lines), True, first, last + 1, False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole(meta: ObjectMeta, control: str, with_body: bool) -> Answer:
+    lines = _described(meta, control) + f"Content-Length: {meta.size}\r\n"
+    return Answer(200, (lines,), with_body, 0, meta.size, True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _not_modified(meta: ObjectMeta, control: str) -> Answer:
+    return Answer(304, (_validators(meta, control),), False, 0, 0, False)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -200,9 +210,7 @@ def small_body(data: memoryview, meta: ObjectMeta, answer: Answer) -> memoryview
     """The body of a small object's answer from its data read whole; None if corrupt."""
     if not answer.whole:
         return data[answer.start : answer.stop]
-    checker = Checker(meta)
-    checker.update(data)
-    return data if checker.matches() else None
+    return data if Checker.whole_matches(meta, data) else None
 
 
 async def send_body(

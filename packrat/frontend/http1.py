@@ -129,7 +129,7 @@ class Request:
 
     ``headers`` maps lower-case names to values (repeated headers joined by
     ``,``, as Tornado's ``HTTPHeaders`` does); ``fields`` keeps every header
-    as sent, for Tornado's handlers.  ``path`` and ``query`` are the raw
+    as sent (undecoded bytes), for Tornado's handlers.  ``path`` and ``query`` are the raw
     (still percent-encoded) parts of the target.
     """
 
@@ -152,7 +152,7 @@ class Request:
         method: str,
         target: str,
         version: str,
-        fields: list[tuple[str, str]],
+        fields: list[tuple[bytes, bytes]],
         headers: dict[str, str],
         keep_alive: bool,
     ) -> None:
@@ -664,19 +664,22 @@ class Connection(asyncio.Protocol):
         method = parser.get_method().decode("ascii")
         version = "HTTP/" + parser.get_http_version()
         target = self._url.decode("latin-1")
-        fields = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._fields]
+        fields = self._fields
         headers: dict[str, str] = {}
         size = len(self._url) + len(method) + 12
-        hosts = 0
-        for name, value in fields:
-            lower = name.lower()
-            size += len(name) + len(value) + LINE_OVERHEAD
+        hosts = 0  # Host headers after the first
+        for name, raw in fields:
+            size += len(name) + len(raw) + LINE_OVERHEAD
+            lower = name.decode("latin-1").lower()
+            value = raw.decode("latin-1")
             if lower in headers:
                 headers[lower] += "," + value
+                if lower == "host":
+                    hosts += 1
             else:
                 headers[lower] = value
-            if lower == "host":
-                hosts += 1
+        if "host" in headers:
+            hosts += 1
         request = Request(method, target, version, fields, headers, parser.should_keep_alive())
         if request.body_expected:
             self.body_started = request.started

@@ -10,7 +10,8 @@ coordinator, which Prometheus' ``rate()`` handles as a counter reset.
 
 Per request, counting is a few additions to plain numbers (``request``,
 ``hit``, ``miss``, ``observe_round_trip``); they reach Prometheus' values
-(locked, memory-mapped) in one ``flush`` per turn of the event loop, right
+(locked, memory-mapped; each label set's children looked up once per
+process) in one ``flush`` per turn of the event loop, right
 after the answers of that turn were written, and before this process's own
 scrape.  Under load one flush serves many requests; a scrape of another
 front end sees them a turn of the loop later, microseconds after the answer.
@@ -142,6 +143,10 @@ class FrontendMetrics:
         )
         self._requests: dict[tuple[str, str, int], _Pending] = {}
         self._round_trips: dict[str, _Pending] = {}
+        # The labelled children of each label set, looked up once (``labels`` checks and
+        # locks on every call): requests, duration, received, sent.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
+        self._round_trip_children: dict[str, Any] = {}
         self._hits = 0
         self._misses = 0
         self._flush_soon = False
@@ -185,23 +190,39 @@ class FrontendMetrics:
         """Hand the counts gathered since the last flush to Prometheus' values."""
         self._flush_soon = False
         requests, self._requests = self._requests, {}
-        for (route, method, status), pending in requests.items():
-            method = method if method in METHODS else "other"
-            self.requests.labels(route, method, str(status)).inc(pending.count)
-            observe_many(self.duration.labels(route, method), pending.buckets, pending.seconds)
+        for labels, pending in requests.items():
+            children = self._children.get(labels) or self._labelled(*labels)
+            count, duration, received, sent = children
+            count.inc(pending.count)
+            observe_many(duration, pending.buckets, pending.seconds)
             if pending.received:
-                self.received.labels(route).inc(pending.received)
+                received.inc(pending.received)
             if pending.sent:
-                self.sent.labels(route).inc(pending.sent)
+                sent.inc(pending.sent)
         round_trips, self._round_trips = self._round_trips, {}
         for op, pending in round_trips.items():
-            observe_many(self.round_trip.labels(op), pending.buckets, pending.seconds)
+            child = self._round_trip_children.get(op)
+            if child is None:
+                child = self._round_trip_children[op] = self.round_trip.labels(op)
+            observe_many(child, pending.buckets, pending.seconds)
         if self._hits:
             self.hits.inc(self._hits)
             self._hits = 0
         if self._misses:
             self.misses.inc(self._misses)
             self._misses = 0
+
+    def _labelled(self, route: str, method: str, status: int) -> tuple[Any, Any, Any, Any]:
+        """The children a request of these labels counts in (made once per label set)."""
+        label = method if method in METHODS else "other"
+        children = (
+            self.requests.labels(route, label, str(status)),
+            self.duration.labels(route, label),
+            self.received.labels(route),
+            self.sent.labels(route),
+        )
+        self._children[(route, method, status)] = children
+        return children
 
     def collect(self) -> Iterator[Metric]:
         """This process's values (when they are not shared through files)."""

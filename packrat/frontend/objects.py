@@ -93,6 +93,7 @@ from packrat.frontend import envelope
 from packrat.frontend.auth import READ, WRITE
 from packrat.frontend.crosssite import CrossSite
 from packrat.frontend.downloads import (
+    WHOLE_FILE,
     drop_corrupt,
     open_to_send,
     plan,
@@ -297,7 +298,8 @@ class ObjectRequest(Delegate):
         frontend = self.frontend
         key = self.key
         try:
-            opened = open_to_send(frontend, key)
+            # HEAD needs the trailer only; a GET of a small object reads it whole.
+            opened = open_to_send(frontend, key, WHOLE_FILE if with_body else 0)
         except CorruptObject as e:
             return self._drop_then_miss(e, with_body)
         except OSError as e:
@@ -358,7 +360,7 @@ class ObjectRequest(Delegate):
                 raise NotFound(f"no object under key {key!r}")
             self._count_miss()
             answer = plan(self.frontend, exchange.request.headers, meta, with_body=False)
-            exchange.respond(answer.status, envelope.common_fields() + answer.headers, b"")
+            exchange.respond(answer.status, [*envelope.common_fields(), *answer.headers], b"")
             return
         fetched = await tier.fetch(key)
         if fetched is None:
@@ -371,7 +373,7 @@ class ObjectRequest(Delegate):
             return
         self._count_miss()
         answer = plan(self.frontend, exchange.request.headers, fetched.meta, with_body=True)
-        exchange.start(answer.status, envelope.common_fields() + answer.headers)
+        exchange.start(answer.status, [*envelope.common_fields(), *answer.headers])
         if not answer.body:
             exchange.end()  # a 304: the fetch goes on and stores the object
             return

@@ -166,7 +166,7 @@ class TornadoDelegate(Delegate):
         request = self.exchange.request
         headers = httputil.HTTPHeaders()
         for name, value in request.fields:
-            headers.add(name, value)
+            headers.add(name.decode("latin-1"), value.decode("latin-1"))
         start_line = httputil.RequestStartLine(request.method, request.target, request.version)
         try:
             return self.delegate.headers_received(start_line, headers)

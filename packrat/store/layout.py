@@ -55,7 +55,6 @@ class LayoutError(Exception):
 
 
 @functools.lru_cache(maxsize=4096)
-@functools.lru_cache(maxsize=4096)
 def key_digest(key: str) -> str:
     """The hex sha256 of ``key``: its object's file name (remembered for the keys in use)."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()

@@ -146,6 +146,13 @@ class Checker:
     def matches(self) -> bool:
         return self._hash.hexdigest() == self._expected
 
+    @staticmethod
+    def whole_matches(meta: ObjectMeta, data: bytes | memoryview) -> bool:
+        """Whether ``data``, all of the object, matches its digest (in one call: small reads)."""
+        if meta.xxh3:
+            return xxhash.xxh3_128_hexdigest(data) == meta.xxh3
+        return hashlib.sha256(data).hexdigest() == meta.sha256
+
 
 def data_matches(fd: int, meta: ObjectMeta, chunk_size: int = 1 << 20) -> bool:
     """Whether the object's data is whole and hashes to its recorded digests (both)."""
