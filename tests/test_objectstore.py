@@ -248,11 +248,12 @@ def test_the_store_down_mid_traffic_then_back_after_kill_9_with_a_backlog(
         # A delete that cannot reach the store deletes nothing.
         assert requests.delete(node.url + "/mid/local", timeout=10).status_code == 503
         assert node.get("mid/local").content == b"local bytes"
-        wait_until(lambda: node.stats()["objectstore"]["state"] == "degraded")
+        # Each front end's read breaker opens on its own misses only; once the uploader's
+        # opens on its uploads, every front end's answers and page say degraded.
+        wait_until(lambda: node.stats()["objectstore"]["uploader"]["breaker"] != "closed")
         figures = node.stats()["objectstore"]
+        assert figures["state"] == "degraded"
         assert figures["uploader"]["backlog_objects"] == len(objects), figures
-        # Each front end's read breaker opens on its own misses, the uploader's on its
-        # uploads: every front end's page says degraded once its answer does.
         state, value, detail = wait_until(
             lambda: (tile := store_tile(node))[0] == "degraded" and tile
         )

@@ -78,9 +78,10 @@ class StoreMachine(RuleBasedStateMachine):
         )
         self.coordinator = self._start()
         self.job: SnapshotJob | None = None  # a snapshot being written in slices
-        # key -> the digests it may hold: the acknowledged version, plus a
-        # newer one whose commit crashed after its rename.
+        # key -> the digests it may hold: the acknowledged version, plus newer
+        # ones whose commits wait for their file work or crashed after the rename.
         self.acked: dict[str, set[str]] = {}
+        self.confirmed: dict[str, str] = {}  # key -> the digest its last reply acknowledged
         self.in_flight: list[InFlight] = []  # commits whose reply has not come
         self.ids = 0
 
@@ -114,6 +115,8 @@ class StoreMachine(RuleBasedStateMachine):
                 self.acked.get(flight.key, set()).discard(flight.digest)
             else:
                 assert reply.ok, reply
+                if flight.key in self.acked:  # not evicted since: older versions are gone
+                    self._confirm(flight.key, flight.digest)
 
     def _call(self, request) -> protocol.Reply:
         """Handle ``request`` and finish all file work, as if it were alone."""
@@ -141,10 +144,13 @@ class StoreMachine(RuleBasedStateMachine):
             coordinator.files = FileWork(manual=True)
             for flight in self.in_flight:  # so their front ends remove what they staged
                 flight.staged.discard()
-                digests = self.acked.get(flight.key, set())
-                digests.discard(flight.digest)
-                if not digests:
-                    self.acked.pop(flight.key, None)
+            for key in {flight.key for flight in self.in_flight}:
+                # What the key may hold is its acknowledged version, or nothing (even
+                # when a dropped commit had the same digest).
+                if key in self.acked and key in self.confirmed:
+                    self.acked[key] = {self.confirmed[key]}
+                else:
+                    self._forget(key)
             self.in_flight.clear()
         # Nothing whose file is in place is lost by a restart (max_size is the same).
         before = set(coordinator.index.all_keys()) - set(coordinator.pending)
@@ -168,7 +174,16 @@ class StoreMachine(RuleBasedStateMachine):
         now = set(self.coordinator.index.all_keys())
         for key in before - now:
             if key != keep:
-                self.acked.pop(key, None)
+                self._forget(key)
+
+    def _confirm(self, key: str, digest: str) -> None:
+        """A commit of ``key`` was acknowledged: it holds ``digest`` or a newer commit's."""
+        self.confirmed[key] = digest
+        self.acked[key] = {digest} | self._in_flight_digests(key)
+
+    def _forget(self, key: str) -> None:
+        self.acked.pop(key, None)
+        self.confirmed.pop(key, None)
 
     # -- rules ------------------------------------------------------------
 
@@ -185,7 +200,7 @@ class StoreMachine(RuleBasedStateMachine):
         after = set(self.coordinator.index.all_keys())
         assert len(before - after - {key}) <= reply.evicted
         self._forget_evicted(before, keep=key)
-        self.acked[key] = {digest}
+        self._confirm(key, digest)
 
     @rule(key=KEYS, size=SIZES)
     def commit_in_flight(self, key: str, size: int) -> None:
@@ -234,7 +249,7 @@ class StoreMachine(RuleBasedStateMachine):
         present = key in self.coordinator.index
         reply = self._call(Delete(self._next_id(), time.time() + 60, key))
         assert reply.ok == present
-        self.acked.pop(key, None)
+        self._forget(key)
 
     @rule(keys=st.lists(KEYS, max_size=5))
     def read(self, keys: list[str]) -> None:
@@ -280,6 +295,7 @@ class StoreMachine(RuleBasedStateMachine):
             if stage == "renamed":
                 coordinator.writer.publish(claimed)
                 self.acked.setdefault(key, set()).add(digest)
+                self.confirmed[key] = digest  # in place: what a later kill -9 leaves
         must_survive = {k for k in self.acked if k in coordinator.index}
         self._drop_job()
         coordinator.close()
@@ -350,3 +366,18 @@ class LRUStoreMachine(StoreMachine):
 
 LRUStoreMachine.TestCase.settings = StoreMachine.TestCase.settings
 TestLRUStoreMachine = LRUStoreMachine.TestCase
+
+
+def test_a_kill_9_keeps_an_acknowledged_overwrite_when_a_dropped_commit_had_its_digest():
+    """Found by CI: an empty object acknowledged over a 1-byte one, then another empty
+    commit of the key dropped by a kill -9: the key still holds the acknowledged one."""
+    machine = StoreMachine()
+    try:
+        machine.commit("k0", 1)
+        machine.sweep_between_claim_and_publish("k0", 0)
+        machine.commit_in_flight("k0", 0)
+        machine.restart_after_kill_9()
+        assert machine.acked["k0"] == {hashlib.sha256(b"").hexdigest()}
+        machine.acknowledged_objects_are_readable()
+    finally:
+        machine.teardown()
