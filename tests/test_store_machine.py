@@ -93,7 +93,7 @@ class StoreMachine(RuleBasedStateMachine):
     # -- helpers ----------------------------------------------------------
 
     def _start(self) -> Coordinator:
-        coordinator = Coordinator(self.settings, FileWork(manual=True))
+        coordinator = Coordinator(self.settings, FileWork(queued=True))
         coordinator.load()
         return coordinator
 
@@ -141,7 +141,7 @@ class StoreMachine(RuleBasedStateMachine):
             self._run_jobs()
             assert coordinator.snapshot(clean=True)
         else:  # killed: the file work not done yet never will be; its replies never come
-            coordinator.files = FileWork(manual=True)
+            coordinator.files = FileWork(queued=True)
             for flight in self.in_flight:  # so their front ends remove what they staged
                 flight.staged.discard()
             for key in {flight.key for flight in self.in_flight}:

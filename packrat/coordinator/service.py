@@ -8,9 +8,10 @@ first (a front end that gives up can no longer take it away), the victims
 are removed before the new file goes in, and a failure after the index made
 room undoes what would otherwise leave the index and the disk apart.
 
-The file work itself runs on ``FileWork``'s worker thread in the server,
-in the order this thread decides it; the index is decided ahead of it (the
-disk's future state), and a reply that needs a file change waits for it.
+The file work itself is queued by ``FileWork`` in the server and run after
+the turn's messages are decided, in the order they were; the index is
+decided ahead of it (the disk's future state), and a reply that needs a
+file change waits for it.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ class Coordinator:
         """Apply one request; its reply goes to ``respond`` once any file work is done.
 
         Without ``respond`` the reply is returned, which needs the file work
-        done at once (``FileWork(threaded=False)``: tools and tests).  A
+        done at once (``FileWork()``, not queued: tools and tests).  A
         ``Touch`` has no reply.
         """
         replies: list[Reply] = []
@@ -219,7 +220,6 @@ class Coordinator:
         self.files.submit(
             lambda: self._publish(publish, doomed),
             lambda grown: self._published(request, publish, grown, len(victims), respond),
-            pause_if=lambda grown: grown is True,
         )
 
     def _publish(self, publish: _Publish, doomed: list[str]) -> bool | None:
@@ -263,7 +263,7 @@ class Coordinator:
             return
         self.activity.uploaded(publish.stored_at, key, request.size, request.filename)
         if grown:
-            # The worker waits: nothing reaches the disk before this is paid for.
+            # Paid for before the next job: nothing reaches the disk before it.
             self.index.overhead = self.writer.dirs.total
             for victim, _ in self.index.make_room(0):
                 if victim in self.pending:
@@ -271,7 +271,6 @@ class Coordinator:
                 else:
                     self.writer.remove(victim)
                 self._forget([(victim, 0)])
-            self.files.resume()
         respond(Reply(request.id, evicted=evicted))
 
     def delete(self, request: Delete, respond: Respond) -> None:
