@@ -38,6 +38,7 @@ from packrat.coordinator.protocol import (
 from packrat.coordinator.snapshotter import ROWS, SnapshotJob
 from packrat.core.errors import ErrorCode
 from packrat.core.keys import InvalidKey, validate_key
+from packrat.core.logs import Event, log_event
 from packrat.core.settings import Settings
 from packrat.store import Layout, key_digest, sweep_staging
 from packrat.store.scan import OBJECT_NAME, rebuild, timestamp_granularity
@@ -385,11 +386,31 @@ class Coordinator:
 
     def _forget(self, victims: list[tuple[str, int]]) -> None:
         """Evicted keys leave the activity's recent uploads (their files go by file work)."""
+        logged = log.isEnabledFor(logging.INFO)
         for key, cost in victims:
             self.activity.removed(key)
-            log.info("evicted %r (%d bytes)", key, cost)
+            if logged:
+                log_event(log, logging.INFO, Evicted(key, cost))
         if victims:
             self.changes += 1
+
+
+class Evicted(Event):
+    """The line of one eviction, about one per commit in a full cache: through
+    ``log_event``, which skips the ``LogRecord`` and the handler chain (the
+    logging module took 8 % of the loop's CPU)."""
+
+    __slots__ = ("bytes", "key")
+
+    def __init__(self, key: str, cost: int) -> None:
+        self.key = key
+        self.bytes = cost
+
+    def __str__(self) -> str:
+        return f"evicted {self.key!r} ({self.bytes} bytes)"
+
+    def fields(self) -> dict[str, object]:
+        return {"key": self.key, "bytes": self.bytes}
 
 
 class _Publish:
