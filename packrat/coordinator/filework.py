@@ -1,19 +1,19 @@
 """The coordinator's file-system work, done after the decisions of a turn, in their order.
 
-A commit's system calls (the claim's rename and stat, the victims' unlinks,
-the stamp, the rename into place) used to run inside the request, one
-message at a time.  The server now queues them (``queued=True``): a turn of
-its loop first decides every message already received, then runs the
-queued jobs in decision order (``run_all``), each job's ``then`` acting on
-its result at once (a claim's ``then`` decides the evictions and queues the
-publish).  The disk goes through the same states as when each request did
-its own file work, each a little later; the index is the disk's future
-state, and a reply that needs a file change is sent only once it is done.
+A commit's system calls are the claim's rename and stat, the victims'
+unlinks, the stamp and the rename into place.  The server queues them
+(``queued=True``): a turn of its loop first decides every message already
+received, then runs the queued jobs in decision order (``run_all``), each
+job's ``then`` acting on its result at once (a claim's ``then`` decides
+the evictions and queues the publish).  The disk goes through the same
+states as when each request did its own file work, each a little later;
+the index is the disk's future state, and a reply that needs a file change
+is sent only once it is done.
 
-Why not a worker thread: issue 17 moved this work to one, and the two
-threads' hand-overs of the interpreter lock (every system call releases it)
-cost more than the calls themselves: 170 to 190 µs of coordinator CPU per
-commit against 67 µs here, with eight front ends committing on two cores
+Why on the loop's thread: a worker thread (issue 17's first attempt) more
+than doubled the coordinator's CPU per commit, as the two threads handed
+the interpreter lock to each other around every system call; and a turn's
+file work run back to back costs less than each request's run inside it
 (docs/coordinator.md, *Commits*).
 
 Run in order by one thread, a job's ``then`` runs before the next job
