@@ -6,10 +6,9 @@ sweep) and at signals.  A periodic snapshot is written a slice per turn
 (``snapshotter``), so no message waits more than a slice for one.  The
 file work the messages of a turn call for (``filework``) runs once they are
 all decided, in their order, and their replies go out as it completes.  An
-``ipc://`` socket
-is created with mode 0600 in a directory only its user may enter: any local
-process that can connect can delete objects, so the file mode is the
-access control (over TCP, CURVE keys are: see ``curve``).
+``ipc://`` socket is created with mode 0600 in a directory only its user
+may enter: any local process that can connect can delete objects, so the
+file mode is the access control (over TCP, CURVE keys are: see ``curve``).
 """
 
 from __future__ import annotations
