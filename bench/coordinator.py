@@ -74,6 +74,9 @@ def start_coordinator(
     process = subprocess.Popen(
         [sys.executable, "-m", "packrat", "coordinator", "--config", str(config)],
         stderr=subprocess.DEVNULL,
+        # ``-m`` puts the working directory first on the path, before PYTHONPATH:
+        # run from the checkout, or a baseline would run this version's code.
+        cwd=checkout,
         env={**os.environ, "PYTHONPATH": str(checkout)},
     )
     deadline = time.monotonic() + 20

@@ -93,7 +93,7 @@ class StoreMachine(RuleBasedStateMachine):
     # -- helpers ----------------------------------------------------------
 
     def _start(self) -> Coordinator:
-        coordinator = Coordinator(self.settings, FileWork(manual=True))
+        coordinator = Coordinator(self.settings, FileWork(queued=True))
         coordinator.load()
         return coordinator
 
@@ -141,7 +141,7 @@ class StoreMachine(RuleBasedStateMachine):
             self._run_jobs()
             assert coordinator.snapshot(clean=True)
         else:  # killed: the file work not done yet never will be; its replies never come
-            coordinator.files = FileWork(manual=True)
+            coordinator.files = FileWork(queued=True)
             for flight in self.in_flight:  # so their front ends remove what they staged
                 flight.staged.discard()
             for key in {flight.key for flight in self.in_flight}:
@@ -170,11 +170,20 @@ class StoreMachine(RuleBasedStateMachine):
         return self.ids
 
     def _forget_evicted(self, before: set[str], keep: str | None = None) -> None:
-        """Acknowledged keys that left the index were evicted: they may be gone."""
+        """Acknowledged keys that left the index were evicted: they may be gone.
+
+        Commits of the key still in flight may yet put it back: their
+        digests stay expected (a commit decided after the eviction is
+        acknowledged, and its object kept, as any other).
+        """
         now = set(self.coordinator.index.all_keys())
         for key in before - now:
-            if key != keep:
-                self._forget(key)
+            if key == keep:
+                continue
+            self._forget(key)
+            coming = {f.digest for f in self.in_flight if f.key == key and f.size <= MAX_SIZE // 2}
+            if coming:
+                self.acked[key] = coming
 
     def _confirm(self, key: str, digest: str) -> None:
         """A commit of ``key`` was acknowledged: it holds ``digest`` or a newer commit's."""
@@ -378,6 +387,27 @@ def test_a_kill_9_keeps_an_acknowledged_overwrite_when_a_dropped_commit_had_its_
         machine.commit_in_flight("k0", 0)
         machine.restart_after_kill_9()
         assert machine.acked["k0"] == {hashlib.sha256(b"").hexdigest()}
+        machine.acknowledged_objects_are_readable()
+    finally:
+        machine.teardown()
+
+
+def test_a_commit_in_flight_when_an_older_version_is_evicted_is_still_expected():
+    """Found on main by hypothesis: k0's old version evicted by k3's commits while two
+    commits of k0 waited for their claims; those came back acknowledged, and the model,
+    having forgotten k0 with the eviction, no longer expected their object."""
+    machine = LRUStoreMachine()
+    try:
+        machine.commit_in_flight("k0", 0)
+        machine.commit_in_flight("k0", 20000)
+        machine.crash_mid_commit("k0", 0, "claimed")
+        machine.commit_in_flight("k2", 9000)
+        machine.commit_in_flight("k3", 20000)
+        machine.commit_in_flight("k3", 9000)
+        machine.commit_in_flight("k0", 0)
+        machine.commit_in_flight("k0", 0)
+        machine.crash_mid_commit("k0", 0, "claimed")
+        machine.commit_in_flight("k0", 1)
         machine.acknowledged_objects_are_readable()
     finally:
         machine.teardown()

@@ -3,12 +3,12 @@
 It takes the cache root's lock, loads the index, binds, and then handles
 every queued message before looking at its timers (snapshots, the staging
 sweep) and at signals.  A periodic snapshot is written a slice per turn
-(``snapshotter``), so no message waits more than a slice for one.  File
-work runs on a second thread (``filework``), whose results wake the loop
-through a pipe beside the socket.  An ``ipc://`` socket
-is created with mode 0600 in a directory only its user may enter: any local
-process that can connect can delete objects, so the file mode is the
-access control (over TCP, CURVE keys are: see ``curve``).
+(``snapshotter``), so no message waits more than a slice for one.  The
+file work the messages of a turn call for (``filework``) runs once they are
+all decided, in their order, and their replies go out as it completes.  An
+``ipc://`` socket is created with mode 0600 in a directory only its user
+may enter: any local process that can connect can delete objects, so the
+file mode is the access control (over TCP, CURVE keys are: see ``curve``).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class CoordinatorServer:
         try:
             coordinator.load()
             loaded = True
-            coordinator.files = FileWork(threaded=True)
+            coordinator.files = FileWork(queued=True)
             # What start-up built lives as long as the process: out of the cyclic
             # collector's sight, a full collection no longer walks millions of
             # entries (85 ms at ten million) while messages wait.
@@ -98,7 +98,6 @@ class CoordinatorServer:
         files = self.coordinator.files
         poller = zmq.Poller()
         poller.register(socket, zmq.POLLIN)
-        poller.register(files.fd, zmq.POLLIN)
         try:
             _bind(socket, settings.coordinator_endpoint)
             log.info("coordinator listening on %s", settings.coordinator_endpoint)
@@ -114,8 +113,7 @@ class CoordinatorServer:
                 slow.start()
                 if socket in events:
                     self._drain(socket)
-                if files.fd in events:
-                    files.completed()  # file work done: its replies go out
+                    files.run_all()  # the turn's file work: its replies go out
                 if job is not None:
                     if not job.written:
                         if job.step():
@@ -177,8 +175,8 @@ class SlowTurns:
     """Reports turns of the loop over ``SLOW_TURN``: the worst, at most every ``SWEEP_INTERVAL``.
 
     Wall-clock time and the loop thread's own CPU time: a turn long in the
-    first and short in the second waited for a core (other processes) or for
-    the interpreter lock (the file work's thread), not for its own work.
+    first and short in the second waited for a core (other processes), not
+    for its own work.
     """
 
     def __init__(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import itertools
 import os
@@ -223,6 +224,7 @@ def sweep_staging(
     """
     removed = 0
     now = time.time()
+    writer_alive = functools.cache(alive)  # each writer asked once: staging may hold thousands
     with os.scandir(layout.staging_fd) as entries:
         names = [entry.name for entry in entries]
     for name in names:
@@ -237,7 +239,7 @@ def sweep_staging(
                 name.endswith(PART)
                 and stat.S_ISREG(info.st_mode)
                 and owner is not None
-                and alive(owner)
+                and writer_alive(owner)
                 and now - info.st_mtime <= stale_after
             )
         )
