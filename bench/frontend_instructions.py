@@ -15,8 +15,10 @@ the count per request: start-up, imports and loading cancel out.
 The count is the front end's user-space instructions: the interpreter, the
 C extensions, libzmq's I/O thread.  It leaves out what ``bench/http.py``'s
 CPU times include (system calls, the TCP stack, waking the client, the
-coordinator's share), and what the load on the machine does to them; it
-moves by a few hundred instructions between runs.  Compare versions by it
+coordinator's share), and what the load on the machine does to them.  It
+still moves by 2 to 3 % between runs: the front end's timers (the touch
+batch, the log's flush) fire by wall-clock time, which callgrind stretches
+more on a busy machine.  Compare versions by it, in one run
 (``--baseline REV`` runs another revision's ``packrat/``, ``bench.http.checkout``);
 read ``bench/http.py``'s tables for what a request costs the machine, and
 ``bench/instructions.py`` for the whole server under wrk.
