@@ -199,3 +199,15 @@ def test_quick_run_reports_every_column(tmp_path: Path) -> None:
         assert f"#### Packrat with {frontends} front end(s)" in markdown
     for workload in workloads:
         assert markdown.count(f"| {workload} | {'Packrat'} |") == 2
+
+
+@pytest.mark.parametrize("workload", ["HEAD", "upload 1 KiB POST"])
+def test_frontend_instructions_feeds_its_requests(workload: str) -> None:
+    """bench/frontend_instructions.py's in-process front end, run as callgrind runs it
+    (without callgrind): a real coordinator, the objects loaded, every answer read
+    being a 200 (the script exits with 1 on any other)."""
+    argv = [sys.executable, str(REPO / "bench" / "frontend_instructions.py")]
+    done = subprocess.run(
+        [*argv, "--feed", workload, "20"], capture_output=True, text=True, timeout=90
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -62,6 +62,7 @@ class TextFormatter(logging.Formatter):
         self._second = -1
         self._stamp = ""  # the current second's date and time
         self._time_text = ""  # and the current millisecond's
+        self._middles: dict[int, str] = {}  # per level: what goes between time and message
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         """``logging.Formatter``'s time, made once a millisecond, not per line (an access
@@ -83,7 +84,10 @@ class TextFormatter(logging.Formatter):
 
     def event_line(self, created: float, level: int, logger: str, event: Event) -> str:
         """The line ``format`` makes of a record of ``event`` logged at ``created``."""
-        return f"{self._time(created)} {_level_name(level)} [{self.role}] {event}"
+        middle = self._middles.get(level)
+        if middle is None:  # once per level: a call less per line
+            middle = self._middles[level] = f" {_level_name(level)} [{self.role}] "
+        return f"{self._time(created)}{middle}{event}"
 
 
 class JsonFormatter(logging.Formatter):

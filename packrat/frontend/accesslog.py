@@ -167,7 +167,8 @@ class RequestLog:
         duration = time.monotonic() - request.started
         received, sent = exchange.received, exchange.sent
         frontend.metrics.request(exchange.route, request.method, status, duration, received, sent)
-        frontend.coordinator.traffic(received, sent)
+        if received or sent:  # not for a HEAD or a 304
+            frontend.coordinator.traffic(received, sent)
         level = logging.WARNING if status >= 500 else logging.INFO
         if not access_log.isEnabledFor(level):
             return

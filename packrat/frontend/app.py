@@ -109,7 +109,7 @@ def make_dependencies(
         uploads=UploadSlots(
             settings.frontend_max_uploads,
             settings.frontend_idle_timeout,
-            report=counters.uploads_in_flight.set,
+            report=counters.uploads,
         ),
         number=number,
         metrics=counters,

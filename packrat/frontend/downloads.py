@@ -5,7 +5,7 @@ the key and its metadata is in the file.  Reads are reported in batches; a
 corrupt object (found on opening, or by its digest while it is sent) is
 dropped through the coordinator before the client hears of it.
 
-The object path (``objects``) opens the object (``open_to_send``), builds
+The object path (``objects``) opens the object (``store.open_to_read``), builds
 the answer with ``plan`` and sends the bytes:
 
 * an object of at most ``SMALL`` bytes is read whole, trailer included, in
@@ -40,7 +40,7 @@ from tornado.httputil import format_timestamp
 
 from packrat.core.errors import PackratError, RangeNotSatisfiable
 from packrat.frontend.headers import content_disposition, etag_in, parse_http_date, parse_range
-from packrat.store import Checker, ObjectMeta, key_digest, open_to_read, read_data
+from packrat.store import Checker, ObjectMeta, key_digest, read_data
 from packrat.store.format import MAX_METADATA, TAIL_SIZE
 
 if TYPE_CHECKING:
@@ -71,21 +71,6 @@ class Answer:
     start: int  # the bytes start:stop of the data are the body
     stop: int
     whole: bool  # the body is the whole object, to check against its digest
-
-
-def open_to_send(
-    frontend: Dependencies, key: str, whole_up_to: int = WHOLE_FILE
-) -> tuple[int, ObjectMeta, tuple[int, int], memoryview | None] | None:
-    """Open ``key``'s object: ``(fd, meta, inode, data)``, ``data`` for files of at most
-    ``whole_up_to`` bytes; None if absent.
-
-    Raises ``CorruptObject`` and ``OSError`` as ``store.open_to_read`` does.
-    """
-    opened = open_to_read(frontend.layout, key, whole_up_to)
-    if opened is None:
-        return None
-    fd, meta, info, data = opened
-    return fd, meta, (info.st_dev, info.st_ino), data
 
 
 async def drop_corrupt(frontend: Dependencies, key: str, inode: tuple[int, int]) -> None:

@@ -9,9 +9,9 @@ are fetched with one ``Stats`` round trip per scrape and exposed by
 coordinator, which Prometheus' ``rate()`` handles as a counter reset.
 
 Per request, counting is a few additions to plain numbers (``request``,
-``hit``, ``miss``, ``observe_round_trip``); they reach Prometheus' values
-(locked, memory-mapped; each label set's children looked up once per
-process) in one ``flush`` per turn of the event loop, right
+``hit``, ``miss``, ``observe_round_trip``, ``uploads`` for the gauge); they
+reach Prometheus' values (locked, memory-mapped; each label set's children
+looked up once per process) in one ``flush`` per turn of the event loop, right
 after the answers of that turn were written, and before this process's own
 scrape.  Under load one flush serves many requests; a scrape of another
 front end sees them a turn of the loop later, microseconds after the answer.
@@ -149,6 +149,8 @@ class FrontendMetrics:
         self._round_trip_children: dict[str, Any] = {}
         self._hits = 0
         self._misses = 0
+        self._uploads = 0  # being received now
+        self._uploads_shown = 0  # as the gauge has it
         self._flush_soon = False
 
     def request(
@@ -161,15 +163,25 @@ class FrontendMetrics:
         pending.observe(DURATION_BUCKETS, seconds)
         pending.received += received
         pending.sent += sent
-        self._dirty()
+        if not self._flush_soon:  # a call less for every answer after a turn's first
+            self._dirty()
 
     def hit(self) -> None:
         self._hits += 1
-        self._dirty()
+        if not self._flush_soon:
+            self._dirty()
 
     def miss(self) -> None:
         self._misses += 1
-        self._dirty()
+        if not self._flush_soon:
+            self._dirty()
+
+    def uploads(self, count: int) -> None:
+        """The number of uploads being received, set on its gauge by the next flush (a
+        locked write to a shared file: once a turn, not twice an upload)."""
+        self._uploads = count
+        if not self._flush_soon:
+            self._dirty()
 
     def observe_round_trip(self, op: str, seconds: float) -> None:
         pending = self._round_trips.get(op)
@@ -211,6 +223,9 @@ class FrontendMetrics:
         if self._misses:
             self.misses.inc(self._misses)
             self._misses = 0
+        if self._uploads != self._uploads_shown:
+            self.uploads_in_flight.set(self._uploads)
+            self._uploads_shown = self._uploads
 
     def _labelled(self, route: str, method: str, status: int) -> tuple[Any, Any, Any, Any]:
         """The children a request of these labels counts in (made once per label set)."""

@@ -95,14 +95,13 @@ from packrat.frontend.crosssite import CrossSite
 from packrat.frontend.downloads import (
     WHOLE_FILE,
     drop_corrupt,
-    open_to_send,
     plan,
     send_body,
     small_body,
 )
 from packrat.frontend.http1 import Delegate, Exchange
 from packrat.frontend.uploads import BodyReceiver
-from packrat.store import CorruptObject, ObjectMeta, is_stored
+from packrat.store import CorruptObject, ObjectMeta, is_stored, open_to_read
 
 if TYPE_CHECKING:
     from packrat.frontend.dependencies import Dependencies
@@ -299,14 +298,14 @@ class ObjectRequest(Delegate):
         key = self.key
         try:
             # HEAD needs the trailer only; a GET of a small object reads it whole.
-            opened = open_to_send(frontend, key, WHOLE_FILE if with_body else 0)
+            opened = open_to_read(frontend.layout, key, WHOLE_FILE if with_body else 0)
         except CorruptObject as e:
             return self._drop_then_miss(e, with_body)
         except OSError as e:
             raise _os_error(e) from None
         if opened is None:
             return self._miss(with_body, second_tier)
-        fd, meta, inode, data = opened
+        fd, meta, info, data = opened
         frontend.coordinator.touch(key)
         frontend.metrics.hit()
         exchange = self.exchange
@@ -318,10 +317,12 @@ class ObjectRequest(Delegate):
             elif data is not None:
                 body = small_body(data, meta, answer)
                 if body is None:  # corrupt: nothing was sent yet
+                    inode = (info.st_dev, info.st_ino)
                     return self._drop_then_miss(CorruptObject("its digest does not match", inode))
                 exchange.respond(answer.status, fields, body)
             else:
                 exchange.start(answer.status, fields)
+                inode = (info.st_dev, info.st_ino)
                 sending = send_body(exchange, frontend, fd, meta, inode, answer)
                 fd = -1  # send_body closes it
                 return sending
@@ -408,7 +409,7 @@ class ObjectRequest(Delegate):
 
     def _exists(self) -> Awaitable[None] | None:
         try:
-            opened = open_to_send(self.frontend, self.key, whole_up_to=0)  # the trailer only
+            opened = open_to_read(self.frontend.layout, self.key, 0)  # the trailer only
         except CorruptObject as e:
             return self._drop_then_miss(e)
         except OSError as e:

@@ -65,10 +65,13 @@ class UploadSlots:
         self._slots.remove(slot)
         if self.report is not None:
             self.report(len(self._slots))
-        if not self._slots:
-            self._watchdog.stop()
 
     def _cut_stalled(self) -> None:
+        """The watchdog's tick; it stops itself once no upload holds a slot (stopping and
+        starting it with every small upload cost two timers an upload)."""
+        if not self._slots:
+            self._watchdog.stop()
+            return
         now = time.monotonic()
         for slot in list(self._slots):
             if slot.receiving and now - slot.last_progress > self.idle_timeout:
