@@ -126,7 +126,8 @@ class StoreMachine(RuleBasedStateMachine):
         return replies[0]
 
     def _in_flight_digests(self, key: str) -> set[str]:
-        return {f.digest for f in self.in_flight if f.key == key}
+        """What ``key``'s commits still in flight may put in place (a too-large one never)."""
+        return {f.digest for f in self.in_flight if f.key == key and f.size <= MAX_SIZE // 2}
 
     def _drop_job(self) -> None:
         """What a stop does to a snapshot being written: it is abandoned."""
@@ -181,7 +182,7 @@ class StoreMachine(RuleBasedStateMachine):
             if key == keep:
                 continue
             self._forget(key)
-            coming = {f.digest for f in self.in_flight if f.key == key and f.size <= MAX_SIZE // 2}
+            coming = self._in_flight_digests(key)
             if coming:
                 self.acked[key] = coming
 
