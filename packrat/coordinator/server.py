@@ -5,10 +5,11 @@ every queued message before looking at its timers (snapshots, the staging
 sweep) and at signals.  A periodic snapshot is written a slice per turn
 (``snapshotter``), so no message waits more than a slice for one.  The
 file work the messages of a turn call for (``filework``) runs once they are
-all decided, in their order, and their replies go out as it completes.  An
-``ipc://`` socket is created with mode 0600 in a directory only its user
-may enter: any local process that can connect can delete objects, so the
-file mode is the access control (over TCP, CURVE keys are: see ``curve``).
+all decided, in their order, and then their replies go out, one message per
+front end (``Outbox``).  An ``ipc://`` socket is created with mode 0600 in a
+directory only its user may enter: any local process that can connect can
+delete objects, so the file mode is the access control (over TCP, CURVE
+keys are: see ``curve``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ log = logging.getLogger("packrat.coordinator")
 
 # Seconds between staging sweeps: a backstop (the supervisor removes a dead front
 # end's files at once, and stale ones have idled an hour), and a stat per staged
-# file: 24,000 of them, a tenth of a busy coordinator's CPU at one sweep every 10 s.
+# file: the bench's 24,000 took a tenth of a busy coordinator's time when one ran.
 SWEEP_INTERVAL = 60.0
 REPORT_INTERVAL = 10.0  # seconds: slow turns are reported at most this often
 POLL_MS = 100  # longest the loop sleeps before looking at timers and signals
