@@ -278,15 +278,17 @@ def test_put_reads_dev_stdin_and_process_substitution(packrat_server):
     assert packrat_server.get("from/substitution").content == b"two"
 
 
-def test_put_reports_the_evictions_and_the_coordinator_logs_them(make_server, tmp_path):
-    server = make_server(cache={"max_size": "64K", "low_water": 1.0, "policy": "lru"})
+def test_put_reports_the_evictions_and_the_coordinator_logs_them_at_debug(make_server, tmp_path):
+    server = make_server(
+        cache={"max_size": "64K", "low_water": 1.0, "policy": "lru"}, log={"level": "debug"}
+    )
     source = tmp_path / "f"
     source.write_bytes(b"x" * 20_000)
     answers = [packrat("put", str(source), f"k{i}", url=server.url) for i in range(3)]
     assert [json.loads(a.stdout)["evicted"] for a in answers[:2]] == [0, 0]
     assert json.loads(answers[2].stdout)["evicted"] == 1
     logged = [line for line in server.log().splitlines() if "evicted 'k0'" in line]
-    assert len(logged) == 1 and " INFO " in logged[0], server.log()[-2000:]
+    assert len(logged) == 1 and " DEBUG " in logged[0], server.log()[-2000:]
 
 
 def test_a_server_that_cannot_be_used_is_one_line_a_person_can_act_on(free_tcp_port, tmp_path):

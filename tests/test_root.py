@@ -219,6 +219,7 @@ def test_the_ipc_socket_is_private_and_strangers_cannot_crash_it(make_server):
             msgpack.packb({"v": protocol.VERSION, "op": "touch", "keys": "x", "misses": 0}),
             msgpack.packb({"v": protocol.VERSION, "op": "stats", "id": 2, "deadline": "now"}),
         ]
+        dealer.send_multipart([b"three", b"frames", b"at once"])  # skipped whole
         for frame in bad:
             dealer.send(frame)
         replies = [protocol.decode_reply(dealer.recv()) for _ in range(2)]

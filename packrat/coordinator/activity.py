@@ -76,7 +76,7 @@ class History:
         return rows
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RecentUpload:
     key: str
     size: int  # data bytes

@@ -3,10 +3,16 @@
 Both roles import this module and nothing else speaks to the socket.  A
 message is one ZeroMQ frame holding a msgpack map with a version ``v`` and
 an ``op``; the coordinator's ROUTER adds the sender's identity frame in
-front, which stays opaque and is echoed back.  No pickle, and every field of
+front, which stays opaque and is echoed back.  A request is one frame; a
+reply message may hold several replies, a frame each, in their order (the
+coordinator sends a turn's replies to one front end together), so a
+client reads replies one frame at a time.  No pickle, and every field of
 every request is checked for its type before the coordinator acts on it: a
 malformed request gets an ``invalid_message`` reply (or, without a usable
-``id``, is dropped) and the coordinator goes on.
+``id``, is dropped) and the coordinator goes on.  Messages are plain slotted
+dataclasses, not frozen ones: a frozen one's ``__init__`` sets each field
+through ``object.__setattr__``, which made a commit's request and reply
+cost the coordinator about 5 µs more; nothing changes a message once made.
 
 Requests (front end -> coordinator):
 
@@ -61,7 +67,7 @@ class ProtocolError(ValueError):
         self.request_id = request_id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Commit:
     id: int
     deadline: float
@@ -73,14 +79,14 @@ class Commit:
     only_if_absent: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delete:
     id: int
     deadline: float
     key: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Drop:
     id: int
     deadline: float
@@ -89,13 +95,13 @@ class Drop:
     key: str | None = None  # its key, when the reader knows it
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Stats:
     id: int
     deadline: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ListKeys:
     id: int
     deadline: float
@@ -105,7 +111,7 @@ class ListKeys:
     collections: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Purge:
     id: int
     deadline: float
@@ -113,7 +119,7 @@ class Purge:
     limit: int = MAX_PAGE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Touch:
     keys: tuple[str, ...]
     misses: int = 0
@@ -126,7 +132,7 @@ class Touch:
 Request = Commit | Delete | Drop | ListKeys | Purge | Stats | Touch
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reply:
     id: int
     error: ErrorCode | None = None

@@ -29,7 +29,7 @@ class BadStaging(Exception):
     """The staged file is not what the commit describes."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Claimed:
     """A staged upload the coordinator now owns, with what it will cost."""
 
