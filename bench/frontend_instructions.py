@@ -11,6 +11,12 @@ uploads (each waits for its commit).  It runs under ``valgrind
 --tool=callgrind`` twice, for ``--short`` and ``--long`` requests, and the
 difference of the two totals divided by the difference of the requests is
 the count per request: start-up, imports and loading cancel out.
+``--requests-only`` counts only what runs inside httptools' ``feed_data``,
+where a read is answered whole (parsing, routing, the object path, the
+answer's write, the access line and the counts), leaving out what runs
+between requests (the timers, the metrics' and the log's flushes, libzmq's
+thread), so that it does not move with the machine's load; for reads only
+(an upload's commit and answer run after its feed).
 
 The count is the front end's user-space instructions: the interpreter, the
 C extensions, libzmq's I/O thread.  It leaves out what ``bench/http.py``'s
@@ -55,6 +61,8 @@ SHORT, LONG = 500, 2500  # requests of the two runs
 WARM = 300  # requests before the counted ones (caches, first calls)
 PER_TURN = 4  # reads fed per turn of the event loop
 _TOTALS = re.compile(rb"^(?:summary|totals): (\d+)", re.MULTILINE)
+# httptools' feed_data, inside which a read is answered whole (--requests-only)
+FEED_DATA = "__pyx_pw_9httptools_6parser_6parser_10HttpParser_13feed_data"
 
 
 def request(method: str, path: str, auth: bool, body: bytes = b"", kind: str = "") -> bytes:
@@ -198,8 +206,11 @@ async def _serve(config: Path, workload: str, count: int, auth: bool) -> None:
     await client.close()
 
 
-def count(workload: str, requests: int, auth: bool, source: Path | None, out: Path) -> int:
-    """The instructions of one run under callgrind (the coordinator is not counted)."""
+def count(
+    workload: str, requests: int, auth: bool, source: Path | None, out: Path, inside: bool
+) -> int:
+    """The instructions of one run under callgrind (the coordinator is not counted);
+    ``inside``: only those inside httptools' ``feed_data``."""
     dump = out / f"callgrind.{requests}"
     env = dict(os.environ, PYTHONPATH=str(source)) if source else None
     argv = [sys.executable, str(HERE), "--feed", workload, str(requests)]
@@ -209,6 +220,7 @@ def count(workload: str, requests: int, auth: bool, source: Path | None, out: Pa
             "--tool=callgrind",
             "--dump-line=no",
             f"--callgrind-out-file={dump}",
+            *([f"--toggle-collect={FEED_DATA}"] if inside else []),
             *argv,
             *(["--auth"] if auth else []),
         ],
@@ -223,8 +235,8 @@ def count(workload: str, requests: int, auth: bool, source: Path | None, out: Pa
 
 def per_request(workload: str, auth: bool, source: Path | None, args: argparse.Namespace) -> float:
     with tempfile.TemporaryDirectory(prefix="packrat-callgrind-") as out:
-        short = count(workload, args.short, auth, source, Path(out))
-        long = count(workload, args.long, auth, source, Path(out))
+        short = count(workload, args.short, auth, source, Path(out), args.requests_only)
+        long = count(workload, args.long, auth, source, Path(out), args.requests_only)
     return (long - short) / (args.long - args.short)
 
 
@@ -233,6 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
     parser.add_argument("--auth", action="store_true", help="a bearer token on every request")
     parser.add_argument("--baseline", metavar="REV", help="also this revision's packrat/")
+    parser.add_argument(
+        "--requests-only",
+        action="store_true",
+        help="count only what runs inside the parser's feed (every read is answered there):"
+        " not the timers, the metrics' and the log's flushes, nor libzmq's thread",
+    )
     parser.add_argument("--short", type=int, default=SHORT, help="requests of the first run")
     parser.add_argument("--long", type=int, default=LONG, help="requests of the second run")
     parser.add_argument("--feed", nargs=2, metavar=("WORKLOAD", "N"), help=argparse.SUPPRESS)
@@ -249,7 +267,11 @@ def main(argv: list[str] | None = None) -> int:
 
             source = checkout(args.baseline, Path(tree))
         header = "| workload | this tree |" + (f" {args.baseline} | change |" if source else "")
-        print(f"Front end alone, instructions per request{' (bearer token)' if args.auth else ''}")
+        print(
+            "Front end alone, instructions per request"
+            + (" (bearer token)" if args.auth else "")
+            + (", inside the parser's feed" if args.requests_only else "")
+        )
         print(header)
         print("|---|--:|" + ("--:|--:|" if source else ""))
         for workload in args.only:

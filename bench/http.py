@@ -9,11 +9,15 @@ to keep the median of three runs per cell (the servers take turns),
 127.0.0.1 in a temporary directory, and every process it starts (``packrat
 serve``, nginx, the naive server, wrk) is stopped before it returns.
 
-Five servers answer the same files:
+Six servers answer the same files:
 
 * nginx (sendfile, access log off, as many workers as Packrat has front
   ends): what the kernel and a C server can do.  Uploads go to WebDAV
   ``PUT`` (body to a temporary file, then a rename), its closest thing.
+  ``nginx logged`` is the same with an access log written through a 64 KiB
+  buffer, a line per request with the fields of Packrat's access line (time,
+  level, role, client, method, path, status, bytes sent and received,
+  duration, user agent; JSON-escaped): Packrat always writes one.
 * the floor of a Python server, one process each: ``bench/bare_httptools.py``
   (asyncio and httptools, the parser and loop Packrat's front ends use) and
   ``bench/bare_tornado.py`` (Tornado's ``HTTP1Connection`` with a bare
@@ -124,11 +128,13 @@ PR_SET_PDEATHSIG = 1
 BOUNDARY = "----packratbenchQ3x7Lw0pVd"
 SEED = 20240501
 NGINX, NAIVE_TORNADO, PACKRAT = "nginx", "naive Tornado", "Packrat"
+NGINX_LOGGED = "nginx logged"  # nginx writing an access line per request, as Packrat does
 BARE_HTTPTOOLS, BARE_TORNADO, PACKRAT_AUTH = "bare httptools", "bare Tornado", "Packrat auth"
 PACKRAT_BASELINE = "Packrat baseline"  # another revision's packrat/ (--baseline REV)
 # run order within a workload
 SERVERS = (
     NGINX,
+    NGINX_LOGGED,
     BARE_HTTPTOOLS,
     BARE_TORNADO,
     NAIVE_TORNADO,
@@ -346,7 +352,7 @@ error_log {d}/error.log warn;
 {user}
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
+    {access_log}
     sendfile on;
     tcp_nopush on;
     keepalive_requests 1000000;
@@ -375,22 +381,35 @@ http {{
 """
 
 
+# Packrat's access line, field for field (received: nginx counts the request's head too).
+NGINX_ACCESS_LOG = """\
+log_format packrat escape=json '$time_iso8601 INFO [nginx] $remote_addr $request_method'
+        ' "$request_uri" $status sent=$body_bytes_sent received=$request_length'
+        ' ${{request_time}}s "$http_user_agent"';
+    access_log {d}/access.log packrat buffer=64k flush=1s;"""
+
+
 @contextlib.contextmanager
 def nginx_server(
-    nginx: str, work: Path, www: Path, workers: int, cpus: list[int] | None
+    nginx: str, work: Path, www: Path, workers: int, cpus: list[int] | None, logged: bool = False
 ) -> Iterator[Server]:
-    d = work / f"nginx-{workers}"
+    d = work / f"nginx-{workers}{'-logged' if logged else ''}"
     d.mkdir()
     port = free_port()
     # As root, nginx would switch its workers to "nobody", who cannot read a 0700 temp dir.
     user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
     conf = d / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(d=d, www=www, port=port, workers=workers, user=user))
+    access_log = NGINX_ACCESS_LOG.format(d=d) if logged else "access_log off;"
+    conf.write_text(
+        NGINX_CONF.format(
+            d=d, www=www, port=port, workers=workers, user=user, access_log=access_log
+        )
+    )
     argv = pinned(cpus, [nginx, "-p", str(d), "-c", str(conf), "-e", str(d / "error.log")])
     url = f"http://127.0.0.1:{port}"
     # SIGQUIT: graceful, the workers finish, then the master exits.
     with running(argv, d / "stderr.log", "nginx", url + "/", signal.SIGQUIT) as process:
-        yield Server(NGINX, url, process.pid)
+        yield Server(NGINX_LOGGED if logged else NGINX, url, process.pid)
 
 
 @contextlib.contextmanager
@@ -444,7 +463,7 @@ def make_workloads(bodies: Path) -> list[Workload]:
             "POST", put.prefix, keys, True, body=form, content_type=content_type(BOUNDARY)
         )
         name = f"upload {size_name(size)}"
-        posts = dict.fromkeys(SERVERS, post) | {NGINX: put}
+        posts = dict.fromkeys(SERVERS, post) | {NGINX: put, NGINX_LOGGED: put}
         workloads.append(Workload(f"{name} POST", size, conns, posts, scale))
         workloads.append(Workload(f"{name} PUT", size, conns, dict.fromkeys(SERVERS, put), scale))
     for w in workloads:  # the same requests, with a token
@@ -727,6 +746,7 @@ def ratio(a: float | None, b: float | None) -> str:
 # The ratios of the summary table: (numerator, denominator, of what).
 RATIOS = (
     (PACKRAT, NGINX, "µs/req"),
+    (PACKRAT, NGINX_LOGGED, "µs/req"),
     (PACKRAT, BARE_HTTPTOOLS, "µs/req"),
     (PACKRAT, NAIVE_TORNADO, "µs/req"),
     (PACKRAT_AUTH, PACKRAT, "µs/req"),
@@ -1009,8 +1029,9 @@ def main(argv: list[str] | None = None) -> int:
                 servers = []
                 for name in args.servers:
                     cpus = args.server_cpus
-                    if name == NGINX and nginx:
-                        launch = nginx_server(nginx, work, www, frontends, cpus)
+                    if name in (NGINX, NGINX_LOGGED) and nginx:
+                        logged = name == NGINX_LOGGED
+                        launch = nginx_server(nginx, work, www, frontends, cpus, logged)
                     elif name in BARE:
                         launch = bare_server(name, work, www, cpus)
                     elif name == NAIVE_TORNADO:

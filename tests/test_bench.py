@@ -187,10 +187,10 @@ def test_quick_run_reports_every_column(tmp_path: Path) -> None:
     mode = "pinned: servers on CPU" if pin else "unpinned: servers and wrk share"
     assert f"- mode: {mode}" in markdown
     for header in (
-        "| workload | conns | nginx µs/req | bare httptools µs/req | bare Tornado µs/req"
-        " | naive Tornado µs/req | Packrat µs/req | µs/req Packrat ÷ nginx"
-        " | µs/req Packrat ÷ bare httptools | µs/req Packrat ÷ naive"
-        " | req/s Packrat ÷ nginx | req/s Packrat ÷ naive |",
+        "| workload | conns | nginx µs/req | nginx logged µs/req | bare httptools µs/req"
+        " | bare Tornado µs/req | naive Tornado µs/req | Packrat µs/req | µs/req Packrat ÷ nginx"
+        " | µs/req Packrat ÷ nginx logged | µs/req Packrat ÷ bare httptools"
+        " | µs/req Packrat ÷ naive | req/s Packrat ÷ nginx | req/s Packrat ÷ naive |",
         "| workload | server | req/s | MB/s | p50 ms | p99 ms | CPU % | CPU µs/req | errors"
         " | others % |",
     ):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import os
+import time
 
 import requests
 import xxhash
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 
 from packrat.core.exits import ExitStatus
 from packrat.store import Checker, Layout, ObjectMeta
+from packrat.store.reader import SETTLED_NS
 from packrat.store.snapshot import read_snapshot
 from tests.support.cli import packrat
 from tests.support.waiting import wait_until
@@ -139,3 +142,54 @@ def test_fsck_reports_and_repairs(make_server):
     clean = packrat("fsck", "--config", str(packrat_server.config), text=True)
     assert clean.returncode == 0, clean.stdout
     assert "0 corrupt, 0 missing" in clean.stdout
+
+
+def test_head_and_exists_never_answer_from_stale_metadata(server):
+    """``HEAD`` and ``exists`` answer from the front end's ``MetadataCache``, whose entries
+    hold only for the very file they were read from: an object replaced, altered in place
+    (its times set back: only the change time tells) or removed as eviction removes it
+    is read again, or missed."""
+    keys = {name: f"stale-{name}" for name in ("replaced", "altered", "broken", "evicted")}
+    for key in keys.values():
+        server.upload(key, key.encode() * 100)
+    time.sleep(SETTLED_NS / 1e9 + 0.2)  # settled: kept by the cache once read
+    for key in keys.values():
+        assert server.http.head(f"{server.url}/{key}", timeout=10).status_code == 200
+        assert server.exists(key) is True
+
+    server.upload(keys["replaced"], b"new bytes")
+    reply = server.http.head(f"{server.url}/{keys['replaced']}", timeout=10)
+    assert reply.headers["ETag"] == f'"{hashlib.sha256(b"new bytes").hexdigest()}"'
+    assert reply.headers["Content-Length"] == str(len(b"new bytes"))
+
+    old = hashlib.sha256(keys["altered"].encode() * 100).hexdigest()
+    altered = old[::-1]
+    _rewrite_in_place(server, keys["altered"], old.encode(), altered.encode())
+    reply = server.http.head(f"{server.url}/{keys['altered']}", timeout=10)
+    assert reply.headers["ETag"] == f'"{altered}"'
+
+    _rewrite_in_place(server, keys["broken"], b"PKRT1\n", b"PKRT0\n")  # no trailer now
+    assert server.http.head(f"{server.url}/{keys['broken']}", timeout=10).status_code == 404
+    assert server.exists(keys["broken"]) is False
+
+    Layout(server.cache).object_path(keys["evicted"]).unlink()
+    assert server.http.head(f"{server.url}/{keys['evicted']}", timeout=10).status_code == 404
+    assert server.exists(keys["evicted"]) is False
+
+
+def _rewrite_in_place(server, key: str, old: bytes, new: bytes) -> None:
+    """Replace ``old`` by ``new`` (as long) in ``key``'s file, then set its times back."""
+    path = Layout(server.cache).object_path(key)
+    before = path.stat()
+    data = path.read_bytes()
+    assert len(old) == len(new) and data.count(old) == 1
+    with open(path, "r+b") as f:
+        f.seek(data.index(old))
+        f.write(new)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )

@@ -59,7 +59,7 @@ from packrat.frontend.turborepo import PATH as TURBO_PATH
 from packrat.frontend.turborepo import Turborepo
 from packrat.frontend.upload_slots import UploadSlots
 from packrat.frontend.webdav import DAV_METHODS, DAVHandler, DAVMethods
-from packrat.store import Layout
+from packrat.store import Layout, MetadataCache
 
 log = logging.getLogger("packrat.frontend")
 
@@ -111,6 +111,7 @@ def make_dependencies(
             settings.frontend_idle_timeout,
             report=counters.uploads,
         ),
+        metadata=MetadataCache(layout),
         number=number,
         metrics=counters,
     )

@@ -10,7 +10,7 @@ from packrat.core.settings import Settings
 from packrat.frontend.auth import Authenticator
 from packrat.frontend.metrics import FrontendMetrics
 from packrat.frontend.upload_slots import UploadSlots
-from packrat.store import Layout
+from packrat.store import Layout, MetadataCache
 
 if TYPE_CHECKING:
     from packrat.objectstore.readthrough import ReadThrough
@@ -26,6 +26,7 @@ class Dependencies:
     coordinator: AsyncCoordinatorClient
     auth: Authenticator
     uploads: UploadSlots
+    metadata: MetadataCache  # what HEAD and exists answer from
     number: int = 0  # this front end's number, for logs
     metrics: FrontendMetrics = field(default_factory=FrontendMetrics)
     # [objectstore] set: local misses are fetched from the store, deletes go there too

@@ -23,20 +23,21 @@ request, and its docstring lists those checks):
 4. **Reads** (``GET``/``HEAD``): first the path's read checks
    (``ObjectPath.read_checks``; one with something to say of the key may
    answer it as a miss, 404); then the object opened from the disk alone
-   (``downloads``): out of file descriptors: ``503 too_busy``; a file that is
-   not a sound object of this key (a symlink, a FIFO, a bad trailer, another
-   key): dropped through the coordinator, then a miss; a miss: the second
-   tier if there is one (``ObjectPath.second_tier``), else ``404
-   not_found``.  Then ``If-None-Match``/``If-Modified-Since`` (304),
-   ``Range``/``If-Range`` (206, or ``416 range_not_satisfiable``; ignored on
-   ``HEAD``).  The bytes are checked against the object's digest as they
-   go: a small object before its answer is written (corrupt: dropped and
-   answered as a miss), a large one segment by segment (corrupt: the
-   transfer is cut and the object dropped); a reader that takes nothing for
-   ``idle_timeout`` is cut off.
-5. **Exists**: the read checks, then the object opened as for a read (corrupt: dropped, absent;
-   out of descriptors: 503); ``If-None-Match`` against the answer's ETag
-   gives 304.
+   (``downloads``; for ``HEAD`` its metadata, from ``store.MetadataCache``,
+   which checks the file is the one it read with one ``lstat``): out of file
+   descriptors: ``503 too_busy``; a file that is not a sound object of this
+   key (a symlink, a FIFO, a bad trailer, another key): dropped through the
+   coordinator, then a miss; a miss: the second tier if there is one
+   (``ObjectPath.second_tier``), else ``404 not_found``. Then
+   ``If-None-Match``/``If-Modified-Since`` (304), ``Range``/``If-Range``
+   (206, or ``416 range_not_satisfiable``; ignored on ``HEAD``). The bytes
+   are checked against the object's digest as they go: a small object before
+   its answer is written (corrupt: dropped and answered as a miss), a large
+   one segment by segment (corrupt: the transfer is cut and the object
+   dropped); a reader that takes nothing for ``idle_timeout`` is cut off.
+5. **Exists**: the read checks, then the object's metadata as for ``HEAD``
+   (corrupt: dropped, absent; out of descriptors: 503); ``If-None-Match``
+   against the answer's ETag gives 304.
 6. **Uploads** (``PUT``/``POST``, ``uploads.BodyReceiver``): for a route
    that forbids replacing (Nx's records), ``409 already_stored`` when an
    object is stored (here, or in the second tier); the declared
@@ -294,23 +295,24 @@ class ObjectRequest(Delegate):
             await more
 
     def _read(self, with_body: bool, second_tier: bool = True) -> Awaitable[None] | None:
+        if not with_body:
+            return self._head(second_tier)
         frontend = self.frontend
         key = self.key
         try:
-            # HEAD needs the trailer only; a GET of a small object reads it whole.
-            opened = open_to_read(frontend.layout, key, WHOLE_FILE if with_body else 0)
+            opened = open_to_read(frontend.layout, key, WHOLE_FILE)  # a small object whole
         except CorruptObject as e:
-            return self._drop_then_miss(e, with_body)
+            return self._drop_then_miss(e)
         except OSError as e:
             raise _os_error(e) from None
         if opened is None:
-            return self._miss(with_body, second_tier)
+            return self._miss(True, second_tier)
         fd, meta, info, data = opened
         frontend.coordinator.touch(key)
         frontend.metrics.hit()
         exchange = self.exchange
         try:
-            answer = plan(frontend, exchange.request.headers, meta, with_body)
+            answer = plan(frontend, exchange.request.headers, meta, True)
             fields = [envelope.common_lines(), *answer.headers]
             if not answer.body:
                 exchange.respond(answer.status, fields, b"")
@@ -329,6 +331,23 @@ class ObjectRequest(Delegate):
         finally:
             if fd >= 0:
                 os.close(fd)
+        return None
+
+    def _head(self, second_tier: bool) -> Awaitable[None] | None:
+        """``HEAD``: the metadata alone, from the front end's ``MetadataCache``."""
+        frontend = self.frontend
+        try:
+            meta = frontend.metadata.read(self.key)
+        except CorruptObject as e:
+            return self._drop_then_miss(e, False)
+        except OSError as e:
+            raise _os_error(e) from None
+        if meta is None:
+            return self._miss(False, second_tier)
+        frontend.coordinator.touch(self.key)
+        frontend.metrics.hit()
+        answer = plan(frontend, self.exchange.request.headers, meta, False)
+        self.exchange.respond(answer.status, [envelope.common_lines(), *answer.headers], b"")
         return None
 
     def _miss(self, with_body: bool = True, second_tier: bool = True) -> Awaitable[None] | None:
@@ -409,13 +428,12 @@ class ObjectRequest(Delegate):
 
     def _exists(self) -> Awaitable[None] | None:
         try:
-            opened = open_to_read(self.frontend.layout, self.key, 0)  # the trailer only
+            meta = self.frontend.metadata.read(self.key)
         except CorruptObject as e:
             return self._drop_then_miss(e)
         except OSError as e:
             raise _os_error(e) from None
-        if opened is not None:
-            os.close(opened[0])
+        if meta is not None:
             self._present(True)
             return None
         if self.path.second_tier is not None:

@@ -38,6 +38,7 @@ from packrat.store.layout import Layout, LayoutError, key_digest
 from packrat.store.lock import RootLocked, lock_root
 from packrat.store.reader import (
     Checker,
+    MetadataCache,
     is_stored,
     open_entry,
     open_key,
@@ -51,6 +52,7 @@ __all__ = [
     "CorruptObject",
     "Layout",
     "LayoutError",
+    "MetadataCache",
     "NoSpace",
     "ObjectMeta",
     "RootLocked",

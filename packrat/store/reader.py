@@ -12,6 +12,7 @@ import errno
 import hashlib
 import os
 import stat
+import time
 from collections.abc import Iterator
 
 import xxhash
@@ -110,6 +111,63 @@ def open_to_read(
     if opened is None and layout.fanout_replaced(digest):
         opened = open_read(layout.fanout_fd(digest), digest, key, whole_up_to)
     return opened
+
+
+# A file's ctime is trusted to change with its next change only once this many ns
+# have passed since it was set: file systems keep times at up to 2 s granularity.
+SETTLED_NS = 2_000_000_000
+
+
+class MetadataCache:
+    """The metadata of the objects read lately, each checked by one ``lstat`` per lookup.
+
+    ``HEAD`` and ``exists`` need an object's metadata, not its bytes: opening
+    the file and reading its trailer every time costs four system calls,
+    one ``lstat`` of its name costs one.  An entry holds for the very file it
+    was read from: its identity (device, inode, size, modification and change
+    times) must be the one ``lstat`` finds, so a file replaced, rewritten,
+    altered in place or removed is read again (or missed).  The change time
+    is set by the kernel at every change and cannot be set back; an entry is
+    kept only once it has had time to tick (``SETTLED_NS``), so a change in
+    the same tick, or a new file in a reused inode, cannot keep it.
+    """
+
+    def __init__(self, layout: Layout, size: int = 4096) -> None:
+        self.layout = layout
+        self.size = size
+        self._entries: dict[str, tuple[tuple[int, int, int, int, int], ObjectMeta]] = {}
+
+    def read(self, key: str) -> ObjectMeta | None:
+        """``key``'s metadata, or None when no object is stored under it; ``CorruptObject``
+        as ``open_to_read``."""
+        layout = self.layout
+        digest = key_digest(key)
+        info = _lstat(layout, digest)
+        if info is None:
+            self._entries.pop(key, None)
+            if not layout.fanout_replaced(digest):
+                return None
+        else:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] == _identity(info):
+                return entry[1]
+        opened = open_to_read(layout, key, 0)
+        if opened is None:
+            return None
+        fd, meta, info, _ = opened
+        os.close(fd)
+        entries = self._entries
+        if info.st_ctime_ns > time.time_ns() - SETTLED_NS:
+            entries.pop(key, None)  # too fresh to keep
+        else:
+            if key not in entries and len(entries) >= self.size:
+                del entries[next(iter(entries))]  # the oldest
+            entries[key] = (_identity(info), meta)
+        return meta
+
+
+def _identity(info: os.stat_result) -> tuple[int, int, int, int, int]:
+    return info.st_ino, info.st_dev, info.st_size, info.st_mtime_ns, info.st_ctime_ns
 
 
 def read_data(fd: int, start: int, stop: int, chunk_size: int = CHUNK) -> Iterator[bytes]:
