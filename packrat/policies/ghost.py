@@ -12,7 +12,7 @@ so an entry is kept in about 14 bytes (an ``OrderedDict`` entry took over
   as a 32-bit offset from a *mark* kept per ``MARK_SPAN`` entries; an
   offset that does not fit (entries of gigabytes) keeps the clock in a
   dict instead;
-* its link in a hash chain (``Buckets``, two entries per bucket), holding
+* its link in a hash chain (``Buckets``, up to four entries per bucket), holding
   entry numbers modulo ``2**31`` (``ring.WRAP``), or ``DEAD`` once it is
   forgotten while older entries are still kept.
 
@@ -37,7 +37,7 @@ MARK_BITS = 6
 MARK_SPAN = 1 << MARK_BITS  # entries per clock mark
 BIG = (1 << 32) - 1  # in ``_offset``: the clock is in ``_big`` instead
 DEAD = -2  # in ``_chain``: the entry is forgotten
-LOAD = 2  # entries per bucket: chains of integers are cheap to walk
+LOAD = 4  # entries per bucket: chains of integers are cheap to walk
 
 
 class Ghost:

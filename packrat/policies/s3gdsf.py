@@ -37,6 +37,8 @@ misses).  This policy takes each part where it wins:
 
 from __future__ import annotations
 
+from array import array
+
 from packrat.policies.base import Policy
 from packrat.policies.gdsf import GDSF
 from packrat.policies.ghost import Ghost
@@ -55,9 +57,26 @@ class LazyGDSF(GDSF):
     being evicted.  A hit is a counter update, not a reordering (about nine
     times cheaper), which matters because hits are most of what the
     coordinator does.
+
+    It reads its slots' sizes from the column of the ``S3GDSF`` it serves,
+    which tracks every slot it holds and grows its columns (``_resize``):
+    a second column of sizes would cost 8 bytes per object.
     """
 
     name = "lazy-gdsf"
+
+    def __init__(self, sizes: array, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.sizes = sizes
+
+    def insert(self, slot: int, size: int) -> None:
+        self.used += size
+        self.count += 1
+        self._on_insert(slot, size)
+
+    def _forget(self, slot: int) -> None:
+        self.used -= self.sizes[slot]
+        self.count -= 1
 
     def insert_unproven(self, slot: int, size: int) -> None:
         """Track a slot at the bottom (priority ``age``), as one never hit."""
@@ -113,7 +132,9 @@ class S3GDSF(Policy):
         self._state = bytearray()
         self._small_used = 0
         self._ghost = Ghost()  # key fingerprints; size and ghost clock when remembered
-        self._main = LazyGDSF(size_exponent=size_exponent, hit_cap=hit_cap, clock=self.clock)
+        self._main = LazyGDSF(
+            self.sizes, size_exponent=size_exponent, hit_cap=hit_cap, clock=self.clock
+        )
         self._evicted = False
         self._promoted_hit_rate = 0.5
 
@@ -121,6 +142,7 @@ class S3GDSF(Policy):
         super()._resize(length)
         self._links.resize(length)
         self._state.extend(bytes(length - len(self._state)))
+        self._main._resize(length)
 
     def _small_capacity(self) -> float | None:
         return None if self.capacity is None else self.capacity * self.small_ratio
