@@ -118,10 +118,7 @@ class GhostMachine(RuleBasedStateMachine):
         ghost._head = first
         for ring in (ghost._high, ghost._low, ghost._offset, ghost._chain):
             ring.start = ring.end = first
-        marks = ghost._marks  # a ring starts on a chunk boundary: pad up to the first span
-        marks.start = marks.end = (first >> MARK_BITS) & -CHUNK
-        while marks.end < first >> MARK_BITS:
-            marks.append(0)
+        ghost._first_mark = first >> MARK_BITS
 
     @rule(
         ident=st.integers(-(2**63), 2**63 - 1),

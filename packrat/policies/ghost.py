@@ -29,6 +29,8 @@ trillion.  A collision can only move one object to main unproven.
 
 from __future__ import annotations
 
+from array import array
+
 from packrat.structures.buckets import EMPTY, Buckets
 from packrat.structures.ring import WRAP, Ring
 
@@ -53,7 +55,10 @@ class Ghost:
         self._high = Ring("I")  # fingerprint >> 16
         self._low = Ring("H")  # fingerprint & 0xFFFF
         self._offset = Ring("I")  # clock - the mark of the entry's span, or BIG
-        self._marks = Ring("q")  # by entry number >> MARK_BITS: the clock before the span
+        # The clock before each span of entries, from the span of entry ``_first_mark``
+        # (dropped a ring's chunk at a time).  A plain array indexes without a call.
+        self._marks = array("q")
+        self._first_mark = 0
         self._big: dict[int, int] = {}  # entry number -> clock, where the offset is BIG
         self._chain = Ring("i")  # entry numbers & WRAP, as the buckets' heads; DEAD
         self._buckets = Buckets(self._chain, self._fingerprint, typecode="i", load=LOAD)
@@ -75,7 +80,7 @@ class Ghost:
         if n & (MARK_SPAN - 1) == 0:
             self._marks.append(self.clock)
         self.clock += size
-        offset = self.clock - self._marks[n >> MARK_BITS]
+        offset = self.clock - self._marks[(n >> MARK_BITS) - self._first_mark]
         if offset >= BIG:
             self._big[n] = self.clock
             offset = BIG
@@ -95,17 +100,17 @@ class Ghost:
         if n == EMPTY:
             return None
         n = self._chain.unwrap(n)
-        size = self._size(n)
         clock = self._clock(n)
-        self._forget(n, fingerprint)
+        size = clock - (self._before_head if n == self._head else self._clock(n - 1))
+        self._forget(n, fingerprint, size)
         self._skip_dead()
         return size, clock
 
     def pop_oldest(self) -> int:
         """Forget the oldest entry alive (there must be one); return its size."""
         n = self._head
-        size = self._size(n)
-        self._forget(n, self._fingerprint(n))
+        size = self._clock(n) - self._before_head
+        self._forget(n, self._fingerprint(n), size)
         self._skip_dead()
         return size
 
@@ -124,14 +129,12 @@ class Ghost:
 
     def _clock(self, n: int) -> int:
         offset = self._offset[n]
-        return self._big[n] if offset == BIG else self._marks[n >> MARK_BITS] + offset
+        if offset == BIG:
+            return self._big[n]
+        return self._marks[(n >> MARK_BITS) - self._first_mark] + offset
 
-    def _size(self, n: int) -> int:
-        before = self._before_head if n == self._head else self._clock(n - 1)
-        return self._clock(n) - before
-
-    def _forget(self, n: int, fingerprint: int) -> None:
-        self.used -= self._size(n)
+    def _forget(self, n: int, fingerprint: int, size: int) -> None:
+        self.used -= size
         self._buckets.remove(n & WRAP, fingerprint)
         self._chain[n] = DEAD
         self.count -= 1
@@ -142,15 +145,20 @@ class Ghost:
         Entries taken out of the middle would otherwise pile up behind an
         old one still alive (and the ring's numbers must stay within ``WRAP``).
         """
-        chain, end, big = self._chain, self._chain.end, self._big
+        chain, end = self._chain, self._chain.end
         head = self._head
         while head < end and chain[head] == DEAD:
-            self._before_head = self._clock(head)
-            if big:
-                big.pop(head, None)
             head += 1
-        if head != self._head:
-            self._head = head
-            for ring in (self._high, self._low, self._offset, self._chain):
-                ring.drop_before(head)
-            self._marks.drop_before(head >> MARK_BITS)
+        if head == self._head:
+            return
+        self._before_head = self._clock(head - 1)
+        if self._big:
+            for n in range(self._head, head):
+                self._big.pop(n, None)
+        self._head = head
+        for ring in (self._high, self._low, self._offset, self._chain):
+            ring.drop_before(head)
+        dropped = (self._chain.start >> MARK_BITS) - self._first_mark
+        if dropped > 0:
+            del self._marks[:dropped]
+            self._first_mark += dropped
