@@ -1,7 +1,7 @@
 """The ghost FIFO of S3-FIFO and s3gdsf: keys evicted recently, remembered without their data.
 
 A ghost may hold three times as many entries as the cache holds objects,
-so an entry is kept in about 14 bytes (an ``OrderedDict`` entry took over
+so an entry is kept in about 16 bytes (an ``OrderedDict`` entry took over
 150), in chunked columns indexed by an ever-growing entry number
 (``Ring``):
 
@@ -22,7 +22,7 @@ other finds its entry (a ghost hit for a key the ghost never saw, or saw
 and forgot), and S3-FIFO, which remembers a fingerprint once, does not
 remember the second.  Nothing else depends on it.  With ``m`` entries kept
 that happens on a given lookup with probability about ``m / 2**48``: one in
-ten million lookups with nine million entries (a cache of three million
+31 million lookups with nine million entries (a cache of three million
 objects under s3gdsf), where a 64-bit fingerprint made it one in two
 trillion.  A collision can only move one object to main unproven.
 """
