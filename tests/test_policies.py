@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from array import array
 
 import pytest
 
@@ -228,8 +229,15 @@ def test_s3_ghost_hit_skips_probation(name: str) -> None:
     assert 0 in policy
 
 
+def lazy_gdsf(sizes: list[int], **kwargs) -> LazyGDSF:
+    """A ``LazyGDSF`` over slots ``0 .. len(sizes) - 1``, sized as ``S3GDSF`` sizes its own."""
+    main = LazyGDSF(array("q", sizes), **kwargs)
+    main._resize(len(sizes))
+    return main
+
+
 def test_lazy_gdsf_credits_hits_when_a_key_surfaces() -> None:
-    main = LazyGDSF(size_exponent=0.0, hit_cap=3)  # slots 0, 1, 2: a, b, c
+    main = lazy_gdsf([10, 10, 10], size_exponent=0.0, hit_cap=3)  # slots 0, 1, 2: a, b, c
     for slot in range(3):
         main.insert(slot, 10)
     main.access(0)
@@ -240,7 +248,7 @@ def test_lazy_gdsf_credits_hits_when_a_key_surfaces() -> None:
 
 
 def test_lazy_gdsf_unproven_keys_leave_first() -> None:
-    main = LazyGDSF()
+    main = lazy_gdsf([10, 10, 1])
     proven, cold, colder = range(3)
     main.insert(proven, 10)
     main.insert_unproven(cold, 10)

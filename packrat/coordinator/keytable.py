@@ -11,11 +11,14 @@ the small integer the eviction policy and the index's columns use:
   one" is a binary search and a walk (``list_keys``);
 * ``Buckets``: the slots chained by ``hash(key)`` for lookups.
 
-A page holds up to ``2 * PAGE_KEYS`` keys and is split beyond that; a key
-removed leaves its bytes behind until the page's dead bytes outweigh the
-live ones, when the page is rewritten.  Both touch one page only, so no
-operation costs more than a few hundred keys' worth of work whatever the
-table holds.  About ``22 + 1.2 * len(key)`` bytes per key.
+A page holds up to ``2 * PAGE_KEYS`` keys and is split beyond that, and
+joins a neighbour below ``PAGE_KEYS // 2`` (a cache removes its oldest keys
+first, which would otherwise leave pages of a few keys, each costing a
+page's fixed 200 bytes).  A key removed leaves its bytes behind until they
+are a quarter of its page, when the page is rewritten.  Each touches one or
+two pages only, so no operation costs more than a few hundred keys' worth
+of work whatever the table holds.  About ``22 + 1.2 * len(key)`` bytes per
+key, after any number of removals.
 """
 
 from __future__ import annotations
@@ -180,7 +183,9 @@ class KeyTable:
             return
         if index == len(slots):
             self._maxes[position] = self.key(slots[-1])
-        if self._page_dead[page] > len(self._pages[page]) // 2:
+        if len(slots) < PAGE_KEYS // 2 and len(self._order) > 1:
+            self._join(position)
+        elif self._page_dead[page] > len(self._pages[page]) // 4:
             self._rewrite(page, slots)
 
     # -- pages ------------------------------------------------------------
@@ -238,14 +243,14 @@ class KeyTable:
         return len(self._pages) - 1
 
     def _rewrite(self, page: int, slots: array) -> None:
-        """Copy ``slots``' keys into a fresh ``page``, leaving the dead bytes behind."""
-        old, ref = self._pages[page], self._ref
+        """Copy ``slots``' keys (from whichever pages hold them) into a fresh ``page``."""
+        pages, ref = self._pages, self._ref
         data = bytearray()
         for slot in slots:
             where = ref[slot]
             offset, length = (where >> 16) & 0xFFFF, where & 0xFFFF
             ref[slot] = page << 32 | len(data) << 16 | length
-            data += old[offset : offset + length]
+            data += pages[where >> 32][offset : offset + length]
         self._pages[page] = data
         self._page_slots[page] = slots
         self._page_dead[page] = 0
@@ -256,12 +261,22 @@ class KeyTable:
         slots = self._page_slots[page]
         half = len(slots) // 2
         upper = self._new_page()
-        self._pages[upper] = self._pages[page]  # ``_rewrite`` copies the keys out of it
         self._rewrite(upper, slots[half:])
         self._rewrite(page, slots[:half])
         self._order.insert(position + 1, upper)
         self._maxes.insert(position + 1, self._maxes[position])
         self._maxes[position] = self.key(slots[half - 1])
+
+    def _join(self, position: int) -> None:
+        """Merge the small page at ``position`` with a neighbour (split again if too large)."""
+        if position + 1 == len(self._order):
+            position -= 1
+        page, following = self._order[position], self._order[position + 1]
+        self._rewrite(page, self._page_slots[page] + self._page_slots[following])
+        self._maxes[position] = self._maxes[position + 1]
+        self._drop_page(position + 1)
+        if len(self._page_slots[page]) > 2 * PAGE_KEYS or len(self._pages[page]) > PAGE_BYTES // 2:
+            self._split(position)
 
     def _drop_page(self, position: int) -> None:
         page = self._order.pop(position)

@@ -21,7 +21,9 @@ class GDSF(PriorityPolicy):
     name = "gdsf"
 
     def __init__(self, size_exponent: float = 1.0, hit_cap: int | None = None, **kwargs) -> None:
-        super().__init__(**kwargs)
+        # Hits beyond the cap are never read, so a byte counts them when the cap fits in one.
+        capped = hit_cap is not None and hit_cap < 255
+        super().__init__(hits_typecode="B" if capped else "I", **kwargs)
         self.size_exponent = size_exponent
         self.hit_cap = hit_cap
 

@@ -16,16 +16,15 @@ from packrat.policies.base import Policy
 from packrat.structures.columns import grow
 from packrat.structures.ranking import Ranking
 
-HITS_MAX = (1 << 32) - 1  # hits are counted in 32 bits and stop there
-
 
 class PriorityPolicy(Policy):
     """Greedy-Dual family: priority = ``age`` + a per-slot value; ``age`` rises on eviction."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, hits_typecode: str = "I", **kwargs) -> None:
         super().__init__(**kwargs)
         self.age = 0.0
-        self._hits = array("I")
+        self._hits = array(hits_typecode)  # by slot; counting stops at the column's maximum
+        self._hits_max = (1 << 8 * self._hits.itemsize) - 1
         self._ranking = Ranking()
 
     @abstractmethod
@@ -53,7 +52,7 @@ class PriorityPolicy(Policy):
         self._push(slot)
 
     def _count_hit(self, slot: int) -> None:
-        if self._hits[slot] < HITS_MAX:
+        if self._hits[slot] < self._hits_max:
             self._hits[slot] += 1
 
     def _on_access(self, slot: int) -> None:

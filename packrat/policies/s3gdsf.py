@@ -37,14 +37,16 @@ misses).  This policy takes each part where it wins:
 
 from __future__ import annotations
 
+from array import array
+
 from packrat.policies.base import Policy
 from packrat.policies.gdsf import GDSF
 from packrat.policies.ghost import Ghost
 from packrat.structures.links import Links, Queue
 
-# ``_followed`` of a slot in main whose first hit is awaited
-UNFOLLOWED, PROMOTED, FROM_GHOST = 0, 1, 2
-MAX_HITS = 255  # probation hits saturate: only "any?" is asked
+# ``_state`` of a slot, one byte: in main (or not tracked), in main with its first
+# hit awaited (``_learn``), or on probation, read there or not yet.
+IN_MAIN, PROMOTED, FROM_GHOST, ON_PROBATION, HIT_ON_PROBATION = range(5)
 
 
 class LazyGDSF(GDSF):
@@ -55,9 +57,26 @@ class LazyGDSF(GDSF):
     being evicted.  A hit is a counter update, not a reordering (about nine
     times cheaper), which matters because hits are most of what the
     coordinator does.
+
+    It reads its slots' sizes from the column of the ``S3GDSF`` it serves,
+    which tracks every slot it holds and grows its columns (``_resize``):
+    a second column of sizes would cost 8 bytes per object.
     """
 
     name = "lazy-gdsf"
+
+    def __init__(self, sizes: array, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.sizes = sizes
+
+    def insert(self, slot: int, size: int) -> None:
+        self.used += size
+        self.count += 1
+        self._on_insert(slot, size)
+
+    def _forget(self, slot: int) -> None:
+        self.used -= self.sizes[slot]
+        self.count -= 1
 
     def insert_unproven(self, slot: int, size: int) -> None:
         """Track a slot at the bottom (priority ``age``), as one never hit."""
@@ -110,22 +129,20 @@ class S3GDSF(Policy):
         self.reach = self.REACH_START
         self._links = Links()
         self._small = Queue(self._links)
-        self._small_hits = bytearray()
-        self._on_probation = bytearray()
+        self._state = bytearray()
         self._small_used = 0
         self._ghost = Ghost()  # key fingerprints; size and ghost clock when remembered
-        self._main = LazyGDSF(size_exponent=size_exponent, hit_cap=hit_cap, clock=self.clock)
+        self._main = LazyGDSF(
+            self.sizes, size_exponent=size_exponent, hit_cap=hit_cap, clock=self.clock
+        )
         self._evicted = False
-        # Slots in main whose first hit is awaited: FROM_GHOST if admitted from
-        # the outer half of the ghost's reach, PROMOTED if from probation.
-        self._followed = bytearray()
         self._promoted_hit_rate = 0.5
 
     def _resize(self, length: int) -> None:
         super()._resize(length)
         self._links.resize(length)
-        for column in (self._small_hits, self._on_probation, self._followed):
-            column.extend(bytes(length - len(column)))
+        self._state.extend(bytes(length - len(self._state)))
+        self._main._resize(length)
 
     def _small_capacity(self) -> float | None:
         return None if self.capacity is None else self.capacity * self.small_ratio
@@ -143,16 +160,15 @@ class S3GDSF(Policy):
             depth = (self._ghost.clock - remembered[1]) / (self.capacity or 1)
             if depth <= self.reach:
                 self._main.insert(slot, size)
-                if depth > self.reach / 2:
-                    self._followed[slot] = FROM_GHOST
+                if depth > self.reach / 2:  # the outer half: followed, for ``_learn``
+                    self._state[slot] = FROM_GHOST
                 return
         small = self._small_capacity()
         large = small is not None and size >= small  # ``_is_large``
         if not self._evicted and small is not None and small <= self._small_used and not large:
             self._main.insert_unproven(slot, size)  # warming up
             return
-        self._small_hits[slot] = 0
-        self._on_probation[slot] = 1
+        self._state[slot] = ON_PROBATION
         self._small_used += size
         if large:
             self._small.push_front(slot)
@@ -160,22 +176,21 @@ class S3GDSF(Policy):
             self._small.push(slot)
 
     def _on_access(self, slot: int) -> None:
-        if self._on_probation[slot]:
-            if self._small_hits[slot] < MAX_HITS:
-                self._small_hits[slot] += 1
+        state = self._state[slot]
+        if state >= ON_PROBATION:
+            self._state[slot] = HIT_ON_PROBATION
             return
         self._main.access(slot)
-        if self._followed[slot]:
+        if state != IN_MAIN:
             self._learn(slot, hit=True)
 
     def _on_remove(self, slot: int) -> None:
-        if self._on_probation[slot]:
+        if self._state[slot] >= ON_PROBATION:
             self._small.remove(slot)
-            self._on_probation[slot] = 0
             self._small_used -= self.sizes[slot]
         else:
             self._main.remove(slot)
-            self._followed[slot] = UNFOLLOWED
+        self._state[slot] = IN_MAIN
 
     def _pop_victim(self) -> int:
         self._evicted = True
@@ -184,16 +199,17 @@ class S3GDSF(Policy):
             over = small is None or self._small_used > small or self._is_large(self.incoming)
             if not self._small or (self._main.count and not over):
                 slot = self._main.choose_victims(1)[0][0]
-                if self._followed[slot]:
+                if self._state[slot] != IN_MAIN:
                     self._learn(slot, hit=False)
                 return slot
             slot = self._small.pop()
-            self._on_probation[slot] = 0
+            hit = self._state[slot] == HIT_ON_PROBATION
+            self._state[slot] = IN_MAIN
             size = self.sizes[slot]
             self._small_used -= size
-            if self._small_hits[slot]:
+            if hit:
                 self._main.insert(slot, size)
-                self._followed[slot] = PROMOTED
+                self._state[slot] = PROMOTED  # followed, for ``_learn``
                 continue
             if not self._is_large(size):
                 self._remember(self.ident(slot), size)
@@ -201,8 +217,8 @@ class S3GDSF(Policy):
 
     def _learn(self, slot: int, hit: bool) -> None:
         """Move the reach (or the promotion hit rate) by one followed slot's fate."""
-        followed = self._followed[slot]
-        self._followed[slot] = UNFOLLOWED
+        followed = self._state[slot]
+        self._state[slot] = IN_MAIN
         if followed == PROMOTED:
             self._promoted_hit_rate += self.AVERAGE_WEIGHT * (hit - self._promoted_hit_rate)
             return

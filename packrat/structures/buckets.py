@@ -5,7 +5,10 @@ in its own arrays and walks a chain itself from ``head(h)``, comparing what
 it stores; ``Buckets`` only keeps the bucket heads.  When nodes outnumber
 buckets the table doubles the way Redis's ``dict`` does: a second table is
 made and every later ``add`` or ``remove`` moves two old buckets into it,
-so no single operation rehashes more than a few nodes.  Until the move is
+so no single operation rehashes more than a few nodes.  ``load`` is the
+nodes per bucket allowed before doubling: 1 where comparing a node is dear
+(the key table's byte strings), more where it is an integer compare (the
+ghost's fingerprints), for fewer heads.  Until the move is
 done a hash whose old bucket has not moved yet is still looked up there.
 """
 
@@ -40,10 +43,12 @@ class Buckets:
         hash_of: Callable[[int], int],
         typecode: str = "q",
         size: int = FIRST_SIZE,
+        load: int = 1,
     ) -> None:
         self.chain = chain
         self.hash_of = hash_of  # recomputes a node's hash when it moves
         self.typecode = typecode  # of the heads: "i" while node numbers fit in 31 bits
+        self.load = load
         self.count = 0
         self._size = max(1 << (size - 1).bit_length(), FIRST_SIZE)  # a power of two
         self._heads = array(typecode, [EMPTY]) * self._size
@@ -103,7 +108,7 @@ class Buckets:
     def _step(self) -> None:
         old = self._old
         if old is None:
-            if self.count > self._size:
+            if self.count > self._size * self.load:
                 self._old = self._heads
                 self._size *= 2
                 self._heads = array(self.typecode, [EMPTY]) * self._size

@@ -2,7 +2,10 @@
 
 A FIFO of millions of entries as one ``array`` would have to be copied to
 drop its head or to grow; this one is a list of fixed-size chunks, so
-appending and dropping the oldest chunk never copy more than a chunk.
+appending and dropping the oldest chunk never copy more than a chunk.  The
+chunk dropped last is kept for the next one needed: a FIFO that goes on
+dropping and appending reuses its memory rather than asking ``malloc`` for
+a chunk each time, which left the freed ones scattered in the heap.
 
 An index is read modulo ``2**31`` from the first one kept, so ``n`` and
 ``n & WRAP`` name the same entry while fewer than ``2**31`` are kept: a
@@ -23,7 +26,7 @@ WRAP = (1 << 31) - 1
 class Ring:
     """``ring[n]`` for ``start <= n < end``; ``append`` adds at ``end``.
 
-    >>> ring = Ring("q", fill=-1)
+    >>> ring = Ring("q")
     >>> for n in range(CHUNK + 3): ring.append(n * 2)
     >>> ring.drop_before(CHUNK + 1); ring[CHUNK + 2], ring.start, ring.end
     (131076, 65536, 65539)
@@ -31,9 +34,10 @@ class Ring:
     (131076, 65538)
     """
 
-    def __init__(self, typecode: str, fill: int = 0) -> None:
-        self._blank = array(typecode, [fill]) * CHUNK
+    def __init__(self, typecode: str) -> None:
+        self.typecode = typecode
         self._chunks: list[array] = []
+        self._spare: array | None = None  # the last chunk dropped
         self.start = 0  # the first index still readable (a chunk boundary)
         self.end = 0
 
@@ -50,7 +54,10 @@ class Ring:
     def append(self, value: int) -> None:
         n = self.end
         if n & _MASK == 0:
-            self._chunks.append(array(self._blank.typecode, self._blank))
+            chunk, self._spare = self._spare, None
+            if chunk is None:
+                chunk = array(self.typecode, [0]) * CHUNK
+            self._chunks.append(chunk)  # a spare's old entries are each set before read
         self.end = n + 1
         self[n] = value
 
@@ -58,5 +65,6 @@ class Ring:
         """Forget the whole chunks below index ``n``."""
         whole = (n - self.start) >> CHUNK_BITS
         if whole > 0:
+            self._spare = self._chunks[whole - 1]
             del self._chunks[:whole]
             self.start += whole << CHUNK_BITS
