@@ -61,9 +61,10 @@ _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # map every page at once, not faul
 assert MAX_METADATA > 1024  # WHOLE_FILE covers most trailers, read_trailer checks them all
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Answer:
-    """What a read of an object answers, before any byte is sent (shared: never changed)."""
+    """What a read of an object answers, before any byte is sent (shared: never changed;
+    compared and hashed by identity: ``objects.HeadBlocks`` keeps blocks under it)."""
 
     status: int  # 200, 206 or 304
     headers: tuple[str, ...]  # header lines, made once per object (and range)

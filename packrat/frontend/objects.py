@@ -95,12 +95,13 @@ from packrat.frontend.auth import READ, WRITE
 from packrat.frontend.crosssite import CrossSite
 from packrat.frontend.downloads import (
     WHOLE_FILE,
+    Answer,
     drop_corrupt,
     plan,
     send_body,
     small_body,
 )
-from packrat.frontend.http1 import Delegate, Exchange
+from packrat.frontend.http1 import Delegate, Exchange, head_block
 from packrat.frontend.uploads import BodyReceiver
 from packrat.store import CorruptObject, ObjectMeta, is_stored, open_to_read
 
@@ -132,6 +133,52 @@ Check = Callable[[Exchange], Awaitable[None] | None]
 # once, the usual case), why it cannot be (answered as a miss), or an
 # awaitable of either.
 ReadCheck = Callable[[str], str | Awaitable[str | None] | None]
+
+
+class HeadBlocks:
+    """The encoded status line and headers of the usual answers, each made once a second.
+
+    A block is a function of the answer's status and lines and of the common
+    lines (``envelope.common_lines``: ``Date``, made once a second).  It is
+    kept under the very objects it is made of, compared by identity: the
+    ``Answer`` that ``downloads.plan`` remembers per object's metadata and
+    cache scope (an object replaced, or a different cache scope, is another
+    ``Answer``; a range's, made per request, is never kept), or the exists
+    answer's lines; and the common lines of its second (the next second's
+    are another string).  So a block is only ever served for the answer it
+    was made of.  Bounded: forgotten all at once when full.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._blocks: dict[tuple[int, str, Answer | str], bytes] = {}
+
+    def of_answer(self, answer: Answer) -> bytes:
+        """The block of an object's answer (``downloads.plan``)."""
+        common = envelope.common_lines()
+        key = (answer.status, common, answer)
+        block = self._blocks.get(key)
+        if block is None:
+            block = head_block(answer.status, [common, *answer.headers])
+            if answer.status != 206:  # a range's answer is made per request
+                self._keep(key, block)
+        return block
+
+    def of_exists(self, present: bool) -> bytes:
+        """The block of an exists answer (200)."""
+        common = envelope.common_lines(json_body=True)
+        lines = EXISTS_LINES[present]
+        key = (200, common, lines)
+        block = self._blocks.get(key)
+        if block is None:
+            block = self._keep(key, head_block(200, [common, lines]))
+        return block
+
+    def _keep(self, key: tuple[int, str, Answer | str], block: bytes) -> bytes:
+        if len(self._blocks) >= self.size:
+            self._blocks.clear()
+        self._blocks[key] = block
+        return block
 
 
 class SecondTier(Protocol):
@@ -167,6 +214,7 @@ class ObjectPath:
         self.read_checks: list[ReadCheck] = []
         self.second_tier: SecondTier | None = None
         self.tasks: set[asyncio.Task[None]] = set()  # drops running in the background
+        self.heads = HeadBlocks()
 
     def delegate(
         self,
@@ -313,17 +361,16 @@ class ObjectRequest(Delegate):
         exchange = self.exchange
         try:
             answer = plan(frontend, exchange.request.headers, meta, True)
-            fields = [envelope.common_lines(), *answer.headers]
             if not answer.body:
-                exchange.respond(answer.status, fields, b"")
+                exchange.respond_block(answer.status, self.path.heads.of_answer(answer), b"")
             elif data is not None:
                 body = small_body(data, meta, answer)
                 if body is None:  # corrupt: nothing was sent yet
                     inode = (info.st_dev, info.st_ino)
                     return self._drop_then_miss(CorruptObject("its digest does not match", inode))
-                exchange.respond(answer.status, fields, body)
+                exchange.respond_block(answer.status, self.path.heads.of_answer(answer), body)
             else:
-                exchange.start(answer.status, fields)
+                exchange.start(answer.status, [envelope.common_lines(), *answer.headers])
                 inode = (info.st_dev, info.st_ino)
                 sending = send_body(exchange, frontend, fd, meta, inode, answer)
                 fd = -1  # send_body closes it
@@ -347,7 +394,7 @@ class ObjectRequest(Delegate):
         frontend.coordinator.touch(self.key)
         frontend.metrics.hit()
         answer = plan(frontend, self.exchange.request.headers, meta, False)
-        self.exchange.respond(answer.status, [envelope.common_lines(), *answer.headers], b"")
+        self.exchange.respond_block(answer.status, self.path.heads.of_answer(answer), b"")
         return None
 
     def _miss(self, with_body: bool = True, second_tier: bool = True) -> Awaitable[None] | None:
@@ -445,13 +492,14 @@ class ObjectRequest(Delegate):
         self._present(await tier.head(self.key) is not None)
 
     def _present(self, present: bool) -> None:
-        common = envelope.common_lines(json_body=True)
         etag = EXISTS_ETAG[present]
         match = self.exchange.request.headers.get("if-none-match")
         if match is not None and _etag_matches(match, etag):
+            common = envelope.common_lines(json_body=True)
             self.exchange.respond(304, [common, ("Etag", etag)], b"")
         else:
-            self.exchange.respond(200, [common, EXISTS_LINES[present]], EXISTS_BODY[present])
+            block = self.path.heads.of_exists(present)
+            self.exchange.respond_block(200, block, EXISTS_BODY[present])
 
     # -- delete
 
