@@ -9,11 +9,16 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import time
+from email.utils import parsedate_to_datetime
 
 import requests
 from tornado.httputil import format_timestamp
 
 from packrat.core.keys import RESERVED_PREFIXES
+from packrat.frontend import envelope
+from packrat.frontend.downloads import Answer
+from packrat.frontend.objects import HeadBlocks
 from packrat.store import Layout
 
 DATA = bytes(range(256)) * 40  # 10240 bytes, every offset distinguishable
@@ -253,3 +258,74 @@ def test_reserved_keys_are_refused(server):
                 assert json.loads(body)["error"] == "invalid_key"
     reply = server.http.get(server.url + "/api/openapi.json", timeout=10)
     assert reply.status_code == 200 and reply.json()["openapi"].startswith("3.")
+
+
+def test_answer_heads_made_once_never_outlive_their_answer(server):
+    """The object path encodes its usual answers' headers once a second
+    (``objects.HeadBlocks``): each request still gets the headers of its own
+    answer: after the object is replaced, for another range, a 304 then a
+    200, exists before and after a delete, and a ``Date`` of its second."""
+    key = "blocks/obj"
+    url = f"{server.url}/{key}"
+    server.upload(key, DATA)
+    etag = f'"{hashlib.sha256(DATA).hexdigest()}"'
+    for _ in range(2):  # the second answer comes from the block the first made
+        head = server.http.head(url, timeout=10)
+        assert (head.headers["ETag"], head.headers["Content-Length"]) == (etag, str(len(DATA)))
+        assert server.get(key).content == DATA
+        assert server.exists(key) is True
+    for first, last in ((0, 9), (10, 19), (0, 9)):
+        ranged = server.http.get(url, headers={"Range": f"bytes={first}-{last}"}, timeout=10)
+        assert ranged.status_code == 206 and ranged.content == DATA[first : last + 1]
+        assert ranged.headers["Content-Range"] == f"bytes {first}-{last}/{len(DATA)}"
+    for method in ("GET", "HEAD"):
+        matched = server.http.request(method, url, headers={"If-None-Match": etag}, timeout=10)
+        assert matched.status_code == 304 and "Content-Length" not in matched.headers
+        again = server.http.request(method, url, timeout=10)
+        assert again.status_code == 200 and again.headers["Content-Length"] == str(len(DATA))
+
+    new = b"replaced bytes"
+    server.upload(key, new, filename="new.txt")
+    for reply in (server.http.head(url, timeout=10), server.get(key)):
+        assert reply.headers["ETag"] == f'"{hashlib.sha256(new).hexdigest()}"'
+        assert reply.headers["Content-Length"] == str(len(new))
+        assert "new.txt" in reply.headers["Content-Disposition"]
+    assert server.get(key).content == new
+
+    before = server.http.head(url, timeout=10).headers["Date"]
+    time.sleep(1.1)
+    after = server.http.head(url, timeout=10)
+    assert after.headers["Date"] != before
+    assert abs(parsedate_to_datetime(after.headers["Date"]).timestamp() - time.time()) < 2
+
+    assert server.http.delete(url, timeout=10).status_code == 200
+    assert server.exists(key) is False
+    assert server.http.head(url, timeout=10).status_code == 404
+
+
+def test_head_blocks_are_kept_by_identity_and_never_for_ranges():
+    """``HeadBlocks`` keeps a block under the very ``Answer`` and common lines it is
+    made of: another answer (another object, another cache scope), another second's
+    common lines or a range's answer is never served a kept block."""
+    blocks = HeadBlocks(size=3)
+    public = Answer(
+        200, ('ETag: "a"\r\nCache-Control: public\r\nContent-Length: 1\r\n',), True, 0, 1, True
+    )
+    private = Answer(
+        200, ('ETag: "a"\r\nCache-Control: private\r\nContent-Length: 1\r\n',), True, 0, 1, True
+    )
+    first = blocks.of_answer(public)
+    assert first.startswith(b"HTTP/1.1 200 OK\r\nServer: ") and first.endswith(
+        b"Content-Length: 1\r\n"
+    )
+    assert blocks.of_answer(public) is first  # kept
+    assert b"Cache-Control: private\r\n" in blocks.of_answer(private)
+    ranged = Answer(206, ('ETag: "a"\r\n', "Content-Range: bytes 0-0/2\r\n"), True, 0, 1, False)
+    assert blocks.of_answer(ranged).startswith(b"HTTP/1.1 206 Partial Content\r\n")
+    assert blocks.of_answer(ranged) is not blocks.of_answer(ranged)  # made per request
+    assert blocks.of_exists(True) != blocks.of_exists(False)
+    assert b'"present": true' not in blocks.of_exists(True)  # headers only
+    assert len(blocks._blocks) <= 3  # bounded
+    # The block holds this second's common lines (the next second's are another
+    # string, another key: the real server's Date is checked above).
+    assert envelope.common_lines().encode() in blocks.of_answer(public)
