@@ -17,8 +17,7 @@ from tornado.httputil import format_timestamp
 
 from packrat.core.keys import RESERVED_PREFIXES
 from packrat.frontend import envelope
-from packrat.frontend.downloads import Answer
-from packrat.frontend.objects import HeadBlocks
+from packrat.frontend.http1 import head_blocks
 from packrat.store import Layout
 
 DATA = bytes(range(256)) * 40  # 10240 bytes, every offset distinguishable
@@ -261,10 +260,11 @@ def test_reserved_keys_are_refused(server):
 
 
 def test_answer_heads_made_once_never_outlive_their_answer(server):
-    """The object path encodes its usual answers' headers once a second
-    (``objects.HeadBlocks``): each request still gets the headers of its own
-    answer: after the object is replaced, for another range, a 304 then a
-    200, exists before and after a delete, and a ``Date`` of its second."""
+    """The object path encodes its usual answers' headers once per answer
+    (``downloads.Answer.head``, remembered per object's metadata): each request
+    still gets the headers of its own answer: after the object is replaced,
+    for another range, a 304 then a 200, exists before and after a delete,
+    and a ``Date`` of its second."""
     key = "blocks/obj"
     url = f"{server.url}/{key}"
     server.upload(key, DATA)
@@ -303,29 +303,16 @@ def test_answer_heads_made_once_never_outlive_their_answer(server):
     assert server.http.head(url, timeout=10).status_code == 404
 
 
-def test_head_blocks_are_kept_by_identity_and_never_for_ranges():
-    """``HeadBlocks`` keeps a block under the very ``Answer`` and common lines it is
-    made of: another answer (another object, another cache scope), another second's
-    common lines or a range's answer is never served a kept block."""
-    blocks = HeadBlocks(size=3)
-    public = Answer(
-        200, ('ETag: "a"\r\nCache-Control: public\r\nContent-Length: 1\r\n',), True, 0, 1, True
-    )
-    private = Answer(
-        200, ('ETag: "a"\r\nCache-Control: private\r\nContent-Length: 1\r\n',), True, 0, 1, True
-    )
-    first = blocks.of_answer(public)
-    assert first.startswith(b"HTTP/1.1 200 OK\r\nServer: ") and first.endswith(
-        b"Content-Length: 1\r\n"
-    )
-    assert blocks.of_answer(public) is first  # kept
-    assert b"Cache-Control: private\r\n" in blocks.of_answer(private)
-    ranged = Answer(206, ('ETag: "a"\r\n', "Content-Range: bytes 0-0/2\r\n"), True, 0, 1, False)
-    assert blocks.of_answer(ranged).startswith(b"HTTP/1.1 206 Partial Content\r\n")
-    assert blocks.of_answer(ranged) is not blocks.of_answer(ranged)  # made per request
-    assert blocks.of_exists(True) != blocks.of_exists(False)
-    assert b'"present": true' not in blocks.of_exists(True)  # headers only
-    assert len(blocks._blocks) <= 3  # bounded
-    # The block holds this second's common lines (the next second's are another
-    # string, another key: the real server's Date is checked above).
-    assert envelope.common_lines().encode() in blocks.of_answer(public)
+def test_encoded_heads_put_this_seconds_date_between_their_parts():
+    """An answer's status line and headers are encoded once with it
+    (``http1.head_blocks``); its ``Date`` goes between the two parts as it is
+    sent, so a kept head never carries another second's."""
+    before, after = head_blocks(200, "Content-Length: 1\r\n")
+    assert before == b"HTTP/1.1 200 OK\r\nServer: " + envelope.SERVER.encode() + b"\r\n"
+    assert after == b"X-Content-Type-Options: nosniff\r\nContent-Length: 1\r\n"
+    assert b"Date" not in before + after
+    with_date = before + envelope.date_line() + after
+    fields = [f"{name}: {value}\r\n" for name, value in envelope.common_fields()]
+    assert with_date.decode() == "HTTP/1.1 200 OK\r\n" + "".join(fields) + "Content-Length: 1\r\n"
+    _, json_after = head_blocks(200, "", json_body=True)
+    assert b"Content-Type: application/json" in json_after and b"no-store" in json_after

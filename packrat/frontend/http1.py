@@ -396,12 +396,20 @@ class Exchange:
         ``Content-Length`` must be among ``fields``; the body is left out
         for ``HEAD`` and ``304``.
         """
-        self.respond_block(status, head_block(status, fields), body)
+        self._write_whole(self._head(status, fields), status, body)
 
-    def respond_block(self, status: int, block: bytes, body: bytes | memoryview) -> None:
-        """``respond``, with the status line and headers encoded already (``head_block``):
-        the object path's usual answers, made once a second (``objects.HeadBlocks``)."""
-        head = self._head_end(status, block)
+    def respond_block(
+        self, status: int, block: tuple[bytes, bytes], body: bytes | memoryview
+    ) -> None:
+        """``respond``, with the status line and headers encoded already but for
+        ``Date``, which goes between the two parts of ``block`` (``head_blocks``):
+        the object path's usual answers, made once per answer, not per request."""
+        before, after = block
+        self._write_whole(
+            self._head_end(status, before + envelope.date_line() + after), status, body
+        )
+
+    def _write_whole(self, head: bytes, status: int, body: bytes | memoryview) -> None:
         if self.request.method == "HEAD" or status == 304 or not body:
             self.connection.write(head)
         else:
@@ -552,6 +560,14 @@ def head_block(status: int, fields: Fields) -> bytes:
     for field in fields:
         lines.append(field if type(field) is str else f"{field[0]}: {field[1]}\r\n")
     return "".join(lines).encode("latin-1")
+
+
+def head_blocks(status: int, lines: str, json_body: bool = False) -> tuple[bytes, bytes]:
+    """The status line and headers of an answer with the common headers
+    (``envelope.common_fields``) and ``lines``, encoded before and after its
+    ``Date`` line, for ``Exchange.respond_block`` (made once, kept by the caller)."""
+    before, after = envelope.common_around_date(json_body)
+    return head_block(status, [before]), (after + lines).encode("latin-1")
 
 
 class _Refused(Exception):

@@ -95,13 +95,12 @@ from packrat.frontend.auth import READ, WRITE
 from packrat.frontend.crosssite import CrossSite
 from packrat.frontend.downloads import (
     WHOLE_FILE,
-    Answer,
     drop_corrupt,
     plan,
     send_body,
     small_body,
 )
-from packrat.frontend.http1 import Delegate, Exchange, head_block
+from packrat.frontend.http1 import Delegate, Exchange, head_blocks
 from packrat.frontend.uploads import BodyReceiver
 from packrat.store import CorruptObject, ObjectMeta, is_stored, open_to_read
 
@@ -124,6 +123,10 @@ EXISTS_LINES = {
     present: f"Etag: {EXISTS_ETAG[present]}\r\nContent-Length: {len(body)}\r\n"
     for present, body in EXISTS_BODY.items()
 }
+# Their status line and headers, encoded once (http1.Exchange.respond_block).
+EXISTS_HEADS = {
+    present: head_blocks(200, lines, json_body=True) for present, lines in EXISTS_LINES.items()
+}
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f]")  # what RequestHandler replaces in arguments
 
 # A check of a request's headers: None to go on, an awaitable to wait for,
@@ -133,52 +136,6 @@ Check = Callable[[Exchange], Awaitable[None] | None]
 # once, the usual case), why it cannot be (answered as a miss), or an
 # awaitable of either.
 ReadCheck = Callable[[str], str | Awaitable[str | None] | None]
-
-
-class HeadBlocks:
-    """The encoded status line and headers of the usual answers, each made once a second.
-
-    A block is a function of the answer's status and lines and of the common
-    lines (``envelope.common_lines``: ``Date``, made once a second).  It is
-    kept under the very objects it is made of, compared by identity: the
-    ``Answer`` that ``downloads.plan`` remembers per object's metadata and
-    cache scope (an object replaced, or a different cache scope, is another
-    ``Answer``; a range's, made per request, is never kept), or the exists
-    answer's lines; and the common lines of its second (the next second's
-    are another string).  So a block is only ever served for the answer it
-    was made of.  Bounded: forgotten all at once when full.
-    """
-
-    def __init__(self, size: int = 1024) -> None:
-        self.size = size
-        self._blocks: dict[tuple[int, str, Answer | str], bytes] = {}
-
-    def of_answer(self, answer: Answer) -> bytes:
-        """The block of an object's answer (``downloads.plan``)."""
-        common = envelope.common_lines()
-        key = (answer.status, common, answer)
-        block = self._blocks.get(key)
-        if block is None:
-            block = head_block(answer.status, [common, *answer.headers])
-            if answer.status != 206:  # a range's answer is made per request
-                self._keep(key, block)
-        return block
-
-    def of_exists(self, present: bool) -> bytes:
-        """The block of an exists answer (200)."""
-        common = envelope.common_lines(json_body=True)
-        lines = EXISTS_LINES[present]
-        key = (200, common, lines)
-        block = self._blocks.get(key)
-        if block is None:
-            block = self._keep(key, head_block(200, [common, lines]))
-        return block
-
-    def _keep(self, key: tuple[int, str, Answer | str], block: bytes) -> bytes:
-        if len(self._blocks) >= self.size:
-            self._blocks.clear()
-        self._blocks[key] = block
-        return block
 
 
 class SecondTier(Protocol):
@@ -214,7 +171,6 @@ class ObjectPath:
         self.read_checks: list[ReadCheck] = []
         self.second_tier: SecondTier | None = None
         self.tasks: set[asyncio.Task[None]] = set()  # drops running in the background
-        self.heads = HeadBlocks()
 
     def delegate(
         self,
@@ -362,13 +318,13 @@ class ObjectRequest(Delegate):
         try:
             answer = plan(frontend, exchange.request.headers, meta, True)
             if not answer.body:
-                exchange.respond_block(answer.status, self.path.heads.of_answer(answer), b"")
+                exchange.respond_block(answer.status, answer.head, b"")
             elif data is not None:
                 body = small_body(data, meta, answer)
                 if body is None:  # corrupt: nothing was sent yet
                     inode = (info.st_dev, info.st_ino)
                     return self._drop_then_miss(CorruptObject("its digest does not match", inode))
-                exchange.respond_block(answer.status, self.path.heads.of_answer(answer), body)
+                exchange.respond_block(answer.status, answer.head, body)
             else:
                 exchange.start(answer.status, [envelope.common_lines(), *answer.headers])
                 inode = (info.st_dev, info.st_ino)
@@ -394,7 +350,7 @@ class ObjectRequest(Delegate):
         frontend.coordinator.touch(self.key)
         frontend.metrics.hit()
         answer = plan(frontend, self.exchange.request.headers, meta, False)
-        self.exchange.respond_block(answer.status, self.path.heads.of_answer(answer), b"")
+        self.exchange.respond_block(answer.status, answer.head, b"")
         return None
 
     def _miss(self, with_body: bool = True, second_tier: bool = True) -> Awaitable[None] | None:
@@ -498,8 +454,7 @@ class ObjectRequest(Delegate):
             common = envelope.common_lines(json_body=True)
             self.exchange.respond(304, [common, ("Etag", etag)], b"")
         else:
-            block = self.path.heads.of_exists(present)
-            self.exchange.respond_block(200, block, EXISTS_BODY[present])
+            self.exchange.respond_block(200, EXISTS_HEADS[present], EXISTS_BODY[present])
 
     # -- delete
 
