@@ -9,11 +9,15 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import time
+from email.utils import parsedate_to_datetime
 
 import requests
 from tornado.httputil import format_timestamp
 
 from packrat.core.keys import RESERVED_PREFIXES
+from packrat.frontend import envelope
+from packrat.frontend.http1 import head_blocks
 from packrat.store import Layout
 
 DATA = bytes(range(256)) * 40  # 10240 bytes, every offset distinguishable
@@ -253,3 +257,62 @@ def test_reserved_keys_are_refused(server):
                 assert json.loads(body)["error"] == "invalid_key"
     reply = server.http.get(server.url + "/api/openapi.json", timeout=10)
     assert reply.status_code == 200 and reply.json()["openapi"].startswith("3.")
+
+
+def test_answer_heads_made_once_never_outlive_their_answer(server):
+    """The object path encodes its usual answers' headers once per answer
+    (``downloads.Answer.head``, remembered per object's metadata): each request
+    still gets the headers of its own answer: after the object is replaced,
+    for another range, a 304 then a 200, exists before and after a delete,
+    and a ``Date`` of its second."""
+    key = "blocks/obj"
+    url = f"{server.url}/{key}"
+    server.upload(key, DATA)
+    etag = f'"{hashlib.sha256(DATA).hexdigest()}"'
+    for _ in range(2):  # the second answer comes from the block the first made
+        head = server.http.head(url, timeout=10)
+        assert (head.headers["ETag"], head.headers["Content-Length"]) == (etag, str(len(DATA)))
+        assert server.get(key).content == DATA
+        assert server.exists(key) is True
+    for first, last in ((0, 9), (10, 19), (0, 9)):
+        ranged = server.http.get(url, headers={"Range": f"bytes={first}-{last}"}, timeout=10)
+        assert ranged.status_code == 206 and ranged.content == DATA[first : last + 1]
+        assert ranged.headers["Content-Range"] == f"bytes {first}-{last}/{len(DATA)}"
+    for method in ("GET", "HEAD"):
+        matched = server.http.request(method, url, headers={"If-None-Match": etag}, timeout=10)
+        assert matched.status_code == 304 and "Content-Length" not in matched.headers
+        again = server.http.request(method, url, timeout=10)
+        assert again.status_code == 200 and again.headers["Content-Length"] == str(len(DATA))
+
+    new = b"replaced bytes"
+    server.upload(key, new, filename="new.txt")
+    for reply in (server.http.head(url, timeout=10), server.get(key)):
+        assert reply.headers["ETag"] == f'"{hashlib.sha256(new).hexdigest()}"'
+        assert reply.headers["Content-Length"] == str(len(new))
+        assert "new.txt" in reply.headers["Content-Disposition"]
+    assert server.get(key).content == new
+
+    before = server.http.head(url, timeout=10).headers["Date"]
+    time.sleep(1.1)
+    after = server.http.head(url, timeout=10)
+    assert after.headers["Date"] != before
+    assert abs(parsedate_to_datetime(after.headers["Date"]).timestamp() - time.time()) < 2
+
+    assert server.http.delete(url, timeout=10).status_code == 200
+    assert server.exists(key) is False
+    assert server.http.head(url, timeout=10).status_code == 404
+
+
+def test_encoded_heads_put_this_seconds_date_between_their_parts():
+    """An answer's status line and headers are encoded once with it
+    (``http1.head_blocks``); its ``Date`` goes between the two parts as it is
+    sent, so a kept head never carries another second's."""
+    before, after = head_blocks(200, "Content-Length: 1\r\n")
+    assert before == b"HTTP/1.1 200 OK\r\nServer: " + envelope.SERVER.encode() + b"\r\n"
+    assert after == b"X-Content-Type-Options: nosniff\r\nContent-Length: 1\r\n"
+    assert b"Date" not in before + after
+    with_date = before + envelope.date_line() + after
+    fields = [f"{name}: {value}\r\n" for name, value in envelope.common_fields()]
+    assert with_date.decode() == "HTTP/1.1 200 OK\r\n" + "".join(fields) + "Content-Length: 1\r\n"
+    _, json_after = head_blocks(200, "", json_body=True)
+    assert b"Content-Type: application/json" in json_after and b"no-store" in json_after

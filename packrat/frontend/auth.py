@@ -127,11 +127,14 @@ class Authenticator:
         if self._htpasswd is not None:
             self._maybe_reload()  # a changed file: what was remembered is forgotten
         mac = self._mac.copy()  # keyed already: no key set-up per request
-        mac.update(authorization.encode("utf-8", "replace"))
+        mac.update(authorization.encode(errors="replace"))
         fingerprint = mac.digest()
-        rights = self._remembered.get(fingerprint)
+        remembered = self._remembered
+        rights = remembered.get(fingerprint)
         if rights is not None:
-            self._remembered.move_to_end(fingerprint)
+            remembered.move_to_end(fingerprint)
+            if right in rights:  # the usual case, without a call
+                return None
             return self._grant(right, rights)
         scheme, _, credentials = authorization.strip().partition(" ")
         scheme = scheme.lower()

@@ -40,6 +40,7 @@ from tornado.httputil import format_timestamp
 
 from packrat.core.errors import PackratError, RangeNotSatisfiable
 from packrat.frontend.headers import content_disposition, etag_in, parse_http_date, parse_range
+from packrat.frontend.http1 import head_blocks
 from packrat.store import Checker, ObjectMeta, key_digest, read_data
 from packrat.store.format import MAX_METADATA, TAIL_SIZE
 
@@ -67,6 +68,7 @@ class Answer:
 
     status: int  # 200, 206 or 304
     headers: tuple[str, ...]  # header lines, made once per object (and range)
+    head: tuple[bytes, bytes]  # status line and all headers, encoded (http1.head_blocks)
     body: bool  # False for HEAD and 304
     start: int  # the bytes start:stop of the data are the body
     stop: int
@@ -153,18 +155,26 @@ def plan(
     lines = (
         f"Content-Range: bytes {first}-{last}/{meta.size}\r\nContent-Length: {last - first + 1}\r\n"
     )
-    return Answer(206, (_described(meta, control), lines), True, first, last + 1, False)
+    headers = (_described(meta, control), lines)
+    return Answer(206, headers, _head(206, headers), True, first, last + 1, False)
 
 
 @functools.lru_cache(maxsize=4096)
 def _whole(meta: ObjectMeta, control: str, with_body: bool) -> Answer:
     lines = _described(meta, control) + f"Content-Length: {meta.size}\r\n"
-    return Answer(200, (lines,), with_body, 0, meta.size, True)
+    return Answer(200, (lines,), _head(200, (lines,)), with_body, 0, meta.size, True)
 
 
 @functools.lru_cache(maxsize=4096)
 def _not_modified(meta: ObjectMeta, control: str) -> Answer:
-    return Answer(304, (_validators(meta, control),), False, 0, 0, False)
+    lines = (_validators(meta, control),)
+    return Answer(304, lines, _head(304, lines), False, 0, 0, False)
+
+
+def _head(status: int, headers: tuple[str, ...]) -> tuple[bytes, bytes]:
+    """An answer's status line and headers, encoded once with it (its ``Date`` goes
+    between the two parts as it is sent: ``http1.Exchange.respond_block``)."""
+    return head_blocks(status, "".join(headers))
 
 
 @functools.lru_cache(maxsize=4096)

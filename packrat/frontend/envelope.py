@@ -47,6 +47,29 @@ def common_fields(json_body: bool = False) -> list[tuple[str, str]]:
 
 
 _lines: dict[bool, tuple[int, str]] = {}  # json_body -> (second, lines)
+_date_line = [b"", -1]  # the Date header line of the current second, encoded, and that second
+
+
+def date_line() -> bytes:
+    """``Date: ...`` as an encoded header line, made once a second (``common_around_date``)."""
+    now = int(time.time())
+    if now != _date_line[1]:
+        _date_line[0] = f"Date: {http_now()}\r\n".encode("latin-1")
+        _date_line[1] = now
+    return _date_line[0]  # type: ignore[return-value]
+
+
+def common_around_date(json_body: bool = False) -> tuple[str, str]:
+    """``common_lines`` without ``Date``: the lines before it and after it, which stay
+    the same (an answer's headers made once, with ``date_line`` put between them).
+
+    >>> common_around_date()[1]
+    'X-Content-Type-Options: nosniff\\r\\n'
+    """
+    fields = common_fields(json_body)
+    assert fields[1][0] == "Date"
+    lines = [f"{name}: {value}\r\n" for name, value in fields]
+    return lines[0], "".join(lines[2:])
 
 
 def common_lines(json_body: bool = False) -> str:

@@ -92,6 +92,10 @@ _HOST = re.compile(
 # the same few ways (bounded, so made-up hosts cannot grow it).
 _GOOD_HOSTS: set[str] = set()
 MAX_GOOD_HOSTS = 256
+# Header names as sent, each with its lower-case text: clients send the same few
+# (one dictionary lookup a header instead of a decode and a lower; bounded as above).
+_NAMES: dict[bytes, str] = {}
+MAX_NAMES = 256
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _END = object()  # the end of a request body, in an exchange's inbox
 # An answer's headers: (name, value) fields, or blocks of ready "Name: value\r\n" lines
@@ -262,7 +266,9 @@ class Exchange:
         self._begun = True
         try:
             self.delegate = server.route(self)
-            self._call(self.delegate.headers_received)
+            waiting = self.delegate.headers_received()
+            if waiting is not None:
+                self._wait_for(waiting)
         except PackratError as error:
             self.fail(error)
             return
@@ -270,7 +276,8 @@ class Exchange:
             log.exception("answering %s %r failed", self.request.method, self.request.path)
             self.fail(PackratError("the server failed to handle the request"))
             return
-        self._pump()
+        if not self.response_complete:  # most reads are answered already: no call
+            self._pump()
 
     def body_chunk(self, data: bytes) -> None:
         self.received += len(data)
@@ -322,9 +329,13 @@ class Exchange:
     def _call(self, method: Callable[..., Awaitable[None] | None], *args: Any) -> None:
         waiting = method(*args)
         if waiting is not None:
-            self._blocked = True
-            future = asyncio.ensure_future(waiting)
-            future.add_done_callback(self._unblock)
+            self._wait_for(waiting)
+
+    def _wait_for(self, waiting: Awaitable[None]) -> None:
+        """Hold the rest of the body back until the delegate's ``waiting`` resolves."""
+        self._blocked = True
+        future = asyncio.ensure_future(waiting)
+        future.add_done_callback(self._unblock)
 
     def _unblock(self, future: asyncio.Future[None]) -> None:
         self._blocked = False
@@ -385,7 +396,20 @@ class Exchange:
         ``Content-Length`` must be among ``fields``; the body is left out
         for ``HEAD`` and ``304``.
         """
-        head = self._head(status, fields)
+        self._write_whole(self._head(status, fields), status, body)
+
+    def respond_block(
+        self, status: int, block: tuple[bytes, bytes], body: bytes | memoryview
+    ) -> None:
+        """``respond``, with the status line and headers encoded already but for
+        ``Date``, which goes between the two parts of ``block`` (``head_blocks``):
+        the object path's usual answers, made once per answer, not per request."""
+        before, after = block
+        self._write_whole(
+            self._head_end(status, before + envelope.date_line() + after), status, body
+        )
+
+    def _write_whole(self, head: bytes, status: int, body: bytes | memoryview) -> None:
         if self.request.method == "HEAD" or status == 304 or not body:
             self.connection.write(head)
         else:
@@ -472,6 +496,9 @@ class Exchange:
         return self.connection.closed
 
     def _head(self, status: int, fields: Fields) -> bytes:
+        return self._head_end(status, head_block(status, fields))
+
+    def _head_end(self, status: int, block: bytes) -> bytes:
         """The status line and headers, with the connection headers of RFC 9112 9.6.
 
         The connection is kept only if the request was read whole (an
@@ -484,16 +511,9 @@ class Exchange:
         request = self.request
         keep = request.keep_alive and self.request_complete and not self.connection.draining
         request.keep_alive = keep
-        lines = [STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n"]
-        for field in fields:
-            lines.append(field if type(field) is str else f"{field[0]}: {field[1]}\r\n")
         if request.version == "HTTP/1.1":
-            if not keep:
-                lines.append("Connection: close\r\n")
-        elif keep:
-            lines.append("Connection: keep-alive\r\n")
-        lines.append("\r\n")
-        return "".join(lines).encode("latin-1")
+            return block + (b"\r\n" if keep else b"Connection: close\r\n\r\n")
+        return block + (b"Connection: keep-alive\r\n\r\n" if keep else b"\r\n")
 
     def done(self, status: int) -> None:
         """Record the exchange (access line and counts), once; it leaves the in-flight count."""
@@ -531,6 +551,23 @@ REASONS = {
 
 
 STATUS_LINES = {status: f"HTTP/1.1 {status} {reason}\r\n" for status, reason in REASONS.items()}
+
+
+def head_block(status: int, fields: Fields) -> bytes:
+    """An answer's status line and header lines, encoded; the blank line that ends
+    them and the connection's headers are added per exchange (``Exchange._head_end``)."""
+    lines = [STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n"]
+    for field in fields:
+        lines.append(field if type(field) is str else f"{field[0]}: {field[1]}\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+def head_blocks(status: int, lines: str, json_body: bool = False) -> tuple[bytes, bytes]:
+    """The status line and headers of an answer with the common headers
+    (``envelope.common_fields``) and ``lines``, encoded before and after its
+    ``Date`` line, for ``Exchange.respond_block`` (made once, kept by the caller)."""
+    before, after = envelope.common_around_date(json_body)
+    return head_block(status, [before]), (after + lines).encode("latin-1")
 
 
 class _Refused(Exception):
@@ -668,9 +705,12 @@ class Connection(asyncio.Protocol):
         headers: dict[str, str] = {}
         size = len(self._url) + len(method) + 12
         hosts = 0  # Host headers after the first
+        names = _NAMES
         for name, raw in fields:
             size += len(name) + len(raw) + LINE_OVERHEAD
-            lower = name.decode("latin-1").lower()
+            lower = names.get(name)
+            if lower is None:
+                lower = _lower_name(name)
             value = raw.decode("latin-1")
             if lower in headers:
                 headers[lower] += "," + value
@@ -690,7 +730,9 @@ class Connection(asyncio.Protocol):
             problem = self._head_too_large()
         elif version != "HTTP/1.1" and version != "HTTP/1.0":
             problem = f"{version} is not served here: HTTP/1.1 or HTTP/1.0"
-        elif version == "HTTP/1.1" or "host" in headers:
+        elif (version == "HTTP/1.1" or hosts) and (
+            hosts != 1 or headers["host"] not in _GOOD_HOSTS
+        ):
             problem = host_problem(headers.get("host"), hosts)
         if problem is None and parser.should_upgrade() and request.body_expected:
             problem = "a request that asks to switch protocols (Upgrade) cannot carry a body here"
@@ -713,7 +755,11 @@ class Connection(asyncio.Protocol):
         self.body_started = None
         exchange = self.reading
         self.reading = None
-        if exchange is not None:
+        if exchange is None:
+            return
+        if exchange.response_complete and exchange.head_sent:  # answered: nothing to hand
+            exchange.request_complete = True
+        else:
             exchange.body_end()
 
     # -- refusing what is not a request
@@ -794,7 +840,8 @@ class Connection(asyncio.Protocol):
             self.current.begin()
         else:
             self.waiting_since = time.monotonic()
-            self.resume_reading()
+            if self._read_paused:
+                self.resume_reading()
 
     # -- reading and writing
 
@@ -871,6 +918,14 @@ def host_problem(host: str | None, count: int) -> str | None:
     if len(_GOOD_HOSTS) < MAX_GOOD_HOSTS:
         _GOOD_HOSTS.add(host)
     return None
+
+
+def _lower_name(name: bytes) -> str:
+    """A header name's lower-case text, remembered (see ``_NAMES``)."""
+    lower = name.decode("latin-1").lower()
+    if len(_NAMES) < MAX_NAMES:
+        _NAMES[name] = lower
+    return lower
 
 
 def _reason(error: Exception) -> str:

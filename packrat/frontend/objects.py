@@ -100,7 +100,7 @@ from packrat.frontend.downloads import (
     send_body,
     small_body,
 )
-from packrat.frontend.http1 import Delegate, Exchange
+from packrat.frontend.http1 import Delegate, Exchange, head_blocks
 from packrat.frontend.uploads import BodyReceiver
 from packrat.store import CorruptObject, ObjectMeta, is_stored, open_to_read
 
@@ -122,6 +122,10 @@ EXISTS_ETAG = {
 EXISTS_LINES = {
     present: f"Etag: {EXISTS_ETAG[present]}\r\nContent-Length: {len(body)}\r\n"
     for present, body in EXISTS_BODY.items()
+}
+# Their status line and headers, encoded once (http1.Exchange.respond_block).
+EXISTS_HEADS = {
+    present: head_blocks(200, lines, json_body=True) for present, lines in EXISTS_LINES.items()
 }
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f]")  # what RequestHandler replaces in arguments
 
@@ -313,17 +317,16 @@ class ObjectRequest(Delegate):
         exchange = self.exchange
         try:
             answer = plan(frontend, exchange.request.headers, meta, True)
-            fields = [envelope.common_lines(), *answer.headers]
             if not answer.body:
-                exchange.respond(answer.status, fields, b"")
+                exchange.respond_block(answer.status, answer.head, b"")
             elif data is not None:
                 body = small_body(data, meta, answer)
                 if body is None:  # corrupt: nothing was sent yet
                     inode = (info.st_dev, info.st_ino)
                     return self._drop_then_miss(CorruptObject("its digest does not match", inode))
-                exchange.respond(answer.status, fields, body)
+                exchange.respond_block(answer.status, answer.head, body)
             else:
-                exchange.start(answer.status, fields)
+                exchange.start(answer.status, [envelope.common_lines(), *answer.headers])
                 inode = (info.st_dev, info.st_ino)
                 sending = send_body(exchange, frontend, fd, meta, inode, answer)
                 fd = -1  # send_body closes it
@@ -347,7 +350,7 @@ class ObjectRequest(Delegate):
         frontend.coordinator.touch(self.key)
         frontend.metrics.hit()
         answer = plan(frontend, self.exchange.request.headers, meta, False)
-        self.exchange.respond(answer.status, [envelope.common_lines(), *answer.headers], b"")
+        self.exchange.respond_block(answer.status, answer.head, b"")
         return None
 
     def _miss(self, with_body: bool = True, second_tier: bool = True) -> Awaitable[None] | None:
@@ -445,13 +448,13 @@ class ObjectRequest(Delegate):
         self._present(await tier.head(self.key) is not None)
 
     def _present(self, present: bool) -> None:
-        common = envelope.common_lines(json_body=True)
         etag = EXISTS_ETAG[present]
         match = self.exchange.request.headers.get("if-none-match")
         if match is not None and _etag_matches(match, etag):
+            common = envelope.common_lines(json_body=True)
             self.exchange.respond(304, [common, ("Etag", etag)], b"")
         else:
-            self.exchange.respond(200, [common, EXISTS_LINES[present]], EXISTS_BODY[present])
+            self.exchange.respond_block(200, EXISTS_HEADS[present], EXISTS_BODY[present])
 
     # -- delete
 
