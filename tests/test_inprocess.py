@@ -12,10 +12,12 @@ import hashlib
 import threading
 
 import pytest
+import zmq
 from tornado.httpclient import HTTPClientError
 
 from packrat.coordinator.connection import AsyncCoordinatorClient
 from packrat.coordinator.server import CoordinatorServer
+from packrat.core.errors import CoordinatorUnavailable
 from packrat.core.settings import Settings
 from packrat.frontend.app import make_app, make_dependencies, make_server
 from packrat.store.accounting import charge
@@ -159,3 +161,51 @@ async def test_metrics_of_one_process_without_a_shared_directory(http_client, ba
     assert 'packrat_http_requests_total{method="POST",route="/{key}",status="200"} 1.0' in text
     assert "packrat_cache_hits_total 1.0" in text
     assert "packrat_cache_objects 1.0" in text and "packrat_coordinator_up 1.0" in text
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_every_reply_is_read_with_many_requests_in_flight(http_client, base_url, client):
+    """Uploads, deletes and figures at once: sends made while replies are on their way
+    (a send may take in their wake-up) lose none of them."""
+    client.start()
+
+    async def upload(n: int) -> None:
+        reply = await http_client.fetch(f"{base_url}/many/{n}", method="PUT", body=b"x" * n)
+        assert b'"success": true' in reply.body
+
+    async def figures() -> None:
+        assert "objects" in await client.stats()
+
+    await asyncio.gather(*(upload(n) for n in range(1, 41)), *(figures() for _ in range(40)))
+    await asyncio.gather(*(client.delete(f"many/{n}") for n in range(1, 41)))
+    assert (await client.stats())["objects"] == 0
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_unanswered_requests_expire_each_at_its_own_deadline(tmp_path):
+    """A coordinator that takes requests and never answers: each request fails with
+    ``CoordinatorUnavailable`` at its own timeout, the shorter one first, from one timer."""
+    context = zmq.Context()
+    silent = context.socket(zmq.ROUTER)
+    endpoint = f"ipc://{tmp_path}/silent.sock"
+    silent.bind(endpoint)
+    client = AsyncCoordinatorClient(endpoint, 0.6, 0.01)
+    loop = asyncio.get_running_loop()
+    ended: dict[str, float] = {}
+
+    async def ask(name: str, timeout: float | None) -> None:
+        started = loop.time()
+        with pytest.raises(CoordinatorUnavailable):
+            await client.stats(timeout)
+        ended[name] = loop.time() - started
+
+    try:
+        await asyncio.gather(ask("long", None), ask("short", 0.2), ask("long too", None))
+        assert list(ended) == ["short", "long", "long too"]
+        assert 0.2 <= ended["short"] < 0.5
+        assert 0.6 <= ended["long"] < 1.0
+        assert silent.poll(1000)  # the requests were sent, and left unanswered
+    finally:
+        await client.close()
+        silent.close()
+        context.term()
