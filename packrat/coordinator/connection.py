@@ -264,7 +264,7 @@ class AsyncCoordinatorClient:
         """Send ``request`` now (after the reads it must not overtake) and call ``answered``
         once, from the loop, with its reply (unchecked: ``checked``) or
         ``CoordinatorUnavailable`` (not connected, or no reply in time)."""
-        loop = self._watch()
+        loop = self._loop or self._watch()
         started = time.perf_counter()
         frame = protocol.encode(request)
         if self._touched or self._misses:

@@ -148,6 +148,8 @@ class Upload:
     the key has no object, ``AlreadyStored`` else, nothing stored), and
     ``settle`` the coordinator's answer into the client's."""
 
+    __slots__ = ("form", "limit", "meta", "received", "staged")
+
     def __init__(self, layout: Layout, limit: SizeLimit, content_type: str | None) -> None:
         """``content_type`` is the request's for a multipart ``POST``, None for a raw body."""
         self.limit = limit
@@ -195,7 +197,9 @@ class Upload:
         assert staged is not None
         filename = clean_filename(filename or "") or key.rsplit("/", 1)[-1]
         content_type = (
-            clean_content_type(content_type) or guess_type(filename) or "application/octet-stream"
+            (content_type and clean_content_type(content_type))
+            or guess_type(filename)
+            or "application/octet-stream"
         )
         try:
             self.meta, file_size = staged.seal(key, filename, content_type, headers=headers)
@@ -356,9 +360,11 @@ class BodyReceiver:
         ``Content-Disposition``; ``stored``: headers kept with the object,
         ``replace``: whether it may replace one (a build tool's route says)."""
         headers = self.headers
-        filename = filename or disposition_filename(headers.get("content-disposition", ""))
+        if not filename:
+            disposition = headers.get("content-disposition")
+            filename = disposition_filename(disposition) if disposition else None
         content_type = headers.get("content-type", "")
-        if content_type.split(";", 1)[0].strip().lower() in FORM_TYPES:
+        if content_type and content_type.split(";", 1)[0].strip().lower() in FORM_TYPES:
             content_type = ""  # curl --data-binary's default, not the file's type
         expected = headers.get(DIGEST_HEADER)
         return self._finish(key, filename, content_type, expected, stored, replace, committed)
