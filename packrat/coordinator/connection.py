@@ -365,7 +365,7 @@ class AsyncCoordinatorClient:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             self._loop.add_reader(self._socket.FD, self._read_replies)
-            self._loop.call_soon(self._read_replies)
+            self._loop.call_soon(self._read_replies, False)
         return self._loop
 
     def _send(self, frame: bytes) -> None:
@@ -378,16 +378,17 @@ class AsyncCoordinatorClient:
         self._socket.send(frame, _NOBLOCK)
         if self._unanswered and not self._reading_soon and self._loop is not None:
             self._reading_soon = True
-            self._loop.call_soon(self._read_replies)
+            self._loop.call_soon(self._read_replies, False)
 
-    def _read_replies(self) -> None:
+    def _read_replies(self, woken: bool = True) -> None:
         """Take every reply the socket holds, until ``EVENTS`` says it is empty (that check
-        is what re-arms the ``FD``'s wake-up; with a reply awaited, the first ``recv`` is
-        tried at once)."""
+        is what re-arms the ``FD``'s wake-up).  Woken by the ``FD`` with a reply awaited,
+        the first ``recv`` is tried at once (not after a read made just in case: a failed
+        ``recv`` costs more than ``EVENTS``)."""
         self._reading_soon = False
         socket = self._socket
         pending = self._pending
-        expected = self._unanswered > 0
+        expected = woken and bool(pending)
         while expected or socket.getsockopt(_EVENTS) & _POLLIN:
             expected = False
             try:
