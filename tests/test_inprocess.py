@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
+import struct
 import threading
 
 import pytest
@@ -209,3 +211,27 @@ async def test_unanswered_requests_expire_each_at_its_own_deadline(tmp_path):
         await client.close()
         silent.close()
         context.term()
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_client_gone_while_its_commit_is_on_its_way_leaves_no_error(
+    http_server, http_port, client, settings, caplog
+):
+    """The whole body sent, then the connection reset before the answer: the staging
+    file is withdrawn or published, and the late reply is no error."""
+    client.start()
+    for n in range(20):
+        _, writer = await asyncio.open_connection("127.0.0.1", http_port)
+        writer.write(b"PUT /gone/%d HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello" % n)
+        await writer.drain()
+        raw = writer.get_extra_info("socket")
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()  # a reset: the server hears of it at once
+    for _ in range(200):
+        if http_server.in_flight == 0:
+            break
+        await asyncio.sleep(0.02)
+    await client.stats()  # every commit answered before this one
+    assert http_server.in_flight == 0
+    assert [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []
+    assert list((settings.cache_root / "staging").iterdir()) == []

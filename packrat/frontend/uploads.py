@@ -148,7 +148,7 @@ class Upload:
     the key has no object, ``AlreadyStored`` else, nothing stored), and
     ``settle`` the coordinator's answer into the client's."""
 
-    __slots__ = ("form", "limit", "meta", "received", "staged")
+    __slots__ = ("form", "limit", "received", "sealed", "staged")
 
     def __init__(self, layout: Layout, limit: SizeLimit, content_type: str | None) -> None:
         """``content_type`` is the request's for a multipart ``POST``, None for a raw body."""
@@ -157,7 +157,8 @@ class Upload:
         self.form = (
             MultipartForm(content_type, self._write_file) if content_type is not None else None
         )
-        self.meta: ObjectMeta | None = None  # once sealed
+        # once sealed: the file and its metadata (kept if the file is discarded meanwhile)
+        self.sealed: tuple[StagedFile, ObjectMeta] | None = None
         try:
             self.staged: StagedFile | None = StagedFile(layout)
         except NoSpace as e:
@@ -202,18 +203,20 @@ class Upload:
             or "application/octet-stream"
         )
         try:
-            self.meta, file_size = staged.seal(key, filename, content_type, headers=headers)
+            meta, file_size = staged.seal(key, filename, content_type, headers=headers)
         except NoSpace as e:
             raise _disk_full(e) from None
+        self.sealed = staged, meta
         return coordinator.requests.commit(
-            key, staged.name, file_size, self.meta.size, self.meta.filename, not replace
+            key, staged.name, file_size, meta.size, meta.filename, not replace
         )
 
     def settle(self, commit: Commit, outcome: Reply | CoordinatorUnavailable) -> dict[str, Any]:
         """The JSON answer once the coordinator answered ``commit`` (or did not in time),
-        or the ``PackratError`` to answer."""
-        staged = self.staged
-        assert staged is not None
+        or the ``PackratError`` to answer (the client may have left meanwhile, and its
+        staging file been discarded)."""
+        assert self.sealed is not None
+        staged, meta = self.sealed
         key = commit.key
         if isinstance(outcome, CoordinatorUnavailable):
             self.staged = None
@@ -229,8 +232,6 @@ class Upload:
         if outcome.present:  # not claimed: the key's object stays, this one goes
             raise AlreadyStored(f"an object is stored under key {key!r} already; kept it")
         self.staged = None  # published by the coordinator
-        meta = self.meta
-        assert meta is not None
         return {
             "success": True,
             "key": key,
