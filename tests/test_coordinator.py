@@ -103,6 +103,26 @@ def test_a_staged_files_digest_follows_every_write(coordinator):
     staged.discard()
 
 
+def test_a_forked_process_names_its_staging_files_by_its_own_pid(coordinator):
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: one staging file, its name to the parent
+        try:
+            staged = StagedFile(coordinator.layout)
+            os.write(write_end, staged.name.encode())
+            staged.discard()
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    name = os.read(read_end, 200).decode()
+    os.close(read_end)
+    os.waitpid(child, 0)
+    assert name.startswith(f"{child}-")
+    mine = StagedFile(coordinator.layout)
+    assert mine.name.startswith(f"{os.getpid()}-")
+    mine.discard()
+
+
 def test_commit_publishes_the_object(coordinator):
     reply = commit(coordinator, "k", b"hello")
     assert reply.ok and reply.evicted == 0

@@ -47,6 +47,7 @@ def no_space(error: OSError) -> bool:
 
 _salt = secrets.randbits(32)
 _serial = itertools.count()
+_pid = os.getpid()  # this process's, in every staging file's name (a system call each time)
 
 
 def _unique() -> str:
@@ -56,12 +57,13 @@ def _unique() -> str:
     return f"{_salt:08x}{next(_serial) & 0xFFFFFFFF:08x}"
 
 
-def _new_salt() -> None:
-    global _salt
+def _after_fork() -> None:
+    global _salt, _pid
     _salt = secrets.randbits(32)
+    _pid = os.getpid()
 
 
-os.register_at_fork(after_in_child=_new_salt)
+os.register_at_fork(after_in_child=_after_fork)
 
 
 class StagedFile:
@@ -72,7 +74,7 @@ class StagedFile:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         while True:
-            self.name = f"{os.getpid()}-{_unique()}{PART}"
+            self.name = f"{_pid}-{_unique()}{PART}"
             try:
                 self._fd = os.open(self.name, _CREATE_FLAGS, 0o644, dir_fd=layout.staging_fd)
                 break
