@@ -213,7 +213,7 @@ async def test_unanswered_requests_expire_each_at_its_own_deadline(tmp_path):
         context.term()
 
 
-@pytest.mark.gen_test(timeout=20)
+@pytest.mark.gen_test(timeout=30)
 async def test_a_client_gone_while_its_commit_is_on_its_way_leaves_no_error(
     http_server, http_port, client, settings, caplog
 ):
@@ -227,11 +227,10 @@ async def test_a_client_gone_while_its_commit_is_on_its_way_leaves_no_error(
         raw = writer.get_extra_info("socket")
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.close()  # a reset: the server hears of it at once
-    for _ in range(200):
+    for _ in range(750):  # every commit answered (a loaded machine's file work may be slow)
         if http_server.in_flight == 0:
             break
         await asyncio.sleep(0.02)
-    await client.stats()  # every commit answered before this one
     assert http_server.in_flight == 0
     assert [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []
     assert list((settings.cache_root / "staging").iterdir()) == []
