@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from array import array
@@ -88,6 +89,38 @@ def assert_exact(coord: Coordinator) -> None:
     assert index.used == sum(files.values())
     assert all(index.charge_of(key) == cost for key, cost in files.items())
     assert index.disk_bytes <= index.max_size
+
+
+def test_a_staged_files_digest_follows_every_write(coordinator):
+    """The sha256 is made once when asked, and again after more bytes arrive."""
+    staged = StagedFile(coordinator.layout)
+    staged.write(b"first")
+    assert staged.hexdigest() == hashlib.sha256(b"first").hexdigest()
+    staged.write(b" and more")
+    assert staged.hexdigest() == hashlib.sha256(b"first and more").hexdigest()
+    meta, _ = staged.seal("digest", "digest.txt", "text/plain")
+    assert meta.sha256 == hashlib.sha256(b"first and more").hexdigest()
+    staged.discard()
+
+
+def test_a_forked_process_names_its_staging_files_by_its_own_pid(coordinator):
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: one staging file, its name to the parent
+        try:
+            staged = StagedFile(coordinator.layout)
+            os.write(write_end, staged.name.encode())
+            staged.discard()
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    name = os.read(read_end, 200).decode()
+    os.close(read_end)
+    os.waitpid(child, 0)
+    assert name.startswith(f"{child}-")
+    mine = StagedFile(coordinator.layout)
+    assert mine.name.startswith(f"{os.getpid()}-")
+    mine.discard()
 
 
 def test_commit_publishes_the_object(coordinator):

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
+import struct
 import threading
 
 import pytest
+import zmq
 from tornado.httpclient import HTTPClientError
 
 from packrat.coordinator.connection import AsyncCoordinatorClient
 from packrat.coordinator.server import CoordinatorServer
+from packrat.core.errors import CoordinatorUnavailable
 from packrat.core.settings import Settings
 from packrat.frontend.app import make_app, make_dependencies, make_server
 from packrat.store.accounting import charge
@@ -159,3 +163,74 @@ async def test_metrics_of_one_process_without_a_shared_directory(http_client, ba
     assert 'packrat_http_requests_total{method="POST",route="/{key}",status="200"} 1.0' in text
     assert "packrat_cache_hits_total 1.0" in text
     assert "packrat_cache_objects 1.0" in text and "packrat_coordinator_up 1.0" in text
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_every_reply_is_read_with_many_requests_in_flight(http_client, base_url, client):
+    """Uploads, deletes and figures at once: sends made while replies are on their way
+    (a send may take in their wake-up) lose none of them."""
+    client.start()
+
+    async def upload(n: int) -> None:
+        reply = await http_client.fetch(f"{base_url}/many/{n}", method="PUT", body=b"x" * n)
+        assert b'"success": true' in reply.body
+
+    async def figures() -> None:
+        assert "objects" in await client.stats()
+
+    await asyncio.gather(*(upload(n) for n in range(1, 41)), *(figures() for _ in range(40)))
+    await asyncio.gather(*(client.delete(f"many/{n}") for n in range(1, 41)))
+    assert (await client.stats())["objects"] == 0
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_unanswered_requests_expire_each_at_its_own_deadline(tmp_path):
+    """A coordinator that takes requests and never answers: each request fails with
+    ``CoordinatorUnavailable`` at its own timeout, the shorter one first, from one timer."""
+    context = zmq.Context()
+    silent = context.socket(zmq.ROUTER)
+    endpoint = f"ipc://{tmp_path}/silent.sock"
+    silent.bind(endpoint)
+    client = AsyncCoordinatorClient(endpoint, 0.6, 0.01)
+    loop = asyncio.get_running_loop()
+    ended: dict[str, float] = {}
+
+    async def ask(name: str, timeout: float | None) -> None:
+        started = loop.time()
+        with pytest.raises(CoordinatorUnavailable):
+            await client.stats(timeout)
+        ended[name] = loop.time() - started
+
+    try:
+        await asyncio.gather(ask("long", None), ask("short", 0.2), ask("long too", None))
+        assert list(ended) == ["short", "long", "long too"]
+        assert 0.2 <= ended["short"] < 0.5
+        assert 0.6 <= ended["long"] < 1.0
+        assert silent.poll(1000)  # the requests were sent, and left unanswered
+    finally:
+        await client.close()
+        silent.close()
+        context.term()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_client_gone_while_its_commit_is_on_its_way_leaves_no_error(
+    http_server, http_port, client, settings, caplog
+):
+    """The whole body sent, then the connection reset before the answer: the staging
+    file is withdrawn or published, and the late reply is no error."""
+    client.start()
+    for n in range(20):
+        _, writer = await asyncio.open_connection("127.0.0.1", http_port)
+        writer.write(b"PUT /gone/%d HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello" % n)
+        await writer.drain()
+        raw = writer.get_extra_info("socket")
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()  # a reset: the server hears of it at once
+    for _ in range(750):  # every commit answered (a loaded machine's file work may be slow)
+        if http_server.in_flight == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert http_server.in_flight == 0
+    assert [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []
+    assert list((settings.cache_root / "staging").iterdir()) == []

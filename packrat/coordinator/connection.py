@@ -18,6 +18,7 @@ coordinator can tell which front ends are alive.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import os
@@ -106,9 +107,11 @@ class _Requests:
         return time.time() + (timeout or self.timeout)
 
 
-def _expire(future: asyncio.Future[Reply]) -> None:
-    if not future.done():
-        future.set_exception(CoordinatorUnavailable(SILENT))
+def _settle(
+    future: asyncio.Future[Reply | CoordinatorUnavailable], outcome: Reply | CoordinatorUnavailable
+) -> None:
+    if not future.done():  # not cancelled meanwhile
+        future.set_result(outcome)
 
 
 def checked(reply: Reply) -> Reply:
@@ -134,6 +137,12 @@ def _dealer(context: zmq.Context[Any], endpoint: str, curve_keys: Path | None) -
     return socket
 
 
+# What a request's sender hears once: its reply (unchecked) or CoordinatorUnavailable.
+Answered = Callable[[Reply | CoordinatorUnavailable], None]
+AnyRequest = Commit | Delete | Drop | ListKeys | Purge | Stats
+_OP = {cls: cls.__name__.lower() for cls in (Commit, Delete, Drop, ListKeys, Purge, Stats)}
+
+
 class AsyncCoordinatorClient:
     """The front end's client: requests, replies and batched reads on the event loop.
 
@@ -145,9 +154,13 @@ class AsyncCoordinatorClient:
     through ``zmq.asyncio``, whose futures, pollers and timers were a third of
     a small upload's time in the front end: sends never block (``NOBLOCK``),
     and replies are read when the socket's ``FD`` wakes the loop.  That
-    descriptor only says that the socket's state may have changed, so after
-    every send the socket's ``EVENTS`` are checked too (a send may have taken
-    in a reply, and the wake-up with it), as ``zmq.asyncio`` does.
+    descriptor only signals a change, and only once the socket was found
+    empty: replies are read until ``EVENTS`` says none is left, and a send
+    made while a reply may be on its way (it can take the wake-up in) is
+    followed by a read.  ``send_request`` sends a request and calls back with its
+    reply from the reader itself (an upload's commit: no task, no future);
+    ``request`` awaits one.  One timer, at the soonest deadline, expires the
+    requests not answered in time (not one timer per request).
     """
 
     def __init__(
@@ -164,7 +177,12 @@ class AsyncCoordinatorClient:
         self._context: zmq.Context[Any] = zmq.Context()
         self._socket = _dealer(self._context, endpoint, curve_keys)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: dict[int, asyncio.Future[Reply]] = {}
+        # id -> (expiry in loop time, start in perf_counter time, request, answered)
+        self._pending: dict[int, tuple[float, float, AnyRequest, Answered]] = {}
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry_at = 0.0
+        self._unanswered = 0  # requests sent whose reply was not read (expired ones too)
+        self._reading_soon = False
         self._touched: list[str] = []
         self._misses = 0
         self._bytes_in = 0
@@ -189,6 +207,8 @@ class AsyncCoordinatorClient:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._expiry is not None:
+            self._expiry.cancel()
         if self._loop is not None:
             self._loop.remove_reader(self._socket.FD)
         self._socket.close()
@@ -229,49 +249,105 @@ class AsyncCoordinatorClient:
         reply = await self.request(self.requests.purge(prefix, limit))
         return reply.keys, reply.more
 
-    async def request(
-        self,
-        request: Commit | Delete | Drop | ListKeys | Purge | Stats,
-        timeout: float | None = None,
-    ) -> Reply:
-        """Send one request and wait for its reply (see the module docstring)."""
-        loop = self._watch()
-        future: asyncio.Future[Reply] = loop.create_future()
-        self._pending[request.id] = future
+    async def request(self, request: AnyRequest, timeout: float | None = None) -> Reply:
+        """Send one request and wait for its reply, checked (see the module docstring)."""
+        future: asyncio.Future[Reply | CoordinatorUnavailable] = self._watch().create_future()
+        self.send_request(request, functools.partial(_settle, future), timeout)
+        outcome = await future
+        if isinstance(outcome, CoordinatorUnavailable):
+            raise outcome
+        return checked(outcome)
+
+    def send_request(
+        self, request: AnyRequest, answered: Answered, timeout: float | None = None
+    ) -> None:
+        """Send ``request`` now (after the reads it must not overtake) and call ``answered``
+        once, from the loop, with its reply (unchecked: ``checked``) or
+        ``CoordinatorUnavailable`` (not connected, or no reply in time)."""
+        loop = self._loop or self._watch()
         started = time.perf_counter()
         frame = protocol.encode(request)
+        if self._touched or self._misses:
+            self._send_touches()  # traffic counts alone can wait
         try:
-            await self._send_now(frame)
-            # One timer per request (asyncio.timeout costs a task lookup, a
-            # Timeout and a rescheduled handle each: a few percent of an upload).
-            expiry = loop.call_later(timeout or self.requests.timeout, _expire, future)
-            try:
-                reply = await future
-            finally:
-                expiry.cancel()
-        finally:
-            self._pending.pop(request.id, None)
-            if self.observe is not None:
-                self.observe(type(request).__name__.lower(), time.perf_counter() - started)
-        return checked(reply)
+            self._send(frame)
+        except zmq.Again:
+            # Not connected: ``immediate`` refuses the message; wait a little.
+            self.spawn(self._send_later(request, frame, started, answered, timeout))
+            return
+        self._expect(loop, request, started, answered, timeout)
 
-    async def _send_now(self, frame: bytes) -> None:
-        """Send one request, after the reads it must not overtake.
+    def _expect(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        request: AnyRequest,
+        started: float,
+        answered: Answered,
+        timeout: float | None,
+    ) -> None:
+        """Wait for the reply of ``request``, sent, until its timeout."""
+        self._unanswered += 1
+        expires = loop.time() + (timeout or self.requests.timeout)
+        self._pending[request.id] = (expires, started, request, answered)
+        if self._expiry is None or expires < self._expiry_at:
+            if self._expiry is not None:
+                self._expiry.cancel()
+            self._expiry = loop.call_at(expires, self._expire)
+            self._expiry_at = expires
 
-        With ``immediate`` the socket takes a message only while connected;
-        a short wait (``CONNECT_WAIT_MS``) covers start-up and reconnection.
-        """
+    async def _send_later(
+        self,
+        request: AnyRequest,
+        frame: bytes,
+        started: float,
+        answered: Answered,
+        timeout: float | None,
+    ) -> None:
+        """Send a request the socket refused: with ``immediate`` it takes a message only
+        while connected; a short wait (``CONNECT_WAIT_MS``) covers start-up and
+        reconnection."""
         deadline = time.monotonic() + CONNECT_WAIT_MS / 1000
         while True:
+            await asyncio.sleep(CONNECT_RETRY)
             if self._touched or self._misses:
-                self._send_touches()  # traffic counts alone can wait
+                self._send_touches()
             try:
                 self._send(frame)
-                return
+                break
             except zmq.Again:
                 if time.monotonic() >= deadline:
-                    raise CoordinatorUnavailable(UNREACHABLE) from None
-                await asyncio.sleep(CONNECT_RETRY)
+                    self._answer(request, started, answered, CoordinatorUnavailable(UNREACHABLE))
+                    return
+        self._expect(asyncio.get_running_loop(), request, started, answered, timeout)
+
+    def _answer(
+        self,
+        request: AnyRequest,
+        started: float,
+        answered: Answered,
+        outcome: Reply | CoordinatorUnavailable,
+    ) -> None:
+        if self.observe is not None:
+            self.observe(_OP[type(request)], time.perf_counter() - started)
+        try:
+            answered(outcome)
+        except Exception:  # the reader must go on: unread replies would stall the socket
+            log.exception("handling the coordinator's answer to request %d failed", request.id)
+
+    def _expire(self) -> None:
+        """The timer of the soonest deadline: answer what is overdue, then wait for the next."""
+        self._expiry = None
+        loop = self._watch()
+        now = loop.time()
+        overdue = [
+            request_id for request_id, (expires, *_) in self._pending.items() if expires <= now
+        ]
+        for request_id in overdue:
+            _, started, request, answered = self._pending.pop(request_id)
+            self._answer(request, started, answered, CoordinatorUnavailable(SILENT))
+        if self._pending and self._expiry is None:
+            self._expiry_at = min(expires for expires, *_ in self._pending.values())
+            self._expiry = loop.call_at(self._expiry_at, self._expire)
 
     def touch(self, key: str) -> None:
         self._touched.append(key)
@@ -289,28 +365,46 @@ class AsyncCoordinatorClient:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             self._loop.add_reader(self._socket.FD, self._read_replies)
-            self._loop.call_soon(self._read_replies)
+            self._loop.call_soon(self._read_replies, False)
         return self._loop
 
     def _send(self, frame: bytes) -> None:
-        """Send without blocking (``zmq.Again`` when not connected)."""
-        self._socket.send(frame, _NOBLOCK)
-        if self._loop is not None and self._socket.getsockopt(_EVENTS) & _POLLIN:
-            self._loop.call_soon(self._read_replies)
+        """Send without blocking (``zmq.Again`` when not connected).
 
-    def _read_replies(self) -> None:
-        """Take every reply the socket holds."""
+        A send may process the socket's commands, and with them take in the
+        wake-up of a reply that arrived meanwhile: with a reply on its way, the
+        replies are read on the next turn (once a turn).
+        """
+        self._socket.send(frame, _NOBLOCK)
+        if self._unanswered and not self._reading_soon and self._loop is not None:
+            self._reading_soon = True
+            self._loop.call_soon(self._read_replies, False)
+
+    def _read_replies(self, woken: bool = True) -> None:
+        """Take every reply the socket holds, until ``EVENTS`` says it is empty (that check
+        is what re-arms the ``FD``'s wake-up).  Woken by the ``FD`` with a reply awaited,
+        the first ``recv`` is tried at once (not after a read made just in case: a failed
+        ``recv`` costs more than ``EVENTS``)."""
+        self._reading_soon = False
         socket = self._socket
-        while socket.getsockopt(_EVENTS) & _POLLIN:
-            frame = socket.recv(_NOBLOCK)
+        pending = self._pending
+        expected = woken and bool(pending)
+        while expected or socket.getsockopt(_EVENTS) & _POLLIN:
+            expected = False
+            try:
+                frame = socket.recv(_NOBLOCK)
+            except zmq.Again:
+                continue  # a wake-up with no reply yet: EVENTS re-arms it
+            if self._unanswered:
+                self._unanswered -= 1
             try:
                 reply = protocol.decode_reply(frame)
             except protocol.ProtocolError as e:
                 log.warning("ignoring a bad reply from the coordinator: %s", e)
                 continue
-            future = self._pending.get(reply.id)
-            if future is not None and not future.done():
-                future.set_result(reply)
+            waiting = pending.pop(reply.id, None)
+            if waiting is not None:
+                self._answer(waiting[2], waiting[1], waiting[3], reply)
 
     async def _flush_touches(self) -> None:
         while True:

@@ -130,22 +130,31 @@ class Parsed:
 PARSED = Parsed()
 
 
-async def check_upload(frontend: Dependencies, key: str, staged: StagedFile) -> None:
-    """Refuse a staged body that its key's scheme does not allow (see the module's doc)."""
+def check_upload(frontend: Dependencies, key: str, staged: StagedFile) -> Awaitable[None] | None:
+    """Refuse a staged body that its key's scheme does not allow (see the module's doc):
+    None when there is nothing to wait for (most keys: no event-loop round), else the
+    check to await."""
     address = content_address(key)
     if address is not None:
-        sha256 = staged.hexdigest()
-        if address != sha256 and not body_matches(
-            address, sha256, await asyncio.to_thread(_blake3, staged)
-        ):
-            raise ChecksumMismatch(
-                f"a key under cas/ names its content: this upload's sha256 is {sha256}, and "
-                "its BLAKE3 differs too; nothing was stored"
-            )
-        return
+        if address == staged.hexdigest():
+            return None
+        return _check_blake3(address, staged)
     blobs = blobs_of(key)
     if blobs is None or not frontend.settings.bazel_check_action_results:
-        return
+        return None
+    return _check_action_result(frontend, blobs, staged)
+
+
+async def _check_blake3(address: str, staged: StagedFile) -> None:
+    sha256 = staged.hexdigest()
+    if not body_matches(address, sha256, await asyncio.to_thread(_blake3, staged)):
+        raise ChecksumMismatch(
+            f"a key under cas/ names its content: this upload's sha256 is {sha256}, and "
+            "its BLAKE3 differs too; nothing was stored"
+        )
+
+
+async def _check_action_result(frontend: Dependencies, blobs: str, staged: StagedFile) -> None:
     if staged.size > MAX_MESSAGE:
         raise InvalidActionResult(
             f"an action result under ac/ has at most {MAX_MESSAGE} bytes; nothing was stored"

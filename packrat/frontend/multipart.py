@@ -9,6 +9,7 @@ whatever the file size.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 
 from python_multipart.exceptions import FormParserError
@@ -20,6 +21,12 @@ FILE_FIELD = "file"
 MAX_FIELD_BYTES = 1024  # small form fields (e.g. ``sha256``) kept in memory
 MAX_FILENAME_CHARS = 255
 MAX_BOUNDARY = 70  # RFC 2046 section 5.1.1
+# The shapes browsers, curl and the usual clients send, read by one match each instead of
+# parse_options_header's generic split (a third of a small form's parsing); anything else
+# (quoted pairs, other parameters, other spacing or case) goes through parse_options_header,
+# whose result these give on every value they match (tests/test_multipart.py).
+_PLAIN_FORM_TYPE = re.compile(r"multipart/form-data; ?boundary=([0-9A-Za-z'()+_,./:=?-]+)")
+_PLAIN_DISPOSITION = re.compile(rb'form-data; name="([^"\\;]*)"(?:; filename="([^"\\;]*)")?')
 
 
 class MultipartForm:
@@ -35,9 +42,8 @@ class MultipartForm:
     """
 
     def __init__(self, content_type: str, on_file_data: Callable[[bytes], None]) -> None:
-        kind, options = parse_options_header(content_type)
-        boundary = options.get(b"boundary")
-        if kind != b"multipart/form-data" or not boundary:
+        boundary = form_boundary(content_type)
+        if not boundary:
             raise MalformedMultipart(
                 "the body must be multipart/form-data with a boundary, the file in field 'file'"
             )
@@ -109,9 +115,8 @@ class MultipartForm:
         self._header_field = self._header_value = b""
 
     def _headers_finished(self) -> None:
-        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
-        name = options.get(b"name", b"").decode("utf-8", "replace")
-        raw_name = options.get(b"filename")
+        raw_field, raw_name = disposition(self._headers.get(b"content-disposition", b""))
+        name = raw_field.decode("utf-8", "replace")
         if name != FILE_FIELD and raw_name is not None:
             if not self.file_seen:
                 raise self._misnamed(name, "a file")
@@ -147,6 +152,32 @@ class MultipartForm:
 
     def _end(self) -> None:
         self.complete = True
+
+
+def form_boundary(content_type: str) -> bytes | None:
+    """The boundary of a multipart/form-data body's ``Content-Type``; None for another type.
+
+    >>> form_boundary("multipart/form-data; boundary=x-1"), form_boundary('text/plain; boundary=x')
+    (b'x-1', None)
+    """
+    plain = _PLAIN_FORM_TYPE.fullmatch(content_type)
+    if plain is not None:
+        return plain.group(1).encode("latin-1")
+    kind, options = parse_options_header(content_type)
+    return options.get(b"boundary") if kind == b"multipart/form-data" else None
+
+
+def disposition(value: bytes) -> tuple[bytes, bytes | None]:
+    """A part's field name and file name (None: not a file) from its ``Content-Disposition``.
+
+    >>> disposition(b'form-data; name="file"; filename="a.txt"'), disposition(b'form-data; name=k')
+    ((b'file', b'a.txt'), (b'k', None))
+    """
+    plain = _PLAIN_DISPOSITION.fullmatch(value)
+    if plain is not None:
+        return plain.group(1), plain.group(2)
+    _, options = parse_options_header(value)
+    return options.get(b"name", b""), options.get(b"filename")
 
 
 @functools.lru_cache(maxsize=4096)

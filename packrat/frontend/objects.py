@@ -101,7 +101,7 @@ from packrat.frontend.downloads import (
     small_body,
 )
 from packrat.frontend.http1 import Delegate, Exchange, head_blocks
-from packrat.frontend.uploads import BodyReceiver
+from packrat.frontend.uploads import BodyReceiver, answer_body
 from packrat.store import CorruptObject, ObjectMeta, is_stored, open_to_read
 
 if TYPE_CHECKING:
@@ -503,23 +503,22 @@ class ObjectRequest(Delegate):
         receiver = self.receiver
         if receiver is None or not receiver.complete():
             return None  # answered already
-        return self._commit(receiver)
+        if self.exchange.request.method == "POST":
+            return receiver.finish_form(self.key, self.replace, self._committed)
+        return receiver.finish_raw(
+            self.key, self._filename(), self.stored, self.replace, self._committed
+        )
 
-    async def _commit(self, receiver: BodyReceiver) -> None:
-        try:
-            if self.exchange.request.method == "POST":
-                result = await receiver.commit_form(self.key, self.replace)
-            else:
-                result = await receiver.commit_raw(
-                    self.key, self._filename(), self.stored, self.replace
-                )
-        except BaseException:
-            receiver.end()  # the staging file goes before the error is answered
-            raise
-        receiver.end()  # its slot, for the next upload
-        if self.exchange.closed:
-            return  # the client left meanwhile; the object is stored all the same
-        self._json(result)
+    def _committed(self, result: dict[str, Any] | None, error: PackratError | None) -> None:
+        """The commit's outcome (from the coordinator's reply, on the loop)."""
+        if self.receiver is not None:
+            self.receiver.end()  # the staging file goes before an error is answered; the slot
+        if error is not None:
+            self.exchange.fail(error)
+        elif result is not None and not self.exchange.closed:  # closed: stored all the same
+            body = answer_body(result)
+            length = f"Content-Length: {len(body)}\r\n"
+            self.exchange.respond(200, [envelope.common_lines(json_body=True), length], body)
 
     def _filename(self) -> str | None:
         query = self.exchange.request.query

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from tornado.ioloop import PeriodicCallback
 
@@ -20,13 +19,15 @@ from packrat.core.errors import TooBusy
 log = logging.getLogger("packrat.frontend")
 
 
-@dataclass(eq=False)
 class Slot:
     """One upload's place among the process's uploads, and its progress."""
 
-    cut_off: Callable[[], None]  # removes the staging file, then closes the connection
-    last_progress: float = field(default_factory=time.monotonic)
-    receiving: bool = True  # the body is still arriving
+    __slots__ = ("cut_off", "last_progress", "receiving")
+
+    def __init__(self, cut_off: Callable[[], None]) -> None:
+        self.cut_off = cut_off  # removes the staging file, then closes the connection
+        self.last_progress = time.monotonic()
+        self.receiving = True  # the body is still arriving
 
 
 class UploadSlots:
@@ -43,6 +44,7 @@ class UploadSlots:
         self.report = report
         self._slots: set[Slot] = set()
         self._watchdog = PeriodicCallback(self._cut_stalled, min(idle_timeout / 4, 1.0) * 1000)
+        self._watching = False
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -55,7 +57,8 @@ class UploadSlots:
         self._slots.add(slot)
         if self.report is not None:
             self.report(len(self._slots))
-        if not self._watchdog.is_running():
+        if not self._watching:
+            self._watching = True
             self._watchdog.start()
         return slot
 
@@ -70,6 +73,7 @@ class UploadSlots:
         """The watchdog's tick; it stops itself once no upload holds a slot (stopping and
         starting it with every small upload cost two timers an upload)."""
         if not self._slots:
+            self._watching = False
             self._watchdog.stop()
             return
         now = time.monotonic()

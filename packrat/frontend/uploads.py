@@ -14,6 +14,7 @@ to the status page's form handler; each upload holds one of the process's
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import mimetypes
@@ -21,11 +22,13 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _quote
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tornado.web import RequestHandler
 
-from packrat.coordinator.connection import AsyncCoordinatorClient
+from packrat.coordinator.connection import AsyncCoordinatorClient, checked
+from packrat.coordinator.protocol import Commit, Reply
 from packrat.core.errors import (
     AlreadyStored,
     ChecksumMismatch,
@@ -40,7 +43,7 @@ from packrat.frontend.buildcache import check_upload
 from packrat.frontend.headers import clean_content_type, disposition_filename
 from packrat.frontend.multipart import MultipartForm, clean_filename
 from packrat.frontend.page import human_bytes
-from packrat.store import Layout, NoSpace, StagedFile
+from packrat.store import Layout, NoSpace, ObjectMeta, StagedFile
 
 if TYPE_CHECKING:
     from packrat.frontend.dependencies import Dependencies
@@ -116,12 +119,36 @@ def declared_length(value: str | None) -> int | None:
     return None
 
 
-# A check of a whole staged body before it is sealed: raises the PackratError that refuses it.
-BodyCheck = Callable[[str, StagedFile], Awaitable[None]]
+# Hears an upload's outcome once: the JSON answer, or the error to answer.
+Committed = Callable[[dict[str, Any] | None, PackratError | None], None]
+
+
+def answer_body(result: Mapping[str, Any]) -> bytes:
+    """``envelope.json_body`` of ``Upload``'s answer, made without ``json.dumps``'s
+    encoder (a tenth of a small upload's Python calls).
+
+    >>> result = {"success": True, "key": "a/\\u00e9\\\\", "size": 3, "sha256": "ab",
+    ...           "filename": 'x"y', "content_type": "text/plain", "evicted": 0}
+    >>> from packrat.frontend.envelope import json_body
+    >>> answer_body(result) == json_body(result)
+    True
+    """
+    return (
+        f'{{"success": true, "key": {_quote(result["key"])}, "size": {result["size"]:d}, '
+        f'"sha256": {_quote(result["sha256"])}, "filename": {_quote(result["filename"])}, '
+        f'"content_type": {_quote(result["content_type"])}, '
+        f'"evicted": {result["evicted"]:d}}}\n'
+    ).encode()
 
 
 class Upload:
-    """One upload's body on its way to a staging file, then its commit."""
+    """One upload's body on its way to a staging file, then its commit: ``verify`` the
+    digest the client expects, ``seal`` the file (with headers to send back on
+    reads) into the ``Commit`` that publishes it (``replace`` False: only if
+    the key has no object, ``AlreadyStored`` else, nothing stored), and
+    ``settle`` the coordinator's answer into the client's."""
+
+    __slots__ = ("form", "limit", "received", "sealed", "staged")
 
     def __init__(self, layout: Layout, limit: SizeLimit, content_type: str | None) -> None:
         """``content_type`` is the request's for a multipart ``POST``, None for a raw body."""
@@ -130,6 +157,8 @@ class Upload:
         self.form = (
             MultipartForm(content_type, self._write_file) if content_type is not None else None
         )
+        # once sealed: the file and its metadata (kept if the file is discarded meanwhile)
+        self.sealed: tuple[StagedFile, ObjectMeta] | None = None
         try:
             self.staged: StagedFile | None = StagedFile(layout)
         except NoSpace as e:
@@ -138,61 +167,69 @@ class Upload:
     def feed(self, chunk: bytes) -> None:
         """Take one body chunk; raises the ``PackratError`` that ends the upload."""
         self.received += len(chunk)
-        self.limit.check(body=self.received)
+        if self.received > self.limit.body:
+            self.limit.check(body=self.received)
         if self.form is not None:
             self.form.feed(chunk)
         else:
             self._write_file(chunk)
 
-    async def commit(
+    def verify(self, expected_sha256: str | None) -> StagedFile:
+        """The staged file, once its sha256 is the one the client expects (if it said)."""
+        staged = self.staged
+        assert staged is not None
+        if expected_sha256 and expected_sha256.strip().lower() != staged.hexdigest():
+            raise ChecksumMismatch(
+                "the upload's sha256 does not match the expected digest; nothing was stored"
+            )
+        return staged
+
+    def seal(
         self,
         coordinator: AsyncCoordinatorClient,
         key: str,
         filename: str | None,
         content_type: str | None,
-        expected_sha256: str | None,
-        check: BodyCheck | None = None,
         headers: tuple[tuple[str, str], ...] = (),
         replace: bool = True,
-    ) -> dict[str, Any]:
-        """Check the digest and the body (``check``: the key's scheme, ``buildcache``),
-        seal the file (with ``headers`` to send back on reads) and have the
-        coordinator publish it; with ``replace`` False, only if the key has no
-        object (``AlreadyStored`` else, nothing stored).
-
-        Returns the JSON answer for the client.
-        """
+    ) -> Commit:
+        """Append the trailer and close the staged file; the ``Commit`` that publishes it."""
         staged = self.staged
         assert staged is not None
-        digest = staged.hexdigest()
-        if expected_sha256 and expected_sha256.strip().lower() != digest:
-            raise ChecksumMismatch(
-                "the upload's sha256 does not match the expected digest; nothing was stored"
-            )
-        if check is not None:
-            await check(key, staged)
         filename = clean_filename(filename or "") or key.rsplit("/", 1)[-1]
         content_type = (
-            clean_content_type(content_type) or guess_type(filename) or "application/octet-stream"
+            (content_type and clean_content_type(content_type))
+            or guess_type(filename)
+            or "application/octet-stream"
         )
         try:
             meta, file_size = staged.seal(key, filename, content_type, headers=headers)
         except NoSpace as e:
             raise _disk_full(e) from None
-        try:
-            reply = await coordinator.commit(
-                key, staged.name, file_size, meta.size, meta.filename, not replace
-            )
-        except CoordinatorUnavailable:
+        self.sealed = staged, meta
+        return coordinator.requests.commit(
+            key, staged.name, file_size, meta.size, meta.filename, not replace
+        )
+
+    def settle(self, commit: Commit, outcome: Reply | CoordinatorUnavailable) -> dict[str, Any]:
+        """The JSON answer once the coordinator answered ``commit`` (or did not in time),
+        or the ``PackratError`` to answer (the client may have left meanwhile, and its
+        staging file been discarded)."""
+        assert self.sealed is not None
+        staged, meta = self.sealed
+        key = commit.key
+        if isinstance(outcome, CoordinatorUnavailable):
+            self.staged = None
             if staged.withdraw():
-                self.staged = None
-                raise  # the coordinator can no longer claim it: nothing is stored
-            self.staged = None  # claimed: the coordinator owns it now
+                raise outcome  # the coordinator can no longer claim it: nothing is stored
+            # claimed: the coordinator owns it now
             raise OutcomeUnknown(
                 "the cache coordinator took the upload but did not confirm it in time; it may"
                 f" or may not be stored: check GET /exists/{key} or upload it again"
-            ) from None
-        if reply.present:  # not claimed: the key's object stays, this one goes
+            )
+        if outcome.error is not None:
+            checked(outcome)  # raises its PackratError
+        if outcome.present:  # not claimed: the key's object stays, this one goes
             raise AlreadyStored(f"an object is stored under key {key!r} already; kept it")
         self.staged = None  # published by the coordinator
         return {
@@ -202,7 +239,7 @@ class Upload:
             "sha256": meta.sha256,
             "filename": meta.filename,
             "content_type": meta.content_type,
-            "evicted": reply.evicted,
+            "evicted": outcome.evicted,
         }
 
     def discard(self) -> None:
@@ -215,7 +252,8 @@ class Upload:
         staged = self.staged
         if staged is None:
             return
-        self.limit.check(file=staged.size + len(data))
+        if staged.size + len(data) > self.limit.file:
+            self.limit.check(file=staged.size + len(data))
         try:
             staged.write(data)
         except NoSpace as e:
@@ -244,8 +282,12 @@ class BodyReceiver:
     fed each body chunk, ended however the request ends.  An error found
     while the body streams is handed to ``fail`` (which answers it) at once
     and ends the request: the connection is then closed instead of reading
-    the rest.  ``objects.ObjectRequest`` uses it for ``PUT``/``POST /<key>``;
-    ``UploadReceiver`` adapts it to the status page's form.
+    the rest.  ``objects.ObjectRequest`` uses it for ``PUT``/``POST /<key>``
+    through ``finish_raw``/``finish_form``, which seal and send the commit at
+    once (a key with a scheme to check first awaits its check) and hand the
+    outcome to a callback when the coordinator answers: no task, no
+    coroutine an upload.  ``UploadReceiver`` adapts it to the status page's
+    form (``commit_form``, awaited).
     """
 
     def __init__(
@@ -260,7 +302,7 @@ class BodyReceiver:
         self.headers = headers
         self.fail = fail
         self.error: PackratError | None = None
-        limit = SizeLimit.of(frontend.settings.max_file_size, multipart)
+        limit = _size_limit(frontend.settings.max_file_size, multipart)
         limit.check(body=declared_length(headers.get("content-length")) or 0)
         self.connection = connection
         self.slot = frontend.uploads.take(self._cut_off)
@@ -273,10 +315,6 @@ class BodyReceiver:
         # The connection's own limit is for requests that are not uploads;
         # lift it and count here (one size rule: SizeLimit).
         connection.set_max_body_size(UNLIMITED_BODY)
-
-    async def check(self, key: str, staged: StagedFile) -> None:
-        """What the key's scheme asks of the body (``buildcache``: Bazel's cas/ and ac/)."""
-        await check_upload(self.frontend, key, staged)
 
     def feed(self, chunk: bytes) -> None:
         if self.error is not None:
@@ -294,49 +332,98 @@ class BodyReceiver:
         self.slot.receiving = False
         return self.error is None
 
-    async def commit_form(self, key: str | None, replace: bool = True) -> dict[str, Any]:
-        """Commit a multipart upload; ``key`` None: the form's ``key`` field names it."""
+    def finish_form(
+        self, key: str | None, replace: bool, committed: Committed
+    ) -> Awaitable[None] | None:
+        """Commit a multipart upload; ``key`` None: the form's ``key`` field names it.
+
+        Raises the ``PackratError`` found before the commit is sent; the
+        commit's outcome goes to ``committed``.  Returns the check to await
+        when the key's scheme has one (``buildcache``), else None.
+        """
         form = self.upload.form
         assert form is not None
         form.close()
         if key is None:
             key = validate_key(form.fields.get("key", ""))
         expected = self.headers.get(DIGEST_HEADER) or form.fields.get("sha256")
-        return await self.upload.commit(
-            self.frontend.coordinator,
-            key,
-            form.filename,
-            form.content_type,
-            expected,
-            self.check,
-            replace=replace,
-        )
+        return self._finish(key, form.filename, form.content_type, expected, (), replace, committed)
 
-    async def commit_raw(
+    def finish_raw(
         self,
         key: str,
         filename: str | None,
-        stored: tuple[tuple[str, str], ...] = (),
-        replace: bool = True,
-    ) -> dict[str, Any]:
-        """Commit a ``PUT``: name from ``filename`` (the query) or ``Content-Disposition``;
-        ``stored``: headers kept with the object, ``replace``: whether it may replace
-        one (a build tool's route says)."""
+        stored: tuple[tuple[str, str], ...],
+        replace: bool,
+        committed: Committed,
+    ) -> Awaitable[None] | None:
+        """Commit a ``PUT`` as ``finish_form`` does: name from ``filename`` (the query) or
+        ``Content-Disposition``; ``stored``: headers kept with the object,
+        ``replace``: whether it may replace one (a build tool's route says)."""
         headers = self.headers
-        filename = filename or disposition_filename(headers.get("content-disposition", ""))
+        if not filename:
+            disposition = headers.get("content-disposition")
+            filename = disposition_filename(disposition) if disposition else None
         content_type = headers.get("content-type", "")
-        if content_type.split(";", 1)[0].strip().lower() in FORM_TYPES:
+        if content_type and content_type.split(";", 1)[0].strip().lower() in FORM_TYPES:
             content_type = ""  # curl --data-binary's default, not the file's type
-        return await self.upload.commit(
-            self.frontend.coordinator,
-            key,
-            filename,
-            content_type,
-            headers.get(DIGEST_HEADER),
-            self.check,
-            stored,
-            replace,
-        )
+        expected = headers.get(DIGEST_HEADER)
+        return self._finish(key, filename, content_type, expected, stored, replace, committed)
+
+    async def commit_form(self, key: str | None, replace: bool = True) -> dict[str, Any]:
+        """``finish_form``, awaited: the JSON answer, or the error raised."""
+        outcome: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        waiting = self.finish_form(key, replace, functools.partial(_resolve, outcome))
+        if waiting is not None:
+            await waiting
+        return await outcome
+
+    def _finish(
+        self,
+        key: str,
+        filename: str | None,
+        content_type: str | None,
+        expected: str | None,
+        stored: tuple[tuple[str, str], ...],
+        replace: bool,
+        committed: Committed,
+    ) -> Awaitable[None] | None:
+        staged = self.upload.verify(expected)
+        waiting = check_upload(self.frontend, key, staged)
+        if waiting is not None:
+            send = functools.partial(
+                self._send, key, filename, content_type, stored, replace, committed
+            )
+            return _then(waiting, send)
+        self._send(key, filename, content_type, stored, replace, committed)
+        return None
+
+    def _send(
+        self,
+        key: str,
+        filename: str | None,
+        content_type: str | None,
+        stored: tuple[tuple[str, str], ...],
+        replace: bool,
+        committed: Committed,
+    ) -> None:
+        coordinator = self.frontend.coordinator
+        commit = self.upload.seal(coordinator, key, filename, content_type, stored, replace)
+        coordinator.send_request(commit, functools.partial(self._settle, commit, committed))
+
+    def _settle(
+        self, commit: Commit, committed: Committed, outcome: Reply | CoordinatorUnavailable
+    ) -> None:
+        """The coordinator's answer (or its silence): the upload's outcome to ``committed``."""
+        try:
+            result = self.upload.settle(commit, outcome)
+        except PackratError as error:
+            committed(None, error)
+        except Exception:
+            log.exception("committing %r failed", commit.key)
+            committed(None, PackratError("the server failed to handle the request"))
+        else:
+            committed(result, None)
 
     def _cut_off(self) -> None:
         """A stalled body: its staging file goes before the client hears of it."""
@@ -347,6 +434,29 @@ class BodyReceiver:
         """Remove the staging file unless committed and free the slot; idempotent."""
         self.upload.discard()
         self.frontend.uploads.give_back(self.slot)
+
+
+async def _then(waiting: Awaitable[None], then: Callable[[], None]) -> None:
+    await waiting
+    then()
+
+
+def _resolve(
+    outcome: asyncio.Future[dict[str, Any]],
+    result: dict[str, Any] | None,
+    error: PackratError | None,
+) -> None:
+    if outcome.done():  # cancelled meanwhile
+        return
+    if error is not None:
+        outcome.set_exception(error)
+    else:
+        outcome.set_result(result or {})
+
+
+@functools.lru_cache(maxsize=16)
+def _size_limit(max_file_size: int, multipart: bool) -> SizeLimit:
+    return SizeLimit.of(max_file_size, multipart)
 
 
 class UploadReceiver(BodyReceiver):

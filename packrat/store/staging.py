@@ -47,6 +47,7 @@ def no_space(error: OSError) -> bool:
 
 _salt = secrets.randbits(32)
 _serial = itertools.count()
+_pid = os.getpid()  # this process's, in every staging file's name (a system call each time)
 
 
 def _unique() -> str:
@@ -56,21 +57,24 @@ def _unique() -> str:
     return f"{_salt:08x}{next(_serial) & 0xFFFFFFFF:08x}"
 
 
-def _new_salt() -> None:
-    global _salt
+def _after_fork() -> None:
+    global _salt, _pid
     _salt = secrets.randbits(32)
+    _pid = os.getpid()
 
 
-os.register_at_fork(after_in_child=_new_salt)
+os.register_at_fork(after_in_child=_after_fork)
 
 
 class StagedFile:
     """One upload being written to ``staging/``: size, sha256 and xxh3-128 kept as bytes arrive."""
 
+    __slots__ = ("_fast_hash", "_fd", "_hash", "_held", "_hexdigest", "layout", "name", "size")
+
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         while True:
-            self.name = f"{os.getpid()}-{_unique()}{PART}"
+            self.name = f"{_pid}-{_unique()}{PART}"
             try:
                 self._fd = os.open(self.name, _CREATE_FLAGS, 0o644, dir_fd=layout.staging_fd)
                 break
@@ -83,6 +87,7 @@ class StagedFile:
         self.size = 0
         self._hash = hashlib.sha256()
         self._fast_hash = xxhash.xxh3_128()
+        self._hexdigest: str | None = None  # the sha256 of the bytes so far, once asked
         # the first bytes, written with the trailer if that is all
         self._held: bytearray | None = bytearray()
 
@@ -90,6 +95,7 @@ class StagedFile:
         """Take bytes of the upload.  Up to ``HOLD`` bytes are held and written
         with the next ones or the trailer: one ``write`` for a small upload."""
         self.size += len(data)
+        self._hexdigest = None
         self._hash.update(data)
         self._fast_hash.update(data)
         if self._held is not None:
@@ -108,7 +114,11 @@ class StagedFile:
             self._held = None
 
     def hexdigest(self) -> str:
-        return self._hash.hexdigest()
+        """The sha256 of the bytes so far, made once (each is a copy and a final of
+        OpenSSL's context: an upload asks for it to check it, then to seal)."""
+        if self._hexdigest is None:
+            self._hexdigest = self._hash.hexdigest()
+        return self._hexdigest
 
     def data(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """The bytes written so far, read back: for a check of the whole body that its
