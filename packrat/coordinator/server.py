@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import time
+from functools import partial
 from pathlib import Path
 
 import zmq
@@ -157,6 +158,7 @@ class CoordinatorServer:
         # Until ``Again``, and ``more`` from a frame: a ``getsockopt`` (``EVENTS``,
         # ``RCVMORE``) converts its option to pyzmq's enum, 2 to 4 µs each per message.
         recv, decode, dispatch = socket.recv, protocol.decode_request, self.coordinator.dispatch
+        reply_to = outbox.reply
         while True:
             try:
                 identity = recv(_NOBLOCK)  # the ROUTER's frame: the message's follows
@@ -168,9 +170,7 @@ class CoordinatorServer:
                     pass
                 continue
             frame = message.bytes
-
-            def respond(reply: protocol.Reply, identity: bytes = identity) -> None:
-                outbox.add(identity, protocol.encode(reply))
+            respond = partial(reply_to, identity)  # calls straight through: no frame of its own
 
             try:
                 request = decode(frame)
@@ -211,7 +211,8 @@ class Outbox:
         self.socket = socket
         self.frames: dict[bytes, list[bytes]] = {}  # by front end's identity
 
-    def add(self, identity: bytes, frame: bytes) -> None:
+    def reply(self, identity: bytes, reply: protocol.Reply) -> None:
+        frame = protocol.encode(reply)
         frames = self.frames.get(identity)
         if frames is None:
             self.frames[identity] = [frame]

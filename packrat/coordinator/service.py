@@ -190,36 +190,32 @@ class Coordinator:
 
     def _claimed(self, request: Commit, respond: Respond, claimed: Claimed | Exception) -> None:
         """Make room and index the object, then publish it (file work, ``_published``)."""
-        key = request.key
-        if isinstance(claimed, StagingMissing):
-            respond(_error(request.id, ErrorCode.STAGING_MISSING, str(claimed)))
-            return
-        if isinstance(claimed, ValueError | BadStaging):
-            respond(_error(request.id, ErrorCode.INVALID_MESSAGE, str(claimed)))
-            return
         if isinstance(claimed, Exception):
-            respond(_failed(request, claimed))
+            respond(_claim_failed(request, claimed))
             return
-        if claimed.charge > self.index.capacity:
+        key, index = request.key, self.index
+        capacity = index.capacity
+        if claimed.charge > capacity:
             self.files.submit(lambda: self.writer.discard(claimed.name), _ignore)
             respond(
                 _error(
                     request.id,
                     ErrorCode.TOO_LARGE,
                     f"the object takes {claimed.charge} bytes on disk, more than the whole "
-                    f"cache ({self.index.capacity} bytes)",
+                    f"cache ({capacity} bytes)",
                 )
             )
             return
-        victims = self.index.make_room(claimed.charge)
-        stored_at = self.index.insert(key, claimed.charge)
-        self._forget(victims)
-        publish = _Publish(claimed, stored_at)
+        victims = index.make_room(claimed.charge)
+        publish = _Publish(claimed, index.insert(key, claimed.charge))
         self.pending[key] = publish
-        # The key's old version may be a victim: the rename replaces it, so
-        # readers never see it missing in between.  The others go first, so
-        # the disk never holds more than max_size.
-        doomed = [victim for victim, _ in victims if victim != key]
+        doomed: list[str] = []
+        if victims:
+            self._forget(victims)
+            # The key's old version may be a victim: the rename replaces it, so
+            # readers never see it missing in between.  The others go first, so
+            # the disk never holds more than max_size.
+            doomed = [victim for victim, _ in victims if victim != key]
         self.files.submit(
             partial(self._publish, publish, doomed),
             partial(self._published, request, publish, len(victims), respond),
@@ -428,6 +424,15 @@ class _Publish:
 
 def _error(request_id: int, code: ErrorCode, message: str) -> Reply:
     return Reply(request_id, error=code, message=message)
+
+
+def _claim_failed(request: Commit, error: Exception) -> Reply:
+    """The reply to a commit whose claim failed: the staged file gone or not as described."""
+    if isinstance(error, StagingMissing):
+        return _error(request.id, ErrorCode.STAGING_MISSING, str(error))
+    if isinstance(error, ValueError | BadStaging):
+        return _error(request.id, ErrorCode.INVALID_MESSAGE, str(error))
+    return _failed(request, error)
 
 
 def _failed(request: Request, error: Exception) -> Reply:
