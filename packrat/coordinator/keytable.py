@@ -165,8 +165,8 @@ class KeyTable:
         self._buckets.add(slot, hash(key))
         return slot
 
-    def remove(self, slot: int) -> None:
-        """Forget the key in ``slot``; the slot is handed out again later."""
+    def remove(self, slot: int) -> bytes:
+        """Forget the key in ``slot`` and return it; the slot is handed out again later."""
         key = self.key(slot)
         self._buckets.remove(slot, hash(key))
         position = bisect_left(self._maxes, key)
@@ -180,13 +180,14 @@ class KeyTable:
         self._free = slot
         if not slots:
             self._drop_page(position)
-            return
+            return key
         if index == len(slots):
             self._maxes[position] = self.key(slots[-1])
         if len(slots) < PAGE_KEYS // 2 and len(self._order) > 1:
             self._join(position)
         elif self._page_dead[page] > len(self._pages[page]) // 4:
             self._rewrite(page, slots)
+        return key
 
     # -- pages ------------------------------------------------------------
 
