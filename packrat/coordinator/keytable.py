@@ -245,13 +245,15 @@ class KeyTable:
 
     def _rewrite(self, page: int, slots: array) -> None:
         """Copy ``slots``' keys (from whichever pages hold them) into a fresh ``page``."""
-        pages, ref = self._pages, self._ref
+        pages, ref, base = self._pages, self._ref, page << 32
         data = bytearray()
+        end = 0  # len(data), kept as it grows: a call less per key
         for slot in slots:
             where = ref[slot]
             offset, length = (where >> 16) & 0xFFFF, where & 0xFFFF
-            ref[slot] = page << 32 | len(data) << 16 | length
+            ref[slot] = base | end << 16 | length
             data += pages[where >> 32][offset : offset + length]
+            end += length
         self._pages[page] = data
         self._page_slots[page] = slots
         self._page_dead[page] = 0
