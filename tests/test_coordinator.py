@@ -279,7 +279,7 @@ def test_malformed_touches_are_refused(fields):
         message=st.text(max_size=4),
         evicted=st.integers(0, 300),
         present=st.booleans(),
-        stats=st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+        stats=st.dictionaries(st.text(max_size=3), st.integers(0, 2**32), max_size=2),
         keys=st.lists(st.text(max_size=3), max_size=2).map(tuple),
         more=st.booleans(),
     )

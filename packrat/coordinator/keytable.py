@@ -41,8 +41,8 @@ class KeyTable:
     >>> slots = [table.add(key) for key in (b"b/2", b"a/1", b"b/1", b"c")]
     >>> table.find(b"b/1") == slots[2], table.find(b"zz"), table.key(slots[0])
     (True, -1, b'b/2')
-    >>> table.remove(slots[0]); table.list_keys(b"b/", b"", 10), len(table)
-    ([b'b/1'], 3)
+    >>> table.remove(slots[0]), table.list_keys(b"b/", b"", 10), len(table)
+    (b'b/2', [b'b/1'], 3)
     """
 
     def __init__(self) -> None:
