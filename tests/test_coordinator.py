@@ -8,8 +8,10 @@ import time
 from array import array
 from dataclasses import replace
 
+import hypothesis.strategies as st
 import msgpack
 import pytest
+from hypothesis import given
 
 from packrat.coordinator import protocol
 from packrat.coordinator.protocol import Commit, Delete, Drop, Stats, Touch
@@ -300,6 +302,31 @@ def test_malformed_touches_are_refused(fields):
         protocol.decode_request(frame)
     full = Touch(("k",), misses=1, bytes_in=2, bytes_out=3, number=4, pid=5)
     assert protocol.decode_request(protocol.encode(full)) == full
+
+
+@given(
+    st.builds(
+        protocol.Reply,
+        id=st.integers(0, 2**63 - 1),
+        error=st.none() | st.sampled_from(ErrorCode),
+        message=st.text(max_size=4),
+        evicted=st.integers(0, 300),
+        present=st.booleans(),
+        stats=st.dictionaries(st.text(max_size=3), st.integers(0, 2**32), max_size=2),
+        keys=st.lists(st.text(max_size=3), max_size=2).map(tuple),
+        more=st.booleans(),
+    )
+)
+def test_a_reply_is_sent_as_its_id_and_the_fields_it_sets(reply):
+    # A commit's reply takes a shorter way (``encode``): the same bytes, so
+    # clients of every version read it alike.
+    frame = protocol.encode(reply)
+    assert protocol.decode_reply(frame) == reply
+    fields = {"v": protocol.VERSION, "id": reply.id}
+    for name in ("error", "message", "evicted", "present", "stats", "keys", "more"):
+        if getattr(reply, name):
+            fields[name] = getattr(reply, name)
+    assert frame == msgpack.packb(fields)
 
 
 def test_garbage_frames_are_dropped(settings):

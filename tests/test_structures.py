@@ -71,7 +71,7 @@ class KeyTableMachine(RuleBasedStateMachine):
     def remove(self, data: st.DataObject, count: int) -> None:
         for _ in range(min(count, len(self.model))):
             key = data.draw(st.sampled_from(sorted(self.model)))
-            self.table.remove(self.model.pop(key))
+            assert self.table.remove(self.model.pop(key)) == key
 
     @rule(key=KEYS)
     def find(self, key: bytes) -> None:

@@ -98,13 +98,13 @@ class Index:
         never exceed ``max_size``.  When the key is being overwritten its old
         entry still counts, and may itself be a victim.
         """
-        victims = []
-        table = self.table
-        for slot, victim_charge in make_room(self.policy, charge, self.capacity, self.low_water):
-            victims.append((table.key(slot).decode(), victim_charge))
-            table.remove(slot)
-            self.counters.evictions += 1
-            self.counters.evicted_bytes += victim_charge
+        chosen = make_room(self.policy, charge, self.capacity, self.low_water)
+        if not chosen:
+            return []
+        remove, counters = self.table.remove, self.counters
+        victims = [(remove(slot).decode(), victim_charge) for slot, victim_charge in chosen]
+        counters.evictions += len(chosen)
+        counters.evicted_bytes += sum(victim_charge for _, victim_charge in chosen)
         return victims
 
     def insert(self, key: str, charge: int) -> float:

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import time
+from functools import partial
 from pathlib import Path
 
 import zmq
@@ -156,7 +157,8 @@ class CoordinatorServer:
         """Handle every message already queued, without blocking; replies go to ``outbox``."""
         # Until ``Again``, and ``more`` from a frame: a ``getsockopt`` (``EVENTS``,
         # ``RCVMORE``) converts its option to pyzmq's enum, 2 to 4 µs each per message.
-        recv = socket.recv
+        recv, decode, dispatch = socket.recv, protocol.decode_request, self.coordinator.dispatch
+        reply_to = outbox.reply
         while True:
             try:
                 identity = recv(_NOBLOCK)  # the ROUTER's frame: the message's follows
@@ -168,24 +170,31 @@ class CoordinatorServer:
                     pass
                 continue
             frame = message.bytes
+            respond = partial(reply_to, identity)  # calls straight through: no frame of its own
 
-            def respond(reply: protocol.Reply, identity: bytes = identity) -> None:
-                outbox.add(identity, protocol.encode(reply))
-
-            reply = self._handle(frame, respond)
-            if reply is not None:
-                respond(reply)
+            try:
+                request = decode(frame)
+            except protocol.ProtocolError as e:
+                if (refusal := _refuse(e)) is not None:
+                    respond(refusal)
+                continue
+            dispatch(request, respond)
 
     def _handle(self, frame: bytes, respond: Respond | None = None) -> protocol.Reply | None:
         """The reply to a malformed frame, or what ``Coordinator.handle`` returns."""
         try:
             request = protocol.decode_request(frame)
         except protocol.ProtocolError as e:
-            log.warning("refusing a malformed message: %s", e)
-            if e.request_id is None:
-                return None
-            return protocol.Reply(e.request_id, error=ErrorCode.INVALID_MESSAGE, message=str(e))
+            return _refuse(e)
         return self.coordinator.handle(request, respond)
+
+
+def _refuse(error: protocol.ProtocolError) -> protocol.Reply | None:
+    """The reply to a malformed frame; None without a usable ``id`` (it is dropped)."""
+    log.warning("refusing a malformed message: %s", error)
+    if error.request_id is None:
+        return None
+    return protocol.Reply(error.request_id, error=ErrorCode.INVALID_MESSAGE, message=str(error))
 
 
 class Outbox:
@@ -202,7 +211,8 @@ class Outbox:
         self.socket = socket
         self.frames: dict[bytes, list[bytes]] = {}  # by front end's identity
 
-    def add(self, identity: bytes, frame: bytes) -> None:
+    def reply(self, identity: bytes, reply: protocol.Reply) -> None:
+        frame = protocol.encode(reply)
         frames = self.frames.get(identity)
         if frames is None:
             self.frames[identity] = [frame]

@@ -20,6 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 
 from packrat.coordinator.activity import Activity
 from packrat.coordinator.filework import FileWork
@@ -133,10 +134,11 @@ class Coordinator:
         ``Touch`` has no reply.
         """
         replies: list[Reply] = []
-        self._handle(request, respond or replies.append)
+        self.dispatch(request, respond or replies.append)
         return replies[0] if replies else None
 
-    def _handle(self, request: Request, respond: Respond) -> None:
+    def dispatch(self, request: Request, respond: Respond) -> None:
+        """Apply one request, its reply to ``respond`` (the server's path: no wrapper)."""
         if isinstance(request, Touch):
             self.index.touch(request.keys, request.misses)
             self.activity.reads(
@@ -180,47 +182,43 @@ class Coordinator:
         if request.only_if_absent and request.key in self.index:
             respond(Reply(request.id, present=True))
             return
+        # ``partial``s, not closures: they call straight through, a Python frame less each.
+        self.files.submit(
+            partial(self.writer.claim, request.staging, request.file_size, request.key),
+            partial(self._claimed, request, respond),
+        )
 
-        def claim() -> Claimed:
-            return self.writer.claim(request.staging, request.file_size, request.key)
-
-        self.files.submit(claim, lambda claimed: self._claimed(request, claimed, respond))
-
-    def _claimed(self, request: Commit, claimed: Claimed | Exception, respond: Respond) -> None:
+    def _claimed(self, request: Commit, respond: Respond, claimed: Claimed | Exception) -> None:
         """Make room and index the object, then publish it (file work, ``_published``)."""
-        key = request.key
-        if isinstance(claimed, StagingMissing):
-            respond(_error(request.id, ErrorCode.STAGING_MISSING, str(claimed)))
-            return
-        if isinstance(claimed, ValueError | BadStaging):
-            respond(_error(request.id, ErrorCode.INVALID_MESSAGE, str(claimed)))
-            return
         if isinstance(claimed, Exception):
-            respond(_failed(request, claimed))
+            respond(_claim_failed(request, claimed))
             return
-        if claimed.charge > self.index.capacity:
+        key, index = request.key, self.index
+        capacity = index.capacity
+        if claimed.charge > capacity:
             self.files.submit(lambda: self.writer.discard(claimed.name), _ignore)
             respond(
                 _error(
                     request.id,
                     ErrorCode.TOO_LARGE,
                     f"the object takes {claimed.charge} bytes on disk, more than the whole "
-                    f"cache ({self.index.capacity} bytes)",
+                    f"cache ({capacity} bytes)",
                 )
             )
             return
-        victims = self.index.make_room(claimed.charge)
-        stored_at = self.index.insert(key, claimed.charge)
-        self._forget(victims)
-        publish = _Publish(claimed, stored_at)
+        victims = index.make_room(claimed.charge)
+        publish = _Publish(claimed, index.insert(key, claimed.charge))
         self.pending[key] = publish
-        # The key's old version may be a victim: the rename replaces it, so
-        # readers never see it missing in between.  The others go first, so
-        # the disk never holds more than max_size.
-        doomed = [victim for victim, _ in victims if victim != key]
+        doomed: list[str] = []
+        if victims:
+            self._forget(victims)
+            # The key's old version may be a victim: the rename replaces it, so
+            # readers never see it missing in between.  The others go first, so
+            # the disk never holds more than max_size.
+            doomed = [victim for victim, _ in victims if victim != key]
         self.files.submit(
-            lambda: self._publish(publish, doomed),
-            lambda grown: self._published(request, publish, grown, len(victims), respond),
+            partial(self._publish, publish, doomed),
+            partial(self._published, request, publish, len(victims), respond),
         )
 
     def _publish(self, publish: _Publish, doomed: list[str]) -> bool | None:
@@ -244,9 +242,9 @@ class Coordinator:
         self,
         request: Commit,
         publish: _Publish,
-        grown: bool | Exception | None,
         evicted: int,
         respond: Respond,
+        grown: bool | Exception | None,
     ) -> None:
         key = request.key
         latest = self.pending.get(key) is publish
@@ -426,6 +424,15 @@ class _Publish:
 
 def _error(request_id: int, code: ErrorCode, message: str) -> Reply:
     return Reply(request_id, error=code, message=message)
+
+
+def _claim_failed(request: Commit, error: Exception) -> Reply:
+    """The reply to a commit whose claim failed: the staged file gone or not as described."""
+    if isinstance(error, StagingMissing):
+        return _error(request.id, ErrorCode.STAGING_MISSING, str(error))
+    if isinstance(error, ValueError | BadStaging):
+        return _error(request.id, ErrorCode.INVALID_MESSAGE, str(error))
+    return _failed(request, error)
 
 
 def _failed(request: Request, error: Exception) -> Reply:
