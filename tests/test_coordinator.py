@@ -15,7 +15,7 @@ from hypothesis import given
 
 from packrat.coordinator import protocol
 from packrat.coordinator.protocol import Commit, Delete, Drop, Stats, Touch
-from packrat.coordinator.server import CoordinatorServer
+from packrat.coordinator.server import CoordinatorServer, _refuse
 from packrat.coordinator.service import Coordinator
 from packrat.core.errors import ErrorCode
 from packrat.core.settings import Settings
@@ -54,6 +54,15 @@ def restarted(coord: Coordinator, **changes) -> Coordinator:
     fresh = Coordinator(replace(coord.settings, **changes))
     fresh.load()
     return fresh
+
+
+def handle_frame(server: CoordinatorServer, frame: bytes) -> protocol.Reply | None:
+    """What the server's loop does with one request frame, its reply returned."""
+    try:
+        request = protocol.decode_request(frame)
+    except protocol.ProtocolError as e:
+        return _refuse(e)
+    return server.coordinator.handle(request)
 
 
 def stage(coord: Coordinator, key: str, data: bytes) -> tuple[str, int]:
@@ -274,14 +283,14 @@ def test_malformed_messages_are_refused_and_the_coordinator_goes_on(settings, fi
     server = CoordinatorServer(settings)
     server.coordinator.load()
     try:
-        reply = server._handle(msgpack.packb({"v": protocol.VERSION, **fields}))
+        reply = handle_frame(server, msgpack.packb({"v": protocol.VERSION, **fields}))
         if "id" in fields:
             assert reply is not None and reply.error == ErrorCode.INVALID_MESSAGE
         else:
             assert reply is None
         name, size = stage(server.coordinator, "after", b"ok")
         frame = protocol.encode(Commit(8, time.time() + 5, "after", name, size))
-        assert server._handle(frame).ok
+        assert handle_frame(server, frame).ok
     finally:
         server.coordinator.close()
 
@@ -331,9 +340,9 @@ def test_a_reply_is_sent_as_its_id_and_the_fields_it_sets(reply):
 
 def test_garbage_frames_are_dropped(settings):
     server = CoordinatorServer(settings)
-    assert server._handle(b"\xc1garbage") is None
-    assert server._handle(msgpack.packb([1, 2])) is None
-    assert server._handle(msgpack.packb({"v": 1, "op": "stats", "id": 1})) is None
+    assert handle_frame(server, b"\xc1garbage") is None
+    assert handle_frame(server, msgpack.packb([1, 2])) is None
+    assert handle_frame(server, msgpack.packb({"v": 1, "op": "stats", "id": 1})) is None
 
 
 def test_restart_rebuilds_from_disk_with_snapshot_recency(coordinator):

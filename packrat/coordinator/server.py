@@ -27,7 +27,7 @@ import zmq
 from packrat.coordinator import protocol
 from packrat.coordinator.curve import secure_server
 from packrat.coordinator.filework import FileWork
-from packrat.coordinator.service import Coordinator, Respond
+from packrat.coordinator.service import Coordinator
 from packrat.coordinator.snapshotter import SnapshotJob
 from packrat.core.errors import ErrorCode
 from packrat.core.fdlimit import raise_open_file_limit
@@ -179,14 +179,6 @@ class CoordinatorServer:
                     respond(refusal)
                 continue
             dispatch(request, respond)
-
-    def _handle(self, frame: bytes, respond: Respond | None = None) -> protocol.Reply | None:
-        """The reply to a malformed frame, or what ``Coordinator.handle`` returns."""
-        try:
-            request = protocol.decode_request(frame)
-        except protocol.ProtocolError as e:
-            return _refuse(e)
-        return self.coordinator.handle(request, respond)
 
 
 def _refuse(error: protocol.ProtocolError) -> protocol.Reply | None:
