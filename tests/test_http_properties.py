@@ -1,4 +1,4 @@
-"""Property-based tests (hypothesis) of key validation and header building."""
+"""Property-based tests (hypothesis) of key validation, header building and answers' bodies."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from tornado.web import RequestHandler
 
 from packrat.core.keys import MAX_KEY_BYTES, RESERVED_PREFIXES, InvalidKey, validate_key
+from packrat.frontend.envelope import json_body
 from packrat.frontend.headers import (
     clean_content_type,
     content_disposition,
@@ -17,6 +18,7 @@ from packrat.frontend.headers import (
     parse_range,
 )
 from packrat.frontend.multipart import clean_filename
+from packrat.frontend.uploads import answer_body
 from packrat.store import Layout
 
 SEGMENT_CHARS = "ABCXYZabcxyz0189._~!$&'()*+,;=:@-"
@@ -105,3 +107,28 @@ def test_parse_range_is_in_bounds_or_refused(header, size):
     if span is not None:
         first, last = span
         assert 0 <= first <= last < size
+
+
+@given(
+    key=anything,
+    size=st.integers(0, 2**63),
+    sha256=st.text("0123456789abcdef", min_size=64, max_size=64),
+    filename=anything,
+    content_type=anything,
+    evicted=st.integers(0, 2**31),
+)
+def test_an_uploads_answer_is_the_json_answer_of_its_result(
+    key, size, sha256, filename, content_type, evicted
+):
+    """``answer_body`` writes by hand what ``json_body`` writes: every answer alike
+    (the result's fields in ``Upload.settle``'s order)."""
+    result = {
+        "success": True,
+        "key": key,
+        "size": size,
+        "sha256": sha256,
+        "filename": filename,
+        "content_type": content_type,
+        "evicted": evicted,
+    }
+    assert answer_body(result) == json_body(result)
