@@ -6,7 +6,7 @@ import hashlib
 import os
 import time
 from array import array
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import hypothesis.strategies as st
 import msgpack
@@ -311,6 +311,16 @@ def test_malformed_touches_are_refused(fields):
         protocol.decode_request(frame)
     full = Touch(("k",), misses=1, bytes_in=2, bytes_out=3, number=4, pid=5)
     assert protocol.decode_request(protocol.encode(full)) == full
+
+
+def test_every_reply_field_is_known_to_the_short_encoding():
+    """``protocol.encode`` sends a commit's reply without looking at ``message``,
+    ``present``, ``stats``, ``keys`` and ``more`` once ``protocol._extras`` finds them
+    unset: a field added to ``Reply`` must be added there (and to the test below)."""
+    names = [f.name for f in fields(protocol.Reply)]
+    assert names == ["id", "error", "message", "evicted", "present", "stats", "keys", "more"]
+    extra = protocol.Reply(1, present=True)
+    assert protocol.decode_reply(protocol.encode(extra)) == extra
 
 
 @given(
