@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
 
 from tornado import httputil
@@ -32,16 +34,10 @@ if TYPE_CHECKING:
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 
-def quoted(text: str) -> str:
-    """``text`` as a JSON string: printable ASCII but the quote and the backslash as it
-    is, anything else escaped by ``json``.
-
-    >>> print(quoted("curl/8.0"), quoted('say "hi"'), quoted("tab\\t"), quoted("\\x7f"))
-    "curl/8.0" "say \\"hi\\"" "tab\\t" "\\u007f"
-    """
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
-        return f'"{text}"'
-    return json.dumps(text)
+# ``text`` as a JSON string, exactly as ``json.dumps(text)`` writes it (``JSONEncoder``
+# hands a str to this very function): printable ASCII but the quote and the backslash
+# as it is, anything else escaped.  One call in C, not checks in Python.
+quoted: Callable[[str], str] = encode_basestring_ascii
 
 
 CLIENT_CLOSED = 499
