@@ -87,8 +87,9 @@ class TextFormatter(logging.Formatter):
             self._millisecond = millisecond
         return self._time_text
 
-    def event_line(self, created: float, level: int, logger: str, event: Event) -> str:
-        """The line ``format`` makes of a record of ``event`` logged at ``created``."""
+    def event_line(self, created: float, level: int, logger: str, event: Event | str) -> str:
+        """The line ``format`` makes of a record of ``event`` (or its text) logged at
+        ``created``."""
         middle = self._middles.get(level)
         if middle is None:  # once per level: a call less per line
             middle = self._middles[level] = f" {_level_name(level)} [{self.role}] "
@@ -170,9 +171,13 @@ class StderrHandler(logging.StreamHandler):
         except Exception:
             self.handleError(record)
 
-    def emit_event(self, level: int, logger: str, event: Event) -> None:
+    def emit_event(self, level: int, logger: str, event: Event | str) -> None:
         """Write ``event``'s line as ``emit`` writes a record's (see ``log_event``);
-        buffered, an info line joins the queue (written in order, before any later line)."""
+        buffered, an info line joins the queue (written in order, before any later line).
+
+        A ``str`` is an event's text, for a ``TextFormatter`` only (which writes
+        nothing of an event but its text).
+        """
         formatter: TextFormatter | JsonFormatter = self.formatter  # type: ignore[assignment]
         line = formatter.event_line(time.time(), level, logger, event) + "\n"
         if self.buffered and level < logging.WARNING:
@@ -212,27 +217,34 @@ def log_event(logger: logging.Logger, level: int, event: Event) -> None:
     a handler of its own (a test's ``caplog``, say, takes the usual way).
     The caller has checked ``logger.isEnabledFor(level)``.
     """
+    handler = straight_handler(logger, level)
+    if handler is None:
+        logger.log(level, event)
+    else:
+        handler.emit_event(level, logger.name, event)
+
+
+def straight_handler(logger: logging.Logger, level: int) -> StderrHandler | None:
+    """The handler ``log_event`` writes ``logger``'s events at ``level`` to itself, or None
+    (they go the usual way)."""
     root = logging.root
     handlers = root.handlers
-    if len(handlers) == 1 and not root.filters:
-        handler = handlers[0]
-        if (
-            type(handler) is StderrHandler
-            and not handler.filters
-            and level >= handler.level
-            and type(handler.formatter) in _FORMATTERS
-        ):
-            # Whether records of ``logger`` go up to the root untouched (inline: a call
-            # less per access line).
-            node: logging.Logger | None = logger
-            while node is not None and node is not root:
-                if node.handlers or node.filters or not node.propagate:
-                    logger.log(level, event)
-                    return
-                node = node.parent
-            handler.emit_event(level, logger.name, event)
-            return
-    logger.log(level, event)
+    if len(handlers) != 1 or root.filters:
+        return None
+    handler = handlers[0]
+    if (
+        type(handler) is not StderrHandler
+        or handler.filters
+        or level < handler.level
+        or type(handler.formatter) not in _FORMATTERS
+    ):
+        return None
+    node: logging.Logger | None = logger  # records go up to the root untouched?
+    while node is not None and node is not root:
+        if node.handlers or node.filters or not node.propagate:
+            return None
+        node = node.parent
+    return handler
 
 
 def configure(role: str, settings: Settings, buffered: bool = False) -> None:
