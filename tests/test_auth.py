@@ -187,15 +187,23 @@ def test_authenticator_unit(tmp_path):
 )
 def test_remembered_tokens_answer_as_a_first_check_does(checks):
     """A token found valid is remembered (by its MAC): a later check with it answers
-    what a fresh check answers, and what was refused is never remembered."""
+    what a fresh check answers, and what was refused is never remembered.  The usual
+    header's lookup (``Bearer <token>`` as configured) answers what the full check
+    answers, and leaves the MAC's memory alone."""
     settings = config.Settings(
         auth_enabled=True, auth_read_tokens=(READER,), auth_write_tokens=(WRITER,)
     )
     auth = Authenticator(settings)
     for right, header in checks:
-        assert _answer(auth, right, header) == _answer(Authenticator(settings), right, header)
+        fresh = Authenticator(settings)
+        full = Authenticator(settings)
+        full._bearer.clear()  # every header the long way: compare_digest, then the MAC
+        assert _answer(auth, right, header) == _answer(fresh, right, header)
+        assert _answer(fresh, right, header) == _answer(full, right, header)
+    usual = set(auth._bearer)
+    assert usual == {f"Bearer {READER}", f"Bearer {WRITER}"}
     valid = {h for _, h in checks if _answer(Authenticator(settings), READ, h) == "granted"}
-    assert len(auth._remembered) == len(valid)
+    assert len(auth._remembered) == len(valid - usual)
 
 
 def _answer(auth: Authenticator, right: str, header: str) -> str:

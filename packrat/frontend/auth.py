@@ -15,7 +15,14 @@ unless it is given the right (``list_tokens``, ``list_users``), not even
   lists has each of their rights).  The offered token is compared with
   every configured one in constant time (``hmac.compare_digest``), all of
   them, so timing tells nothing about which or how much matched.  A token
-  found valid is then remembered as Basic credentials are (below).
+  found valid is then remembered as Basic credentials are (below).  The
+  usual header, ``Bearer <token>`` with one configured token as written, is
+  answered first by one dictionary lookup of the whole header: tokens are
+  configuration, in this process's memory in clear already, and the
+  lookup's time depends on the offered header's hash under the
+  interpreter's per-process random key, not on how much of a token it
+  shares (a string comparison runs only when the full hashes are equal).
+  Anything else (another spelling, a wrong token) takes the way above.
 * HTTP Basic checks ``user:password`` against an htpasswd-style file, as
   bazel-remote does: bcrypt (``$2a$``/``$2b$``/``$2y$``, ``htpasswd -B``) or
   sha-crypt (``$5$``/``$6$``, ``mkpasswd -m sha-512``) hashes.  Hashing runs
@@ -101,6 +108,14 @@ class Authenticator:
         self._write_users = set(settings.auth_write_users)
         self._list_users = set(settings.auth_list_users)
         self._remembered: OrderedDict[bytes, frozenset[str]] = OrderedDict()
+        self._bearer = {  # the usual header of each token -> its rights
+            f"Bearer {token}": self._token_rights(token.encode())
+            for token in (
+                *settings.auth_read_tokens,
+                *settings.auth_write_tokens,
+                *settings.auth_list_tokens,
+            )
+        }
         self._mac = hashlib.blake2b(key=secrets.token_bytes(32), digest_size=16)
         self._executor: ThreadPoolExecutor | None = None
         challenges = []
@@ -124,6 +139,11 @@ class Authenticator:
             return None
         if not authorization:
             raise Unauthorized("credentials are required", self.challenges)
+        rights = self._bearer.get(authorization)
+        if rights is not None:
+            if right in rights:
+                return None
+            return self._grant(right, rights)
         if self._htpasswd is not None:
             self._maybe_reload()  # a changed file: what was remembered is forgotten
         mac = self._mac.copy()  # keyed already: no key set-up per request
