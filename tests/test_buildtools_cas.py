@@ -8,7 +8,7 @@ import blake3
 from hypothesis import given
 from hypothesis import strategies as st
 
-from packrat.buildtools.cas import body_matches, content_address
+from packrat.buildtools.cas import blobs_of, body_matches, content_address
 
 SEGMENTS = st.from_regex(r"[a-z0-9._-]{1,8}", fullmatch=True).filter(lambda s: s not in ".")
 CASES = st.sampled_from(["cas", "CAS", "Cas", "cAs"])
@@ -44,3 +44,17 @@ def test_a_body_matches_by_sha256_or_by_blake3(body, by_blake3):
     assert expected is not None and body_matches(expected, sha256, b3)
     other = blake3.blake3(body + b"!").hexdigest()
     assert not body_matches(other, sha256, b3)
+
+
+@given(
+    st.lists(st.sampled_from(["ac", "AC", "Ac", "cas", "x", "", "a/c"]), max_size=3),
+    st.sampled_from(["ab" * 32, "AB" * 32, "a" * 63, "a" * 65, "g" * 64, "", "ac"]),
+)
+def test_an_action_key_is_ac_then_64_hex_digits_whatever_comes_before(segments, name):
+    """``blobs_of``'s look at the key's tail never decides otherwise than its parse."""
+    key = "/".join([*segments, name])
+    parent = key.rpartition("/")[0]
+    above, _, segment = parent.rpartition("/")
+    expected = (above + "/cas/" if above else "cas/") if segment.lower() == "ac" else None
+    is_digest = len(name) == 64 and all(c in "0123456789abcdefABCDEF" for c in name)
+    assert blobs_of(key) == (expected if is_digest and "/" in key else None)

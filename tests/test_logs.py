@@ -10,6 +10,7 @@ the usual way.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 from packrat.core import logs
 from packrat.core.settings import Settings
-from packrat.frontend.accesslog import AccessEntry
+from packrat.frontend.accesslog import AccessEntry, quoted
 
 
 @pytest.fixture
@@ -120,3 +121,37 @@ def test_other_handlers_and_filters_get_events_the_usual_way(configured):
     logging.getLogger().handlers[0].addFilter(dropped)
     logs.log_event(access, logging.INFO, entry)
     assert out.getvalue() == ""  # the filter had its say (the handler logged nothing)
+
+
+@given(st.text())
+def test_quoted_is_what_json_writes(text):
+    """The access line's quoting of client-chosen text is ``json.dumps``'s, exactly."""
+    assert quoted(text) == json.dumps(text)
+
+
+def test_queued_lines_keep_their_order_and_reach_the_stream_on_a_flush(configured):
+    """Buffered, a straight line waits in the handler's queue; a flush, a later line of
+    any kind, or ``PENDING_LINES`` of them write it, always before what came after."""
+    out = configured("text")
+    handler = logging.getLogger().handlers[0]
+    handler.buffered = True  # as for a front end whose stderr is a file
+    access = logging.getLogger(logs.ACCESS_LOGGER)
+    entry = AccessEntry("::1", "GET", "/first", 200, 1, 0, 0.001, "curl", 0)
+    logs.log_event(access, logging.INFO, entry)
+    assert out.getvalue() == ""
+    logs.flush_logs()
+    assert out.getvalue().endswith('GET "/first" 200 sent=1 received=0 1.0ms "curl"\n')
+    out.seek(0)
+    out.truncate()
+    for path in ("/a", "/b"):
+        logs.log_event(access, logging.INFO, AccessEntry("::1", "GET", path, 200, 1, 0, 0, "", 0))
+    logging.getLogger("packrat.frontend").warning("after them")
+    lines = out.getvalue().splitlines()
+    assert ['"/a"' in lines[0], '"/b"' in lines[1], lines[2].endswith("after them")] == [True] * 3
+    out.seek(0)
+    out.truncate()
+    for n in range(logs.PENDING_LINES):
+        logs.log_event(
+            access, logging.INFO, AccessEntry("::1", "GET", f"/{n}", 200, 1, 0, 0, "", 0)
+        )
+    assert out.getvalue().count("\n") == logs.PENDING_LINES

@@ -52,6 +52,8 @@ def blobs_of(key: str) -> str | None:
     >>> blobs_of("bazel/ac/" + "a" * 64), blobs_of("AC/" + "B" * 64), blobs_of("bazel/ac/x")
     ('bazel/cas/', 'cas/', None)
     """
+    if key[-65:-64] != "/":  # no "/" then 64 characters: not one (most keys, at a glance)
+        return None
     parent, _, name = key.rpartition("/")
     above, _, segment = parent.rpartition("/")
     if segment.lower() == "ac" and _HEX64.fullmatch(name):

@@ -16,11 +16,15 @@ lines are buffered and written at least once a second (``flush_logs``) or
 at once for a warning or worse.  On a terminal every line is written at once.
 ``log_event`` writes an event's line straight to the handler when logging
 would do nothing else with it (no other handler, no filter): the same line,
-without a ``LogRecord`` and the handler chain per request.
+without a ``LogRecord`` and the handler chain per request.  A buffered
+handler queues those lines and hands them to its stream in batches (at
+``PENDING_LINES``, on a flush, and before any other line, so the order
+stays), not one locked write per request.
 """
 
 from __future__ import annotations
 
+import collections
 import io
 import json
 import logging
@@ -39,6 +43,7 @@ LEVELS = {
     "error": logging.ERROR,
 }
 BUFFER_BYTES = 64 * 1024
+PENDING_LINES = 256  # event lines a buffered handler queues before it writes them
 
 
 class Event:
@@ -82,12 +87,15 @@ class TextFormatter(logging.Formatter):
             self._millisecond = millisecond
         return self._time_text
 
-    def event_line(self, created: float, level: int, logger: str, event: Event) -> str:
-        """The line ``format`` makes of a record of ``event`` logged at ``created``."""
+    def event_line(self, created: float, level: int, logger: str, event: Event | str) -> str:
+        """The line ``format`` makes of a record of ``event`` (or its text) logged at
+        ``created``."""
         middle = self._middles.get(level)
         if middle is None:  # once per level: a call less per line
             middle = self._middles[level] = f" {_level_name(level)} [{self.role}] "
-        return f"{self._time(created)}{middle}{event}"
+        if int(created * 1000) == self._millisecond:  # the same millisecond: no call
+            return f"{self._time_text}{middle}{event!s}"
+        return f"{self._time(created)}{middle}{event!s}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -138,6 +146,9 @@ class StderrHandler(logging.StreamHandler):
 
     def __init__(self, buffered: bool) -> None:
         self.buffered = buffered and not sys.stderr.isatty()
+        # Lines of ``emit_event`` not yet written (buffered): a deque, whose append
+        # needs no lock, taken whole by ``_write_pending`` under the handler's lock.
+        self.pending: collections.deque[str] = collections.deque()
         stream = sys.stderr
         if self.buffered:
             stream = io.TextIOWrapper(
@@ -148,8 +159,11 @@ class StderrHandler(logging.StreamHandler):
         super().__init__(stream)
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Called with the lock held (``Handler.handle``)."""
         try:
-            self.stream.write(self.format(record) + "\n")
+            line = self.format(record) + "\n"
+            self._write_pending()
+            self.stream.write(line)
             if not self.buffered or record.levelno >= logging.WARNING:
                 self.flush()
         except RecursionError:
@@ -157,14 +171,42 @@ class StderrHandler(logging.StreamHandler):
         except Exception:
             self.handleError(record)
 
-    def emit_event(self, level: int, logger: str, event: Event) -> None:
-        """Write ``event``'s line as ``emit`` writes a record's (see ``log_event``)."""
+    def emit_event(self, level: int, logger: str, event: Event | str) -> None:
+        """Write ``event``'s line as ``emit`` writes a record's (see ``log_event``);
+        buffered, an info line joins the queue (written in order, before any later line).
+
+        A ``str`` is an event's text, for a ``TextFormatter`` only (which writes
+        nothing of an event but its text).
+        """
         formatter: TextFormatter | JsonFormatter = self.formatter  # type: ignore[assignment]
-        line = formatter.event_line(time.time(), level, logger, event)
+        line = formatter.event_line(time.time(), level, logger, event) + "\n"
+        if self.buffered and level < logging.WARNING:
+            pending = self.pending
+            pending.append(line)
+            if len(pending) >= PENDING_LINES:
+                with self.lock:
+                    self._write_pending()
+            return
         with self.lock:
-            self.stream.write(line + "\n")
-            if not self.buffered or level >= logging.WARNING:
-                self.flush()
+            self._write_pending()
+            self.stream.write(line)
+            self.flush()
+
+    def _write_pending(self) -> None:
+        """Hand the queued lines to the stream in one write; with the lock held."""
+        pending = self.pending
+        if pending:
+            # Only as many as are there now: a line another thread adds meanwhile
+            # stays queued for the next write.
+            self.stream.write("".join([pending.popleft() for _ in range(len(pending))]))
+
+    def flush(self) -> None:
+        with self.lock:
+            self._write_pending()
+            super().flush()
+
+
+_FORMATTERS = (TextFormatter, JsonFormatter)
 
 
 def log_event(logger: logging.Logger, level: int, event: Event) -> None:
@@ -175,30 +217,34 @@ def log_event(logger: logging.Logger, level: int, event: Event) -> None:
     a handler of its own (a test's ``caplog``, say, takes the usual way).
     The caller has checked ``logger.isEnabledFor(level)``.
     """
+    handler = straight_handler(logger, level)
+    if handler is None:
+        logger.log(level, event)
+    else:
+        handler.emit_event(level, logger.name, event)
+
+
+def straight_handler(logger: logging.Logger, level: int) -> StderrHandler | None:
+    """The handler ``log_event`` writes ``logger``'s events at ``level`` to itself, or None
+    (they go the usual way)."""
     root = logging.root
     handlers = root.handlers
-    if len(handlers) == 1 and not root.filters:
-        handler = handlers[0]
-        if (
-            type(handler) is StderrHandler
-            and not handler.filters
-            and level >= handler.level
-            and type(handler.formatter) in (TextFormatter, JsonFormatter)
-            and _plain(logger)
-        ):
-            handler.emit_event(level, logger.name, event)
-            return
-    logger.log(level, event)
-
-
-def _plain(logger: logging.Logger) -> bool:
-    """Whether records of ``logger`` go up to the root untouched."""
-    node: logging.Logger | None = logger
-    while node is not None and node is not logging.root:
+    if len(handlers) != 1 or root.filters:
+        return None
+    handler = handlers[0]
+    if (
+        type(handler) is not StderrHandler
+        or handler.filters
+        or level < handler.level
+        or type(handler.formatter) not in _FORMATTERS
+    ):
+        return None
+    node: logging.Logger | None = logger  # records go up to the root untouched?
+    while node is not None and node is not root:
         if node.handlers or node.filters or not node.propagate:
-            return False
+            return None
         node = node.parent
-    return True
+    return handler
 
 
 def configure(role: str, settings: Settings, buffered: bool = False) -> None:

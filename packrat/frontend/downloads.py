@@ -159,10 +159,26 @@ def plan(
     return Answer(206, headers, _head(206, headers), True, first, last + 1, False)
 
 
-@functools.lru_cache(maxsize=4096)
+# The 200 answers made, by the identity of the metadata they answer for: the store
+# hands out one ``ObjectMeta`` per trailer (``decode_metadata`` and ``MetadataCache``
+# remember theirs), so a read finds its answer without hashing the metadata's nine
+# fields (``lru_cache`` does, on every call).  Each entry keeps its metadata alive,
+# so no other object can take its ``id`` while it is remembered; bounded, as below.
+_wholes: dict[tuple[int, str, bool], tuple[ObjectMeta, Answer]] = {}
+MAX_WHOLES = 4096
+
+
 def _whole(meta: ObjectMeta, control: str, with_body: bool) -> Answer:
+    key = (id(meta), control, with_body)
+    kept = _wholes.get(key)
+    if kept is not None and kept[0] is meta:
+        return kept[1]
     lines = _described(meta, control) + f"Content-Length: {meta.size}\r\n"
-    return Answer(200, (lines,), _head(200, (lines,)), with_body, 0, meta.size, True)
+    answer = Answer(200, (lines,), _head(200, (lines,)), with_body, 0, meta.size, True)
+    if len(_wholes) >= MAX_WHOLES:
+        _wholes.clear()
+    _wholes[key] = (meta, answer)
+    return answer
 
 
 @functools.lru_cache(maxsize=4096)

@@ -186,6 +186,8 @@ class Delegate:
     before the client hears of the failure.
     """
 
+    __slots__ = ()  # a delegate per request: its subclasses may keep no ``__dict__``
+
     def headers_received(self) -> Awaitable[None] | None:
         return None
 

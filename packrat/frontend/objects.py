@@ -224,6 +224,18 @@ class ObjectPath:
 class ObjectRequest(Delegate):
     """One request for an object or its existence."""
 
+    __slots__ = (
+        "exchange",
+        "exists",
+        "frontend",
+        "key",
+        "path",
+        "raw_key",
+        "receiver",
+        "replace",
+        "stored",
+    )
+
     def __init__(
         self,
         path: ObjectPath,
