@@ -93,8 +93,6 @@ class TextFormatter(logging.Formatter):
         middle = self._middles.get(level)
         if middle is None:  # once per level: a call less per line
             middle = self._middles[level] = f" {_level_name(level)} [{self.role}] "
-        if int(created * 1000) == self._millisecond:  # the same millisecond: no call
-            return f"{self._time_text}{middle}{event!s}"
         return f"{self._time(created)}{middle}{event!s}"
 
 

@@ -70,8 +70,17 @@ class AccessEntry(Event):
     detail: str | None = None
 
     def __str__(self) -> str:
-        line = (self.remote, self.method, self.path, self.status, self.sent, self.received)
-        return access_text((*line, self.duration, self.user_agent), self.error, self.detail)
+        line = (
+            self.remote,
+            self.method,
+            self.path,
+            self.status,
+            self.sent,
+            self.received,
+            self.duration,
+            self.user_agent,
+        )
+        return access_text(line, self.error, self.detail)
 
     def fields(self) -> dict[str, Any]:
         fields = {
