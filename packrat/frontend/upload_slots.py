@@ -44,7 +44,6 @@ class UploadSlots:
         self.report = report
         self._slots: set[Slot] = set()
         self._watchdog = PeriodicCallback(self._cut_stalled, min(idle_timeout / 4, 1.0) * 1000)
-        self._watching = False
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -57,8 +56,7 @@ class UploadSlots:
         self._slots.add(slot)
         if self.report is not None:
             self.report(len(self._slots))
-        if not self._watching:
-            self._watching = True
+        if not self._watchdog.is_running():
             self._watchdog.start()
         return slot
 
@@ -73,7 +71,6 @@ class UploadSlots:
         """The watchdog's tick; it stops itself once no upload holds a slot (stopping and
         starting it with every small upload cost two timers an upload)."""
         if not self._slots:
-            self._watching = False
             self._watchdog.stop()
             return
         now = time.monotonic()

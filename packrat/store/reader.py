@@ -145,8 +145,6 @@ class MetadataCache:
         try:  # _lstat, without its call: this runs for every HEAD and exists
             info = os.stat(digest, dir_fd=layout.fanout_fd(digest), follow_symlinks=False)
         except FileNotFoundError:
-            info = None
-        if info is None:
             self._entries.pop(key, None)
             if not layout.fanout_replaced(digest):
                 return None
