@@ -319,20 +319,20 @@ class ObjectRequest(Delegate):
         exchange = self.exchange
         try:
             kept = frontend.metadata.body(key)  # a small object's verified bytes: one lstat
-            if kept is not None:
-                meta, kept_body = kept
-                frontend.coordinator.touch(key)
-                frontend.metrics.hit()
-                answer = plan(frontend, exchange.request.headers, meta, True)
-                exchange.respond_block(
-                    answer.status, answer.head, kept_body[answer.start : answer.stop]
-                )
-                return None
-            opened = open_to_read(frontend.layout, key, WHOLE_FILE)  # a small object whole
+            opened = open_to_read(frontend.layout, key, WHOLE_FILE) if kept is None else None
         except CorruptObject as e:
             return self._drop_then_miss(e)
         except OSError as e:
             raise _os_error(e) from None
+        if kept is not None:
+            meta, kept_body = kept
+            frontend.coordinator.touch(key)
+            frontend.metrics.hit()
+            answer = plan(frontend, exchange.request.headers, meta, True)
+            exchange.respond_block(
+                answer.status, answer.head, kept_body[answer.start : answer.stop]
+            )
+            return None
         if opened is None:
             return self._miss(True, second_tier)
         fd, meta, info, data = opened
