@@ -200,6 +200,9 @@ async def _serve(config: Path, workload: str, count: int, auth: bool) -> None:
     objects = [request("PUT", f"/bench/{KIB}/{n}", auth, payload) for n in range(512)]
     objects += [request("PUT", f"/bench/0/{n}", auth) for n in range(512)]
     await feed(connection, transport, objects, len(objects))
+    # As a cache's objects are when most reads come: settled (store.reader.SETTLED_NS),
+    # so that the front end may keep what it read of them.
+    await asyncio.sleep(2.1)
     requests = requests_of(workload, auth)
     await feed(connection, transport, requests, WARM)
     await feed(connection, transport, requests, count)

@@ -256,12 +256,14 @@ def running(
     ok=None,
     headers=None,
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen]:
     """Start ``argv``, wait until ``url`` answers; at the end stop it and all it started."""
     with open(log, "wb") as out:
         process = subprocess.Popen(
             argv,
             env=env,
+            cwd=cwd,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -340,6 +342,9 @@ def packrat_server(
         ok=lambda r: "Objects" in r.text,
         headers=headers,
         env=env,
+        # ``-m`` puts the working directory first on the path, before PYTHONPATH: run
+        # from the repository, a baseline would be this tree's ``packrat/``.
+        cwd=source,
     ) as process:
         yield Server(name, url, process.pid, headers)
 

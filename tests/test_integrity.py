@@ -193,3 +193,38 @@ def _rewrite_in_place(server, key: str, old: bytes, new: bytes) -> None:
         before.st_size,
         before.st_mtime_ns,
     )
+
+
+def test_get_never_answers_from_bytes_kept_for_another_file(server):
+    """A ``GET`` of a small object answers from the bytes the front end kept in memory
+    (``MetadataCache.body``) only while the file is the one they were read and checked
+    from: an object corrupted in place (its times set back: only the change time
+    tells) is never served from memory, an overwritten one serves its new bytes, an
+    evicted one misses.  Each front end keeps its own: new connections reach both."""
+    keys = {name: f"kept-{name}" for name in ("corrupted", "overwritten", "evicted")}
+    bodies = {key: os.urandom(1000) for key in keys.values()}
+    for key, body in bodies.items():
+        server.upload(key, body)
+    time.sleep(SETTLED_NS / 1e9 + 0.2)  # settled: kept by the cache once read
+
+    def get(key: str) -> requests.Response:
+        return requests.get(f"{server.url}/{key}", headers=server.auth, timeout=10)
+
+    for _ in range(8):
+        for key, body in bodies.items():
+            reply = get(key)
+            assert reply.status_code == 200 and reply.content == body
+
+    old = bodies[keys["corrupted"]][500:508]
+    _rewrite_in_place(server, keys["corrupted"], old, bytes(b ^ 1 for b in old))
+    for _ in range(8):
+        reply = get(keys["corrupted"])
+        assert reply.status_code == 404, reply.content[:40]
+
+    server.upload(keys["overwritten"], b"new bytes")
+    for _ in range(8):
+        assert get(keys["overwritten"]).content == b"new bytes"
+
+    Layout(server.cache).object_path(keys["evicted"]).unlink()
+    for _ in range(8):
+        assert get(keys["evicted"]).status_code == 404

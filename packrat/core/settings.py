@@ -76,6 +76,7 @@ class Settings:
     frontend_max_header_size: int = 64 << 10  # bytes of request line plus headers
     frontend_max_uploads: int = 64  # concurrent uploads per front end; 0: no limit
     frontend_cache_max_age: int = 0  # seconds shared caches may serve an object unchecked
+    frontend_memory_cache: int = 32 << 20  # bytes of small objects kept in memory; 0: none
     # origins (scheme://host[:port]) whose pages may write, besides this server's own
     frontend_allowed_origins: tuple[str, ...] = ()
     auth_enabled: bool = False  # the one switch: require credentials
@@ -360,6 +361,7 @@ _OPTIONS = {
     ("frontend", "max_header_size"): _positive_size,
     ("frontend", "max_uploads"): _non_negative_int,
     ("frontend", "cache_max_age"): _non_negative_int,
+    ("frontend", "memory_cache"): parse_size,
     ("frontend", "allowed_origins"): _origins,
     ("auth", "enabled"): _bool,
     ("auth", "read_tokens"): _tokens,

@@ -111,7 +111,7 @@ def make_dependencies(
             settings.frontend_idle_timeout,
             report=counters.uploads,
         ),
-        metadata=MetadataCache(layout),
+        metadata=MetadataCache(layout, body_bytes=settings.frontend_memory_cache),
         number=number,
         metrics=counters,
     )

@@ -26,7 +26,7 @@ class Dependencies:
     coordinator: AsyncCoordinatorClient
     auth: Authenticator
     uploads: UploadSlots
-    metadata: MetadataCache  # what HEAD and exists answer from
+    metadata: MetadataCache  # what HEAD, exists and GETs of small objects answer from
     number: int = 0  # this front end's number, for logs
     metrics: FrontendMetrics = field(default_factory=FrontendMetrics)
     # [objectstore] set: local misses are fetched from the store, deletes go there too

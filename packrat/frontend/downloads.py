@@ -9,7 +9,9 @@ The object path (``objects``) opens the object (``store.open_to_read``), builds
 the answer with ``plan`` and sends the bytes:
 
 * an object of at most ``SMALL`` bytes is read whole, trailer included, in
-  one ``pread``, checked, and written with the headers in one ``send``;
+  one ``pread``, checked, and written with the headers in one ``send``; its
+  checked bytes are kept in memory (``store.MetadataCache``, ``[frontend]
+  memory_cache``), so the next ``GET`` of the same file is one ``lstat``;
 * a larger one goes out with ``os.sendfile`` once the headers are flushed,
   each segment checked through an ``mmap`` of the same pages just before it
   is sent; over TLS (the bytes must pass through the TLS layer) or with
@@ -217,11 +219,22 @@ def _described(meta: ObjectMeta, control: str) -> str:
     )
 
 
-def small_body(data: memoryview, meta: ObjectMeta, answer: Answer) -> memoryview | None:
-    """The body of a small object's answer from its data read whole; None if corrupt."""
+def small_body(
+    frontend: Dependencies,
+    key: str,
+    info: os.stat_result,
+    meta: ObjectMeta,
+    data: memoryview,
+    answer: Answer,
+) -> memoryview | None:
+    """The body of a small object's answer from its data read whole; None if corrupt.
+
+    A whole object is checked against its digest, and then kept in memory for the
+    next reads (``MetadataCache.verified``); a range is not checked (as for any size).
+    """
     if not answer.whole:
         return data[answer.start : answer.stop]
-    return data if Checker.whole_matches(meta, data) else None
+    return data if frontend.metadata.verified(key, info, meta, data) else None
 
 
 async def send_body(

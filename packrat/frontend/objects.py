@@ -23,8 +23,9 @@ request, and its docstring lists those checks):
 4. **Reads** (``GET``/``HEAD``): first the path's read checks
    (``ObjectPath.read_checks``; one with something to say of the key may
    answer it as a miss, 404); then the object opened from the disk alone
-   (``downloads``; for ``HEAD`` its metadata, from ``store.MetadataCache``,
-   which checks the file is the one it read with one ``lstat``): out of file
+   (``downloads``; for ``HEAD`` its metadata, and for a ``GET`` of a small
+   object its bytes once checked, from ``store.MetadataCache``, which checks
+   the file is the one it read with one ``lstat``): out of file
    descriptors: ``503 too_busy``; a file that is not a sound object of this
    key (a symlink, a FIFO, a bad trailer, another key): dropped through the
    coordinator, then a miss; a miss: the second tier if there is one
@@ -315,24 +316,34 @@ class ObjectRequest(Delegate):
             return self._head(second_tier)
         frontend = self.frontend
         key = self.key
+        exchange = self.exchange
         try:
-            opened = open_to_read(frontend.layout, key, WHOLE_FILE)  # a small object whole
+            kept = frontend.metadata.body(key)  # a small object's verified bytes: one lstat
+            opened = open_to_read(frontend.layout, key, WHOLE_FILE) if kept is None else None
         except CorruptObject as e:
             return self._drop_then_miss(e)
         except OSError as e:
             raise _os_error(e) from None
+        if kept is not None:
+            meta, kept_body = kept
+            frontend.coordinator.touch(key)
+            frontend.metrics.hit()
+            answer = plan(frontend, exchange.request.headers, meta, True)
+            exchange.respond_block(
+                answer.status, answer.head, kept_body[answer.start : answer.stop]
+            )
+            return None
         if opened is None:
             return self._miss(True, second_tier)
         fd, meta, info, data = opened
         frontend.coordinator.touch(key)
         frontend.metrics.hit()
-        exchange = self.exchange
         try:
             answer = plan(frontend, exchange.request.headers, meta, True)
             if not answer.body:
                 exchange.respond_block(answer.status, answer.head, b"")
             elif data is not None:
-                body = small_body(data, meta, answer)
+                body = small_body(frontend, key, info, meta, data, answer)
                 if body is None:  # corrupt: nothing was sent yet
                     inode = (info.st_dev, info.st_ino)
                     return self._drop_then_miss(CorruptObject("its digest does not match", inode))

@@ -117,25 +117,44 @@ def open_to_read(
 # have passed since it was set: file systems keep times at up to 2 s granularity.
 SETTLED_NS = 2_000_000_000
 
+# An entry: the identity of the file read, its metadata, and its verified bytes (small
+# objects read whole) or None.
+_Entry = tuple[tuple[int, int, int, int, int], ObjectMeta, bytes | None]
+
 
 class MetadataCache:
-    """The metadata of the objects read lately, each checked by one ``lstat`` per lookup.
+    """The metadata of the objects read lately, and the bytes of the small ones, each
+    checked by one ``lstat`` per lookup.
 
     ``HEAD`` and ``exists`` need an object's metadata, not its bytes: opening
     the file and reading its trailer every time costs four system calls,
-    one ``lstat`` of its name costs one.  An entry holds for the very file it
-    was read from: its identity (device, inode, size, modification and change
-    times) must be the one ``lstat`` finds, so a file replaced, rewritten,
-    altered in place or removed is read again (or missed).  The change time
-    is set by the kernel at every change and cannot be set back; an entry is
-    kept only once it has had time to tick (``SETTLED_NS``), so a change in
-    the same tick, or a new file in a reused inode, cannot keep it.
+    one ``lstat`` of its name costs one.  A ``GET`` of a small object (those
+    read whole) whose bytes a read has checked against the object's digest
+    (``verified``) is answered from those bytes, kept in memory up to
+    ``body_bytes`` in all (0: none), after the same ``lstat``: no open, read
+    or hash.
+
+    An entry holds for the very file it was read from: its identity (device,
+    inode, size, modification and change times) must be the one ``lstat``
+    finds, so a file replaced, rewritten, altered in place or removed is read
+    again (or missed).  The change time is set by the kernel at every change
+    and cannot be set back; an entry is kept only once it has had time to
+    tick (``SETTLED_NS``), so a change in the same tick, or a new file in a
+    reused inode, cannot keep it.  The oldest entries go first when there
+    are ``size`` of them or their bytes would pass ``body_bytes``.
     """
 
-    def __init__(self, layout: Layout, size: int = 4096) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        size: int = 4096,
+        body_bytes: int = 32 << 20,
+    ) -> None:
         self.layout = layout
         self.size = size
-        self._entries: dict[str, tuple[tuple[int, int, int, int, int], ObjectMeta]] = {}
+        self.body_bytes = body_bytes
+        self.kept_bytes = 0  # of the bodies in the entries
+        self._entries: dict[str, _Entry] = {}
 
     def read(self, key: str) -> ObjectMeta | None:
         """``key``'s metadata, or None when no object is stored under it; ``CorruptObject``
@@ -145,7 +164,7 @@ class MetadataCache:
         try:  # _lstat, without its call: this runs for every HEAD and exists
             info = os.stat(digest, dir_fd=layout.fanout_fd(digest), follow_symlinks=False)
         except FileNotFoundError:
-            self._entries.pop(key, None)
+            self._drop(key)
             if not layout.fanout_replaced(digest):
                 return None
         else:
@@ -157,14 +176,52 @@ class MetadataCache:
             return None
         fd, meta, info, _ = opened
         os.close(fd)
-        entries = self._entries
-        if info.st_ctime_ns > time.time_ns() - SETTLED_NS:
-            entries.pop(key, None)  # too fresh to keep
-        else:
-            if key not in entries and len(entries) >= self.size:
-                del entries[next(iter(entries))]  # the oldest
-            entries[key] = (_identity(info), meta)
+        self._keep(key, info, meta, None)
         return meta
+
+    def body(self, key: str) -> tuple[ObjectMeta, bytes] | None:
+        """``key``'s metadata and verified bytes when they are kept and its file is the
+        one they were read from (one ``lstat``); None: read the file."""
+        entry = self._entries.get(key)
+        if entry is None or entry[2] is None:
+            return None
+        digest = key_digest(key)
+        try:
+            info = os.stat(digest, dir_fd=self.layout.fanout_fd(digest), follow_symlinks=False)
+        except FileNotFoundError:
+            self._drop(key)
+            return None
+        if entry[0] != _identity(info):
+            self._drop(key)  # changed: the read that follows keeps it again
+            return None
+        return entry[1], entry[2]
+
+    def verified(self, key: str, info: os.stat_result, meta: ObjectMeta, data: memoryview) -> bool:
+        """Whether ``data``, all of ``key``'s object as read from the file ``info``
+        describes, matches its digest; if so, kept for the next reads (``body``)."""
+        if not Checker.whole_matches(meta, data):
+            return False
+        if self.body_bytes > 0 and len(data) <= self.body_bytes:
+            self._keep(key, info, meta, bytes(data))
+        return True
+
+    def _keep(self, key: str, info: os.stat_result, meta: ObjectMeta, body: bytes | None) -> None:
+        """Remember what a read found, once its file has settled; the oldest entries
+        make room."""
+        self._drop(key)
+        if info.st_ctime_ns > time.time_ns() - SETTLED_NS:
+            return  # too fresh to keep
+        entries = self._entries
+        added = 0 if body is None else len(body)
+        while entries and (len(entries) >= self.size or self.kept_bytes + added > self.body_bytes):
+            self._drop(next(iter(entries)))  # the oldest
+        entries[key] = (_identity(info), meta, body)
+        self.kept_bytes += added
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None and entry[2] is not None:
+            self.kept_bytes -= len(entry[2])
 
 
 def _identity(info: os.stat_result) -> tuple[int, int, int, int, int]:
