@@ -202,12 +202,14 @@ class MetadataCache:
         if not Checker.whole_matches(meta, data):
             return False
         if self.body_bytes > 0 and len(data) <= self.body_bytes:
-            self._keep(key, info, meta, bytes(data))
+            self._keep(key, info, meta, data)
         return True
 
-    def _keep(self, key: str, info: os.stat_result, meta: ObjectMeta, body: bytes | None) -> None:
-        """Remember what a read found, once its file has settled; the oldest entries
-        make room."""
+    def _keep(
+        self, key: str, info: os.stat_result, meta: ObjectMeta, body: memoryview | None
+    ) -> None:
+        """Remember what a read found, once its file has settled (its bytes copied only
+        then); the oldest entries make room."""
         self._drop(key)
         if info.st_ctime_ns > time.time_ns() - SETTLED_NS:
             return  # too fresh to keep
@@ -215,7 +217,7 @@ class MetadataCache:
         added = 0 if body is None else len(body)
         while entries and (len(entries) >= self.size or self.kept_bytes + added > self.body_bytes):
             self._drop(next(iter(entries)))  # the oldest
-        entries[key] = (_identity(info), meta, body)
+        entries[key] = (_identity(info), meta, None if body is None else bytes(body))
         self.kept_bytes += added
 
     def _drop(self, key: str) -> None:
